@@ -1,0 +1,123 @@
+//! The `auth-server` command line: `serve`, `migrate` and the admin commands. Every admin
+//! command prints text, or JSON with `--json`; failures are one line on stderr and exit 1.
+
+mod clients;
+mod keys;
+mod scopes;
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::{CommonArgs, ConfigError, ServeArgs, ServerConfig};
+use crate::keys::KeyError;
+use crate::secrets::SecretsError;
+use crate::store::{self, Store, StoreError};
+use crate::{Application, StartError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auth-server",
+    version,
+    about = "OAuth2 authorization server and its admin CLI"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Apply pending database migrations.
+    Migrate,
+    /// Manage client applications.
+    #[command(subcommand)]
+    Clients(clients::ClientsCommand),
+    /// Manage scopes.
+    #[command(subcommand)]
+    Scopes(scopes::ScopesCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+/// Why a command failed; printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Start(#[from] StartError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    #[error("{0}")]
+    Secrets(#[from] SecretsError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let out = Output {
+        json: cli.common.json,
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            let config = ServerConfig::from_args(&cli.common, &args)?;
+            let app = Application::build(config).await?;
+            app.run_until(crate::shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            connect(&cli.common).await?;
+            out.print(&serde_json::json!({"migrated": true}), || {
+                "migrations applied".to_owned()
+            });
+            Ok(())
+        }
+        Command::Clients(cmd) => clients::run(cmd, &cli.common, &out).await,
+        Command::Scopes(cmd) => scopes::run(cmd, &cli.common, &out).await,
+        Command::Keys(cmd) => keys::run(cmd, &cli.common, &out).await,
+    }
+}
+
+/// Opens the store and applies migrations, so admin commands work on a fresh database.
+async fn connect(common: &CommonArgs) -> Result<Arc<dyn Store>, CliError> {
+    let store = store::connect(&common.database_url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Prints results as text or JSON.
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
+        } else {
+            println!("{}", text());
+        }
+    }
+}
+
+/// Splits a space- or comma-separated list argument.
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split([' ', ',']).filter(|s| !s.is_empty())
+}

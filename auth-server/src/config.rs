@@ -1,0 +1,167 @@
+//! Command-line flags with environment fallbacks, validated once into [`ServerConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
+
+/// Default SQLite database of the auth server.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/auth-server.db";
+
+/// Flags shared by `serve` and the admin commands.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// `sqlite:PATH` or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// Directory of the signing keys and the generated client-secret pepper.
+    #[arg(long, env = "KEYS_DIR", default_value = "keys", global = true)]
+    pub keys_dir: PathBuf,
+    /// Pepper for client-secret hashes (≥ 32 bytes); generated into KEYS_DIR when unset.
+    #[arg(long, env = "CLIENT_SECRET_PEPPER", hide_env_values = true, global = true, value_parser = parse_secret)]
+    pub client_secret_pepper: Option<SecretString>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log output format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Flags of `auth-server serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// `iss` of issued tokens and base of the metadata URLs; default `http://<bind address>`.
+    #[arg(long, env = "AUTH_ISSUER")]
+    pub issuer: Option<String>,
+    /// `aud` of issued access tokens.
+    #[arg(long, env = "TOKEN_AUDIENCE", default_value = "transcription-api")]
+    pub audience: String,
+    /// Access-token lifetime: seconds, or a number with s/m/h/d.
+    #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "900", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+    /// Do not apply pending migrations at start.
+    #[arg(long)]
+    pub no_migrate: bool,
+}
+
+/// Everything the server needs, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub keys_dir: PathBuf,
+    pub client_secret_pepper: Option<SecretString>,
+    pub issuer: Option<String>,
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    pub migrate: bool,
+}
+
+impl ServerConfig {
+    pub fn from_args(common: &CommonArgs, serve: &ServeArgs) -> Result<ServerConfig, ConfigError> {
+        if let Some(issuer) = &serve.issuer {
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+                || issuer.ends_with('/')
+            {
+                return Err(ConfigError::Issuer(issuer.clone()));
+            }
+        }
+        if serve.audience.trim().is_empty() {
+            return Err(ConfigError::Audience);
+        }
+        if serve.access_token_ttl.is_zero() {
+            return Err(ConfigError::Ttl);
+        }
+        Ok(ServerConfig {
+            bind: serve.bind,
+            database_url: common.database_url.clone(),
+            keys_dir: common.keys_dir.clone(),
+            client_secret_pepper: common.client_secret_pepper.clone(),
+            issuer: serve.issuer.clone(),
+            audience: serve.audience.clone(),
+            access_token_ttl: serve.access_token_ttl,
+            migrate: !serve.no_migrate,
+        })
+    }
+
+    /// Defaults for a server on `bind` with the given database and keys directory.
+    pub fn new(bind: SocketAddr, database_url: &str, keys_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            bind,
+            database_url: database_url.to_owned(),
+            keys_dir,
+            client_secret_pepper: None,
+            issuer: None,
+            audience: "transcription-api".to_owned(),
+            access_token_ttl: Duration::from_secs(900),
+            migrate: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("AUTH_ISSUER must be an http(s) URL without a trailing slash, got `{0}`")]
+    Issuer(String),
+    #[error("TOKEN_AUDIENCE must not be empty")]
+    Audience,
+    #[error("ACCESS_TOKEN_TTL must be positive")]
+    Ttl,
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(value.to_owned()))
+}
+
+/// Parses `900`, `900s`, `15m`, `1h` or `30d`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{value}` is not a duration"))?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{value}`: unit must be s, m, h or d")),
+    };
+    number
+        .checked_mul(factor)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{value}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("900").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(2_592_000)
+        );
+        for bad in ["", "m", "1.5h", "10w", "-1"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Client authentication at the token endpoint: `client_secret_basic` and
+//! `client_secret_post` (RFC 6749 §2.3.1), with a short-lived cache of client records.
+//!
+//! The cache keeps the hot path off the database; its entries live [`CLIENT_CACHE_TTL`], so a
+//! client disabled, deleted or given a new secret from the CLI is refused within that time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::request::decode_form_component;
+use super::{GrantError, TokenRequest};
+use crate::secrets::SecretHasher;
+use crate::store::{Client, Store};
+
+/// How long a client record is served from memory.
+pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Upper bound on cached clients; the cache is cleared when it is full.
+const CLIENT_CACHE_CAPACITY: usize = 10_000;
+
+const AUTH_FAILED: &str = "client authentication failed";
+
+/// Credentials presented by a client.
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub secret: SecretString,
+}
+
+/// Extracts the client's credentials, enforcing one authentication method per request.
+pub fn credentials(request: &TokenRequest) -> Result<ClientCredentials, GrantError> {
+    let basic = request.authorization().map(parse_basic).transpose()?;
+    let (body_id, body_secret) = (request.param("client_id"), request.param("client_secret"));
+    match (basic, body_id, body_secret) {
+        (Some(_), _, Some(_)) => Err(GrantError::InvalidRequest(
+            "use only one client authentication method".into(),
+        )),
+        (Some(basic), Some(id), None) if id != basic.client_id => Err(GrantError::InvalidRequest(
+            "client_id does not match the Authorization header".into(),
+        )),
+        (Some(basic), _, None) => Ok(basic),
+        (None, Some(id), Some(secret)) => Ok(ClientCredentials {
+            client_id: id.to_owned(),
+            secret: SecretString::from(secret.to_owned()),
+        }),
+        (None, _, _) => Err(GrantError::InvalidClient("client authentication required")),
+    }
+}
+
+/// Parses `Basic base64(urlencode(id):urlencode(secret))`.
+fn parse_basic(header: &str) -> Result<ClientCredentials, GrantError> {
+    const MALFORMED: GrantError = GrantError::InvalidClient("malformed HTTP Basic credentials");
+    let (scheme, encoded) = header.trim().split_once(' ').ok_or(MALFORMED)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(GrantError::InvalidClient(
+            "unsupported client authentication method",
+        ));
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| MALFORMED)?;
+    let colon = decoded.iter().position(|&b| b == b':').ok_or(MALFORMED)?;
+    let (id, secret) = (&decoded[..colon], &decoded[colon + 1..]);
+    let client_id = decode_form_component(id).map_err(|_| MALFORMED)?;
+    let secret = decode_form_component(secret).map_err(|_| MALFORMED)?;
+    if client_id.is_empty() {
+        return Err(MALFORMED);
+    }
+    Ok(ClientCredentials {
+        client_id,
+        secret: SecretString::from(secret),
+    })
+}
+
+struct CachedClient {
+    client: Arc<Client>,
+    fetched: Instant,
+}
+
+/// Checks client credentials against the store, through a short-lived cache.
+pub struct ClientAuthenticator {
+    store: Arc<dyn Store>,
+    hasher: SecretHasher,
+    cache: RwLock<HashMap<String, CachedClient>>,
+    /// Compared against when the client is unknown, so both failures cost one HMAC.
+    dummy_hash: Vec<u8>,
+}
+
+impl ClientAuthenticator {
+    pub fn new(store: Arc<dyn Store>, hasher: SecretHasher) -> ClientAuthenticator {
+        let dummy_hash = hasher.hash("unknown client");
+        ClientAuthenticator {
+            store,
+            hasher,
+            cache: RwLock::new(HashMap::new()),
+            dummy_hash,
+        }
+    }
+
+    /// Authenticates the request's client; every failure is the same `invalid_client`.
+    pub async fn authenticate(&self, request: &TokenRequest) -> Result<Arc<Client>, GrantError> {
+        let credentials = credentials(request)?;
+        let secret = credentials.secret.expose_secret();
+        let Some(client) = self.lookup(&credentials.client_id).await? else {
+            self.hasher.verify(secret, &self.dummy_hash);
+            return Err(GrantError::InvalidClient(AUTH_FAILED));
+        };
+        if !self.hasher.verify(secret, &client.secret_hash) || client.disabled {
+            return Err(GrantError::InvalidClient(AUTH_FAILED));
+        }
+        Ok(client)
+    }
+
+    async fn lookup(&self, client_id: &str) -> Result<Option<Arc<Client>>, GrantError> {
+        if let Ok(cache) = self.cache.read() {
+            if let Some(entry) = cache.get(client_id) {
+                if entry.fetched.elapsed() < CLIENT_CACHE_TTL {
+                    return Ok(Some(entry.client.clone()));
+                }
+            }
+        }
+        let found = self.store.find_client(client_id).await?.map(Arc::new);
+        if let Ok(mut cache) = self.cache.write() {
+            match &found {
+                Some(client) => {
+                    if cache.len() >= CLIENT_CACHE_CAPACITY {
+                        cache.retain(|_, entry| entry.fetched.elapsed() < CLIENT_CACHE_TTL);
+                        if cache.len() >= CLIENT_CACHE_CAPACITY {
+                            cache.clear();
+                        }
+                    }
+                    cache.insert(
+                        client_id.to_owned(),
+                        CachedClient {
+                            client: client.clone(),
+                            fetched: Instant::now(),
+                        },
+                    );
+                }
+                None => {
+                    cache.remove(client_id);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &str, auth: Option<&str>) -> TokenRequest {
+        TokenRequest::from_form(body.as_bytes(), auth.map(str::as_bytes)).unwrap()
+    }
+
+    fn basic(raw: &str) -> String {
+        format!("Basic {}", STANDARD.encode(raw))
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let creds = credentials(&request("", Some(&basic("my%20id:s%3Acret+x")))).unwrap();
+        assert_eq!(creds.client_id, "my id");
+        assert_eq!(creds.secret.expose_secret(), "s:cret x");
+    }
+
+    #[test]
+    fn post_credentials() {
+        let creds = credentials(&request("client_id=abc&client_secret=xyz", None)).unwrap();
+        assert_eq!(creds.client_id, "abc");
+        assert_eq!(creds.secret.expose_secret(), "xyz");
+    }
+
+    #[test]
+    fn table_of_malformed_basic_headers() {
+        for header in [
+            "Basic",
+            "Basic !!!",
+            "Basic Zm9v",
+            "Bearer abc",
+            &basic(":secret"),
+            "Basic /w==:",
+        ] {
+            let result = credentials(&request("", Some(header)));
+            assert!(
+                matches!(result, Err(GrantError::InvalidClient(_))),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_methods_at_once_are_invalid_request() {
+        let result = credentials(&request("client_id=a&client_secret=b", Some(&basic("a:b"))));
+        assert!(matches!(result, Err(GrantError::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn missing_credentials_are_invalid_client() {
+        for body in ["", "client_id=a", "client_secret=b"] {
+            assert!(matches!(
+                credentials(&request(body, None)),
+                Err(GrantError::InvalidClient(_))
+            ));
+        }
+    }
+}

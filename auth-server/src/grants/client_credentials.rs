@@ -1,0 +1,22 @@
+//! The `client_credentials` grant (RFC 6749 §4.4): the client acts on its own behalf, so
+//! `sub` is the client id and no refresh token is issued.
+
+use super::{GrantError, TokenRequest, TokenResponse, scope};
+use crate::issuer::TokenIssuer;
+use crate::store::Client;
+
+pub fn grant(
+    client: &Client,
+    request: &TokenRequest,
+    issuer: &TokenIssuer,
+) -> Result<TokenResponse, GrantError> {
+    let scope = scope::negotiate(request.param("scope"), &client.scopes)?;
+    let issued = issuer.issue(&client.id, &client.id, &scope)?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        scope,
+        refresh_token: None,
+    })
+}

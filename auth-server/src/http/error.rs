@@ -1,0 +1,64 @@
+//! The one place where token-endpoint failures become HTTP responses: RFC 6749 §5.2 JSON,
+//! `Cache-Control: no-store`, `WWW-Authenticate: Basic` on `invalid_client`. Server-side
+//! failures are logged here, once, and answered without detail.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::grants::GrantError;
+
+/// What the token endpoint can answer besides a token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenEndpointError {
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<String>,
+}
+
+impl IntoResponse for TokenEndpointError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            TokenEndpointError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request")
+            }
+            TokenEndpointError::Grant(grant) => {
+                let status = match grant {
+                    GrantError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+                    GrantError::Store(_) | GrantError::Key(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                (status, grant.code())
+            }
+        };
+        let description = if status.is_server_error() {
+            tracing::error!(error = %self, "token request failed");
+            None
+        } else {
+            Some(self.to_string())
+        };
+        let body = serde_json::to_string(&ErrorBody {
+            error: code,
+            error_description: description,
+        })
+        .unwrap_or_default();
+        let mut response = super::json_response(status, body, "no-store");
+        let headers = response.headers_mut();
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"oauth\", charset=\"UTF-8\""),
+            );
+        }
+        response
+    }
+}

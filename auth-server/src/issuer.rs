@@ -1,0 +1,78 @@
+//! Mints RFC 9068 JWT access tokens with the active signing key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::keys::{KeyError, KeyRing};
+
+/// Claims of an access token (RFC 9068 §2.2).
+#[derive(Debug, Serialize)]
+pub struct AccessClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+}
+
+/// A freshly signed access token.
+pub struct IssuedToken {
+    pub token: String,
+    pub jti: String,
+    pub expires_in: u64,
+}
+
+/// Signs access tokens for one issuer and audience.
+pub struct TokenIssuer {
+    keys: Arc<KeyRing>,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+impl TokenIssuer {
+    pub fn new(keys: Arc<KeyRing>, issuer: String, audience: String, ttl: Duration) -> TokenIssuer {
+        TokenIssuer {
+            keys,
+            issuer,
+            audience,
+            ttl,
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Issues a token for `sub` on behalf of `client_id` carrying `scope` (space-delimited).
+    pub fn issue(&self, sub: &str, client_id: &str, scope: &str) -> Result<IssuedToken, KeyError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let ttl = self.ttl.as_secs();
+        let jti = Uuid::new_v4().to_string();
+        let claims = AccessClaims {
+            iss: &self.issuer,
+            sub,
+            aud: &self.audience,
+            exp: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+            iat: now,
+            nbf: now,
+            jti: jti.clone(),
+            client_id,
+            scope,
+        };
+        let token = self.keys.current().active.sign_jwt(&claims)?;
+        Ok(IssuedToken {
+            token,
+            jti,
+            expires_in: ttl,
+        })
+    }
+}

@@ -1,0 +1,485 @@
+//! Signing keys: generation, PEM files in the keys directory, the next → active → retired
+//! life cycle, JWS signing and the published JWKS.
+//!
+//! Metadata (kid, algorithm, state, timestamps) lives in the store so every instance and the
+//! admin CLI agree on which key is active; the private key of each kid is `KEYS_DIR/<kid>.pem`
+//! (PKCS#8, mode 0600). A running server reloads the set periodically, so keys generated or
+//! rotated from the CLI are picked up without a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
+    RsaKeyPair,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::store::{KeyRecord, Store, StoreError};
+
+/// JWS algorithms a signing key can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum KeyAlgorithm {
+    ES256,
+    RS256,
+    EdDSA,
+}
+
+impl KeyAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::ES256 => "ES256",
+            KeyAlgorithm::RS256 => "RS256",
+            KeyAlgorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<KeyAlgorithm> {
+        [
+            KeyAlgorithm::ES256,
+            KeyAlgorithm::RS256,
+            KeyAlgorithm::EdDSA,
+        ]
+        .into_iter()
+        .find(|alg| alg.as_str() == value)
+    }
+}
+
+/// Life-cycle state of a signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Published in the JWKS, not yet signing.
+    Next,
+    /// Signs new tokens; exactly one at a time.
+    Active,
+    /// No longer signs; published until the tokens it signed have expired.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<KeyState> {
+        [KeyState::Next, KeyState::Active, KeyState::Retired]
+            .into_iter()
+            .find(|state| state.as_str() == value)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {0} is not a valid PKCS#8 key for its algorithm")]
+    InvalidKey(PathBuf),
+    #[error("no active signing key")]
+    NoActiveKey,
+    #[error("no key with kid `{0}`")]
+    UnknownKid(String),
+    #[error("key `{0}` is the active key: rotate to a new key before retiring it")]
+    RetireActive(String),
+    #[error("cryptographic operation failed")]
+    Crypto,
+}
+
+enum KeyMaterial {
+    Ec(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+/// A parsed private key, ready to sign.
+pub struct SigningKey {
+    kid: String,
+    alg: KeyAlgorithm,
+    material: KeyMaterial,
+    /// base64url of the JOSE header, which is the same for every token this key signs.
+    header_b64: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Parses a PKCS#8 DER private key.
+    pub fn from_pkcs8(kid: &str, alg: KeyAlgorithm, der: &[u8]) -> Option<SigningKey> {
+        let material = match alg {
+            KeyAlgorithm::ES256 => KeyMaterial::Ec(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).ok()?,
+            ),
+            KeyAlgorithm::RS256 => KeyMaterial::Rsa(RsaKeyPair::from_pkcs8(der).ok()?),
+            KeyAlgorithm::EdDSA => {
+                KeyMaterial::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).ok()?)
+            }
+        };
+        let header = serde_json::json!({ "alg": alg.as_str(), "typ": "at+jwt", "kid": kid });
+        Some(SigningKey {
+            kid: kid.to_owned(),
+            alg,
+            material,
+            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn alg(&self) -> KeyAlgorithm {
+        self.alg
+    }
+
+    /// Signs `claims` as a compact JWS with header `{alg, typ: "at+jwt", kid}`.
+    pub fn sign_jwt<T: Serialize>(&self, claims: &T) -> Result<String, KeyError> {
+        let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Crypto)?;
+        let mut jws = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 400);
+        jws.push_str(&self.header_b64);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut jws);
+        let signature = self.sign(jws.as_bytes())?;
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut jws);
+        Ok(jws)
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let rng = SystemRandom::new();
+        match &self.material {
+            KeyMaterial::Ec(pair) => pair
+                .sign(&rng, message)
+                .map(|sig| sig.as_ref().to_vec())
+                .map_err(|_| KeyError::Crypto),
+            KeyMaterial::Rsa(pair) => {
+                let mut sig = vec![0; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(|_| KeyError::Crypto)?;
+                Ok(sig)
+            }
+            KeyMaterial::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+        }
+    }
+
+    /// The public key as a JWK (RFC 7517) with `kid`, `alg` and `use: sig`.
+    pub fn public_jwk(&self) -> serde_json::Value {
+        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let (kid, alg) = (&self.kid, self.alg.as_str());
+        match &self.material {
+            KeyMaterial::Ec(pair) => {
+                // Uncompressed point: 0x04 || x || y.
+                let coordinates = pair.public_key().as_ref().get(1..).unwrap_or_default();
+                let (x, y) = coordinates.split_at(coordinates.len() / 2);
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y), "use": "sig", "alg": alg, "kid": kid})
+            }
+            KeyMaterial::Rsa(pair) => {
+                let public = pair.public_key();
+                serde_json::json!({
+                    "kty": "RSA",
+                    "n": b64(public.modulus().big_endian_without_leading_zero()),
+                    "e": b64(public.exponent().big_endian_without_leading_zero()),
+                    "use": "sig", "alg": alg, "kid": kid,
+                })
+            }
+            KeyMaterial::Ed(pair) => {
+                serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref()), "use": "sig", "alg": alg, "kid": kid})
+            }
+        }
+    }
+}
+
+/// Generates a new private key as PKCS#8 DER.
+fn generate_pkcs8(alg: KeyAlgorithm) -> Result<Vec<u8>, KeyError> {
+    let rng = SystemRandom::new();
+    let der = match alg {
+        KeyAlgorithm::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| KeyError::Crypto)?
+            .as_ref()
+            .to_vec(),
+        KeyAlgorithm::RS256 => {
+            use aws_lc_rs::encoding::AsDer;
+            let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Crypto)?;
+            let der: aws_lc_rs::encoding::Pkcs8V1Der<'_> =
+                pair.as_der().map_err(|_| KeyError::Crypto)?;
+            der.as_ref().to_vec()
+        }
+        KeyAlgorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| KeyError::Crypto)?
+            .as_ref()
+            .to_vec(),
+    };
+    Ok(der)
+}
+
+/// A random key id: 16 url-safe characters.
+fn new_kid() -> Result<String, KeyError> {
+    let mut bytes = [0u8; 12];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| KeyError::Crypto)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn key_path(dir: &Path, kid: &str) -> PathBuf {
+    dir.join(format!("{kid}.pem"))
+}
+
+/// Creates `dir` (mode 0700) if missing.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        set_mode(dir, 0o700).map_err(io)?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Writes `contents` to a new file readable by the owner only.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
+    use std::io::Write;
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(contents).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+fn load_key(dir: &Path, record: &KeyRecord) -> Result<SigningKey, KeyError> {
+    let path = key_path(dir, &record.kid);
+    let text = std::fs::read(&path).map_err(|source| KeyError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let parsed = pem::parse(&text).map_err(|_| KeyError::InvalidKey(path.clone()))?;
+    SigningKey::from_pkcs8(&record.kid, record.alg, parsed.contents())
+        .ok_or(KeyError::InvalidKey(path))
+}
+
+/// Generates a key, writes its PEM file and records it in `state`.
+pub async fn generate_key(
+    store: &dyn Store,
+    dir: &Path,
+    alg: KeyAlgorithm,
+    state: KeyState,
+) -> Result<KeyRecord, KeyError> {
+    ensure_private_dir(dir)?;
+    let kid = new_kid()?;
+    let der = generate_pkcs8(alg)?;
+    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
+    let path = key_path(dir, &kid);
+    write_private_file(&path, pem.as_bytes())?;
+    let now = OffsetDateTime::now_utc();
+    let record = KeyRecord {
+        kid,
+        alg,
+        state,
+        created_at: now,
+        activated_at: (state == KeyState::Active).then_some(now),
+        retired_at: None,
+    };
+    if let Err(err) = store.insert_key(&record).await {
+        let _ = std::fs::remove_file(&path);
+        return Err(err.into());
+    }
+    Ok(record)
+}
+
+/// Outcome of [`rotate`].
+#[derive(Debug, Serialize)]
+pub struct Rotation {
+    /// The key that now signs.
+    pub activated: String,
+    /// The key that stopped signing, if there was one.
+    pub retired: Option<String>,
+    /// The freshly generated next key, already published.
+    pub next: String,
+    /// True when no next key existed, so the new active key was never published before signing.
+    pub unannounced: bool,
+}
+
+/// Promotes the next key to active (generating one if none exists), retires the active key
+/// and generates a new next key so the following rotation is announced in advance.
+pub async fn rotate(
+    store: &dyn Store,
+    dir: &Path,
+    alg: KeyAlgorithm,
+) -> Result<Rotation, KeyError> {
+    let keys = store.list_keys().await?;
+    let retired = keys
+        .iter()
+        .find(|k| k.state == KeyState::Active)
+        .map(|k| k.kid.clone());
+    // Oldest next key first: it has been published longest.
+    let (next, unannounced) = match keys.iter().rev().find(|k| k.state == KeyState::Next) {
+        Some(next) => (next.kid.clone(), false),
+        None => (
+            generate_key(store, dir, alg, KeyState::Next).await?.kid,
+            true,
+        ),
+    };
+    if !store.activate_key(&next, OffsetDateTime::now_utc()).await? {
+        return Err(KeyError::UnknownKid(next));
+    }
+    let upcoming = generate_key(store, dir, alg, KeyState::Next).await?;
+    Ok(Rotation {
+        activated: next,
+        retired,
+        next: upcoming.kid,
+        unannounced,
+    })
+}
+
+/// Retires a key that is not the active one.
+pub async fn retire(store: &dyn Store, kid: &str) -> Result<(), KeyError> {
+    let keys = store.list_keys().await?;
+    match keys.iter().find(|k| k.kid == kid) {
+        None => Err(KeyError::UnknownKid(kid.to_owned())),
+        Some(k) if k.state == KeyState::Active => Err(KeyError::RetireActive(kid.to_owned())),
+        Some(_) => {
+            store.retire_key(kid, OffsetDateTime::now_utc()).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Makes sure an active key exists, generating an ES256 one if not; returns its kid when one
+/// was generated.
+pub async fn ensure_active_key(store: &dyn Store, dir: &Path) -> Result<Option<String>, KeyError> {
+    let keys = store.list_keys().await?;
+    if keys.iter().any(|k| k.state == KeyState::Active) {
+        return Ok(None);
+    }
+    let record = generate_key(store, dir, KeyAlgorithm::ES256, KeyState::Active).await?;
+    Ok(Some(record.kid))
+}
+
+/// The keys in use at one moment: the one that signs and the JWKS document.
+#[derive(Debug)]
+pub struct KeySet {
+    pub active: Arc<SigningKey>,
+    /// Serialized `{"keys": [...]}` (next, active and recently retired public keys), built
+    /// once per reload rather than per request.
+    pub jwks: Arc<str>,
+}
+
+impl KeySet {
+    /// Reads key metadata from the store and private keys from `dir`. Retired keys stay
+    /// published for `retired_grace` after retirement (the longest a token they signed lives).
+    pub async fn load(
+        store: &dyn Store,
+        dir: &Path,
+        retired_grace: Duration,
+    ) -> Result<KeySet, KeyError> {
+        let records = store.list_keys().await?;
+        let now = OffsetDateTime::now_utc();
+        let mut active = None;
+        let mut published = Vec::new();
+        for record in &records {
+            let visible = match record.state {
+                KeyState::Next | KeyState::Active => true,
+                KeyState::Retired => record.retired_at.is_some_and(|at| at + retired_grace > now),
+            };
+            if !visible {
+                continue;
+            }
+            let key = Arc::new(load_key(dir, record)?);
+            published.push(key.public_jwk());
+            if record.state == KeyState::Active {
+                active = Some(key);
+            }
+        }
+        let active = active.ok_or(KeyError::NoActiveKey)?;
+        let jwks = serde_json::json!({ "keys": published }).to_string();
+        Ok(KeySet {
+            active,
+            jwks: jwks.into(),
+        })
+    }
+}
+
+/// The current [`KeySet`] of a running server, swapped atomically on reload.
+pub struct KeyRing {
+    store: Arc<dyn Store>,
+    dir: PathBuf,
+    retired_grace: Duration,
+    current: RwLock<Arc<KeySet>>,
+}
+
+impl KeyRing {
+    pub async fn load(
+        store: Arc<dyn Store>,
+        dir: PathBuf,
+        retired_grace: Duration,
+    ) -> Result<KeyRing, KeyError> {
+        let set = KeySet::load(store.as_ref(), &dir, retired_grace).await?;
+        Ok(KeyRing {
+            store,
+            dir,
+            retired_grace,
+            current: RwLock::new(Arc::new(set)),
+        })
+    }
+
+    /// The key set in force now.
+    pub fn current(&self) -> Arc<KeySet> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads keys from the store and the keys directory.
+    pub async fn reload(&self) -> Result<(), KeyError> {
+        let set = Arc::new(KeySet::load(self.store.as_ref(), &self.dir, self.retired_grace).await?);
+        match self.current.write() {
+            Ok(mut guard) => *guard = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+        Ok(())
+    }
+}

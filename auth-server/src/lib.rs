@@ -1,0 +1,194 @@
+//! The OAuth2 authorization server: issues JWT access tokens, publishes its keys as JWKS and
+//! is administered through a CLI. [`Application::build`] binds a ready server; `main` is thin.
+
+pub mod cli;
+pub mod config;
+pub mod grants;
+mod http;
+pub mod issuer;
+pub mod keys;
+pub mod secrets;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use config::ServerConfig;
+use grants::TokenEndpoint;
+use grants::client_auth::ClientAuthenticator;
+use issuer::TokenIssuer;
+use keys::{KeyError, KeyRing};
+use secrets::{SecretHasher, SecretsError};
+use store::{Store, StoreError};
+
+/// How often a running server re-reads its signing keys (to see CLI rotations).
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// Leeway resource servers allow on `exp`; retired keys stay published this much longer.
+const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
+
+/// Shared state of the HTTP handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyRing>,
+    pub tokens: Arc<TokenEndpoint>,
+    /// The `iss` value and base URL of the metadata.
+    pub issuer: Arc<str>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("client secrets: {0}")]
+    Secrets(#[from] SecretsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready-to-run auth server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the store, applies migrations, loads (or first generates) the signing keys and
+    /// binds the listener.
+    pub async fn build(config: ServerConfig) -> Result<Application, StartError> {
+        let store = store::connect(&config.database_url).await?;
+        if config.migrate {
+            store.migrate().await?;
+        }
+        let hasher =
+            SecretHasher::from_config(config.client_secret_pepper.as_ref(), &config.keys_dir)?;
+        if let Some(kid) = keys::ensure_active_key(store.as_ref(), &config.keys_dir).await? {
+            tracing::warn!(kid, dir = %config.keys_dir.display(), "no signing key found: generated an ES256 key");
+        }
+        let grace = config.access_token_ttl + VERIFIER_LEEWAY;
+        let keys = Arc::new(KeyRing::load(store.clone(), config.keys_dir.clone(), grace).await?);
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let issuer: Arc<str> = config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}"))
+            .into();
+        let token_issuer = TokenIssuer::new(
+            keys.clone(),
+            issuer.to_string(),
+            config.audience.clone(),
+            config.access_token_ttl,
+        );
+        let tokens = Arc::new(TokenEndpoint::new(
+            ClientAuthenticator::new(store.clone(), hasher),
+            token_issuer,
+        ));
+        Ok(Application {
+            listener,
+            state: AppState {
+                store,
+                keys,
+                tokens,
+                issuer,
+            },
+        })
+    }
+
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The issuer URL tokens carry.
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let keys = self.state.keys.clone();
+        let reloader = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(err) = keys.reload().await {
+                            tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set");
+                        }
+                    }
+                    _ = stop_rx.changed() => break,
+                }
+            }
+        });
+        tracing::info!(addr = %self.local_addr(), issuer = %self.state.issuer, "auth-server listening");
+        let app = http::router(self.state);
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = reloader.await;
+        result
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Installs the tracing subscriber (`RUST_LOG` filter, default `info`).
+pub fn init_tracing(format: config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Pretty => builder.try_init(),
+    };
+}

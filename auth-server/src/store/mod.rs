@@ -1,0 +1,203 @@
+//! Persistent state of the authorization server behind one trait, [`Store`], with a SQLite
+//! and a PostgreSQL implementation. SQL lives in the backend modules only.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use crate::keys::{KeyAlgorithm, KeyState};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("unknown scope `{0}`")]
+    UnknownScope(String),
+    #[error("scope `{0}` is still granted to at least one client")]
+    ScopeInUse(String),
+    #[error("unsupported database URL (expected sqlite:… or postgres://…)")]
+    UnsupportedUrl,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// A permission that tokens can carry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Scope {
+    pub name: String,
+    pub description: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// OAuth2 grant types a client may be allowed to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    ClientCredentials,
+    Password,
+    RefreshToken,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 3] = [
+        GrantType::ClientCredentials,
+        GrantType::Password,
+        GrantType::RefreshToken,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<GrantType> {
+        GrantType::ALL.into_iter().find(|g| g.as_str() == value)
+    }
+}
+
+/// A registered client application.
+#[derive(Clone, serde::Serialize)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    /// HMAC-SHA-256 of the client secret under the server pepper; never serialized.
+    #[serde(skip)]
+    pub secret_hash: Vec<u8>,
+    pub grant_types: BTreeSet<GrantType>,
+    /// Scopes this client may request, sorted.
+    pub scopes: BTreeSet<String>,
+    pub disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("secret_hash", &"***")
+            .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+/// Metadata of a signing key; the private key itself is a PEM file in the keys directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub alg: KeyAlgorithm,
+    pub state: KeyState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub activated_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+/// Storage operations of the authorization server.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_scope(&self, scope: &Scope) -> Result<(), StoreError>;
+    async fn list_scopes(&self) -> Result<Vec<Scope>, StoreError>;
+    /// Deletes a scope; `Ok(false)` when it did not exist.
+    async fn delete_scope(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Inserts a client and its scopes atomically; every scope must exist.
+    async fn create_client(&self, client: &Client) -> Result<(), StoreError>;
+    async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+    /// `Ok(false)` when the client does not exist.
+    async fn set_client_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError>;
+    async fn set_client_secret_hash(&self, id: &str, hash: &[u8]) -> Result<bool, StoreError>;
+    async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// All keys, newest first.
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Makes `next_kid` the active key and retires the current active key, atomically.
+    async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
+    async fn retire_key(&self, kid: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
+}
+
+/// Opens the store named by a `sqlite:` or `postgres://` URL.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
+
+/// Splits a space-delimited column into grant types.
+fn parse_grant_types(column: &str) -> Result<BTreeSet<GrantType>, StoreError> {
+    column
+        .split_whitespace()
+        .map(|g| GrantType::parse(g).ok_or_else(|| StoreError::Corrupt(format!("grant type {g}"))))
+        .collect()
+}
+
+fn join_grant_types(grants: &BTreeSet<GrantType>) -> String {
+    grants
+        .iter()
+        .map(|g| g.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn parse_key_fields(alg: &str, state: &str) -> Result<(KeyAlgorithm, KeyState), StoreError> {
+    let alg = KeyAlgorithm::parse(alg).ok_or_else(|| StoreError::Corrupt(format!("alg {alg}")))?;
+    let state =
+        KeyState::parse(state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?;
+    Ok((alg, state))
+}
+
+/// Maps a constraint violation on insert to a domain error.
+fn map_insert_error(err: sqlx::Error, what: &str, scope: Option<&str>) -> StoreError {
+    if let sqlx::Error::Database(db) = &err {
+        match db.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => {
+                return StoreError::AlreadyExists(what.to_owned());
+            }
+            sqlx::error::ErrorKind::ForeignKeyViolation => {
+                if let Some(scope) = scope {
+                    return StoreError::UnknownScope(scope.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    StoreError::Database(err)
+}
+
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+}

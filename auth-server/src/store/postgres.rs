@@ -1,0 +1,38 @@
+//! PostgreSQL backend: for deployments with several auth-server instances.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::PgPoolOptions;
+use time::OffsetDateTime;
+
+use super::sql::{impl_sql_store, migrator};
+use super::*;
+
+/// [`Store`] on a PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: sqlx::PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to a `postgres://` URL.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    fn migrator() -> sqlx::migrate::Migrator {
+        migrator(&[(
+            1,
+            "foundation",
+            include_str!("../../../migrations/auth-server/postgres/0001_foundation.sql"),
+        )])
+    }
+}
+
+impl_sql_store!(PostgresStore, sqlx::Postgres);
