@@ -71,12 +71,11 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn from_args(common: &CommonArgs, serve: &ServeArgs) -> Result<ServerConfig, ConfigError> {
-        if let Some(issuer) = &serve.issuer {
-            if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
-                || issuer.ends_with('/')
-            {
-                return Err(ConfigError::Issuer(issuer.clone()));
-            }
+        if let Some(issuer) = &serve.issuer
+            && (!(issuer.starts_with("https://") || issuer.starts_with("http://"))
+                || issuer.ends_with('/'))
+        {
+            return Err(ConfigError::Issuer(issuer.clone()));
         }
         if serve.audience.trim().is_empty() {
             return Err(ConfigError::Audience);

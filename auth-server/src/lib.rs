@@ -120,6 +120,11 @@ impl Application {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// The key ring the server signs with (tests reload it after rotating keys).
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.state.keys.clone()
+    }
+
     /// The issuer URL tokens carry.
     pub fn issuer(&self) -> &str {
         &self.state.issuer

@@ -113,12 +113,11 @@ impl ClientAuthenticator {
     }
 
     async fn lookup(&self, client_id: &str) -> Result<Option<Arc<Client>>, GrantError> {
-        if let Ok(cache) = self.cache.read() {
-            if let Some(entry) = cache.get(client_id) {
-                if entry.fetched.elapsed() < CLIENT_CACHE_TTL {
-                    return Ok(Some(entry.client.clone()));
-                }
-            }
+        if let Ok(cache) = self.cache.read()
+            && let Some(entry) = cache.get(client_id)
+            && entry.fetched.elapsed() < CLIENT_CACHE_TTL
+        {
+            return Ok(Some(entry.client.clone()));
         }
         let found = self.store.find_client(client_id).await?.map(Arc::new);
         if let Ok(mut cache) = self.cache.write() {

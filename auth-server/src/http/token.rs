@@ -56,7 +56,9 @@ async fn exchange(
             return Err(TokenEndpointError::PayloadTooLarge(MAX_BODY_BYTES));
         }
         Err(_) => {
-            return Err(GrantError::InvalidRequest("could not read the request body".into()).into());
+            return Err(
+                GrantError::InvalidRequest("could not read the request body".into()).into(),
+            );
         }
     };
     let authorization = headers

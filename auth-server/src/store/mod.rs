@@ -198,6 +198,9 @@ fn map_insert_error(err: sqlx::Error, what: &str, scope: Option<&str>) -> StoreE
     StoreError::Database(err)
 }
 
+/// Whether `err` is a foreign-key violation. SQLite reports an `ON DELETE RESTRICT` violation
+/// as SQLITE_CONSTRAINT_TRIGGER (1811), which sqlx does not classify.
 fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
+    matches!(err, sqlx::Error::Database(db)
+        if db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation || db.code().as_deref() == Some("1811"))
 }

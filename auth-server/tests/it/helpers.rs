@@ -1,0 +1,231 @@
+//! `TestApp`: a fresh database (SQLite file or PostgreSQL database with a random name), a
+//! fresh keys directory and the real server bound to 127.0.0.1:0.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use auth_server::Application;
+use auth_server::config::ServerConfig;
+use auth_server::keys::KeyRing;
+use auth_server::secrets::{SecretHasher, generate_client_secret};
+use auth_server::store::{self, Client, GrantType, Scope, Store};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+/// Where PostgreSQL tests connect to create their databases.
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A database and keys directory that exist for one test and are removed after it.
+pub struct TestDb {
+    pub url: String,
+    pub dir: PathBuf,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = std::env::temp_dir().join(format!("auth-it-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("auth.db").display());
+        TestDb {
+            url,
+            dir,
+            postgres: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (with a message) when the server is unreachable
+    /// outside CI. In CI (`CI=true`) an unreachable server fails the test.
+    pub async fn postgres() -> Option<TestDb> {
+        use sqlx::Connection;
+        let admin = postgres_admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(conn) => conn,
+            Err(err) if !in_ci() => {
+                eprintln!("skipping: PostgreSQL unreachable at {admin}: {err}");
+                return None;
+            }
+            Err(err) => panic!("PostgreSQL required in CI but unreachable at {admin}: {err}"),
+        };
+        let name = format!("auth_it_{}", Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin);
+        let dir = std::env::temp_dir().join(format!("auth-it-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Some(TestDb {
+            url: format!("{base}/{name}"),
+            dir,
+            postgres: Some((admin, name)),
+        })
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.join("keys")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin, name)) = self.postgres.take() {
+            // Drop runs outside any runtime guarantee: use a private one on a plain thread.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(&sql).execute(&mut conn).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// The running server and handles to its database.
+pub struct TestApp {
+    pub base: String,
+    pub issuer: String,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyRing>,
+    pub hasher: SecretHasher,
+    pub http: reqwest::Client,
+    pub db: TestDb,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    pub async fn spawn(db: TestDb) -> TestApp {
+        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &db.url, db.keys_dir());
+        let app = Application::build(config).await.expect("server starts");
+        let base = format!("http://{}", app.local_addr());
+        let issuer = app.issuer().to_owned();
+        let keys = app.key_ring();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        let store = store::connect(&db.url).await.unwrap();
+        let hasher = SecretHasher::from_config(None, &db.keys_dir()).unwrap();
+        TestApp {
+            base,
+            issuer,
+            store,
+            keys,
+            hasher,
+            http: reqwest::Client::new(),
+            db,
+            _shutdown: tx,
+        }
+    }
+
+    pub async fn sqlite() -> TestApp {
+        TestApp::spawn(TestDb::sqlite()).await
+    }
+
+    pub async fn postgres() -> Option<TestApp> {
+        Some(TestApp::spawn(TestDb::postgres().await?).await)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn create_scopes(&self, names: &[&str]) {
+        for name in names {
+            let scope = Scope {
+                name: (*name).to_owned(),
+                description: String::new(),
+                created_at: time::OffsetDateTime::now_utc(),
+            };
+            self.store.create_scope(&scope).await.unwrap();
+        }
+    }
+
+    /// Registers a client (creating missing scopes) and returns its id and secret.
+    pub async fn create_client(&self, scopes: &[&str], grants: &[GrantType]) -> (String, String) {
+        let existing: BTreeSet<String> = self
+            .store
+            .list_scopes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let missing: Vec<&str> = scopes
+            .iter()
+            .copied()
+            .filter(|s| !existing.contains(*s))
+            .collect();
+        self.create_scopes(&missing).await;
+        let secret = generate_client_secret().unwrap().expose_secret().to_owned();
+        let client = Client {
+            id: Uuid::new_v4().to_string(),
+            name: "test client".to_owned(),
+            secret_hash: self.hasher.hash(&secret),
+            grant_types: grants.iter().copied().collect(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            disabled: false,
+            created_at: time::OffsetDateTime::now_utc(),
+        };
+        self.store.create_client(&client).await.unwrap();
+        (client.id, secret)
+    }
+
+    /// `POST /oauth/token` with a form body and optional HTTP Basic credentials.
+    pub async fn token(
+        &self,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url("/oauth/token")).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        request.send().await.unwrap()
+    }
+}
+
+/// Runs one async test body against SQLite and against PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&$crate::helpers::TestApp::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(app) = $crate::helpers::TestApp::postgres().await {
+                        super::$name(&app).await;
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,11 @@
+//! Black-box tests of the auth server: the real server on a random port, real HTTP, real
+//! signatures, against SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod discovery;
+mod helpers;
+mod keys;
+mod store;
+mod token;
