@@ -18,9 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let config = ServerConfig::new(bind, &database_url, keys_dir);
     let app = auth_server::Application::build(config).await?;
     println!("auth-server ready on http://{}", app.local_addr());
-    println!(
-        "register a client: cargo run -p auth-server -- clients create --name demo --scopes \"\""
-    );
+    println!("register a client and get a token: see the quick start in README.md");
     app.run_until(auth_server::shutdown_signal()).await?;
     Ok(())
 }

@@ -394,8 +394,12 @@ pub async fn ensure_active_key(store: &dyn Store, dir: &Path) -> Result<Option<S
     if keys.iter().any(|k| k.state == KeyState::Active) {
         return Ok(None);
     }
-    let record = generate_key(store, dir, KeyAlgorithm::ES256, KeyState::Active).await?;
-    Ok(Some(record.kid))
+    match generate_key(store, dir, KeyAlgorithm::ES256, KeyState::Active).await {
+        Ok(record) => Ok(Some(record.kid)),
+        // Another instance starting at the same moment created the active key first.
+        Err(KeyError::Store(StoreError::AlreadyExists(_))) => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// The keys in use at one moment: the one that signs and the JWKS document.
