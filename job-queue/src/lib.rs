@@ -1,1 +1,22 @@
-//! Placeholder: this crate is built in a later issue (see DESIGN.md).
+//! Reliable job queues for the transcription platform (DESIGN.md §8).
+//!
+//! * [`envelope`]: the versioned job envelope and its HMAC-SHA-256 seal ([`SigningKey`]).
+//! * [`ReliableQueue`]: the contract (reserve / ack / fail with backoff / dead list / reaper).
+//! * [`RedisQueue`]: production backend on Redis lists (`BLMOVE` into per-worker lists).
+//! * [`SqliteQueue`]: embedded durable backend for the one-process mode.
+//!
+//! Both backends pass the same conformance suite (`tests/conformance`).
+
+pub mod envelope;
+mod error;
+mod queue;
+mod redis_queue;
+mod sqlite_queue;
+
+pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, JobId, SigningKey};
+pub use error::QueueError;
+pub use queue::{
+    DeadJob, Enqueued, FailOutcome, NewJob, QueueConfig, QueueStats, ReliableQueue, Reserved,
+};
+pub use redis_queue::RedisQueue;
+pub use sqlite_queue::SqliteQueue;

@@ -1,0 +1,532 @@
+//! The contract of `ReliableQueue`, one function per rule, run against every backend.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use job_queue::{
+    Envelope, FailOutcome, JobId, NewJob, QueueError, QueueStats, ReliableQueue, Reserved,
+};
+use serde_json::json;
+
+use crate::harness::{Harness, other_key};
+
+const LONG_TTL: Duration = Duration::from_secs(60);
+
+async fn live_worker(q: &dyn ReliableQueue, worker: &str) {
+    q.heartbeat(worker, LONG_TTL).await.unwrap();
+}
+
+async fn take(q: &dyn ReliableQueue, queue: &str, worker: &str) -> Reserved {
+    q.reserve(queue, worker, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("expected a job in `{queue}`"))
+}
+
+async fn stats(q: &dyn ReliableQueue, queue: &str) -> QueueStats {
+    q.stats(queue).await.unwrap()
+}
+
+fn counts(ready: u64, processing: u64, delayed: u64, dead: u64) -> QueueStats {
+    QueueStats {
+        ready,
+        processing,
+        delayed,
+        dead,
+    }
+}
+
+/// Calls `promote_due` until `n` jobs are ready (the backoff is milliseconds in tests).
+async fn promote_until_ready(q: &dyn ReliableQueue, queue: &str, n: u64) {
+    for _ in 0..500 {
+        q.promote_due(queue).await.unwrap();
+        if stats(q, queue).await.ready >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("delayed jobs of `{queue}` never became ready");
+}
+
+/// Calls `reap` until it returns jobs (heartbeat TTLs are milliseconds in tests).
+async fn reap_until_moved(q: &dyn ReliableQueue) -> u64 {
+    for _ in 0..500 {
+        let moved = q.reap().await.unwrap();
+        if moved > 0 {
+            return moved;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the reaper never returned the jobs of the expired worker");
+}
+
+pub async fn fifo_order_per_queue(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let mut alpha = Vec::new();
+    for n in 0..5 {
+        alpha.push(q.enqueue("alpha", "test", json!({ "n": n })).await.unwrap());
+    }
+    let beta = q
+        .enqueue("beta", "test", json!({ "n": 100 }))
+        .await
+        .unwrap();
+
+    for (n, expected) in alpha.iter().enumerate() {
+        let job = take(q, "alpha", "w1").await;
+        assert_eq!(&job.envelope.id, expected);
+        assert_eq!(job.envelope.payload, json!({ "n": n }));
+        assert_eq!(job.envelope.kind, "test");
+        assert_eq!(job.envelope.attempt, 0);
+        assert!(q.ack(&job).await.unwrap());
+    }
+    assert!(
+        q.reserve("alpha", "w1", Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(take(q, "beta", "w1").await.envelope.id, beta);
+}
+
+pub async fn ack_removes_the_job(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    q.enqueue("jobs", "test", json!({})).await.unwrap();
+    assert_eq!(stats(q, "jobs").await, counts(1, 0, 0, 0));
+    let job = take(q, "jobs", "w1").await;
+    assert_eq!(stats(q, "jobs").await, counts(0, 1, 0, 0));
+    assert!(q.ack(&job).await.unwrap());
+    assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 0));
+    assert!(!q.ack(&job).await.unwrap(), "a second ack finds nothing");
+    assert!(
+        q.reserve("jobs", "w1", Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn fail_retries_after_backoff(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let id = q.enqueue("jobs", "test", json!({ "x": 1 })).await.unwrap();
+    let job = take(q, "jobs", "w1").await;
+
+    let outcome = q.fail(&job, "engine crashed").await.unwrap();
+    assert!(
+        matches!(outcome, FailOutcome::Retrying { attempt: 1, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        stats(q, "jobs").await,
+        counts(0, 0, 1, 0),
+        "waits in the delayed set"
+    );
+    assert!(
+        q.reserve("jobs", "w1", Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    promote_until_ready(q, "jobs", 1).await;
+    assert_eq!(stats(q, "jobs").await, counts(1, 0, 0, 0));
+    let again = take(q, "jobs", "w1").await;
+    assert_eq!(again.envelope.id, id);
+    assert_eq!(again.envelope.attempt, 1);
+    assert_eq!(again.envelope.payload, json!({ "x": 1 }));
+    assert_eq!(again.envelope.enqueued_at, job.envelope.enqueued_at);
+    assert!(q.ack(&again).await.unwrap());
+    assert!(
+        matches!(q.fail(&again, "late").await.unwrap(), FailOutcome::NotHeld),
+        "failing an acked job changes nothing"
+    );
+}
+
+/// Fails a job until it dies (test config: `max_attempts` = 3).
+async fn fail_until_dead(q: &dyn ReliableQueue, queue: &str, worker: &str) -> JobId {
+    let id = q
+        .enqueue(queue, "test", json!({ "doomed": true }))
+        .await
+        .unwrap();
+    for attempt in 1..=3u32 {
+        let job = take(q, queue, worker).await;
+        assert_eq!(job.envelope.attempt, attempt - 1);
+        let outcome = q.fail(&job, &format!("boom {attempt}")).await.unwrap();
+        if attempt < 3 {
+            assert!(
+                matches!(outcome, FailOutcome::Retrying { .. }),
+                "{outcome:?}"
+            );
+            promote_until_ready(q, queue, 1).await;
+        } else {
+            assert_eq!(outcome, FailOutcome::Dead);
+        }
+    }
+    id
+}
+
+pub async fn exhausted_jobs_go_to_the_dead_list(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let id = fail_until_dead(q, "jobs", "w1").await;
+    assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 1));
+    let dead = q.dead("jobs").await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, id.as_str());
+    assert_eq!(dead[0].kind.as_deref(), Some("test"));
+    assert_eq!(dead[0].attempt, 3);
+    assert!(dead[0].verified);
+    assert!(dead[0].reason.contains("boom 3"), "{}", dead[0].reason);
+    assert!(dead[0].died_at > 0);
+    assert!(
+        q.reserve("jobs", "w1", Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn dead_jobs_can_be_requeued_and_purged(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let first = fail_until_dead(q, "jobs", "w1").await;
+    let second = fail_until_dead(q, "jobs", "w1").await;
+    let listed: Vec<String> = q
+        .dead("jobs")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(
+        listed,
+        [second.to_string(), first.to_string()],
+        "most recent first"
+    );
+
+    assert!(!q.requeue_dead("jobs", "no-such-job").await.unwrap());
+    assert!(q.requeue_dead("jobs", first.as_str()).await.unwrap());
+    assert!(
+        !q.requeue_dead("jobs", first.as_str()).await.unwrap(),
+        "only once"
+    );
+    assert_eq!(stats(q, "jobs").await, counts(1, 0, 0, 1));
+    let job = take(q, "jobs", "w1").await;
+    assert_eq!(job.envelope.id, first);
+    assert_eq!(job.envelope.attempt, 0, "a requeued job starts over");
+    assert!(q.ack(&job).await.unwrap());
+
+    assert_eq!(q.purge_dead("jobs").await.unwrap(), 1);
+    assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 0));
+    assert!(q.dead("jobs").await.unwrap().is_empty());
+    let again = q
+        .enqueue_job(
+            "jobs",
+            NewJob::new("test", json!({})).with_id(second.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(!again.duplicate, "purging releases the id");
+}
+
+pub async fn reaper_returns_jobs_of_expired_workers(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "dying").await;
+    live_worker(q, "healthy").await;
+    let lost = q.enqueue("jobs", "test", json!({ "n": 1 })).await.unwrap();
+    q.enqueue("jobs", "test", json!({ "n": 2 })).await.unwrap();
+    let held_by_dying = take(q, "jobs", "dying").await;
+    let held_by_healthy = take(q, "jobs", "healthy").await;
+    assert_eq!(held_by_dying.envelope.id, lost);
+    assert_eq!(q.reap().await.unwrap(), 0, "both workers are alive");
+
+    // "dying" sends a last, short heartbeat and stops; its job comes back, the healthy
+    // worker's does not.
+    q.heartbeat("dying", Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(reap_until_moved(q).await, 1);
+    assert_eq!(stats(q, "jobs").await, counts(1, 1, 0, 0));
+    live_worker(q, "rescuer").await;
+    let rescued = take(q, "jobs", "rescuer").await;
+    assert_eq!(rescued.envelope.id, lost);
+    assert_eq!(
+        rescued.envelope.attempt, 0,
+        "a crash is not a handler failure"
+    );
+
+    assert!(
+        !q.ack(&held_by_dying).await.unwrap(),
+        "the reaped worker no longer holds it"
+    );
+    assert!(q.ack(&rescued).await.unwrap());
+    assert!(q.ack(&held_by_healthy).await.unwrap());
+    assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 0));
+}
+
+pub async fn concurrent_reapers_move_each_job_once(h: &Harness) {
+    let q = h.q();
+    q.heartbeat("dying", Duration::from_millis(50))
+        .await
+        .unwrap();
+    for n in 0..6 {
+        q.enqueue(
+            if n % 2 == 0 { "even" } else { "odd" },
+            "test",
+            json!({ "n": n }),
+        )
+        .await
+        .unwrap();
+    }
+    for _ in 0..3 {
+        take(q, "even", "dying").await;
+        take(q, "odd", "dying").await;
+    }
+    // Let the heartbeat lapse, then race four reapers.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let reapers = (0..4).map(|_| {
+        let queue = h.queue.clone();
+        tokio::spawn(async move { queue.reap().await.unwrap() })
+    });
+    let mut moved = 0;
+    for reaper in reapers.collect::<Vec<_>>() {
+        moved += reaper.await.unwrap();
+    }
+    assert_eq!(moved, 6);
+    assert_eq!(stats(q, "even").await, counts(3, 0, 0, 0));
+    assert_eq!(stats(q, "odd").await, counts(3, 0, 0, 0));
+    // Reaped jobs keep their order.
+    live_worker(q, "w2").await;
+    for n in [0, 2, 4] {
+        assert_eq!(
+            take(q, "even", "w2").await.envelope.payload,
+            json!({ "n": n })
+        );
+    }
+}
+
+pub async fn retired_workers_are_reaped_at_once(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "leaving").await;
+    q.enqueue("jobs", "test", json!({})).await.unwrap();
+    take(q, "jobs", "leaving").await;
+    assert_eq!(q.reap().await.unwrap(), 0);
+    q.retire("leaving").await.unwrap();
+    assert_eq!(q.reap().await.unwrap(), 1);
+    assert_eq!(stats(q, "jobs").await, counts(1, 0, 0, 0));
+}
+
+pub async fn released_jobs_go_to_the_front(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let first = q.enqueue("jobs", "test", json!({ "n": 1 })).await.unwrap();
+    let second = q.enqueue("jobs", "test", json!({ "n": 2 })).await.unwrap();
+    let job = take(q, "jobs", "w1").await;
+    assert_eq!(job.envelope.id, first);
+    assert!(q.release(&job).await.unwrap());
+    assert!(!q.release(&job).await.unwrap());
+    let again = take(q, "jobs", "w1").await;
+    assert_eq!(again.envelope.id, first);
+    assert_eq!(again.envelope.attempt, 0, "a release is not a failure");
+    assert_eq!(take(q, "jobs", "w1").await.envelope.id, second);
+}
+
+pub async fn duplicate_ids_are_suppressed_while_pending(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let id = JobId::new("transcription-42").unwrap();
+    let job = || NewJob::new("test", json!({ "n": 1 })).with_id(id.clone());
+
+    let first = q.enqueue_job("jobs", job()).await.unwrap();
+    assert_eq!(first.id, id);
+    assert!(!first.duplicate);
+    assert!(
+        q.enqueue_job("jobs", job()).await.unwrap().duplicate,
+        "while ready"
+    );
+    assert!(
+        !q.enqueue_job("other", job()).await.unwrap().duplicate,
+        "ids are per queue"
+    );
+    assert_eq!(stats(q, "jobs").await, counts(1, 0, 0, 0));
+
+    let reserved = take(q, "jobs", "w1").await;
+    assert_eq!(reserved.envelope.id, id);
+    assert!(
+        q.enqueue_job("jobs", job()).await.unwrap().duplicate,
+        "while processing"
+    );
+    q.fail(&reserved, "retry me").await.unwrap();
+    assert!(
+        q.enqueue_job("jobs", job()).await.unwrap().duplicate,
+        "while delayed"
+    );
+    promote_until_ready(q, "jobs", 1).await;
+    let reserved = take(q, "jobs", "w1").await;
+    assert!(q.ack(&reserved).await.unwrap());
+    assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 0));
+
+    assert!(
+        !q.enqueue_job("jobs", job()).await.unwrap().duplicate,
+        "released by the ack"
+    );
+    assert_eq!(stats(q, "jobs").await, counts(1, 0, 0, 0));
+}
+
+pub async fn bad_envelopes_go_to_the_dead_list(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let genuine = h.queue.clone();
+    let forged_envelope = Envelope::new(
+        JobId::new("forged-key").unwrap(),
+        "test",
+        json!({ "evil": true }),
+    );
+    let forged = other_key().seal(&forged_envelope).unwrap();
+    let unsigned = format!(
+        r#"{{"envelope":{}}}"#,
+        serde_json::to_string(&Envelope::new(
+            JobId::new("unsigned").unwrap(),
+            "test",
+            json!({})
+        ))
+        .unwrap()
+    );
+    let tampered = crate::harness::signing_key()
+        .seal(&Envelope::new(
+            JobId::new("tampered").unwrap(),
+            "test",
+            json!({ "to": "a@example.com" }),
+        ))
+        .unwrap()
+        .replace("a@example.com", "b@example.com");
+
+    h.inject("jobs", "garbage", "this is not json").await;
+    h.inject("jobs", "forged-key", &forged).await;
+    h.inject("jobs", "unsigned", &unsigned).await;
+    h.inject("jobs", "tampered", &tampered).await;
+    let good = genuine
+        .enqueue("jobs", "test", json!({ "ok": true }))
+        .await
+        .unwrap();
+
+    let job = take(q, "jobs", "w1").await;
+    assert_eq!(
+        job.envelope.id, good,
+        "rejected jobs are skipped, never returned"
+    );
+    assert!(q.ack(&job).await.unwrap());
+    assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 4));
+
+    let dead = q.dead("jobs").await.unwrap();
+    assert!(dead.iter().all(|d| !d.verified));
+    let reason_of = |id: &str| {
+        dead.iter()
+            .find(|d| d.id == id)
+            .unwrap_or_else(|| panic!("no dead entry `{id}` in {dead:?}"))
+            .reason
+            .clone()
+    };
+    assert!(reason_of("forged-key").contains("bad signature"));
+    assert!(reason_of("tampered").contains("bad signature"));
+    assert!(reason_of("unsigned").contains("unsigned"));
+    assert!(
+        dead.iter()
+            .any(|d| d.reason.contains("unparsable") && d.job == "this is not json"),
+        "{dead:?}"
+    );
+    assert_eq!(
+        dead.iter().find(|d| d.id == "forged-key").unwrap().job,
+        forged,
+        "the rejected job is kept as it was"
+    );
+
+    let refused = q.requeue_dead("jobs", "forged-key").await;
+    assert!(
+        matches!(refused, Err(QueueError::NotRequeueable { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(q.purge_dead("jobs").await.unwrap(), 4);
+    assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 0));
+}
+
+pub async fn concurrent_consumers_never_share_a_job(h: &Harness) {
+    const JOBS: usize = 60;
+    let mut expected = HashSet::new();
+    for n in 0..JOBS {
+        expected.insert(
+            h.q()
+                .enqueue("jobs", "test", json!({ "n": n }))
+                .await
+                .unwrap(),
+        );
+    }
+    let consumers = (0..4).map(|c| {
+        let queue = h.queue.clone();
+        tokio::spawn(async move {
+            let worker = format!("consumer-{c}");
+            queue.heartbeat(&worker, LONG_TTL).await.unwrap();
+            let mut got = Vec::new();
+            while let Some(job) = queue
+                .reserve("jobs", &worker, Duration::from_millis(100))
+                .await
+                .unwrap()
+            {
+                assert!(queue.ack(&job).await.unwrap());
+                got.push(job.envelope.id);
+            }
+            got
+        })
+    });
+    let mut seen = HashSet::new();
+    for consumer in consumers.collect::<Vec<_>>() {
+        for id in consumer.await.unwrap() {
+            assert!(seen.insert(id.clone()), "job {id} was delivered twice");
+        }
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(stats(h.q(), "jobs").await, counts(0, 0, 0, 0));
+}
+
+pub async fn waiting_reserve_gets_a_job_enqueued_later(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let queue = h.queue.clone();
+    let waiter = tokio::spawn(async move {
+        queue
+            .reserve("jobs", "w1", Duration::from_secs(10))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let id = q.enqueue("jobs", "test", json!({})).await.unwrap();
+    let job = waiter
+        .await
+        .unwrap()
+        .expect("the waiting reserve gets the job");
+    assert_eq!(job.envelope.id, id);
+    assert!(
+        q.reserve("jobs", "w1", Duration::from_millis(30))
+            .await
+            .unwrap()
+            .is_none(),
+        "a wait on an empty queue ends empty-handed"
+    );
+}
+
+pub async fn names_are_validated(h: &Harness) {
+    let q = h.q();
+    for bad in ["", "_internal", "a:b", "with space"] {
+        assert!(matches!(
+            q.enqueue(bad, "test", json!({})).await,
+            Err(QueueError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            q.reserve("jobs", bad, Duration::ZERO).await,
+            Err(QueueError::InvalidName { .. })
+        ));
+    }
+    q.ping().await.unwrap();
+}

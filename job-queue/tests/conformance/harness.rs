@@ -1,0 +1,162 @@
+//! Builds a fresh queue per test on either backend, and cleans up after it.
+//!
+//! Redis: `REDIS_URL` (default `redis://127.0.0.1:6379`), a random key prefix per test, every
+//! key under it deleted on drop. When Redis is unreachable the test prints a skip message and
+//! passes, unless `CI=true`, where it fails. SQLite: a randomly named file in the temp dir,
+//! removed on drop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use job_queue::{QueueConfig, RedisQueue, ReliableQueue, SigningKey, SqliteQueue};
+
+/// Short timings so retries and reaping happen within a test.
+pub fn test_config() -> QueueConfig {
+    QueueConfig {
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(100),
+        poll_interval: Duration::from_millis(20),
+    }
+}
+
+pub fn signing_key() -> SigningKey {
+    SigningKey::new(b"conformance-test-signing-key-0123456789").unwrap()
+}
+
+pub fn other_key() -> SigningKey {
+    SigningKey::new(b"a-different-key-an-attacker-might-use!!").unwrap()
+}
+
+enum Backend {
+    Redis { url: String, prefix: String },
+    Sqlite { url: String, path: PathBuf },
+}
+
+pub struct Harness {
+    pub queue: Arc<dyn ReliableQueue>,
+    backend: Backend,
+}
+
+impl Harness {
+    pub async fn redis() -> Option<Harness> {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        if let Err(reason) = redis_reachable(&url).await {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("Redis at {url} is required when CI=true: {reason}");
+            }
+            eprintln!("skipping: Redis unreachable at {url} ({reason})");
+            return None;
+        }
+        let prefix = format!("jqtest:{}", uuid::Uuid::new_v4().simple());
+        let queue = RedisQueue::connect(&url, &prefix, signing_key(), test_config())
+            .await
+            .expect("connect to Redis");
+        Some(Harness {
+            queue: Arc::new(queue),
+            backend: Backend::Redis { url, prefix },
+        })
+    }
+
+    pub async fn sqlite() -> Harness {
+        let path =
+            std::env::temp_dir().join(format!("job-queue-{}.db", uuid::Uuid::new_v4().simple()));
+        let url = format!("sqlite:{}", path.display());
+        let queue = SqliteQueue::connect(&url, signing_key(), test_config())
+            .await
+            .expect("open SQLite");
+        queue.migrate().await.expect("migrate");
+        queue.migrate().await.expect("migrate twice");
+        Harness {
+            queue: Arc::new(queue),
+            backend: Backend::Sqlite { url, path },
+        }
+    }
+
+    pub fn q(&self) -> &dyn ReliableQueue {
+        self.queue.as_ref()
+    }
+
+    /// Writes a raw job straight into the backing store, bypassing `enqueue` (what an attacker
+    /// with access to Redis or the database file could do). `id` is the SQLite row id.
+    pub async fn inject(&self, queue: &str, id: &str, raw: &str) {
+        match &self.backend {
+            Backend::Redis { url, prefix } => {
+                let client = redis::Client::open(url.as_str()).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                redis::cmd("LPUSH")
+                    .arg(format!("{prefix}:{queue}:ready"))
+                    .arg(raw)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            Backend::Sqlite { url, .. } => {
+                let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+                sqlx::query(
+                    "INSERT INTO queue_jobs (queue, id, state, seq, job, attempt, enqueued_at) \
+                     VALUES ($1, $2, 'ready', (SELECT COALESCE(MAX(seq), 0) + 1 FROM queue_jobs), $3, 0, 0)",
+                )
+                .bind(queue)
+                .bind(id)
+                .bind(raw)
+                .execute(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+            }
+        }
+    }
+}
+
+async fn redis_reachable(url: &str) -> Result<(), String> {
+    let attempt = async {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        match &self.backend {
+            Backend::Redis { url, prefix } => {
+                // Synchronous, so the keys go even when the test panicked.
+                let Ok(client) = redis::Client::open(url.as_str()) else {
+                    return;
+                };
+                let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2))
+                else {
+                    return;
+                };
+                let keys: Vec<String> =
+                    match redis::Commands::scan_match(&mut conn, format!("{prefix}:*")) {
+                        Ok(iter) => iter.filter_map(Result::ok).collect(),
+                        Err(_) => return,
+                    };
+                if !keys.is_empty() {
+                    let _ = redis::cmd("DEL").arg(&keys).query::<()>(&mut conn);
+                }
+            }
+            Backend::Sqlite { path, .. } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+        }
+    }
+}
