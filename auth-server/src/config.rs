@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
+use crate::throttle::ThrottlePolicy;
+
 /// Default SQLite database of the auth server.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/auth-server.db";
 
@@ -51,6 +53,22 @@ pub struct ServeArgs {
     /// Access-token lifetime: seconds, or a number with s/m/h/d.
     #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "900", value_parser = parse_duration)]
     pub access_token_ttl: Duration,
+    /// Refresh-token lifetime (each rotation starts a new one).
+    #[arg(long, env = "REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+    /// How long a just-rotated refresh token may be presented again for the same successor
+    /// (concurrent refreshes); at most 5 s.
+    #[arg(long, env = "REFRESH_GRACE", default_value = "2s", value_parser = parse_duration)]
+    pub refresh_grace: Duration,
+    /// Threads verifying passwords (argon2id); default: the number of cores.
+    #[arg(long, env = "PASSWORD_HASH_THREADS")]
+    pub password_hash_threads: Option<usize>,
+    /// Logins that may wait for a hashing thread before new ones get 503.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64)]
+    pub password_hash_queue: usize,
+    /// First lock-out after repeated failed logins; doubles with each further failure.
+    #[arg(long, env = "LOGIN_LOCKOUT", default_value = "60s", value_parser = parse_duration)]
+    pub login_lockout: Duration,
     /// Do not apply pending migrations at start.
     #[arg(long)]
     pub no_migrate: bool,
@@ -66,6 +84,11 @@ pub struct ServerConfig {
     pub issuer: Option<String>,
     pub audience: String,
     pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub refresh_grace: Duration,
+    pub password_hash_threads: usize,
+    pub password_hash_queue: usize,
+    pub throttle: ThrottlePolicy,
     pub migrate: bool,
 }
 
@@ -80,8 +103,14 @@ impl ServerConfig {
         if serve.audience.trim().is_empty() {
             return Err(ConfigError::Audience);
         }
-        if serve.access_token_ttl.is_zero() {
+        if serve.access_token_ttl.is_zero() || serve.refresh_token_ttl.is_zero() {
             return Err(ConfigError::Ttl);
+        }
+        if serve.refresh_grace > Duration::from_secs(5) {
+            return Err(ConfigError::Grace);
+        }
+        if serve.login_lockout.is_zero() {
+            return Err(ConfigError::Lockout);
         }
         Ok(ServerConfig {
             bind: serve.bind,
@@ -91,6 +120,17 @@ impl ServerConfig {
             issuer: serve.issuer.clone(),
             audience: serve.audience.clone(),
             access_token_ttl: serve.access_token_ttl,
+            refresh_token_ttl: serve.refresh_token_ttl,
+            refresh_grace: serve.refresh_grace,
+            password_hash_threads: serve
+                .password_hash_threads
+                .unwrap_or_else(default_hash_threads)
+                .max(1),
+            password_hash_queue: serve.password_hash_queue,
+            throttle: ThrottlePolicy {
+                base_lock: serve.login_lockout,
+                ..ThrottlePolicy::default()
+            },
             migrate: !serve.no_migrate,
         })
     }
@@ -105,9 +145,20 @@ impl ServerConfig {
             issuer: None,
             audience: "transcription-api".to_owned(),
             access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            refresh_grace: Duration::from_secs(2),
+            password_hash_threads: default_hash_threads(),
+            password_hash_queue: 64,
+            throttle: ThrottlePolicy::default(),
             migrate: true,
         }
     }
+}
+
+fn default_hash_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,8 +167,12 @@ pub enum ConfigError {
     Issuer(String),
     #[error("TOKEN_AUDIENCE must not be empty")]
     Audience,
-    #[error("ACCESS_TOKEN_TTL must be positive")]
+    #[error("ACCESS_TOKEN_TTL and REFRESH_TOKEN_TTL must be positive")]
     Ttl,
+    #[error("REFRESH_GRACE must be at most 5 s")]
+    Grace,
+    #[error("LOGIN_LOCKOUT must be positive")]
+    Lockout,
 }
 
 fn parse_secret(value: &str) -> Result<SecretString, String> {

@@ -13,8 +13,9 @@ use std::time::Duration;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
-    RsaKeyPair,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair,
+    UnparsedPublicKey,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -180,6 +181,25 @@ impl SigningKey {
                 Ok(sig)
             }
             KeyMaterial::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+        }
+    }
+
+    /// Verifies a signature made by this key.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.material {
+            KeyMaterial::Ec(pair) => {
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, pair.public_key().as_ref())
+                    .verify(message, signature)
+                    .is_ok()
+            }
+            KeyMaterial::Rsa(pair) => {
+                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pair.public_key().as_ref())
+                    .verify(message, signature)
+                    .is_ok()
+            }
+            KeyMaterial::Ed(pair) => UnparsedPublicKey::new(&ED25519, pair.public_key().as_ref())
+                .verify(message, signature)
+                .is_ok(),
         }
     }
 
@@ -406,6 +426,8 @@ pub async fn ensure_active_key(store: &dyn Store, dir: &Path) -> Result<Option<S
 #[derive(Debug)]
 pub struct KeySet {
     pub active: Arc<SigningKey>,
+    /// Every published key (next, active, recently retired) by kid.
+    pub published: std::collections::HashMap<String, Arc<SigningKey>>,
     /// Serialized `{"keys": [...]}` (next, active and recently retired public keys), built
     /// once per reload rather than per request.
     pub jwks: Arc<str>,
@@ -423,6 +445,7 @@ impl KeySet {
         let now = OffsetDateTime::now_utc();
         let mut active = None;
         let mut published = Vec::new();
+        let mut by_kid = std::collections::HashMap::new();
         for record in &records {
             let visible = match record.state {
                 KeyState::Next | KeyState::Active => true,
@@ -434,15 +457,42 @@ impl KeySet {
             let key = Arc::new(load_key(dir, record)?);
             published.push(key.public_jwk());
             if record.state == KeyState::Active {
-                active = Some(key);
+                active = Some(key.clone());
             }
+            by_kid.insert(record.kid.clone(), key);
         }
         let active = active.ok_or(KeyError::NoActiveKey)?;
         let jwks = serde_json::json!({ "keys": published }).to_string();
         Ok(KeySet {
             active,
+            published: by_kid,
             jwks: jwks.into(),
         })
+    }
+}
+
+impl KeySet {
+    /// Checks the signature of a compact JWS against the published key named by its `kid`
+    /// (the header's `alg` must be that key's) and returns the claims.
+    pub fn verify_jws(&self, token: &str) -> Option<serde_json::Value> {
+        let mut parts = token.split('.');
+        let (header_b64, payload_b64, signature_b64) =
+            (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).ok()?).ok()?;
+        let key = self.published.get(header.get("kid")?.as_str()?)?;
+        if header.get("alg")?.as_str()? != key.alg.as_str() {
+            return None;
+        }
+        let signature = URL_SAFE_NO_PAD.decode(signature_b64).ok()?;
+        let signed_len = header_b64.len() + 1 + payload_b64.len();
+        if !key.verify(token.get(..signed_len)?.as_bytes(), &signature) {
+            return None;
+        }
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload_b64).ok()?).ok()
     }
 }
 

@@ -7,8 +7,10 @@ pub mod grants;
 mod http;
 pub mod issuer;
 pub mod keys;
+pub mod passwords;
 pub mod secrets;
 pub mod store;
+pub mod throttle;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,12 +20,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use config::ServerConfig;
-use grants::TokenEndpoint;
+use grants::TokenService;
 use grants::client_auth::ClientAuthenticator;
+use grants::refresh::RefreshTokens;
 use issuer::TokenIssuer;
 use keys::{KeyError, KeyRing};
+use passwords::{PasswordError, PasswordPool};
 use secrets::{SecretHasher, SecretsError};
 use store::{Store, StoreError};
+use throttle::LoginThrottle;
 
 /// How often a running server re-reads its signing keys (to see CLI rotations).
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
@@ -35,7 +40,7 @@ const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeyRing>,
-    pub tokens: Arc<TokenEndpoint>,
+    pub tokens: Arc<TokenService>,
     /// The `iss` value and base URL of the metadata.
     pub issuer: Arc<str>,
 }
@@ -49,6 +54,8 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error("client secrets: {0}")]
     Secrets(#[from] SecretsError),
+    #[error("password hashing: {0}")]
+    Passwords(#[from] PasswordError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -98,10 +105,21 @@ impl Application {
             config.audience.clone(),
             config.access_token_ttl,
         );
-        let tokens = Arc::new(TokenEndpoint::new(
-            ClientAuthenticator::new(store.clone(), hasher),
-            token_issuer,
-        ));
+        let tokens = Arc::new(TokenService {
+            clients: ClientAuthenticator::new(store.clone(), hasher.clone()),
+            issuer: token_issuer,
+            store: store.clone(),
+            keys: keys.clone(),
+            passwords: PasswordPool::new(config.password_hash_threads, config.password_hash_queue)
+                .await?,
+            throttle: LoginThrottle::new(store.clone(), config.throttle.clone()),
+            refresh: RefreshTokens::new(
+                store.clone(),
+                hasher,
+                config.refresh_token_ttl,
+                config.refresh_grace,
+            ),
+        });
         Ok(Application {
             listener,
             state: AppState {
@@ -118,6 +136,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The token service (tests read its counters).
+    pub fn tokens(&self) -> Arc<TokenService> {
+        self.state.tokens.clone()
     }
 
     /// The key ring the server signs with (tests reload it after rotating keys).
@@ -153,6 +176,7 @@ impl Application {
         });
         tracing::info!(addr = %self.local_addr(), issuer = %self.state.issuer, "auth-server listening");
         let app = http::router(self.state);
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

@@ -23,6 +23,7 @@ pub enum ClientsCommand {
         #[arg(long, default_value = "")]
         scopes: String,
         /// Grant type the client may use (repeatable); default client_credentials.
+        /// `password` implies `refresh_token`.
         #[arg(long = "grant", value_parser = parse_grant)]
         grants: Vec<GrantType>,
     },
@@ -66,11 +67,15 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
                 return Err(CliError::Invalid("--name must not be empty".to_owned()));
             }
             let secret = generate_client_secret()?;
-            let grant_types: BTreeSet<GrantType> = if grants.is_empty() {
+            let mut grant_types: BTreeSet<GrantType> = if grants.is_empty() {
                 BTreeSet::from([GrantType::ClientCredentials])
             } else {
                 grants.into_iter().collect()
             };
+            // A password login is a session: it comes with refresh tokens.
+            if grant_types.contains(&GrantType::Password) {
+                grant_types.insert(GrantType::RefreshToken);
+            }
             let client = Client {
                 id: Uuid::new_v4().to_string(),
                 name,

@@ -4,6 +4,8 @@
 mod clients;
 mod keys;
 mod scopes;
+mod tokens;
+mod users;
 
 use std::sync::Arc;
 
@@ -38,6 +40,12 @@ pub enum Command {
     /// Manage client applications.
     #[command(subcommand)]
     Clients(clients::ClientsCommand),
+    /// Manage end users.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
+    /// Revoke tokens.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Manage scopes.
     #[command(subcommand)]
     Scopes(scopes::ScopesCommand),
@@ -59,6 +67,8 @@ pub enum CliError {
     Keys(#[from] KeyError),
     #[error("{0}")]
     Secrets(#[from] SecretsError),
+    #[error("{0}")]
+    Password(#[from] crate::passwords::PasswordError),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -88,6 +98,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Clients(cmd) => clients::run(cmd, &cli.common, &out).await,
         Command::Scopes(cmd) => scopes::run(cmd, &cli.common, &out).await,
+        Command::Users(cmd) => users::run(cmd, &cli.common, &out).await,
+        Command::Tokens(cmd) => tokens::run(cmd, &cli.common, &out).await,
         Command::Keys(cmd) => keys::run(cmd, &cli.common, &out).await,
     }
 }

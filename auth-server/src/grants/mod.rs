@@ -1,19 +1,27 @@
-//! Token grants: turn a parsed token request into an access token, or into one of the
-//! RFC 6749 §5.2 errors. Nothing here knows about HTTP frameworks.
+//! Token grants and token management: turn a parsed token request into tokens or into one of
+//! the RFC 6749 §5.2 errors; introspect (RFC 7662) and revoke (RFC 7009) tokens. Nothing here
+//! knows about HTTP frameworks.
 
 pub mod client_auth;
 pub mod client_credentials;
+pub mod introspect;
+pub mod password;
+pub mod refresh;
 pub mod request;
 pub mod scope;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::issuer::TokenIssuer;
-use crate::keys::KeyError;
-use crate::store::{GrantType, StoreError};
+use crate::keys::{KeyError, KeyRing};
+use crate::passwords::PasswordPool;
+use crate::store::{GrantType, Store, StoreError};
+use crate::throttle::LoginThrottle;
 use client_auth::ClientAuthenticator;
+use refresh::RefreshTokens;
 pub use request::TokenRequest;
 
 /// Why a token request was refused (RFC 6749 §5.2), or failed on our side.
@@ -31,10 +39,18 @@ pub enum GrantError {
     UnsupportedGrantType(Cow<'static, str>),
     #[error("{0}")]
     InvalidScope(Cow<'static, str>),
+    /// Too many failed logins for the account or the source address.
+    #[error("too many failed login attempts; retry in {retry_after} s")]
+    LoginThrottled { retry_after: u64 },
+    /// The password hashing pool is saturated.
+    #[error("the server is busy; retry in {retry_after} s")]
+    Busy { retry_after: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("password hashing failed")]
+    Hashing,
 }
 
 impl GrantError {
@@ -43,11 +59,12 @@ impl GrantError {
         match self {
             GrantError::InvalidRequest(_) => "invalid_request",
             GrantError::InvalidClient(_) => "invalid_client",
-            GrantError::InvalidGrant(_) => "invalid_grant",
+            GrantError::InvalidGrant(_) | GrantError::LoginThrottled { .. } => "invalid_grant",
             GrantError::UnauthorizedClient(_) => "unauthorized_client",
             GrantError::UnsupportedGrantType(_) => "unsupported_grant_type",
             GrantError::InvalidScope(_) => "invalid_scope",
-            GrantError::Store(_) | GrantError::Key(_) => "server_error",
+            GrantError::Busy { .. } => "temporarily_unavailable",
+            GrantError::Store(_) | GrantError::Key(_) | GrantError::Hashing => "server_error",
         }
     }
 }
@@ -64,19 +81,28 @@ pub struct TokenResponse {
 }
 
 /// Grant types this server implements at the token endpoint.
-pub const SUPPORTED_GRANT_TYPES: [GrantType; 1] = [GrantType::ClientCredentials];
+pub const SUPPORTED_GRANT_TYPES: [GrantType; 3] = [
+    GrantType::ClientCredentials,
+    GrantType::Password,
+    GrantType::RefreshToken,
+];
 
-/// The token endpoint's logic: authenticate the client, dispatch on `grant_type`.
-pub struct TokenEndpoint {
-    clients: ClientAuthenticator,
-    issuer: TokenIssuer,
+/// Scope a client needs to introspect or revoke tokens issued to other clients.
+pub const INTROSPECT_SCOPE: &str = "oauth:introspect";
+
+/// Everything the grants need, built once at start.
+pub struct TokenService {
+    pub clients: ClientAuthenticator,
+    pub issuer: TokenIssuer,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyRing>,
+    pub passwords: PasswordPool,
+    pub throttle: LoginThrottle,
+    pub refresh: RefreshTokens,
 }
 
-impl TokenEndpoint {
-    pub fn new(clients: ClientAuthenticator, issuer: TokenIssuer) -> TokenEndpoint {
-        TokenEndpoint { clients, issuer }
-    }
-
+impl TokenService {
+    /// `POST /oauth/token`: authenticate the client, dispatch on `grant_type`.
     pub async fn exchange(&self, request: &TokenRequest) -> Result<TokenResponse, GrantError> {
         let grant_type = request
             .param("grant_type")
@@ -100,9 +126,15 @@ impl TokenEndpoint {
             GrantType::ClientCredentials => {
                 client_credentials::grant(&client, request, &self.issuer)
             }
-            GrantType::Password | GrantType::RefreshToken => Err(GrantError::UnsupportedGrantType(
-                format!("grant type `{}` is not supported", grant.as_str()).into(),
-            )),
+            GrantType::Password => password::grant(self, &client, request).await,
+            GrantType::RefreshToken => refresh::grant(self, &client, request).await,
         }
     }
+}
+
+/// A required, non-empty form parameter.
+fn required<'a>(request: &'a TokenRequest, name: &'static str) -> Result<&'a str, GrantError> {
+    request
+        .param(name)
+        .ok_or_else(|| GrantError::InvalidRequest(format!("missing parameter `{name}`").into()))
 }

@@ -12,6 +12,7 @@ use super::GrantError;
 pub struct TokenRequest {
     params: Vec<(String, String)>,
     authorization: Option<String>,
+    client_ip: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -59,7 +60,18 @@ impl TokenRequest {
         Ok(TokenRequest {
             params,
             authorization,
+            client_ip: None,
         })
+    }
+
+    /// Records the address the request came from (for login throttling).
+    pub fn with_client_ip(mut self, ip: std::net::IpAddr) -> TokenRequest {
+        self.client_ip = Some(ip);
+        self
+    }
+
+    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.client_ip
     }
 
     /// The value of a parameter, if present and non-empty.

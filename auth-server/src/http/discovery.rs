@@ -14,6 +14,9 @@ use crate::grants::SUPPORTED_GRANT_TYPES;
 /// before `keys rotate` makes it sign.
 pub const JWKS_CACHE_CONTROL: &str = "public, max-age=300";
 
+/// Client authentication methods of every endpoint that authenticates clients.
+const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
@@ -45,7 +48,11 @@ async fn metadata(State(state): State<AppState>) -> Response {
         "grant_types_supported": SUPPORTED_GRANT_TYPES.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "response_types_supported": [],
         "scopes_supported": scopes,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
     });
     super::json_response(StatusCode::OK, body.to_string(), "public, max-age=60")
 }

@@ -33,11 +33,21 @@ impl IntoResponse for TokenEndpointError {
             TokenEndpointError::Grant(grant) => {
                 let status = match grant {
                     GrantError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
-                    GrantError::Store(_) | GrantError::Key(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    GrantError::LoginThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    GrantError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    GrantError::Store(_) | GrantError::Key(_) | GrantError::Hashing => {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
                     _ => StatusCode::BAD_REQUEST,
                 };
                 (status, grant.code())
             }
+        };
+        let retry_after = match &self {
+            TokenEndpointError::Grant(
+                GrantError::LoginThrottled { retry_after } | GrantError::Busy { retry_after },
+            ) => Some(*retry_after),
+            _ => None,
         };
         let description = if status.is_server_error() {
             tracing::error!(error = %self, "token request failed");
@@ -53,6 +63,9 @@ impl IntoResponse for TokenEndpointError {
         let mut response = super::json_response(status, body, "no-store");
         let headers = response.headers_mut();
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

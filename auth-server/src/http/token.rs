@@ -1,8 +1,11 @@
-//! `POST /oauth/token`: reads a bounded form body and hands it to the grants.
+//! `POST /oauth/token`, `POST /oauth/introspect` and `POST /oauth/revoke`: read a bounded
+//! form body and hand it to the grants.
+
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -12,15 +15,57 @@ use super::error::TokenEndpointError;
 use crate::AppState;
 use crate::grants::{GrantError, TokenRequest};
 
-/// Largest accepted token request body.
+/// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/oauth/token", post(token))
+    Router::new()
+        .route("/oauth/token", post(token))
+        .route("/oauth/introspect", post(introspect))
+        .route("/oauth/revoke", post(revoke))
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match exchange(&state, &headers, body).await {
+async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let request = read_form(&headers, body).await?.with_client_ip(peer.ip());
+        let response = state.tokens.exchange(&request).await?;
+        Ok::<_, TokenEndpointError>(serde_json::to_string(&response).unwrap_or_default())
+    };
+    respond(result.await)
+}
+
+async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let request = read_form(&headers, body).await?;
+        Ok::<_, TokenEndpointError>(state.tokens.introspect(&request).await?.to_string())
+    };
+    respond(result.await)
+}
+
+async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let request = read_form(&headers, body).await?;
+        state.tokens.revoke(&request).await?;
+        Ok::<_, TokenEndpointError>(String::new())
+    };
+    match result.await {
+        Ok(_) => (
+            StatusCode::OK,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        )
+            .into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// A JSON body with `no-store`, or the error.
+fn respond(result: Result<String, TokenEndpointError>) -> Response {
+    match result {
         Ok(body) => {
             let mut response = super::json_response(StatusCode::OK, body, "no-store");
             response
@@ -32,11 +77,8 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
     }
 }
 
-async fn exchange(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<String, TokenEndpointError> {
+/// Reads an `application/x-www-form-urlencoded` body of at most [`MAX_BODY_BYTES`].
+async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, TokenEndpointError> {
     if !is_form(headers) {
         return Err(GrantError::InvalidRequest(
             "content type must be application/x-www-form-urlencoded".into(),
@@ -64,10 +106,7 @@ async fn exchange(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    let request = TokenRequest::from_form(&bytes, authorization)?;
-    let response = state.tokens.exchange(&request).await?;
-    serde_json::to_string(&response)
-        .map_err(|_| GrantError::InvalidRequest("unserializable response".into()).into())
+    Ok(TokenRequest::from_form(&bytes, authorization)?)
 }
 
 fn is_form(headers: &HeaderMap) -> bool {

@@ -102,6 +102,78 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// An end user who logs in with the password grant.
+#[derive(Clone, serde::Serialize)]
+pub struct User {
+    pub id: String,
+    /// As entered; uniqueness is on the lowercase form.
+    pub email: String,
+    /// argon2id PHC string; never serialized.
+    #[serde(skip)]
+    pub password_hash: String,
+    /// Scopes the user's tokens may carry, sorted.
+    pub permissions: BTreeSet<String>,
+    pub disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("password_hash", &"***")
+            .field("permissions", &self.permissions)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+/// The lowercase form of an e-mail address used for lookups.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// All refresh tokens descending from one login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshFamily {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    /// The scope granted at login; refreshed access tokens carry a subset of it.
+    pub scope: String,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// One refresh token, known by its keyed hash only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub token_hash: Vec<u8>,
+    pub family_id: String,
+    pub parent_hash: Option<Vec<u8>>,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    /// When it was exchanged for its successor.
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// A refresh token with its family and its successor, if it was rotated.
+#[derive(Debug, Clone)]
+pub struct RefreshLookup {
+    pub token: RefreshTokenRecord,
+    pub family: RefreshFamily,
+    pub successor: Option<RefreshTokenRecord>,
+}
+
+/// Whose refresh families to revoke.
+#[derive(Debug, Clone, Copy)]
+pub enum FamilyOwner<'a> {
+    Client(&'a str),
+    User(&'a str),
+}
+
 /// Metadata of a signing key; the private key itself is a PEM file in the keys directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KeyRecord {
@@ -137,6 +209,75 @@ pub trait Store: Send + Sync + 'static {
     async fn set_client_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError>;
     async fn set_client_secret_hash(&self, id: &str, hash: &[u8]) -> Result<bool, StoreError>;
     async fn delete_client(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Inserts a user and their permissions atomically; the e-mail is unique ignoring case.
+    async fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn find_user(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// Looks a user up by e-mail, ignoring case.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    async fn set_user_permissions(
+        &self,
+        id: &str,
+        permissions: &BTreeSet<String>,
+    ) -> Result<bool, StoreError>;
+    async fn set_user_password_hash(&self, id: &str, hash: &str) -> Result<bool, StoreError>;
+    async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError>;
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Starts a refresh family with its first token.
+    async fn create_refresh_family(
+        &self,
+        family: &RefreshFamily,
+        first: &RefreshTokenRecord,
+    ) -> Result<(), StoreError>;
+    async fn find_refresh_token(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<RefreshLookup>, StoreError>;
+    /// Marks `parent_hash` used and inserts its successor atomically; `Ok(false)` (and no
+    /// change) when the parent was already used.
+    async fn rotate_refresh_token(
+        &self,
+        parent_hash: &[u8],
+        used_at: OffsetDateTime,
+        successor: &RefreshTokenRecord,
+    ) -> Result<bool, StoreError>;
+    /// `Ok(false)` when the family did not exist or was already revoked.
+    async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every live family of a client or user; returns how many.
+    async fn revoke_refresh_families(
+        &self,
+        owner: FamilyOwner<'_>,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+
+    /// Puts an access token's `jti` on the deny-list until `expires_at` (unix seconds) and
+    /// drops entries that have expired.
+    async fn deny_access_token(
+        &self,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn is_access_token_denied(&self, jti: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Until when (unix seconds) `key` is locked out, if it is at `now`.
+    async fn login_locked_until(&self, key: &str, now: i64) -> Result<Option<i64>, StoreError>;
+    /// Counts a failed login for `key`, restarting the count when the window that began before
+    /// `window_start_after` is over; returns the failures in the current window.
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: i64,
+        window_start_after: i64,
+    ) -> Result<i64, StoreError>;
+    async fn lock_login(&self, key: &str, until: i64) -> Result<(), StoreError>;
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
 
     async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
     /// All keys, newest first.

@@ -27,11 +27,20 @@ impl PostgresStore {
     }
 
     fn migrator() -> sqlx::migrate::Migrator {
-        migrator(&[(
-            1,
-            "foundation",
-            include_str!("../../../migrations/auth-server/postgres/0001_foundation.sql"),
-        )])
+        migrator(&[
+            (
+                1,
+                "foundation",
+                include_str!("../../../migrations/auth-server/postgres/0001_foundation.sql"),
+            ),
+            (
+                2,
+                "users and sessions",
+                include_str!(
+                    "../../../migrations/auth-server/postgres/0002_users_and_sessions.sql"
+                ),
+            ),
+        ])
     }
 }
 

@@ -133,6 +133,247 @@ macro_rules! impl_sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO users (id, email, email_normalized, password_hash, disabled, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&user.id)
+                .bind(&user.email)
+                .bind(normalize_email(&user.email))
+                .bind(&user.password_hash)
+                .bind(user.disabled)
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_insert_error(e, &format!("user `{}`", user.email), None))?;
+                insert_permissions(&mut tx, &user.id, &user.permissions).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn find_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, p.scope ",
+                    "FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id WHERE u.id = $1"
+                ))
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(fold_users(&rows)?.pop())
+            }
+
+            async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, p.scope ",
+                    "FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id WHERE u.email_normalized = $1"
+                ))
+                .bind(normalize_email(email))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(fold_users(&rows)?.pop())
+            }
+
+            async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, p.scope ",
+                    "FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id ORDER BY u.created_at, u.id"
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                fold_users(&rows)
+            }
+
+            async fn set_user_permissions(&self, id: &str, permissions: &BTreeSet<String>) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+                if exists.is_none() {
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM user_permissions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+                insert_permissions(&mut tx, id, permissions).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn set_user_password_hash(&self, id: &str, hash: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(hash)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+                    .bind(disabled)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.pool).await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn create_refresh_family(&self, family: &RefreshFamily, first: &RefreshTokenRecord) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO refresh_families (id, client_id, user_id, scope, created_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&family.id)
+                .bind(&family.client_id)
+                .bind(&family.user_id)
+                .bind(&family.scope)
+                .bind(family.created_at)
+                .bind(family.revoked_at)
+                .execute(&mut *tx)
+                .await?;
+                insert_refresh_token(&mut tx, first).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn find_refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshLookup>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT t.token_hash, t.family_id, t.parent_hash, t.issued_at, t.expires_at, t.used_at, ",
+                    "f.client_id, f.user_id, f.scope, f.created_at, f.revoked_at ",
+                    "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = $1"
+                ))
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let token = refresh_token_from_row(&row)?;
+                let family = RefreshFamily {
+                    id: token.family_id.clone(),
+                    client_id: row.try_get("client_id")?,
+                    user_id: row.try_get("user_id")?,
+                    scope: row.try_get("scope")?,
+                    created_at: row.try_get("created_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                };
+                let successor = sqlx::query(
+                    "SELECT token_hash, family_id, parent_hash, issued_at, expires_at, used_at \
+                     FROM refresh_tokens WHERE parent_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|row| refresh_token_from_row(&row))
+                .transpose()?;
+                Ok(Some(RefreshLookup { token, family, successor }))
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                parent_hash: &[u8],
+                used_at: OffsetDateTime,
+                successor: &RefreshTokenRecord,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+                    .bind(used_at)
+                    .bind(parent_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                insert_refresh_token(&mut tx, successor).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn revoke_refresh_family(&self, family_id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                    .bind(at)
+                    .bind(family_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn revoke_refresh_families(&self, owner: FamilyOwner<'_>, at: OffsetDateTime) -> Result<u64, StoreError> {
+                let (sql, id) = match owner {
+                    FamilyOwner::Client(id) => {
+                        ("UPDATE refresh_families SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL", id)
+                    }
+                    FamilyOwner::User(id) => {
+                        ("UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL", id)
+                    }
+                };
+                let done = sqlx::query(sql).bind(at).bind(id).execute(&self.pool).await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn deny_access_token(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
+                sqlx::query(
+                    "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
+                     ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at",
+                )
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn is_access_token_denied(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
+                let row = sqlx::query("SELECT 1 FROM revoked_access_tokens WHERE jti = $1 AND expires_at >= $2")
+                    .bind(jti)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            async fn login_locked_until(&self, key: &str, now: i64) -> Result<Option<i64>, StoreError> {
+                let row = sqlx::query("SELECT locked_until FROM login_failures WHERE throttle_key = $1 AND locked_until > $2")
+                    .bind(key)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|row| row.try_get("locked_until")).transpose()?)
+            }
+
+            async fn record_login_failure(&self, key: &str, now: i64, window_start_after: i64) -> Result<i64, StoreError> {
+                let row = sqlx::query(concat!(
+                    "INSERT INTO login_failures (throttle_key, failures, window_start, locked_until) VALUES ($1, 1, $2, NULL) ",
+                    "ON CONFLICT (throttle_key) DO UPDATE SET ",
+                    "failures = CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END, ",
+                    "window_start = CASE WHEN login_failures.window_start < $3 THEN $2 ELSE login_failures.window_start END ",
+                    "RETURNING failures"
+                ))
+                .bind(key)
+                .bind(now)
+                .bind(window_start_after)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("failures")?)
+            }
+
+            async fn lock_login(&self, key: &str, until: i64) -> Result<(), StoreError> {
+                sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE throttle_key = $2")
+                    .bind(until)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM login_failures WHERE throttle_key = $1").bind(key).execute(&self.pool).await?;
+                Ok(())
+            }
+
             async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO signing_keys (kid, alg, state, created_at, activated_at, retired_at) \
@@ -231,6 +472,76 @@ macro_rules! impl_sql_store {
                 }
             }
             Ok(clients)
+        }
+
+        /// Folds the rows of a users ⟕ user_permissions join (ordered by user) into users.
+        fn fold_users(rows: &[<$db as sqlx::Database>::Row]) -> Result<Vec<User>, StoreError> {
+            let mut users: Vec<User> = Vec::new();
+            for row in rows {
+                let id: String = row.try_get("id")?;
+                let scope: Option<String> = row.try_get("scope")?;
+                match users.last_mut() {
+                    Some(last) if last.id == id => {}
+                    _ => users.push(User {
+                        id,
+                        email: row.try_get("email")?,
+                        password_hash: row.try_get("password_hash")?,
+                        permissions: Default::default(),
+                        disabled: row.try_get("disabled")?,
+                        created_at: row.try_get("created_at")?,
+                    }),
+                }
+                if let (Some(scope), Some(last)) = (scope, users.last_mut()) {
+                    last.permissions.insert(scope);
+                }
+            }
+            Ok(users)
+        }
+
+        async fn insert_permissions(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            user_id: &str,
+            permissions: &BTreeSet<String>,
+        ) -> Result<(), StoreError> {
+            for scope in permissions {
+                sqlx::query("INSERT INTO user_permissions (user_id, scope) VALUES ($1, $2)")
+                    .bind(user_id)
+                    .bind(scope)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| map_insert_error(e, "user permission", Some(scope)))?;
+            }
+            Ok(())
+        }
+
+        async fn insert_refresh_token(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            token: &RefreshTokenRecord,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at, used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&token.token_hash)
+            .bind(&token.family_id)
+            .bind(&token.parent_hash)
+            .bind(token.issued_at)
+            .bind(token.expires_at)
+            .bind(token.used_at)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        fn refresh_token_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RefreshTokenRecord, StoreError> {
+            Ok(RefreshTokenRecord {
+                token_hash: row.try_get("token_hash")?,
+                family_id: row.try_get("family_id")?,
+                parent_hash: row.try_get("parent_hash")?,
+                issued_at: row.try_get("issued_at")?,
+                expires_at: row.try_get("expires_at")?,
+                used_at: row.try_get("used_at")?,
+            })
         }
     };
 }

@@ -39,11 +39,18 @@ impl SqliteStore {
     }
 
     fn migrator() -> sqlx::migrate::Migrator {
-        migrator(&[(
-            1,
-            "foundation",
-            include_str!("../../../migrations/auth-server/sqlite/0001_foundation.sql"),
-        )])
+        migrator(&[
+            (
+                1,
+                "foundation",
+                include_str!("../../../migrations/auth-server/sqlite/0001_foundation.sql"),
+            ),
+            (
+                2,
+                "users and sessions",
+                include_str!("../../../migrations/auth-server/sqlite/0002_users_and_sessions.sql"),
+            ),
+        ])
     }
 }
 

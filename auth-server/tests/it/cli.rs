@@ -6,15 +6,36 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, TestDb};
 
-fn run(db: &TestDb, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_auth-server"))
+fn command(db: &TestDb, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auth-server"));
+    command
         .args(args)
         .env("DATABASE_URL", &db.url)
         .env("KEYS_DIR", db.keys_dir())
-        .env_remove("CLIENT_SECRET_PEPPER")
-        .stdin(Stdio::null())
-        .output()
+        .env_remove("CLIENT_SECRET_PEPPER");
+    command
+}
+
+fn run(db: &TestDb, args: &[&str]) -> Output {
+    command(db, args).stdin(Stdio::null()).output().unwrap()
+}
+
+/// Runs a command with `input` on stdin (how passwords are given).
+fn run_with_stdin(db: &TestDb, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = command(db, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
         .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn json(output: &Output) -> Value {
@@ -176,4 +197,158 @@ fn scopes_and_keys_commands() {
             "--json",
         ],
     ));
+}
+
+#[tokio::test]
+async fn users_and_token_revocation_from_the_cli() {
+    let app = TestApp::sqlite().await;
+    let db = &app.db;
+    json(&run(db, &["scopes", "create", "a", "--json"]));
+    json(&run(db, &["scopes", "create", "b", "--json"]));
+    let created = json(&run_with_stdin(
+        db,
+        &[
+            "users",
+            "create",
+            "--email",
+            "Cli@Example.com",
+            "--permissions",
+            "a",
+            "--json",
+        ],
+        "correct horse battery\n",
+    ));
+    let user_id = created["id"].as_str().unwrap().to_owned();
+    assert!(
+        created.get("password_hash").is_none(),
+        "the hash is never printed"
+    );
+    assert!(
+        !String::from_utf8_lossy(&run(db, &["users", "list", "--json"]).stdout).contains("argon2")
+    );
+
+    // Weak, short and missing passwords are refused; the password never comes from argv.
+    for weak in ["password123\n", "short\n", "\n"] {
+        assert_failure(
+            &run_with_stdin(
+                db,
+                &["users", "create", "--email", "weak@example.com"],
+                weak,
+            ),
+            1,
+        );
+    }
+    assert_failure(
+        &run_with_stdin(
+            db,
+            &["users", "create", "--email", "not-an-email"],
+            "correct horse battery\n",
+        ),
+        1,
+    );
+    assert_failure(
+        &run_with_stdin(
+            db,
+            &["users", "create", "--email", "cli@example.com"],
+            "correct horse battery\n",
+        ),
+        1,
+    );
+
+    let client = json(&run(
+        db,
+        &[
+            "clients", "create", "--name", "app", "--scopes", "a b", "--grant", "password",
+            "--json",
+        ],
+    ));
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let shown = json(&run(db, &["clients", "show", id, "--json"]));
+    assert_eq!(
+        shown["grant_types"],
+        serde_json::json!(["password", "refresh_token"]),
+        "password implies refresh_token"
+    );
+
+    let login = async |password: &str| {
+        let form = [
+            ("grant_type", "password"),
+            ("username", "cli@example.com"),
+            ("password", password),
+        ];
+        app.token(&form, Some((id, secret))).await
+    };
+    let body: Value = login("correct horse battery").await.json().await.unwrap();
+    assert_eq!(body["scope"], "a");
+    let refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+
+    json(&run(
+        db,
+        &["users", "set-permissions", &user_id, "a b", "--json"],
+    ));
+    assert_eq!(
+        json(&run(db, &["users", "show", "cli@example.com", "--json"]))["permissions"],
+        serde_json::json!(["a", "b"])
+    );
+
+    // A password change ends the user's sessions.
+    let reset = json(&run_with_stdin(
+        db,
+        &["users", "reset-password", &user_id, "--json"],
+        "a brand new passphrase\n",
+    ));
+    assert_eq!(reset["revoked_sessions"], 1);
+    let refreshed = app
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+            ],
+            Some((id, secret)),
+        )
+        .await;
+    assert_eq!(refreshed.status(), 400);
+    assert_eq!(login("correct horse battery").await.status(), 400);
+    let body: Value = login("a brand new passphrase").await.json().await.unwrap();
+    let refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        json(&run(
+            db,
+            &["tokens", "revoke", "--user", &user_id, "--json"]
+        ))["revoked_sessions"],
+        1
+    );
+    let refreshed = app
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+            ],
+            Some((id, secret)),
+        )
+        .await;
+    assert_eq!(refreshed.status(), 400);
+    json(&run(
+        db,
+        &["tokens", "revoke", "--jti", "some-jti", "--json"],
+    ));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(
+        app.store
+            .is_access_token_denied("some-jti", now)
+            .await
+            .unwrap()
+    );
+    assert_failure(&run(db, &["tokens", "revoke"]), 2);
+
+    let disabled = json(&run(db, &["users", "disable", &user_id, "--json"]));
+    assert_eq!(disabled["disabled"], true);
+    assert_eq!(login("a brand new passphrase").await.status(), 400);
+    json(&run(db, &["users", "enable", &user_id, "--json"]));
+    json(&run(db, &["users", "delete", &user_id, "--json"]));
+    assert_failure(&run(db, &["users", "show", &user_id]), 1);
 }

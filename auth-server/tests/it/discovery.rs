@@ -52,7 +52,15 @@ async fn metadata_follows_rfc_8414(app: &TestApp) {
     );
     assert_eq!(
         meta["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["client_credentials", "password", "refresh_token"])
+    );
+    assert_eq!(
+        meta["introspection_endpoint"],
+        format!("{}/oauth/introspect", app.issuer)
+    );
+    assert_eq!(
+        meta["revocation_endpoint"],
+        format!("{}/oauth/revoke", app.issuer)
     );
     assert_eq!(
         meta["scopes_supported"],

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use auth_server::Application;
 use auth_server::config::ServerConfig;
+use auth_server::grants::TokenService;
 use auth_server::keys::KeyRing;
 use auth_server::secrets::{SecretHasher, generate_client_secret};
-use auth_server::store::{self, Client, GrantType, Scope, Store};
+use auth_server::store::{self, Client, GrantType, Scope, Store, User};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -107,6 +108,7 @@ pub struct TestApp {
     pub issuer: String,
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeyRing>,
+    pub tokens: Arc<TokenService>,
     pub hasher: SecretHasher,
     pub http: reqwest::Client,
     pub db: TestDb,
@@ -115,8 +117,15 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(db: TestDb) -> TestApp {
-        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &db.url, db.keys_dir());
+        TestApp::spawn_with(db, |_| {}).await
+    }
+
+    /// Starts the server with a configuration adjusted by `tweak`.
+    pub async fn spawn_with(db: TestDb, tweak: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &db.url, db.keys_dir());
+        tweak(&mut config);
         let app = Application::build(config).await.expect("server starts");
+        let tokens = app.tokens();
         let base = format!("http://{}", app.local_addr());
         let issuer = app.issuer().to_owned();
         let keys = app.key_ring();
@@ -131,6 +140,7 @@ impl TestApp {
             issuer,
             store,
             keys,
+            tokens,
             hasher,
             http: reqwest::Client::new(),
             db,
@@ -140,10 +150,6 @@ impl TestApp {
 
     pub async fn sqlite() -> TestApp {
         TestApp::spawn(TestDb::sqlite()).await
-    }
-
-    pub async fn postgres() -> Option<TestApp> {
-        Some(TestApp::spawn(TestDb::postgres().await?).await)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -191,6 +197,56 @@ impl TestApp {
         (client.id, secret)
     }
 
+    /// Registers a user (creating missing scopes) and returns their id.
+    pub async fn create_user(&self, email: &str, password: &str, permissions: &[&str]) -> String {
+        let existing: BTreeSet<String> = self
+            .store
+            .list_scopes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let missing: Vec<&str> = permissions
+            .iter()
+            .copied()
+            .filter(|s| !existing.contains(*s))
+            .collect();
+        self.create_scopes(&missing).await;
+        let password = password.to_owned();
+        let password_hash =
+            tokio::task::spawn_blocking(move || auth_server::passwords::hash_password(&password))
+                .await
+                .unwrap()
+                .unwrap();
+        let user = User {
+            id: Uuid::new_v4().to_string(),
+            email: email.to_owned(),
+            password_hash,
+            permissions: permissions.iter().map(|s| (*s).to_owned()).collect(),
+            disabled: false,
+            created_at: time::OffsetDateTime::now_utc(),
+        };
+        self.store.create_user(&user).await.unwrap();
+        user.id
+    }
+
+    /// A form POST to `path` with HTTP Basic credentials.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        basic: (&str, &str),
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .form(form)
+            .basic_auth(basic.0, Some(basic.1))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `POST /oauth/token` with a form body and optional HTTP Basic credentials.
     pub async fn token(
         &self,
@@ -205,15 +261,17 @@ impl TestApp {
     }
 }
 
-/// Runs one async test body against SQLite and against PostgreSQL.
+/// Runs async test bodies against SQLite and against PostgreSQL, optionally with a
+/// configuration tweak: `on_both_backends!(tweak = |c| ..., test_a, test_b)`.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
+    (tweak = $tweak:expr, $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name(&$crate::helpers::TestApp::sqlite().await).await;
+                    let db = $crate::helpers::TestDb::sqlite();
+                    super::$name(&$crate::helpers::TestApp::spawn_with(db, $tweak).await).await;
                 }
             )*
         }
@@ -221,11 +279,14 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    if let Some(app) = $crate::helpers::TestApp::postgres().await {
-                        super::$name(&app).await;
+                    if let Some(db) = $crate::helpers::TestDb::postgres().await {
+                        super::$name(&$crate::helpers::TestApp::spawn_with(db, $tweak).await).await;
                     }
                 }
             )*
         }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(tweak = |_| {}, $($name),*);
     };
 }

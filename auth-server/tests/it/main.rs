@@ -6,6 +6,9 @@
 mod cli;
 mod discovery;
 mod helpers;
+mod introspection;
 mod keys;
+mod password;
+mod refresh;
 mod store;
 mod token;

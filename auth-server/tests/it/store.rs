@@ -4,7 +4,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use auth_server::keys::{KeyAlgorithm, KeyState};
-use auth_server::store::{self, Client, GrantType, KeyRecord, Scope, Store, StoreError};
+use auth_server::store::{
+    self, Client, FamilyOwner, GrantType, KeyRecord, RefreshFamily, RefreshTokenRecord, Scope,
+    Store, StoreError, User,
+};
 use time::OffsetDateTime;
 
 use crate::helpers::TestDb;
@@ -157,6 +160,234 @@ async fn conformance(store: Arc<dyn Store>) {
     store.insert_key(&key("k3", KeyState::Next)).await.unwrap();
     assert!(store.retire_key("k3", at).await.unwrap());
     assert!(!store.retire_key("k3", at).await.unwrap());
+}
+
+fn user(id: &str, email: &str, permissions: &[&str]) -> User {
+    User {
+        id: id.to_owned(),
+        email: email.to_owned(),
+        password_hash: "$argon2id$stub".to_owned(),
+        permissions: permissions.iter().map(|s| (*s).to_owned()).collect(),
+        disabled: false,
+        created_at: OffsetDateTime::now_utc(),
+    }
+}
+
+fn token(hash: u8, family: &str, parent: Option<u8>) -> RefreshTokenRecord {
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    RefreshTokenRecord {
+        token_hash: vec![hash; 32],
+        family_id: family.to_owned(),
+        parent_hash: parent.map(|p| vec![p; 32]),
+        issued_at: now,
+        expires_at: now + time::Duration::days(30),
+        used_at: None,
+    }
+}
+
+/// Users, refresh families, the deny-list and login throttling.
+async fn sessions_conformance(store: Arc<dyn Store>) {
+    store.migrate().await.unwrap();
+    store.create_scope(&scope("a")).await.unwrap();
+    store.create_scope(&scope("b")).await.unwrap();
+
+    // Users: e-mail unique ignoring case, permissions must be scopes.
+    store
+        .create_user(&user("u1", "Ada@Example.com", &["a"]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_user(&user("u2", "ada@example.COM", &[])).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        store
+            .create_user(&user("u3", "x@example.com", &["nope"]))
+            .await,
+        Err(StoreError::UnknownScope(_))
+    ));
+    assert!(store.find_user("u3").await.unwrap().is_none());
+    let found = store
+        .find_user_by_email("ADA@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, "u1");
+    assert_eq!(
+        found.email, "Ada@Example.com",
+        "the e-mail is kept as entered"
+    );
+    assert_eq!(found.password_hash, "$argon2id$stub");
+    assert!(
+        store
+            .set_user_permissions("u1", &["a".to_owned(), "b".to_owned()].into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .find_user("u1")
+            .await
+            .unwrap()
+            .unwrap()
+            .permissions
+            .len(),
+        2
+    );
+    assert!(
+        !store
+            .set_user_permissions("missing", &BTreeSet::new())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_user_password_hash("u1", "$argon2id$new")
+            .await
+            .unwrap()
+    );
+    assert!(store.set_user_disabled("u1", true).await.unwrap());
+    let u1 = store.find_user("u1").await.unwrap().unwrap();
+    assert!(u1.disabled && u1.password_hash == "$argon2id$new");
+    store
+        .create_user(&user("u4", "bo@example.com", &[]))
+        .await
+        .unwrap();
+    assert_eq!(store.list_users().await.unwrap().len(), 2);
+
+    // Refresh families: single use, atomic rotation, revocation by family, client or user.
+    store.create_client(&client("c1", &["a"])).await.unwrap();
+    let family = RefreshFamily {
+        id: "f1".to_owned(),
+        client_id: "c1".to_owned(),
+        user_id: "u1".to_owned(),
+        scope: "a".to_owned(),
+        created_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        revoked_at: None,
+    };
+    store
+        .create_refresh_family(&family, &token(1, "f1", None))
+        .await
+        .unwrap();
+    let first = store.find_refresh_token(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(first.family, family);
+    assert!(first.token.used_at.is_none() && first.successor.is_none());
+    let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    assert!(
+        store
+            .rotate_refresh_token(&[1; 32], at, &token(2, "f1", Some(1)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .rotate_refresh_token(&[1; 32], at, &token(3, "f1", Some(1)))
+            .await
+            .unwrap(),
+        "single use"
+    );
+    assert!(
+        store.find_refresh_token(&[3; 32]).await.unwrap().is_none(),
+        "a refused rotation writes nothing"
+    );
+    let used = store.find_refresh_token(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(used.token.used_at, Some(at));
+    assert_eq!(used.successor.unwrap().token_hash, vec![2; 32]);
+    assert!(store.revoke_refresh_family("f1", at).await.unwrap());
+    assert!(!store.revoke_refresh_family("f1", at).await.unwrap());
+    assert_eq!(
+        store
+            .find_refresh_token(&[2; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .family
+            .revoked_at,
+        Some(at)
+    );
+    for (id, hash) in [("f2", 4), ("f3", 5)] {
+        let family = RefreshFamily {
+            id: id.to_owned(),
+            ..family.clone()
+        };
+        store
+            .create_refresh_family(&family, &token(hash, id, None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .revoke_refresh_families(FamilyOwner::User("u1"), at)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .revoke_refresh_families(FamilyOwner::Client("c1"), at)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(store.delete_user("u1").await.unwrap());
+    assert!(
+        store.find_refresh_token(&[4; 32]).await.unwrap().is_none(),
+        "families go with their user"
+    );
+
+    // Deny-list: entries live until their expiry, expired ones are purged on insert.
+    store.deny_access_token("j1", 1_000, 500).await.unwrap();
+    assert!(store.is_access_token_denied("j1", 999).await.unwrap());
+    assert!(!store.is_access_token_denied("j1", 1_001).await.unwrap());
+    assert!(!store.is_access_token_denied("j2", 0).await.unwrap());
+    store.deny_access_token("j1", 2_000, 500).await.unwrap();
+    assert!(
+        store.is_access_token_denied("j1", 1_500).await.unwrap(),
+        "re-denying extends"
+    );
+
+    // Login throttling: counts per key within a window, locks, clears.
+    assert_eq!(store.record_login_failure("k", 100, 0).await.unwrap(), 1);
+    assert_eq!(store.record_login_failure("k", 101, 0).await.unwrap(), 2);
+    assert_eq!(
+        store.record_login_failure("other", 101, 0).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.record_login_failure("k", 5_000, 1_000).await.unwrap(),
+        1,
+        "a new window restarts the count"
+    );
+    assert_eq!(store.login_locked_until("k", 5_000).await.unwrap(), None);
+    store.lock_login("k", 5_060).await.unwrap();
+    assert_eq!(
+        store.login_locked_until("k", 5_000).await.unwrap(),
+        Some(5_060)
+    );
+    assert_eq!(
+        store.login_locked_until("k", 5_060).await.unwrap(),
+        None,
+        "the lock has expired"
+    );
+    store.clear_login_failures("k").await.unwrap();
+    assert_eq!(
+        store.record_login_failure("k", 5_001, 1_000).await.unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn sqlite_sessions_conformance() {
+    let db = TestDb::sqlite();
+    sessions_conformance(store::connect(&db.url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_sessions_conformance() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    sessions_conformance(store::connect(&db.url).await.unwrap()).await;
 }
 
 #[tokio::test]

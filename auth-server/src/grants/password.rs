@@ -1,0 +1,79 @@
+//! The resource owner password credentials grant (RFC 6749 §4.3) for first-party apps:
+//! `sub` is the user id and the scope is bounded by the user's permissions and the client's
+//! scopes. Unknown users cost one argon2 verification like wrong passwords and get the same
+//! answer; failures are throttled per account and per source address.
+
+use std::collections::BTreeSet;
+
+use secrecy::SecretString;
+
+use super::{GrantError, TokenRequest, TokenResponse, TokenService, required, scope};
+use crate::passwords::{MAX_PASSWORD_LEN, PasswordError};
+use crate::store::{Client, GrantType};
+
+const BAD_CREDENTIALS: &str = "invalid username or password";
+
+pub async fn grant(
+    service: &TokenService,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<TokenResponse, GrantError> {
+    let username = required(request, "username")?;
+    let password = required(request, "password")?;
+    let ip = request.client_ip();
+    if let Some(retry_after) = service.throttle.retry_after(username, ip).await? {
+        return Err(GrantError::LoginThrottled { retry_after });
+    }
+    let user = service.store.find_user_by_email(username).await?;
+    // An over-long password never matches: skip hashing it, but still pay for one hash.
+    let presented = if password.len() > MAX_PASSWORD_LEN {
+        ""
+    } else {
+        password
+    };
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .filter(|_| !presented.is_empty());
+    let matched = service
+        .passwords
+        .verify(SecretString::from(presented.to_owned()), hash)
+        .await
+        .map_err(|err| match err {
+            PasswordError::Saturated => GrantError::Busy { retry_after: 1 },
+            _ => GrantError::Hashing,
+        })?;
+    let user = match user {
+        Some(user) if matched && !user.disabled => user,
+        _ => {
+            service.throttle.record_failure(username, ip).await?;
+            return Err(GrantError::InvalidGrant(BAD_CREDENTIALS.into()));
+        }
+    };
+    service.throttle.record_success(username).await?;
+
+    let allowed: BTreeSet<String> = user
+        .permissions
+        .intersection(&client.scopes)
+        .cloned()
+        .collect();
+    let scope = scope::negotiate(request.param("scope"), &allowed)?;
+    let access = service.issuer.issue(&user.id, &client.id, &scope)?;
+    let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
+        Some(
+            service
+                .refresh
+                .start_family(&client.id, &user.id, &scope)
+                .await?,
+        )
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        scope,
+        refresh_token,
+    })
+}

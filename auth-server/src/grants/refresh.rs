@@ -1,0 +1,209 @@
+//! Refresh tokens (RFC 6749 §6, OAuth 2.0 Security BCP §4.14): opaque, 256-bit, stored as a
+//! keyed hash, single use and rotating, grouped in one family per login.
+//!
+//! Presenting a token that was already used revokes its whole family (theft detection), except
+//! within a short grace period for the immediately previous token, which gets the very same
+//! successor again so that concurrent refreshes from one app do not log the user out. The
+//! successor is derived from its parent with an HMAC (`successor = HMAC(pepper, parent)`), so
+//! the server can hand it out again without ever storing a token in the clear.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{GrantError, TokenRequest, TokenResponse, TokenService, required, scope};
+use crate::secrets::SecretHasher;
+use crate::store::{Client, RefreshFamily, RefreshLookup, RefreshTokenRecord, Store, StoreError};
+
+const INVALID: &str = "invalid refresh token";
+
+/// Issues, looks up and rotates refresh tokens.
+pub struct RefreshTokens {
+    store: Arc<dyn Store>,
+    hasher: SecretHasher,
+    ttl: Duration,
+    grace: Duration,
+}
+
+impl RefreshTokens {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: SecretHasher,
+        ttl: Duration,
+        grace: Duration,
+    ) -> RefreshTokens {
+        RefreshTokens {
+            store,
+            hasher,
+            ttl,
+            grace,
+        }
+    }
+
+    /// The stored form of a token.
+    pub fn hash(&self, token: &str) -> Vec<u8> {
+        self.hasher.hash(&format!("refresh-token:{token}"))
+    }
+
+    fn successor_of(&self, token: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.hasher.hash(&format!("refresh-successor:{token}")))
+    }
+
+    fn record(
+        &self,
+        token: &str,
+        family_id: &str,
+        parent: Option<Vec<u8>>,
+        now: OffsetDateTime,
+    ) -> RefreshTokenRecord {
+        RefreshTokenRecord {
+            token_hash: self.hash(token),
+            family_id: family_id.to_owned(),
+            parent_hash: parent,
+            issued_at: now,
+            expires_at: now + self.ttl,
+            used_at: None,
+        }
+    }
+
+    /// Starts a family at login and returns its first token.
+    pub async fn start_family(
+        &self,
+        client_id: &str,
+        user_id: &str,
+        scope: &str,
+    ) -> Result<String, GrantError> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| GrantError::Key(crate::keys::KeyError::Crypto))?;
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let now = OffsetDateTime::now_utc();
+        let family = RefreshFamily {
+            id: Uuid::new_v4().to_string(),
+            client_id: client_id.to_owned(),
+            user_id: user_id.to_owned(),
+            scope: scope.to_owned(),
+            created_at: now,
+            revoked_at: None,
+        };
+        let first = self.record(&token, &family.id, None, now);
+        self.store.create_refresh_family(&family, &first).await?;
+        Ok(token)
+    }
+
+    /// Looks a presented token up; `None` when it is unknown.
+    pub async fn find(&self, token: &str) -> Result<Option<RefreshLookup>, StoreError> {
+        self.store.find_refresh_token(&self.hash(token)).await
+    }
+
+    /// Whether a used token may still be exchanged: within the grace period and the
+    /// immediately previous token of its family (its successor is unused).
+    fn in_grace(&self, lookup: &RefreshLookup, presented: &str, now: OffsetDateTime) -> bool {
+        let (Some(used_at), Some(successor)) = (lookup.token.used_at, &lookup.successor) else {
+            return false;
+        };
+        now - used_at <= self.grace
+            && successor.used_at.is_none()
+            && successor.token_hash == self.hash(&self.successor_of(presented))
+    }
+
+    /// Revokes the family of a reused token and logs it as a security event.
+    async fn reject_reuse(&self, lookup: &RefreshLookup) -> GrantError {
+        let family = &lookup.family;
+        tracing::warn!(
+            target: "security",
+            family = %family.id, client_id = %family.client_id, user_id = %family.user_id,
+            "refresh token reuse detected: family revoked"
+        );
+        if let Err(err) = self
+            .store
+            .revoke_refresh_family(&family.id, OffsetDateTime::now_utc())
+            .await
+        {
+            return err.into();
+        }
+        GrantError::InvalidGrant("refresh token was already used".into())
+    }
+
+    /// Exchanges `presented` for its successor, or hands the same successor out again in the
+    /// grace period. Reuse outside it revokes the family.
+    async fn rotate(&self, lookup: RefreshLookup, presented: &str) -> Result<String, GrantError> {
+        let now = OffsetDateTime::now_utc();
+        let successor = self.successor_of(presented);
+        if lookup.token.used_at.is_none() {
+            let record = self.record(
+                &successor,
+                &lookup.family.id,
+                Some(lookup.token.token_hash.clone()),
+                now,
+            );
+            if self
+                .store
+                .rotate_refresh_token(&lookup.token.token_hash, now, &record)
+                .await?
+            {
+                return Ok(successor);
+            }
+        }
+        // Used before, or by a concurrent request a moment ago: read the current state.
+        let current = self
+            .find(presented)
+            .await?
+            .ok_or(GrantError::InvalidGrant(INVALID.into()))?;
+        if current.family.revoked_at.is_none() && self.in_grace(&current, presented, now) {
+            return Ok(successor);
+        }
+        Err(self.reject_reuse(&current).await)
+    }
+}
+
+/// The `refresh_token` grant.
+pub async fn grant(
+    service: &TokenService,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<TokenResponse, GrantError> {
+    let presented = required(request, "refresh_token")?;
+    let invalid = || GrantError::InvalidGrant(INVALID.into());
+    let refresh = &service.refresh;
+    let lookup = refresh.find(presented).await?.ok_or_else(invalid)?;
+    let now = OffsetDateTime::now_utc();
+    if lookup.family.client_id != client.id
+        || lookup.family.revoked_at.is_some()
+        || lookup.token.expires_at <= now
+    {
+        return Err(invalid());
+    }
+    if lookup.token.used_at.is_some() && !refresh.in_grace(&lookup, presented, now) {
+        return Err(refresh.reject_reuse(&lookup).await);
+    }
+    let user = service.store.find_user(&lookup.family.user_id).await?;
+    let Some(user) = user.filter(|u| !u.disabled) else {
+        return Err(GrantError::InvalidGrant("the user is disabled".into()));
+    };
+    // Never wider than the login's scope, nor than what the user and client may have now.
+    let allowed: BTreeSet<String> = lookup
+        .family
+        .scope
+        .split(' ')
+        .filter(|s| user.permissions.contains(*s) && client.scopes.contains(*s))
+        .map(str::to_owned)
+        .collect();
+    let scope = scope::negotiate(request.param("scope"), &allowed)?;
+    let successor = refresh.rotate(lookup, presented).await?;
+    let access = service.issuer.issue(&user.id, &client.id, &scope)?;
+    Ok(TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        scope,
+        refresh_token: Some(successor),
+    })
+}

@@ -1,0 +1,248 @@
+//! `grant_type=password`: user tokens bounded by permissions, no user enumeration, lock-out.
+
+use std::time::{Duration, Instant};
+
+use auth_server::store::GrantType::{ClientCredentials, Password, RefreshToken};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+use crate::token::verify;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub async fn login(
+    app: &TestApp,
+    client: (&str, &str),
+    email: &str,
+    password: &str,
+    scope: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "password"),
+        ("username", email),
+        ("password", password),
+    ];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    app.token(&form, Some(client)).await
+}
+
+async fn error_of(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
+async fn password_grant_issues_user_tokens_within_permissions(app: &TestApp) {
+    let (id, secret) = app
+        .create_client(&["a", "b", "c"], &[Password, RefreshToken])
+        .await;
+    let user = app
+        .create_user("Ada@Example.com", PASSWORD, &["a", "b", "d"])
+        .await;
+
+    let response = login(app, (&id, &secret), "ada@example.com", PASSWORD, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["scope"], "a b",
+        "default scope is permissions ∩ client scopes"
+    );
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(
+        body["refresh_token"].as_str().unwrap().len() >= 43,
+        "≥ 256-bit refresh token"
+    );
+    let claims = verify(app, body["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims["sub"], user.as_str());
+    assert_eq!(claims["client_id"], id.as_str());
+
+    let narrowed: Value = login(app, (&id, &secret), "ada@example.com", PASSWORD, Some("b"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(narrowed["scope"], "b");
+    for excess in ["c", "d", "a z"] {
+        let response = login(
+            app,
+            (&id, &secret),
+            "ada@example.com",
+            PASSWORD,
+            Some(excess),
+        )
+        .await;
+        assert_eq!(
+            error_of(response, StatusCode::BAD_REQUEST).await["error"],
+            "invalid_scope",
+            "{excess}"
+        );
+    }
+}
+
+async fn a_client_without_refresh_gets_no_refresh_token(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    app.create_user("bo@example.com", PASSWORD, &["a"]).await;
+    let body: Value = login(app, (&id, &secret), "bo@example.com", PASSWORD, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("refresh_token").is_none());
+}
+
+async fn unknown_user_and_wrong_password_answer_alike(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    app.create_user("cy@example.com", PASSWORD, &["a"]).await;
+
+    let before = app.tokens.passwords.verifications();
+    let wrong = error_of(
+        login(
+            app,
+            (&id, &secret),
+            "cy@example.com",
+            "wrong password!",
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let unknown = error_of(
+        login(app, (&id, &secret), "nobody@example.com", PASSWORD, None).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(wrong, unknown, "same error and description");
+    assert_eq!(wrong["error"], "invalid_grant");
+    assert_eq!(
+        app.tokens.passwords.verifications() - before,
+        2,
+        "the unknown user was verified against the dummy hash too"
+    );
+}
+
+async fn missing_username_or_password_is_invalid_request(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    for form in [
+        vec![("grant_type", "password"), ("username", "x@example.com")],
+        vec![("grant_type", "password"), ("password", "x")],
+    ] {
+        let body = error_of(
+            app.token(&form, Some((&id, &secret))).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(body["error"], "invalid_request");
+    }
+}
+
+async fn disabled_user_is_refused(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    let user = app.create_user("di@example.com", PASSWORD, &["a"]).await;
+    app.store.set_user_disabled(&user, true).await.unwrap();
+    let body = error_of(
+        login(app, (&id, &secret), "di@example.com", PASSWORD, None).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+async fn a_client_without_the_password_grant_is_unauthorized(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[ClientCredentials]).await;
+    app.create_user("ed@example.com", PASSWORD, &["a"]).await;
+    let body = error_of(
+        login(app, (&id, &secret), "ed@example.com", PASSWORD, None).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(body["error"], "unauthorized_client");
+}
+
+/// Five failures lock the account (429 + Retry-After), even for the right password; the lock
+/// expires and a successful login then works.
+async fn repeated_failures_lock_the_account_until_the_lock_expires(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    app.create_user("fay@example.com", PASSWORD, &["a"]).await;
+    for _ in 0..5 {
+        let response = login(
+            app,
+            (&id, &secret),
+            "fay@example.com",
+            "wrong password!",
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+    let locked = login(app, (&id, &secret), "FAY@example.com", PASSWORD, None).await;
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(retry_after, 1, "the first lock is the configured 1 s");
+    assert_eq!(
+        error_of(locked, StatusCode::TOO_MANY_REQUESTS).await["error"],
+        "invalid_grant"
+    );
+
+    // An unknown account locks the same way (no enumeration through the lock).
+    for _ in 0..5 {
+        login(
+            app,
+            (&id, &secret),
+            "ghost@example.com",
+            "wrong password!",
+            None,
+        )
+        .await;
+    }
+    assert_eq!(
+        login(app, (&id, &secret), "ghost@example.com", "x", None)
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = login(app, (&id, &secret), "fay@example.com", PASSWORD, None).await;
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(Instant::now() < deadline, "the 1 s lock did not expire");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The success reset the account: one more failure does not lock it again.
+    login(
+        app,
+        (&id, &secret),
+        "fay@example.com",
+        "wrong password!",
+        None,
+    )
+    .await;
+    assert_eq!(
+        login(app, (&id, &secret), "fay@example.com", PASSWORD, None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+crate::on_both_backends!(
+    tweak = |config| config.throttle.base_lock = std::time::Duration::from_secs(1),
+    password_grant_issues_user_tokens_within_permissions,
+    a_client_without_refresh_gets_no_refresh_token,
+    unknown_user_and_wrong_password_answer_alike,
+    missing_username_or_password_is_invalid_request,
+    disabled_user_is_refused,
+    a_client_without_the_password_grant_is_unauthorized,
+    repeated_failures_lock_the_account_until_the_lock_expires,
+);
