@@ -9,6 +9,9 @@ use secrecy::SecretString;
 
 use crate::throttle::ThrottlePolicy;
 
+/// Default prefix of a deployment's Redis keys.
+pub const DEFAULT_REDIS_PREFIX: &str = "transcribe";
+
 /// Default SQLite database of the auth server.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/auth-server.db";
 
@@ -24,6 +27,12 @@ pub struct CommonArgs {
     /// Pepper for client-secret hashes (≥ 32 bytes); generated into KEYS_DIR when unset.
     #[arg(long, env = "CLIENT_SECRET_PEPPER", hide_env_values = true, global = true, value_parser = parse_secret)]
     pub client_secret_pepper: Option<SecretString>,
+    /// Redis for the shared access-token deny-list (optional).
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of this deployment's Redis keys.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = DEFAULT_REDIS_PREFIX, global = true)]
+    pub queue_prefix: String,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -89,6 +98,8 @@ pub struct ServerConfig {
     pub password_hash_threads: usize,
     pub password_hash_queue: usize,
     pub throttle: ThrottlePolicy,
+    /// Redis URL and key prefix for the deny-list mirror.
+    pub redis: Option<(String, String)>,
     pub migrate: bool,
 }
 
@@ -131,6 +142,10 @@ impl ServerConfig {
                 base_lock: serve.login_lockout,
                 ..ThrottlePolicy::default()
             },
+            redis: common
+                .redis_url
+                .clone()
+                .map(|url| (url, common.queue_prefix.clone())),
             migrate: !serve.no_migrate,
         })
     }
@@ -150,6 +165,7 @@ impl ServerConfig {
             password_hash_threads: default_hash_threads(),
             password_hash_queue: 64,
             throttle: ThrottlePolicy::default(),
+            redis: None,
             migrate: true,
         }
     }

@@ -8,6 +8,7 @@ mod http;
 pub mod issuer;
 pub mod keys;
 pub mod passwords;
+pub mod revocation;
 pub mod secrets;
 pub mod store;
 pub mod throttle;
@@ -26,6 +27,7 @@ use grants::refresh::RefreshTokens;
 use issuer::TokenIssuer;
 use keys::{KeyError, KeyRing};
 use passwords::{PasswordError, PasswordPool};
+use revocation::{DenyList, DenyListError};
 use secrets::{SecretHasher, SecretsError};
 use store::{Store, StoreError};
 use throttle::LoginThrottle;
@@ -56,6 +58,8 @@ pub enum StartError {
     Secrets(#[from] SecretsError),
     #[error("password hashing: {0}")]
     Passwords(#[from] PasswordError),
+    #[error("deny-list: {0}")]
+    DenyList(#[from] DenyListError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -99,6 +103,10 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("http://{local}"))
             .into();
+        let deny_list = match &config.redis {
+            Some((url, prefix)) => DenyList::with_redis(store.clone(), url, prefix).await?,
+            None => DenyList::store_only(store.clone()),
+        };
         let token_issuer = TokenIssuer::new(
             keys.clone(),
             issuer.to_string(),
@@ -113,6 +121,7 @@ impl Application {
             passwords: PasswordPool::new(config.password_hash_threads, config.password_hash_queue)
                 .await?,
             throttle: LoginThrottle::new(store.clone(), config.throttle.clone()),
+            deny_list,
             refresh: RefreshTokens::new(
                 store.clone(),
                 hasher,

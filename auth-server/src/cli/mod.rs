@@ -68,6 +68,8 @@ pub enum CliError {
     #[error("{0}")]
     Secrets(#[from] SecretsError),
     #[error("{0}")]
+    DenyList(#[from] crate::revocation::DenyListError),
+    #[error("{0}")]
     Password(#[from] crate::passwords::PasswordError),
     #[error("{0}")]
     Invalid(String),

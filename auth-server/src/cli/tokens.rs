@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::{CliError, Output, connect};
 use crate::config::{CommonArgs, parse_duration};
+use crate::revocation::DenyList;
 use crate::store::FamilyOwner;
 
 #[derive(Debug, Subcommand)]
@@ -41,8 +42,12 @@ pub async fn run(cmd: TokensCommand, common: &CommonArgs, out: &Output) -> Resul
     let now = OffsetDateTime::now_utc();
     if let Some(jti) = args.jti {
         let until = now + args.access_token_ttl + LEEWAY;
-        store
-            .deny_access_token(&jti, until.unix_timestamp(), now.unix_timestamp())
+        let deny_list = match &common.redis_url {
+            Some(url) => DenyList::with_redis(store.clone(), url, &common.queue_prefix).await?,
+            None => DenyList::store_only(store.clone()),
+        };
+        deny_list
+            .deny(&jti, until.unix_timestamp(), now.unix_timestamp())
             .await?;
         out.print(&serde_json::json!({"revoked_jti": jti}), || {
             format!("access token {jti} revoked")

@@ -29,12 +29,7 @@ impl TokenService {
                     .is_some_and(|exp| exp > now.unix_timestamp())
                 && claims["client_id"].as_str().is_some_and(owned);
             let jti = claims["jti"].as_str().unwrap_or_default();
-            if live
-                && !self
-                    .store
-                    .is_access_token_denied(jti, now.unix_timestamp())
-                    .await?
-            {
+            if live && !self.deny_list.is_denied(jti, now.unix_timestamp()).await? {
                 return Ok(Some(Known::Access(claims)));
             }
             return Ok(None);
@@ -94,9 +89,7 @@ impl TokenService {
             Some(Known::Access(claims)) => {
                 let jti = claims["jti"].as_str().unwrap_or_default();
                 let exp = claims["exp"].as_i64().unwrap_or_default();
-                self.store
-                    .deny_access_token(jti, exp, now.unix_timestamp())
-                    .await?;
+                self.deny_list.deny(jti, exp, now.unix_timestamp()).await?;
                 tracing::info!(target: "security", jti, by = %caller.id, "access token revoked");
             }
             Some(Known::Refresh(lookup)) => {

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::issuer::TokenIssuer;
 use crate::keys::{KeyError, KeyRing};
 use crate::passwords::PasswordPool;
+use crate::revocation::{DenyList, DenyListError};
 use crate::store::{GrantType, Store, StoreError};
 use crate::throttle::LoginThrottle;
 use client_auth::ClientAuthenticator;
@@ -51,6 +52,8 @@ pub enum GrantError {
     Key(#[from] KeyError),
     #[error("password hashing failed")]
     Hashing,
+    #[error("publishing the revocation failed: {0}")]
+    DenyList(#[from] DenyListError),
 }
 
 impl GrantError {
@@ -64,7 +67,10 @@ impl GrantError {
             GrantError::UnsupportedGrantType(_) => "unsupported_grant_type",
             GrantError::InvalidScope(_) => "invalid_scope",
             GrantError::Busy { .. } => "temporarily_unavailable",
-            GrantError::Store(_) | GrantError::Key(_) | GrantError::Hashing => "server_error",
+            GrantError::Store(_)
+            | GrantError::Key(_)
+            | GrantError::Hashing
+            | GrantError::DenyList(_) => "server_error",
         }
     }
 }
@@ -99,6 +105,7 @@ pub struct TokenService {
     pub passwords: PasswordPool,
     pub throttle: LoginThrottle,
     pub refresh: RefreshTokens,
+    pub deny_list: DenyList,
 }
 
 impl TokenService {

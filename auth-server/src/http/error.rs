@@ -35,9 +35,10 @@ impl IntoResponse for TokenEndpointError {
                     GrantError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
                     GrantError::LoginThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
                     GrantError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                    GrantError::Store(_) | GrantError::Key(_) | GrantError::Hashing => {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    }
+                    GrantError::Store(_)
+                    | GrantError::Key(_)
+                    | GrantError::Hashing
+                    | GrantError::DenyList(_) => StatusCode::INTERNAL_SERVER_ERROR,
                     _ => StatusCode::BAD_REQUEST,
                 };
                 (status, grant.code())

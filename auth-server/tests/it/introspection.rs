@@ -171,3 +171,43 @@ crate::on_both_backends!(
     a_revoked_refresh_token_ends_its_whole_family,
     a_client_cannot_revoke_another_clients_token,
 );
+
+/// With Redis configured, a revoked access token's jti lands in the sorted set that resource
+/// servers poll, scored by the token's expiry.
+#[tokio::test]
+async fn revocations_reach_the_redis_deny_list() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = match client.get_multiplexed_async_connection().await {
+        Ok(conn) => conn,
+        Err(err) if !crate::helpers::in_ci() => {
+            eprintln!("skipping: Redis unreachable at {url}: {err}");
+            return;
+        }
+        Err(err) => panic!("Redis required in CI but unreachable at {url}: {err}"),
+    };
+    let prefix = format!("auth-it-{}", uuid::Uuid::new_v4().simple());
+    let key = auth_server::revocation::redis_key(&prefix);
+    let db = crate::helpers::TestDb::sqlite();
+    let app = TestApp::spawn_with(db, |config| {
+        config.redis = Some((url.clone(), prefix.clone()))
+    })
+    .await;
+
+    let (id, secret) = app.create_client(&["a"], &[ClientCredentials]).await;
+    let token = access_token(&app, (&id, &secret)).await;
+    let claims = crate::token::verify(&app, &token).await;
+    revoke(&app, (&id, &secret), &token).await;
+    let score: Option<i64> = redis::cmd("ZSCORE")
+        .arg(&key)
+        .arg(claims["jti"].as_str().unwrap())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(score, claims["exp"].as_i64(), "member = jti, score = exp");
+}
