@@ -199,3 +199,36 @@ async fn the_guard_does_not_start_without_keys_or_with_bad_settings() {
         .unwrap_err();
     assert!(matches!(err, GuardError::Config(_)), "{err}");
 }
+
+#[tokio::test]
+async fn the_key_set_is_refreshed_periodically_within_the_bounds() {
+    let auth = AuthServer::spawn().await;
+    let proxy = JwksProxy::spawn(auth.jwks_url()).await;
+    // The proxy says max-age=300; an upper bound of 1 s must win.
+    let mut config = guard_config(&auth, &proxy.url);
+    config.min_refresh = std::time::Duration::from_millis(500);
+    config.max_refresh = std::time::Duration::from_secs(1);
+    let guard = TokenGuard::new(config, Arc::new(StaticRevocationList::new()))
+        .await
+        .unwrap();
+    let next = keys::generate_key(
+        auth.store.as_ref(),
+        &auth.keys_dir(),
+        KeyAlgorithm::EdDSA,
+        KeyState::Next,
+    )
+    .await
+    .unwrap();
+    auth.keys.reload().await.unwrap();
+    let seen = crate::helpers::eventually(std::time::Duration::from_secs(5), || {
+        let found = guard.jwks().kids().contains(&next.kid);
+        async move { found }
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "the announced key arrives without any request"
+    );
+    assert!(proxy.hits() >= 2);
+    drop(guard);
+}
