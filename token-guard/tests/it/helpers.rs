@@ -1,0 +1,389 @@
+//! The auth server, a protected app, a switchable JWKS proxy and token forging tools.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use auth_server::Application;
+use auth_server::config::ServerConfig;
+use auth_server::keys::KeyRing;
+use auth_server::secrets::{SecretHasher, generate_client_secret};
+use auth_server::store::{self, Client, GrantType, Scope, Store};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use token_guard::{GuardConfig, Principal, RevocationList, StaticRevocationList, TokenGuard};
+use uuid::Uuid;
+
+pub const AUDIENCE: &str = "transcription-api";
+pub const WRITE: &str = "transcriptions:write";
+pub const READ: &str = "transcriptions:read";
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The real auth server on 127.0.0.1:0 with a fresh SQLite database and keys directory.
+pub struct AuthServer {
+    pub base: String,
+    pub issuer: String,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyRing>,
+    pub dir: PathBuf,
+    hasher: SecretHasher,
+    http: reqwest::Client,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl AuthServer {
+    pub async fn spawn() -> AuthServer {
+        let dir = std::env::temp_dir().join(format!("token-guard-it-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("auth.db").display());
+        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &url, dir.join("keys"));
+        let app = Application::build(config)
+            .await
+            .expect("auth server starts");
+        let base = format!("http://{}", app.local_addr());
+        let issuer = app.issuer().to_owned();
+        let keys = app.key_ring();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        let store = store::connect(&url).await.unwrap();
+        let hasher = SecretHasher::from_config(None, &dir.join("keys")).unwrap();
+        AuthServer {
+            base,
+            issuer,
+            store,
+            keys,
+            dir,
+            hasher,
+            http: reqwest::Client::new(),
+            _shutdown: tx,
+        }
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.join("keys")
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.base)
+    }
+
+    /// Registers a client_credentials client allowed `scopes` (created when missing).
+    pub async fn client(&self, scopes: &[&str]) -> (String, String) {
+        let existing: BTreeSet<String> = self
+            .store
+            .list_scopes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        for name in scopes.iter().filter(|s| !existing.contains(**s)) {
+            let scope = Scope {
+                name: (*name).to_owned(),
+                description: String::new(),
+                created_at: time::OffsetDateTime::now_utc(),
+            };
+            self.store.create_scope(&scope).await.unwrap();
+        }
+        let secret = generate_client_secret().unwrap().expose_secret().to_owned();
+        let client = Client {
+            id: Uuid::new_v4().to_string(),
+            name: "guard test client".to_owned(),
+            secret_hash: self.hasher.hash(&secret),
+            grant_types: [GrantType::ClientCredentials].into_iter().collect(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            disabled: false,
+            created_at: time::OffsetDateTime::now_utc(),
+        };
+        self.store.create_client(&client).await.unwrap();
+        (client.id, secret)
+    }
+
+    /// A client_credentials access token for a new client allowed `scopes`.
+    pub async fn token(&self, scopes: &[&str]) -> String {
+        let (id, secret) = self.client(scopes).await;
+        let response = self
+            .http
+            .post(format!("{}/oauth/token", self.base))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn active_kid(&self) -> String {
+        self.keys.current().active.kid().to_owned()
+    }
+
+    /// Claims as the auth server would issue them, with `changes` merged in (a `null` value
+    /// removes the claim).
+    pub fn claims(&self, changes: Value) -> Value {
+        let now = now();
+        let mut claims = json!({
+            "iss": self.issuer, "sub": "forged-sub", "aud": AUDIENCE,
+            "exp": now + 900, "iat": now, "nbf": now, "jti": Uuid::new_v4().to_string(),
+            "client_id": "forged-client", "scope": format!("{WRITE} {READ}"),
+        });
+        for (name, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        claims
+    }
+
+    /// Signs `claims` with the private key of the active ES256 key (`KEYS_DIR/<kid>.pem`):
+    /// validly signed by a published key. `header` adjusts typ and kid.
+    pub fn sign(&self, claims: &Value, typ: Option<&str>, kid: Option<&str>) -> String {
+        let active = self.active_kid();
+        let pem = std::fs::read(self.keys_dir().join(format!("{active}.pem"))).unwrap();
+        let key = EncodingKey::from_ec_pem(&pem).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = typ.map(str::to_owned);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+
+    /// [`sign`](Self::sign) with the usual header.
+    pub fn sign_claims(&self, claims: &Value) -> String {
+        self.sign(claims, Some("at+jwt"), Some(&self.active_kid()))
+    }
+}
+
+/// Replaces the payload of a signed token, keeping header and signature.
+pub fn with_payload(token: &str, claims: &Value) -> String {
+    let mut parts = token.split('.');
+    let header = parts.next().unwrap();
+    parts.next().unwrap();
+    let signature = parts.next().unwrap();
+    format!("{header}.{}.{signature}", b64(claims.to_string()))
+}
+
+/// The claims of a token, unverified.
+pub fn payload(token: &str) -> Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// An axum app protected by the guard on 127.0.0.1:0.
+pub struct ProtectedApp {
+    pub base: String,
+    pub guard: TokenGuard,
+    pub http: reqwest::Client,
+}
+
+async fn me(principal: Principal) -> axum::Json<Value> {
+    axum::Json(json!({
+        "sub": principal.sub, "client_id": principal.client_id, "jti": principal.jti,
+        "scopes": principal.scopes, "exp": principal.exp,
+    }))
+}
+
+async fn create(principal: Principal) -> impl IntoResponse {
+    (StatusCode::CREATED, principal.sub)
+}
+
+impl ProtectedApp {
+    pub async fn spawn(guard: TokenGuard) -> ProtectedApp {
+        let app = Router::new()
+            .route("/me", get(me))
+            .route(
+                "/transcriptions",
+                post(create).route_layer(guard.require_scope(WRITE)),
+            )
+            .route(
+                "/read-and-write",
+                get(me)
+                    .route_layer(guard.require_scope(READ))
+                    .route_layer(guard.require_scope(WRITE)),
+            )
+            .with_state(guard.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ProtectedApp {
+            base,
+            guard,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `GET path` with `Authorization: Bearer <token>`.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.get_raw(path, Some(format!("Bearer {token}").as_bytes()))
+            .await
+    }
+
+    /// `GET path` with an arbitrary `Authorization` value (or none).
+    pub async fn get_raw(&self, path: &str, authorization: Option<&[u8]>) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(value) = authorization {
+            request = request.header("authorization", HeaderValue::from_bytes(value).unwrap());
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Guard settings for `auth` with its JWKS at `jwks_url`.
+pub fn guard_config(auth: &AuthServer, jwks_url: &str) -> GuardConfig {
+    GuardConfig::new(&auth.issuer, AUDIENCE).with_jwks_url(jwks_url)
+}
+
+/// A guard reading the auth server's JWKS directly, with an in-memory deny-list.
+pub async fn guard(auth: &AuthServer) -> (TokenGuard, Arc<StaticRevocationList>) {
+    let revoked = Arc::new(StaticRevocationList::new());
+    let list: Arc<dyn RevocationList> = revoked.clone();
+    let guard = TokenGuard::new(guard_config(auth, &auth.jwks_url()), list)
+        .await
+        .unwrap();
+    (guard, revoked)
+}
+
+/// The auth server, a guard on it and the protected app.
+pub async fn stack() -> (AuthServer, ProtectedApp, Arc<StaticRevocationList>) {
+    let auth = AuthServer::spawn().await;
+    let (guard, revoked) = guard(&auth).await;
+    let app = ProtectedApp::spawn(guard).await;
+    (auth, app, revoked)
+}
+
+/// Asserts a 401 `invalid_token` answer and returns its `error_description`.
+pub async fn assert_invalid_token(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with(&format!(
+            "Bearer realm=\"{AUDIENCE}\", error=\"invalid_token\", error_description=\""
+        )),
+        "{challenge}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token");
+    body["error_description"].as_str().unwrap().to_owned()
+}
+
+/// A JWKS endpoint in front of the auth server's that can fail, hide a key, and counts hits.
+pub struct JwksProxy {
+    pub url: String,
+    pub hits: Arc<AtomicUsize>,
+    pub down: Arc<AtomicBool>,
+    pub hidden_kid: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    upstream: String,
+    hits: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+    hidden_kid: Arc<Mutex<Option<String>>>,
+}
+
+async fn proxied_jwks(State(state): State<ProxyState>) -> axum::response::Response {
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    if state.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    let mut jwks: Value = reqwest::get(&state.upstream)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hidden = state.hidden_kid.lock().unwrap().clone();
+    if let Some(hidden) = hidden {
+        jwks["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| k["kid"] != hidden.as_str());
+    }
+    ([("cache-control", "public, max-age=300")], axum::Json(jwks)).into_response()
+}
+
+impl JwksProxy {
+    pub async fn spawn(upstream: String) -> JwksProxy {
+        let state = ProxyState {
+            upstream,
+            hits: Arc::default(),
+            down: Arc::default(),
+            hidden_kid: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/jwks.json", get(proxied_jwks))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        JwksProxy {
+            url,
+            hits: state.hits,
+            down: state.down,
+            hidden_kid: state.hidden_kid,
+        }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Polls `check` until it holds or `deadline` passes; returns how long it took.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
