@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-/// Default key prefix of the deny-list (`auth:revoked_jti`).
-pub const DEFAULT_PREFIX: &str = "auth";
+/// Default key prefix of the deny-list (`transcribe:revoked_jti`): the deployment's `QUEUE_PREFIX`.
+pub const DEFAULT_PREFIX: &str = "transcribe";
 /// Longest allowed interval between two reloads of the Redis list.
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// How long after its `exp` a revoked jti is still kept: the guard accepts a token up to its
