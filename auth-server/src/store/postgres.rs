@@ -13,6 +13,8 @@ use super::*;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: sqlx::PgPool,
+    /// The same pool: PostgreSQL handles concurrent writers itself.
+    writer: sqlx::PgPool,
 }
 
 impl PostgresStore {
@@ -23,7 +25,10 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            writer: pool.clone(),
+            pool,
+        })
     }
 
     fn migrator() -> sqlx::migrate::Migrator {

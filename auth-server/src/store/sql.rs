@@ -4,14 +4,14 @@
 //!
 //! [`Store`]: super::Store
 
-/// Implements `Store` for a struct with a `pool: sqlx::Pool<$db>` field and a
-/// `fn migrator() -> sqlx::migrate::Migrator`.
+/// Implements `Store` for a struct with `pool` and `writer` fields (`sqlx::Pool<$db>`; reads go
+/// to `pool`, writes to `writer`) and a `fn migrator() -> sqlx::migrate::Migrator`.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             async fn migrate(&self) -> Result<(), StoreError> {
-                Self::migrator().run(&self.pool).await?;
+                Self::migrator().run(&self.writer).await?;
                 Ok(())
             }
 
@@ -25,7 +25,7 @@ macro_rules! impl_sql_store {
                     .bind(&scope.name)
                     .bind(&scope.description)
                     .bind(scope.created_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(|e| map_insert_error(e, &format!("scope `{}`", scope.name), None))?;
                 Ok(())
@@ -49,7 +49,7 @@ macro_rules! impl_sql_store {
             async fn delete_scope(&self, name: &str) -> Result<bool, StoreError> {
                 match sqlx::query("DELETE FROM scopes WHERE name = $1")
                     .bind(name)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                 {
                     Ok(done) => Ok(done.rows_affected() > 0),
@@ -59,7 +59,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO clients (id, name, secret_hash, grant_types, disabled, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -111,7 +111,7 @@ macro_rules! impl_sql_store {
                 let done = sqlx::query("UPDATE clients SET disabled = $1 WHERE id = $2")
                     .bind(disabled)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -120,7 +120,7 @@ macro_rules! impl_sql_store {
                 let done = sqlx::query("UPDATE clients SET secret_hash = $1 WHERE id = $2")
                     .bind(hash)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -128,13 +128,13 @@ macro_rules! impl_sql_store {
             async fn delete_client(&self, id: &str) -> Result<bool, StoreError> {
                 let done = sqlx::query("DELETE FROM clients WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
 
             async fn create_user(&self, user: &User) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO users (id, email, email_normalized, password_hash, disabled, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -186,7 +186,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn set_user_permissions(&self, id: &str, permissions: &BTreeSet<String>) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
                 if exists.is_none() {
                     return Ok(false);
@@ -201,7 +201,7 @@ macro_rules! impl_sql_store {
                 let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                     .bind(hash)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -210,18 +210,18 @@ macro_rules! impl_sql_store {
                 let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
                     .bind(disabled)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
 
             async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
-                let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.pool).await?;
+                let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.writer).await?;
                 Ok(done.rows_affected() > 0)
             }
 
             async fn create_refresh_family(&self, family: &RefreshFamily, first: &RefreshTokenRecord) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO refresh_families (id, client_id, user_id, scope, created_at, revoked_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -276,7 +276,7 @@ macro_rules! impl_sql_store {
                 used_at: OffsetDateTime,
                 successor: &RefreshTokenRecord,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let done = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
                     .bind(used_at)
                     .bind(parent_hash)
@@ -295,7 +295,7 @@ macro_rules! impl_sql_store {
                 let done = sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                     .bind(at)
                     .bind(family_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
@@ -309,19 +309,19 @@ macro_rules! impl_sql_store {
                         ("UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL", id)
                     }
                 };
-                let done = sqlx::query(sql).bind(at).bind(id).execute(&self.pool).await?;
+                let done = sqlx::query(sql).bind(at).bind(id).execute(&self.writer).await?;
                 Ok(done.rows_affected())
             }
 
             async fn deny_access_token(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
+                sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1").bind(now).execute(&self.writer).await?;
                 sqlx::query(
                     "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
                      ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at",
                 )
                 .bind(jti)
                 .bind(expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -355,7 +355,7 @@ macro_rules! impl_sql_store {
                 .bind(key)
                 .bind(now)
                 .bind(window_start_after)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await?;
                 Ok(row.try_get("failures")?)
             }
@@ -364,13 +364,13 @@ macro_rules! impl_sql_store {
                 sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE throttle_key = $2")
                     .bind(until)
                     .bind(key)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(())
             }
 
             async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM login_failures WHERE throttle_key = $1").bind(key).execute(&self.pool).await?;
+                sqlx::query("DELETE FROM login_failures WHERE throttle_key = $1").bind(key).execute(&self.writer).await?;
                 Ok(())
             }
 
@@ -385,7 +385,7 @@ macro_rules! impl_sql_store {
                 .bind(key.created_at)
                 .bind(key.activated_at)
                 .bind(key.retired_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| map_insert_error(e, &format!("key `{}` (or a second active key)", key.kid), None))?;
                 Ok(())
@@ -414,7 +414,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE state = 'active'")
                     .bind(at)
                     .execute(&mut *tx)
@@ -440,7 +440,7 @@ macro_rules! impl_sql_store {
                 )
                 .bind(at)
                 .bind(kid)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(done.rows_affected() > 0)
             }

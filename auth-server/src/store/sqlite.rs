@@ -14,6 +14,9 @@ use super::*;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    /// One connection for all writes: writers queue here (async, in order) instead of in
+    /// SQLite's busy handler, whose sleeps would add up to 100 ms to a contended write.
+    writer: sqlx::SqlitePool,
 }
 
 impl SqliteStore {
@@ -33,9 +36,13 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .connect_with(options.clone())
+            .await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer })
     }
 
     fn migrator() -> sqlx::migrate::Migrator {
