@@ -78,7 +78,7 @@ pub struct ServeArgs {
     /// First lock-out after repeated failed logins; doubles with each further failure.
     #[arg(long, env = "LOGIN_LOCKOUT", default_value = "60s", value_parser = parse_duration)]
     pub login_lockout: Duration,
-        /// Failed logins per account before it is locked out.
+    /// Failed logins per account before it is locked out.
     #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: i64,
     /// Failed logins per source address before it is locked out.
@@ -125,7 +125,10 @@ impl ServerConfig {
         if serve.refresh_grace > Duration::from_secs(5) {
             return Err(ConfigError::Grace);
         }
-                if serve.login_lockout.is_zero() || serve.login_max_failures < 1 || serve.login_max_failures_per_address < 1 {
+        if serve.login_lockout.is_zero()
+            || serve.login_max_failures < 1
+            || serve.login_max_failures_per_address < 1
+        {
             return Err(ConfigError::Lockout);
         }
         Ok(ServerConfig {
@@ -143,12 +146,13 @@ impl ServerConfig {
                 .unwrap_or_else(default_hash_threads)
                 .max(1),
             password_hash_queue: serve.password_hash_queue,
-                        throttle: ThrottlePolicy {
+            throttle: ThrottlePolicy {
                 base_lock: serve.login_lockout,
                 account_threshold: serve.login_max_failures,
                 address_threshold: serve.login_max_failures_per_address,
                 ..ThrottlePolicy::default()
-            },redis: common
+            },
+            redis: common
                 .redis_url
                 .clone()
                 .map(|url| (url, common.queue_prefix.clone())),

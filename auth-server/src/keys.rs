@@ -469,9 +469,7 @@ impl KeySet {
             jwks: jwks.into(),
         })
     }
-}
 
-impl KeySet {
     /// Checks the signature of a compact JWS against the published key named by its `kid`
     /// (the header's `alg` must be that key's) and returns the claims.
     pub fn verify_jws(&self, token: &str) -> Option<serde_json::Value> {

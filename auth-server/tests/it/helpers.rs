@@ -167,8 +167,8 @@ impl TestApp {
         }
     }
 
-    /// Registers a client (creating missing scopes) and returns its id and secret.
-    pub async fn create_client(&self, scopes: &[&str], grants: &[GrantType]) -> (String, String) {
+    /// Creates those of `names` that do not exist yet.
+    async fn ensure_scopes(&self, names: &[&str]) {
         let existing: BTreeSet<String> = self
             .store
             .list_scopes()
@@ -177,12 +177,17 @@ impl TestApp {
             .into_iter()
             .map(|s| s.name)
             .collect();
-        let missing: Vec<&str> = scopes
+        let missing: Vec<&str> = names
             .iter()
             .copied()
             .filter(|s| !existing.contains(*s))
             .collect();
         self.create_scopes(&missing).await;
+    }
+
+    /// Registers a client (creating missing scopes) and returns its id and secret.
+    pub async fn create_client(&self, scopes: &[&str], grants: &[GrantType]) -> (String, String) {
+        self.ensure_scopes(scopes).await;
         let secret = generate_client_secret().unwrap().expose_secret().to_owned();
         let client = Client {
             id: Uuid::new_v4().to_string(),
@@ -199,20 +204,7 @@ impl TestApp {
 
     /// Registers a user (creating missing scopes) and returns their id.
     pub async fn create_user(&self, email: &str, password: &str, permissions: &[&str]) -> String {
-        let existing: BTreeSet<String> = self
-            .store
-            .list_scopes()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        let missing: Vec<&str> = permissions
-            .iter()
-            .copied()
-            .filter(|s| !existing.contains(*s))
-            .collect();
-        self.create_scopes(&missing).await;
+        self.ensure_scopes(permissions).await;
         let password = password.to_owned();
         let password_hash =
             tokio::task::spawn_blocking(move || auth_server::passwords::hash_password(&password))
