@@ -566,7 +566,9 @@ pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::mig
         .collect::<Vec<_>>();
     Migrator {
         migrations: Cow::Owned(migrations),
-        ignore_missing: false,
+        // Other services may keep their migrations in the same database (the one-process stack
+        // on PostgreSQL); their versions are not ours to judge.
+        ignore_missing: true,
         locking: true,
         no_tx: false,
     }
