@@ -343,3 +343,75 @@ impl NotifierArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn transcriber(extra: &[&str]) -> super::TranscriberArgs {
+        let mut args = vec![
+            "worker",
+            "transcriber",
+            "--transcription-api-url",
+            "http://api.test/",
+            "--auth-url",
+            "http://auth.test",
+            "--worker-client-id",
+            "worker",
+            "--worker-client-secret",
+            "very-secret-value",
+        ];
+        args.extend_from_slice(extra);
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Transcriber(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transcriber_flags_become_a_config() {
+        let config = transcriber(&["--allow-private-urls", "--concurrency", "3"])
+            .to_config()
+            .unwrap();
+        assert!(config.download.allow_private);
+        assert_eq!(config.run.concurrency, 3);
+        assert_eq!(config.run.queue, "transcribe");
+        assert_eq!(config.api_url, "http://api.test");
+        assert_eq!(config.credentials.token_url, "http://auth.test/oauth/token");
+        assert!(!format!("{config:?}").contains("very-secret-value"));
+
+        let strict = transcriber(&["--allow-private-urls=false"])
+            .to_config()
+            .unwrap();
+        assert!(!strict.download.allow_private);
+        assert!(
+            transcriber(&[])
+                .to_config()
+                .is_ok_and(|c| !c.download.allow_private)
+        );
+    }
+
+    #[test]
+    fn command_engine_line_is_split() {
+        let config = transcriber(&["--engine", "command", "--engine-command", "whisper 'a b'"])
+            .to_config()
+            .unwrap();
+        match config.engine {
+            crate::EngineConfig::Command { program, args, .. } => {
+                assert_eq!(program, "whisper");
+                assert_eq!(args, ["a b"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(transcriber(&["--concurrency", "0"]).to_config().is_err());
+        let mut args = transcriber(&[]);
+        args.transcription_api_url = Some("ftp://x".into());
+        assert!(args.to_config().is_err());
+    }
+}
