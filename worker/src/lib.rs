@@ -1,1 +1,26 @@
-//! Placeholder: this crate is built in a later issue (see DESIGN.md).
+//! Queue workers of the transcription platform (DESIGN.md §8).
+//!
+//! * [`Transcriber`]: consumes `transcribe` jobs, downloads audio safely ([`download`]), runs
+//!   an [`Engine`](engine::Engine), reports to transcription-api ([`api`]) and enqueues
+//!   `notify` jobs.
+//! * [`Notifier`]: consumes `notify` jobs and sends e-mail over SMTP or to an outbox folder.
+//! * [`runner`]: the loop both share (N slots, heartbeat, reaper, graceful shutdown).
+//! * [`cli`]: the `worker` binary's commands, including `worker queue …` for operators.
+//!
+//! Both roles are plain library types that take an `Arc<dyn ReliableQueue>` and a shutdown
+//! future, so one process can run them next to the HTTP services.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod download;
+pub mod engine;
+pub mod jobs;
+pub mod notifier;
+pub mod runner;
+pub mod telemetry;
+pub mod transcriber;
+
+pub use notifier::{Notifier, NotifierConfig};
+pub use runner::{JobError, JobHandler, RunConfig, RunError, RunSummary, WorkerLoop};
+pub use transcriber::{EngineConfig, Transcriber, TranscriberConfig};

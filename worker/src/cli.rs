@@ -1,0 +1,234 @@
+//! The `worker` command line: `transcriber`, `notifier` and the operator commands
+//! `queue stats|dead|requeue ID|purge-dead`. Queue commands print text, or JSON with `--json`;
+//! failures are one line on stderr and exit code 1 (usage errors: 2, from clap).
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use job_queue::{QueueError, ReliableQueue};
+use serde::Serialize;
+
+use crate::config::{ConfigError, NotifierArgs, QueueArgs, TranscriberArgs};
+use crate::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
+use crate::notifier::Notifier;
+use crate::runner::RunError;
+use crate::transcriber::Transcriber;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "worker",
+    version,
+    about = "Transcription platform workers: transcriber, notifier and queue operations"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: QueueArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume `transcribe` jobs: download, transcribe, report, enqueue `notify`.
+    Transcriber(TranscriberArgs),
+    /// Consume `notify` jobs: send the e-mail (or write it to the outbox).
+    Notifier(NotifierArgs),
+    /// Inspect and repair queues.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Job counts per state.
+    Stats {
+        /// Queue name (default: transcribe and notify).
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// The dead list, most recent first.
+    Dead {
+        /// Queue name (default: transcribe and notify).
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Move a dead job back to its ready queue.
+    Requeue {
+        /// The dead job's id.
+        id: String,
+        /// Queue name (default: look in transcribe, then notify).
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Empty the dead list.
+    PurgeDead {
+        /// Queue name (default: transcribe and notify).
+        #[arg(long)]
+        queue: Option<String>,
+    },
+}
+
+/// Why a command failed; printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Run(#[from] RunError),
+    #[error("{0}")]
+    Queue(#[from] QueueError),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// Runs a parsed command line until it finishes (or, for the workers, until SIGINT/SIGTERM).
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Transcriber(args) => {
+            let config = args.to_config()?;
+            let queue = cli.common.connect().await?;
+            Transcriber::new(config, queue)?
+                .run(shutdown_signal())
+                .await?;
+            Ok(())
+        }
+        Command::Notifier(args) => {
+            let config = args.to_config()?;
+            let queue = cli.common.connect().await?;
+            Notifier::new(config, queue)?.run(shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Queue(command) => {
+            let queue = cli.common.connect().await?;
+            queue_command(queue, command, cli.common.json).await
+        }
+    }
+}
+
+fn queues(queue: Option<String>) -> Vec<String> {
+    match queue {
+        Some(queue) => vec![queue],
+        None => vec![TRANSCRIBE_QUEUE.to_owned(), NOTIFY_QUEUE.to_owned()],
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+async fn queue_command(
+    queue: Arc<dyn ReliableQueue>,
+    command: QueueCommand,
+    json: bool,
+) -> Result<(), CliError> {
+    match command {
+        QueueCommand::Stats { queue: name } => {
+            let mut all = serde_json::Map::new();
+            for name in queues(name) {
+                let stats = queue.stats(&name).await?;
+                if !json {
+                    println!(
+                        "{name}: ready {} processing {} delayed {} dead {}",
+                        stats.ready, stats.processing, stats.delayed, stats.dead
+                    );
+                }
+                all.insert(name, serde_json::to_value(stats).unwrap_or_default());
+            }
+            if json {
+                print_json(&all);
+            }
+        }
+        QueueCommand::Dead { queue: name } => {
+            let mut all = serde_json::Map::new();
+            for name in queues(name) {
+                let dead = queue.dead(&name).await?;
+                if !json {
+                    println!("{name}: {} dead", dead.len());
+                    for job in &dead {
+                        println!(
+                            "  {}  kind={}  attempts={}  verified={}  reason: {}",
+                            job.id,
+                            job.kind.as_deref().unwrap_or("?"),
+                            job.attempt,
+                            job.verified,
+                            job.reason
+                        );
+                    }
+                }
+                all.insert(name, serde_json::to_value(dead).unwrap_or_default());
+            }
+            if json {
+                print_json(&all);
+            }
+        }
+        QueueCommand::Requeue { id, queue: name } => {
+            let mut found = None;
+            for name in queues(name) {
+                if queue.requeue_dead(&name, &id).await? {
+                    found = Some(name);
+                    break;
+                }
+            }
+            let Some(name) = found else {
+                return Err(CliError::NotFound(format!("no dead job `{id}`")));
+            };
+            if json {
+                print_json(&serde_json::json!({"requeued": id, "queue": name}));
+            } else {
+                println!("requeued {id} on {name}");
+            }
+        }
+        QueueCommand::PurgeDead { queue: name } => {
+            let mut all = serde_json::Map::new();
+            for name in queues(name) {
+                let purged = queue.purge_dead(&name).await?;
+                if !json {
+                    println!("{name}: purged {purged} dead jobs");
+                }
+                all.insert(name, serde_json::json!({"purged": purged}));
+            }
+            if json {
+                print_json(&all);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Installs the tracing subscriber (stderr, `RUST_LOG` filter, default `info`).
+pub fn init_tracing(format: crate::config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Pretty => builder.try_init(),
+    };
+}

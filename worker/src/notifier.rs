@@ -1,0 +1,405 @@
+//! `worker notifier`: consumes `notify` jobs and tells the user by e-mail, through SMTP
+//! (lettre; `smtp://` with opportunistic STARTTLS, `smtps://` with implicit TLS, rustls on
+//! aws-lc-rs) or, without `SMTP_URL`, as `<outbox-dir>/<transcription_id>.eml` files.
+//!
+//! Idempotency by job id (`notify-<transcription_id>`): the outbox file is written once
+//! (atomically, by rename) and a redelivery finds it and does nothing; in SMTP mode a marker
+//! file `<sent-dir>/<transcription_id>.sent` is written after the server accepted the message
+//! and a redelivery finds it and skips sending. The Message-ID is derived from the job id too,
+//! so a duplicate that slips through the crash window between send and marker can be
+//! recognised by the mail system.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use job_queue::{Envelope, ReliableQueue};
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::jobs::{NOTIFY_KIND, NotifyJob, NotifyStatus};
+use crate::runner::{JobError, JobHandler, RunConfig, RunError, RunSummary, WorkerLoop};
+
+/// How mail leaves the notifier.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `smtp://[user:pass@]host[:port][?tls=none|opportunistic|required]` or
+    /// `smtps://…`; `None` writes `.eml` files to `outbox_dir` instead.
+    pub smtp_url: Option<SecretString>,
+    /// The From address, e.g. `Transcriptions <noreply@example.com>`.
+    pub from: String,
+    pub outbox_dir: PathBuf,
+    /// SMTP mode: where "already sent" markers are kept.
+    pub sent_dir: PathBuf,
+}
+
+/// Everything the notifier needs.
+#[derive(Debug, Clone)]
+pub struct NotifierConfig {
+    pub run: RunConfig,
+    pub mail: MailConfig,
+}
+
+/// Why mail configuration or delivery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("invalid SMTP_URL: {0}")]
+    SmtpUrl(String),
+    #[error("invalid MAIL_FROM `{0}`")]
+    From(String),
+    #[error("invalid recipient address `{0}`")]
+    Recipient(String),
+    #[error("cannot build the message: {0}")]
+    Message(String),
+    #[error("SMTP: {0}")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("outbox: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl MailError {
+    /// `true` when sending the same message again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            MailError::Recipient(_) | MailError::Message(_) => true,
+            MailError::Smtp(err) => err.is_permanent(),
+            _ => false,
+        }
+    }
+}
+
+/// Where a message goes.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Delivers `message` for `transcription_id` unless it was delivered before.
+    async fn deliver(
+        &self,
+        transcription_id: uuid::Uuid,
+        message: Message,
+    ) -> Result<(), MailError>;
+}
+
+/// Writes each message to `<dir>/<transcription_id>.eml` (once).
+#[derive(Debug, Clone)]
+pub struct OutboxMailer {
+    dir: PathBuf,
+}
+
+impl OutboxMailer {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        OutboxMailer { dir: dir.into() }
+    }
+
+    /// The file a transcription's message is written to.
+    pub fn path_for(&self, transcription_id: uuid::Uuid) -> PathBuf {
+        self.dir.join(format!("{transcription_id}.eml"))
+    }
+}
+
+#[async_trait]
+impl Mailer for OutboxMailer {
+    async fn deliver(
+        &self,
+        transcription_id: uuid::Uuid,
+        message: Message,
+    ) -> Result<(), MailError> {
+        let path = self.path_for(transcription_id);
+        if tokio::fs::try_exists(&path).await? {
+            tracing::info!(path = %path.display(), "message already in the outbox");
+            return Ok(());
+        }
+        tokio::fs::create_dir_all(&self.dir).await?;
+        write_atomically(&self.dir, &path, &message.formatted()).await?;
+        tracing::info!(path = %path.display(), "message written to the outbox");
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to a temporary file in `dir` and renames it to `path`.
+async fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+    tokio::fs::write(&tmp, bytes).await?;
+    if let Err(err) = tokio::fs::rename(&tmp, path).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Sends through an SMTP server.
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// `host:port` for logs (never the credentials).
+    server: String,
+    sent_dir: PathBuf,
+}
+
+impl std::fmt::Debug for SmtpMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpMailer")
+            .field("server", &self.server)
+            .field("sent_dir", &self.sent_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpMailer {
+    /// Parses `smtp_url` (see [`MailConfig::smtp_url`]).
+    pub fn new(smtp_url: &SecretString, sent_dir: impl Into<PathBuf>) -> Result<Self, MailError> {
+        let url =
+            Url::parse(smtp_url.expose_secret()).map_err(|e| MailError::SmtpUrl(e.to_string()))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| MailError::SmtpUrl("no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let mode = url
+            .query_pairs()
+            .find(|(key, _)| key == "tls")
+            .map(|(_, value)| value.into_owned());
+        let (default_port, tls) = match (url.scheme(), mode.as_deref()) {
+            ("smtps", None | Some("required") | Some("wrapper")) => {
+                (465, Tls::Wrapper(tls_parameters(&host)?))
+            }
+            ("smtp", None | Some("opportunistic")) => {
+                (25, Tls::Opportunistic(tls_parameters(&host)?))
+            }
+            ("smtp", Some("required")) => (25, Tls::Required(tls_parameters(&host)?)),
+            ("smtp", Some("none")) => (25, Tls::None),
+            ("smtp" | "smtps", Some(other)) => {
+                return Err(MailError::SmtpUrl(format!("unknown tls mode `{other}`")));
+            }
+            (scheme, _) => {
+                return Err(MailError::SmtpUrl(format!(
+                    "scheme must be smtp or smtps, not `{scheme}`"
+                )));
+            }
+        };
+        let port = url.port().unwrap_or(default_port);
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+            .port(port)
+            .tls(tls)
+            .timeout(Some(Duration::from_secs(30)));
+        if !url.username().is_empty() {
+            let user = percent_decode(url.username());
+            let password = percent_decode(url.password().unwrap_or(""));
+            builder = builder.credentials(Credentials::new(user, password));
+        }
+        Ok(SmtpMailer {
+            transport: builder.build(),
+            server: format!("{host}:{port}"),
+            sent_dir: sent_dir.into(),
+        })
+    }
+
+    fn marker(&self, transcription_id: uuid::Uuid) -> PathBuf {
+        self.sent_dir.join(format!("{transcription_id}.sent"))
+    }
+}
+
+fn tls_parameters(host: &str) -> Result<TlsParameters, MailError> {
+    TlsParameters::new(host.to_owned()).map_err(MailError::Smtp)
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte == b'%'
+            && let Some(hex) = value.get(i + 1..i + 3)
+            && let Ok(decoded) = u8::from_str_radix(hex, 16)
+        {
+            out.push(decoded);
+            i += 3;
+            continue;
+        }
+        out.push(byte);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn deliver(
+        &self,
+        transcription_id: uuid::Uuid,
+        message: Message,
+    ) -> Result<(), MailError> {
+        let marker = self.marker(transcription_id);
+        if tokio::fs::try_exists(&marker).await? {
+            tracing::info!(%transcription_id, "message was sent before; not sending again");
+            return Ok(());
+        }
+        let response = self.transport.send(message).await?;
+        tracing::info!(server = %self.server, code = %response.code(), "message accepted by the SMTP server");
+        tokio::fs::create_dir_all(&self.sent_dir).await?;
+        if let Err(err) = write_atomically(&self.sent_dir, &marker, b"").await {
+            // The mail is out; failing the job now would send it again.
+            tracing::warn!(error = %err, "could not record the sent message");
+        }
+        Ok(())
+    }
+}
+
+/// The notifier: a [`WorkerLoop`] over [`NotifyHandler`].
+pub struct Notifier {
+    run: RunConfig,
+    queue: Arc<dyn ReliableQueue>,
+    handler: Arc<NotifyHandler>,
+}
+
+impl Notifier {
+    /// Builds the notifier; fails on a bad `SMTP_URL` or `MAIL_FROM`.
+    pub fn new(config: NotifierConfig, queue: Arc<dyn ReliableQueue>) -> Result<Self, RunError> {
+        let mailer: Arc<dyn Mailer> = match &config.mail.smtp_url {
+            Some(url) => Arc::new(
+                SmtpMailer::new(url, config.mail.sent_dir.clone())
+                    .map_err(|e| RunError::Config(e.to_string()))?,
+            ),
+            None => Arc::new(OutboxMailer::new(config.mail.outbox_dir.clone())),
+        };
+        Notifier::with_mailer(config, queue, mailer)
+    }
+
+    /// Builds the notifier with a custom mailer.
+    pub fn with_mailer(
+        config: NotifierConfig,
+        queue: Arc<dyn ReliableQueue>,
+        mailer: Arc<dyn Mailer>,
+    ) -> Result<Self, RunError> {
+        let from: Mailbox =
+            config.mail.from.parse().map_err(|_| {
+                RunError::Config(MailError::From(config.mail.from.clone()).to_string())
+            })?;
+        Ok(Notifier {
+            run: config.run,
+            queue,
+            handler: Arc::new(NotifyHandler { from, mailer }),
+        })
+    }
+
+    /// The job handler (to process one envelope directly, e.g. in tests).
+    pub fn handler(&self) -> Arc<NotifyHandler> {
+        self.handler.clone()
+    }
+
+    /// Consumes the notify queue until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<RunSummary, RunError> {
+        WorkerLoop::new(self.queue, self.handler, self.run)
+            .run(shutdown)
+            .await
+    }
+}
+
+/// Handles one `notify` job.
+pub struct NotifyHandler {
+    from: Mailbox,
+    mailer: Arc<dyn Mailer>,
+}
+
+impl NotifyHandler {
+    /// The e-mail for a notify job.
+    pub fn compose(&self, job: &NotifyJob) -> Result<Message, MailError> {
+        let to: Mailbox = job
+            .email
+            .parse()
+            .map_err(|_| MailError::Recipient(job.email.clone()))?;
+        let id = job.transcription_id;
+        let (subject, body) = match job.status {
+            NotifyStatus::Completed => (
+                "Your transcription is ready",
+                format!(
+                    "Hello,\n\nyour audio file has been transcribed (transcription {id}).\n\n\
+                     Transcript:\n\n{}\n",
+                    job.transcript
+                ),
+            ),
+            NotifyStatus::Failed => (
+                "Your transcription failed",
+                format!(
+                    "Hello,\n\nunfortunately your audio file could not be transcribed \
+                     (transcription {id}).\n{}",
+                    if job.transcript.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n{}\n", job.transcript)
+                    }
+                ),
+            ),
+        };
+        let domain = self.from.email.domain().to_owned();
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!("<notify-{id}@{domain}>")))
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| MailError::Message(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl JobHandler for NotifyHandler {
+    fn kind(&self) -> &'static str {
+        NOTIFY_KIND
+    }
+
+    async fn handle(&self, envelope: &Envelope) -> Result<(), JobError> {
+        let job: NotifyJob = serde_json::from_value(envelope.payload.clone())
+            .map_err(|e| JobError::Permanent(format!("bad notify payload: {e}")))?;
+        let message = self.compose(&job).map_err(mail_error)?;
+        self.mailer
+            .deliver(job.transcription_id, message)
+            .await
+            .map_err(mail_error)
+    }
+}
+
+fn mail_error(err: MailError) -> JobError {
+    if err.is_permanent() {
+        JobError::Permanent(err.to_string())
+    } else {
+        JobError::Transient(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls_are_parsed() {
+        let ok = [
+            "smtp://mail.example.com",
+            "smtp://user:p%40ss@mail.example.com:587",
+            "smtp://127.0.0.1:2525?tls=none",
+            "smtp://mail.example.com?tls=required",
+            "smtps://mail.example.com",
+        ];
+        for url in ok {
+            let mailer = SmtpMailer::new(&SecretString::from(url), "/tmp/x").unwrap();
+            assert!(!format!("{mailer:?}").contains("p%40ss"));
+        }
+        for bad in ["http://x", "smtp://x?tls=maybe", "not a url"] {
+            assert!(
+                SmtpMailer::new(&SecretString::from(bad), "/tmp/x").is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(percent_decode("p%40ss%zz"), "p@ss%zz");
+    }
+}

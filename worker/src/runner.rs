@@ -1,0 +1,409 @@
+//! The worker loop shared by the transcriber and the notifier: N job slots reserving from one
+//! queue, a heartbeat task, a maintenance task (`reap` + `promote_due` + queue-depth gauge) and
+//! graceful shutdown.
+//!
+//! Shutdown: when the shutdown future completes the slots stop reserving; jobs in flight may
+//! finish for up to `shutdown_grace`, after which they are cancelled and `release`d (returned
+//! to the front of the queue without counting a failure). Then the worker id is `retire`d and
+//! one `reap` returns anything a cancelled `reserve` may have left behind.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use job_queue::{Envelope, FailOutcome, QueueError, ReliableQueue, Reserved};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::telemetry;
+
+/// How a worker loop runs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The queue to consume.
+    pub queue: String,
+    /// Unique per process and role; a queue name (`[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`).
+    pub worker_id: String,
+    /// Jobs processed at once (≥ 1).
+    pub concurrency: usize,
+    /// Heartbeat lifetime; the heartbeat is renewed every third of it.
+    pub heartbeat_ttl: Duration,
+    /// How long in-flight jobs may run on after shutdown is requested.
+    pub shutdown_grace: Duration,
+    /// How often `reap`, `promote_due` and the depth gauge run.
+    pub maintenance_interval: Duration,
+    /// Longest single `reserve` wait.
+    pub reserve_wait: Duration,
+}
+
+impl RunConfig {
+    /// Defaults for `role` (e.g. `transcriber`) consuming `queue`, with a fresh worker id.
+    pub fn new(role: &str, queue: &str) -> Self {
+        RunConfig {
+            queue: queue.to_owned(),
+            worker_id: new_worker_id(role),
+            concurrency: 1,
+            heartbeat_ttl: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            maintenance_interval: Duration::from_secs(2),
+            reserve_wait: Duration::from_secs(5),
+        }
+    }
+
+    fn validate(&self) -> Result<(), RunError> {
+        if self.concurrency == 0 {
+            return Err(RunError::Config("concurrency must be at least 1".into()));
+        }
+        if self.heartbeat_ttl < Duration::from_secs(1) {
+            return Err(RunError::Config(
+                "heartbeat TTL must be at least 1 second".into(),
+            ));
+        }
+        if self.maintenance_interval.is_zero() {
+            return Err(RunError::Config(
+                "maintenance interval must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `<role>-<pid>-<random>`: unique enough that two processes never share an id.
+pub fn new_worker_id(role: &str) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let short = random.get(..8).unwrap_or(&random);
+    format!("{role}-{}-{short}", std::process::id())
+}
+
+/// Why a job handler did not complete a job. Either way the job is `fail`ed: retried with
+/// backoff until the queue's `max_attempts`, then moved to the dead list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying: the network, a dependency or a timeout.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help (bad payload, unknown transcription). The queue has no way to
+    /// bury a job at once, so it still goes through the retries.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// Handles the jobs of one kind. Handlers must be idempotent by job id: delivery is at least
+/// once.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    /// The job kind this handler accepts; other kinds fail permanently.
+    fn kind(&self) -> &'static str;
+
+    /// Processes one job. `Ok` acks it.
+    async fn handle(&self, job: &Envelope) -> Result<(), JobError>;
+
+    /// Called once a job went to the dead list after `error` (best effort compensation, e.g.
+    /// telling the user). The default does nothing.
+    async fn on_dead(&self, _job: &Envelope, _error: &JobError) {}
+}
+
+/// Why a worker loop could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid worker configuration: {0}")]
+    Config(String),
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+}
+
+/// What a worker loop did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Jobs handled and acked.
+    pub succeeded: u64,
+    /// Deliveries that failed (retried or dead).
+    pub failed: u64,
+    /// Jobs returned to the queue unprocessed at shutdown.
+    pub released: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    released: AtomicU64,
+}
+
+/// One queue, one handler, N slots.
+pub struct WorkerLoop {
+    queue: Arc<dyn ReliableQueue>,
+    handler: Arc<dyn JobHandler>,
+    config: RunConfig,
+}
+
+impl WorkerLoop {
+    pub fn new(
+        queue: Arc<dyn ReliableQueue>,
+        handler: Arc<dyn JobHandler>,
+        config: RunConfig,
+    ) -> Self {
+        WorkerLoop {
+            queue,
+            handler,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` completes, then stops as described in the module docs.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<RunSummary, RunError> {
+        self.config.validate()?;
+        let config = Arc::new(self.config);
+        let queue = self.queue;
+        queue
+            .heartbeat(&config.worker_id, config.heartbeat_ttl)
+            .await?;
+        tracing::info!(
+            queue = %config.queue,
+            worker_id = %config.worker_id,
+            concurrency = config.concurrency,
+            "worker started"
+        );
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (abort_tx, abort_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
+        let background = [
+            tokio::spawn(heartbeat_loop(
+                queue.clone(),
+                config.clone(),
+                done_rx.clone(),
+            )),
+            tokio::spawn(maintenance_loop(queue.clone(), config.clone(), done_rx)),
+        ];
+        let counters = Arc::new(Counters::default());
+        let mut slots = JoinSet::new();
+        for _ in 0..config.concurrency {
+            let slot = Slot {
+                queue: queue.clone(),
+                handler: self.handler.clone(),
+                config: config.clone(),
+                counters: counters.clone(),
+            };
+            slots.spawn(slot_loop(slot, stop_rx.clone(), abort_rx.clone()));
+        }
+
+        shutdown.await;
+        tracing::info!(worker_id = %config.worker_id, grace = ?config.shutdown_grace, "stopping: no new jobs");
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(config.shutdown_grace, async {
+            while slots.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown grace period over: returning in-flight jobs to the queue");
+            let _ = abort_tx.send(true);
+            while slots.join_next().await.is_some() {}
+        }
+        let _ = done_tx.send(true);
+        for task in background {
+            let _ = task.await;
+        }
+        if let Err(err) = queue.retire(&config.worker_id).await {
+            tracing::warn!(error = %err, "could not retire the worker id; its jobs return after the heartbeat expires");
+        } else if let Err(err) = queue.reap().await {
+            tracing::warn!(error = %err, "reap after retire failed");
+        }
+        let summary = RunSummary {
+            succeeded: counters.succeeded.load(Ordering::Relaxed),
+            failed: counters.failed.load(Ordering::Relaxed),
+            released: counters.released.load(Ordering::Relaxed),
+        };
+        tracing::info!(worker_id = %config.worker_id, ?summary, "worker stopped");
+        Ok(summary)
+    }
+}
+
+struct Slot {
+    queue: Arc<dyn ReliableQueue>,
+    handler: Arc<dyn JobHandler>,
+    config: Arc<RunConfig>,
+    counters: Arc<Counters>,
+}
+
+async fn slot_loop(slot: Slot, mut stop: watch::Receiver<bool>, mut abort: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        // A reserve cancelled by shutdown may still have moved a job to this worker; the reap
+        // after `retire` returns it.
+        let reserved = tokio::select! {
+            reserved = slot.queue.reserve(&slot.config.queue, &slot.config.worker_id, slot.config.reserve_wait) => reserved,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let job = match reserved {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
+            Err(err) => {
+                tracing::warn!(error = %err, queue = %slot.config.queue, "reserve failed; retrying in 1 s");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+                continue;
+            }
+        };
+        if *stop.borrow() {
+            release(&slot, &job).await;
+            return;
+        }
+        let aborted = tokio::select! {
+            () = process(&slot, &job) => false,
+            _ = abort.wait_for(|abort| *abort) => true,
+        };
+        if aborted {
+            release(&slot, &job).await;
+            return;
+        }
+    }
+}
+
+async fn release(slot: &Slot, job: &Reserved) {
+    match slot.queue.release(job).await {
+        Ok(true) => {
+            slot.counters.released.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(job_id = %job.envelope.id, "job returned to the queue");
+        }
+        Ok(false) => {}
+        Err(err) => {
+            tracing::warn!(job_id = %job.envelope.id, error = %err, "release failed; the job returns when the worker id is reaped");
+        }
+    }
+}
+
+/// Handles one reserved job and records the outcome with the queue.
+async fn process(slot: &Slot, job: &Reserved) {
+    let envelope = &job.envelope;
+    let queue_name = slot.config.queue.as_str();
+    let kind = envelope.kind.as_str();
+    let span = tracing::info_span!("job", job_id = %envelope.id, kind, attempt = envelope.attempt);
+    let started = Instant::now();
+    let result = if kind == slot.handler.kind() {
+        slot.handler.handle(envelope).instrument(span.clone()).await
+    } else {
+        Err(JobError::Permanent(format!(
+            "unexpected job kind `{kind}` on queue `{queue_name}`"
+        )))
+    };
+    match result {
+        Ok(()) => match with_retries(|| slot.queue.ack(job)).await {
+            Ok(true) => {
+                slot.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+                telemetry::count(telemetry::JOBS_SUCCEEDED, queue_name, kind);
+                tracing::info!(parent: &span, "job done");
+            }
+            Ok(false) => {
+                tracing::warn!(parent: &span, "job done, but it was reaped before the ack; it may run again");
+            }
+            Err(err) => {
+                tracing::error!(parent: &span, error = %err, "job done, but the ack failed; it will run again");
+            }
+        },
+        Err(error) => {
+            slot.counters.failed.fetch_add(1, Ordering::Relaxed);
+            telemetry::count(telemetry::JOBS_FAILED, queue_name, kind);
+            let reason = error.to_string();
+            match with_retries(|| slot.queue.fail(job, &reason)).await {
+                Ok(FailOutcome::Retrying { attempt, delay }) => {
+                    telemetry::count(telemetry::JOBS_RETRIED, queue_name, kind);
+                    tracing::warn!(parent: &span, error = %reason, attempt, retry_in = ?delay, "job failed; will retry");
+                }
+                Ok(FailOutcome::Dead) => {
+                    telemetry::count(telemetry::JOBS_DEAD, queue_name, kind);
+                    tracing::error!(parent: &span, error = %reason, "job failed for the last time: moved to the dead list");
+                    slot.handler
+                        .on_dead(envelope, &error)
+                        .instrument(span.clone())
+                        .await;
+                }
+                Ok(FailOutcome::NotHeld) => {
+                    tracing::warn!(parent: &span, error = %reason, "job failed, but it had been reaped already");
+                }
+                Err(err) => {
+                    tracing::error!(parent: &span, error = %err, job_error = %reason, "job failed and the failure could not be recorded; it returns when the worker id is reaped");
+                }
+            }
+        }
+    }
+    telemetry::processing_time(queue_name, kind, started.elapsed().as_secs_f64());
+}
+
+/// Runs a queue operation up to three times (short backoff) so a blip does not strand a job.
+async fn with_retries<T, F, Fut>(mut operation: F) -> Result<T, QueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, QueueError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match operation().await {
+            Ok(value) => return Ok(value),
+            Err(err) if tries >= 3 => return Err(err),
+            Err(err) => {
+                tracing::debug!(error = %err, "queue operation failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    queue: Arc<dyn ReliableQueue>,
+    config: Arc<RunConfig>,
+    mut done: watch::Receiver<bool>,
+) {
+    let period = config.heartbeat_ttl / 3;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            _ = done.wait_for(|done| *done) => return,
+        }
+        if let Err(err) = queue
+            .heartbeat(&config.worker_id, config.heartbeat_ttl)
+            .await
+        {
+            tracing::warn!(error = %err, "heartbeat failed");
+        }
+    }
+}
+
+async fn maintenance_loop(
+    queue: Arc<dyn ReliableQueue>,
+    config: Arc<RunConfig>,
+    mut done: watch::Receiver<bool>,
+) {
+    loop {
+        match queue.reap().await {
+            Ok(0) => {}
+            Ok(moved) => tracing::info!(moved, "reaped jobs of dead workers"),
+            Err(err) => tracing::warn!(error = %err, "reap failed"),
+        }
+        match queue.promote_due(&config.queue).await {
+            Ok(0) => {}
+            Ok(moved) => tracing::debug!(moved, "promoted due retries"),
+            Err(err) => tracing::warn!(error = %err, "promote_due failed"),
+        }
+        if let Ok(stats) = queue.stats(&config.queue).await {
+            telemetry::queue_depth(&config.queue, &stats);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(config.maintenance_interval) => {}
+            _ = done.wait_for(|done| *done) => return,
+        }
+    }
+}

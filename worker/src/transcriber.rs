@@ -1,0 +1,290 @@
+//! `worker transcriber`: consumes `transcribe` jobs. For each: report `processing` to
+//! transcription-api, download the audio (see [`download`](crate::download)), run the
+//! [`Engine`], report `completed` or `failed`, enqueue the `notify` job
+//! (`notify-<transcription_id>`, so a re-run is deduplicated while it is pending) and ack.
+//!
+//! Error policy:
+//! * audio that can never be transcribed (bad URL, refused address, too large, 4xx, engine
+//!   failure) → reported `failed`, the user is notified, the job is acked;
+//! * anything transient (5xx, timeouts, API or queue unreachable) → the job is failed and
+//!   retried with backoff; when it finally goes dead the user is told it failed (best effort);
+//! * API 404 (unknown transcription) or a bad payload → failed without compensation (the
+//!   queue retries it up to `max_attempts`, then it is dead);
+//! * API 409 (already final) counts as success. A redelivered job whose transcription is
+//!   already final is still processed again (the engine is deterministic) so that a crash
+//!   between the final report and the notify enqueue cannot lose the e-mail.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use job_queue::{Envelope, ReliableQueue};
+use uuid::Uuid;
+
+use crate::api::{
+    ApiError, ClientCredentials, ReportOutcome, ResultReport, TokenSource, TranscriptionApi,
+};
+use crate::download::{AudioDownloader, DownloadLimits};
+use crate::engine::{CommandEngine, Engine, SimulatedEngine};
+use crate::jobs::{NotifyJob, NotifyStatus, TRANSCRIBE_KIND, TranscribeJob};
+use crate::runner::{JobError, JobHandler, RunConfig, RunError, RunSummary, WorkerLoop};
+use crate::telemetry;
+
+/// Which engine turns audio into text.
+#[derive(Debug, Clone)]
+pub enum EngineConfig {
+    /// Deterministic fake text after `delay`.
+    Simulated { delay: Duration },
+    /// `program args… <file>`, killed after `timeout`.
+    Command {
+        program: String,
+        args: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+impl EngineConfig {
+    pub fn build(&self) -> Arc<dyn Engine> {
+        match self {
+            EngineConfig::Simulated { delay } => Arc::new(SimulatedEngine::new(*delay)),
+            EngineConfig::Command {
+                program,
+                args,
+                timeout,
+            } => Arc::new(CommandEngine::new(program.clone(), args.clone(), *timeout)),
+        }
+    }
+}
+
+/// Everything the transcriber needs.
+#[derive(Debug, Clone)]
+pub struct TranscriberConfig {
+    pub run: RunConfig,
+    /// Where notify jobs go.
+    pub notify_queue: String,
+    /// transcription-api base URL (`TRANSCRIPTION_API_URL`).
+    pub api_url: String,
+    pub credentials: ClientCredentials,
+    pub download: DownloadLimits,
+    pub engine: EngineConfig,
+    /// Where downloaded audio is kept while it is transcribed.
+    pub scratch_dir: PathBuf,
+}
+
+/// The transcriber: a [`WorkerLoop`] over [`TranscribeHandler`].
+pub struct Transcriber {
+    run: RunConfig,
+    queue: Arc<dyn ReliableQueue>,
+    handler: Arc<TranscribeHandler>,
+}
+
+impl Transcriber {
+    /// Builds the transcriber with the configured engine.
+    pub fn new(config: TranscriberConfig, queue: Arc<dyn ReliableQueue>) -> Result<Self, RunError> {
+        let engine = config.engine.build();
+        Transcriber::with_engine(config, queue, engine)
+    }
+
+    /// Builds the transcriber with a custom engine.
+    pub fn with_engine(
+        config: TranscriberConfig,
+        queue: Arc<dyn ReliableQueue>,
+        engine: Arc<dyn Engine>,
+    ) -> Result<Self, RunError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| RunError::Config(format!("HTTP client: {e}")))?;
+        let tokens = Arc::new(TokenSource::new(http.clone(), config.credentials.clone()));
+        let handler = TranscribeHandler {
+            api: TranscriptionApi::new(http, &config.api_url, tokens),
+            downloader: AudioDownloader::new(config.download.clone()),
+            engine,
+            queue: queue.clone(),
+            notify_queue: config.notify_queue.clone(),
+            scratch_dir: config.scratch_dir.clone(),
+        };
+        Ok(Transcriber {
+            run: config.run,
+            queue,
+            handler: Arc::new(handler),
+        })
+    }
+
+    /// The job handler (to process one envelope directly, e.g. in tests).
+    pub fn handler(&self) -> Arc<TranscribeHandler> {
+        self.handler.clone()
+    }
+
+    /// Consumes the transcribe queue until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<RunSummary, RunError> {
+        WorkerLoop::new(self.queue, self.handler, self.run)
+            .run(shutdown)
+            .await
+    }
+}
+
+/// Handles one `transcribe` job (see the module docs).
+pub struct TranscribeHandler {
+    api: TranscriptionApi,
+    downloader: AudioDownloader,
+    engine: Arc<dyn Engine>,
+    queue: Arc<dyn ReliableQueue>,
+    notify_queue: String,
+    scratch_dir: PathBuf,
+}
+
+/// How the download + engine step ended.
+enum Transcription {
+    Text(String),
+    /// The audio can never be transcribed; the reason goes to the API and the logs.
+    Impossible(String),
+}
+
+impl TranscribeHandler {
+    async fn report(&self, id: Uuid, report: &ResultReport) -> Result<(), JobError> {
+        match self.api.report(id, report).await {
+            Ok(ReportOutcome::Accepted) => Ok(()),
+            Ok(ReportOutcome::AlreadyFinal) => {
+                tracing::info!(%id, "transcription already final (409); continuing idempotently");
+                Ok(())
+            }
+            Err(err) => Err(api_error(err)),
+        }
+    }
+
+    /// Downloads and transcribes; `Err` only for transient failures.
+    async fn transcribe(&self, job: &TranscribeJob) -> Result<Transcription, JobError> {
+        if let Err(err) = tokio::fs::create_dir_all(&self.scratch_dir).await {
+            return Err(JobError::Transient(format!(
+                "cannot create {}: {err}",
+                self.scratch_dir.display()
+            )));
+        }
+        let file = ScratchFile(self.scratch_dir.join(format!(
+            "audio-{}-{}",
+            job.transcription_id,
+            Uuid::new_v4().simple()
+        )));
+        match self.downloader.fetch_to(&job.audio_url, &file.0).await {
+            Ok(downloaded) => {
+                tracing::info!(bytes = downloaded.bytes, "audio downloaded");
+            }
+            Err(err) if err.is_permanent() => {
+                return Ok(Transcription::Impossible(err.to_string()));
+            }
+            Err(err) => return Err(JobError::Transient(err.to_string())),
+        }
+        match self.engine.transcribe(&file.0).await {
+            Ok(text) => Ok(Transcription::Text(text)),
+            Err(err) if err.is_permanent() => Ok(Transcription::Impossible(err.to_string())),
+            Err(err) => Err(JobError::Transient(err.to_string())),
+        }
+    }
+
+    async fn enqueue_notify(&self, notify: &NotifyJob) -> Result<(), JobError> {
+        let job = notify
+            .to_job()
+            .map_err(|e| JobError::Permanent(format!("cannot build the notify job: {e}")))?;
+        let enqueued = self
+            .queue
+            .enqueue_job(&self.notify_queue, job)
+            .await
+            .map_err(|e| JobError::Transient(format!("cannot enqueue the notify job: {e}")))?;
+        if enqueued.duplicate {
+            tracing::info!(job_id = %enqueued.id, "notify job already pending");
+        } else {
+            telemetry::enqueued(&self.notify_queue);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobHandler for TranscribeHandler {
+    fn kind(&self) -> &'static str {
+        TRANSCRIBE_KIND
+    }
+
+    async fn handle(&self, envelope: &Envelope) -> Result<(), JobError> {
+        let job = parse(envelope)?;
+        let id = job.transcription_id;
+        self.report(id, &ResultReport::Processing).await?;
+        let (report, notify) = match self.transcribe(&job).await? {
+            Transcription::Text(transcript) => (
+                ResultReport::Completed {
+                    transcript: transcript.clone(),
+                },
+                NotifyJob {
+                    transcription_id: id,
+                    email: job.email.clone(),
+                    transcript,
+                    status: NotifyStatus::Completed,
+                },
+            ),
+            Transcription::Impossible(reason) => {
+                tracing::warn!(%id, %reason, "transcription failed for good");
+                (ResultReport::Failed { error: reason }, failed_notice(&job))
+            }
+        };
+        self.report(id, &report).await?;
+        self.enqueue_notify(&notify).await
+    }
+
+    async fn on_dead(&self, envelope: &Envelope, error: &JobError) {
+        // Permanent errors here mean a bad payload or a transcription the API does not know:
+        // nobody to tell.
+        if matches!(error, JobError::Permanent(_)) {
+            return;
+        }
+        let Ok(job) = parse(envelope) else { return };
+        let reason = format!("gave up after repeated failures: {error}");
+        if let Err(err) = self
+            .report(
+                job.transcription_id,
+                &ResultReport::Failed { error: reason },
+            )
+            .await
+        {
+            tracing::warn!(error = %err, "could not report the dead job as failed");
+        }
+        if let Err(err) = self.enqueue_notify(&failed_notice(&job)).await {
+            tracing::warn!(error = %err, "could not notify the user about the dead job");
+        }
+    }
+}
+
+fn parse(envelope: &Envelope) -> Result<TranscribeJob, JobError> {
+    serde_json::from_value(envelope.payload.clone())
+        .map_err(|e| JobError::Permanent(format!("bad transcribe payload: {e}")))
+}
+
+fn failed_notice(job: &TranscribeJob) -> NotifyJob {
+    NotifyJob {
+        transcription_id: job.transcription_id,
+        email: job.email.clone(),
+        transcript: String::new(),
+        status: NotifyStatus::Failed,
+    }
+}
+
+fn api_error(err: ApiError) -> JobError {
+    if err.is_permanent() {
+        JobError::Permanent(err.to_string())
+    } else {
+        JobError::Transient(err.to_string())
+    }
+}
+
+/// A downloaded audio file, removed when dropped.
+struct ScratchFile(PathBuf);
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -1,0 +1,272 @@
+//! Queues, keys, HTTP fixtures and the in-process auth server shared by the tests.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use job_queue::{QueueConfig, RedisQueue, ReliableQueue, SigningKey, SqliteQueue};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+pub const SIGNING_KEY: &str = "worker-tests-signing-key-0123456789abcdef";
+
+pub fn signing_key() -> SigningKey {
+    SigningKey::new(SIGNING_KEY.as_bytes()).unwrap()
+}
+
+/// Short timings so retries happen within a test.
+pub fn queue_config() -> QueueConfig {
+    QueueConfig {
+        max_attempts: 3,
+        backoff_base: Duration::from_millis(200),
+        backoff_max: Duration::from_millis(400),
+        poll_interval: Duration::from_millis(20),
+    }
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("worker-it-{label}-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh SQLite queue in its own directory.
+pub struct TestQueue {
+    pub queue: Arc<dyn ReliableQueue>,
+    /// Holds the database file; removed on drop.
+    _dir: TempDir,
+}
+
+impl TestQueue {
+    pub async fn sqlite() -> TestQueue {
+        TestQueue::sqlite_with(queue_config()).await
+    }
+
+    pub async fn sqlite_with(config: QueueConfig) -> TestQueue {
+        let dir = TempDir::new("queue");
+        let url = format!("sqlite:{}", dir.path().join("queue.db").display());
+        let queue = SqliteQueue::connect(&url, signing_key(), config)
+            .await
+            .unwrap();
+        queue.migrate().await.unwrap();
+        TestQueue {
+            queue: Arc::new(queue),
+            _dir: dir,
+        }
+    }
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A Redis queue under a random prefix (keys deleted on drop), or `None` with a message when
+/// Redis is unreachable outside CI.
+pub struct RedisTestQueue {
+    pub queue: Arc<dyn ReliableQueue>,
+    pub url: String,
+    pub prefix: String,
+}
+
+impl RedisTestQueue {
+    pub async fn connect() -> Option<RedisTestQueue> {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let reachable = async {
+            let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), reachable).await {
+            Ok(Ok(_)) => {}
+            outcome => {
+                let reason = match outcome {
+                    Ok(Err(e)) => e,
+                    _ => "timeout".into(),
+                };
+                if in_ci() {
+                    panic!("Redis at {url} is required when CI=true: {reason}");
+                }
+                eprintln!("skipping: Redis unreachable at {url} ({reason})");
+                return None;
+            }
+        }
+        let prefix = format!("workertest:{}", Uuid::new_v4().simple());
+        let queue = RedisQueue::connect(&url, &prefix, signing_key(), queue_config())
+            .await
+            .unwrap();
+        Some(RedisTestQueue {
+            queue: Arc::new(queue),
+            url,
+            prefix,
+        })
+    }
+}
+
+impl Drop for RedisTestQueue {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let pattern = format!("{}:*", self.prefix);
+        let _ = std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_connection() else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        })
+        .join();
+    }
+}
+
+/// Serves `router` on 127.0.0.1:0 until the test's runtime ends.
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+/// An address nobody listens on.
+pub async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+/// The real auth server with a worker client allowed `transcriptions:report`.
+pub struct AuthFixture {
+    pub base: String,
+    pub client_id: String,
+    pub client_secret: String,
+    _dir: TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl AuthFixture {
+    pub async fn start() -> AuthFixture {
+        use auth_server::secrets::{SecretHasher, generate_client_secret};
+        use auth_server::store::{self, Client, GrantType, Scope};
+
+        let dir = TempDir::new("auth");
+        let db = format!("sqlite:{}", dir.path().join("auth.db").display());
+        let keys = dir.path().join("keys");
+        let config = auth_server::config::ServerConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            &db,
+            keys.clone(),
+        );
+        let app = auth_server::Application::build(config)
+            .await
+            .expect("auth server starts");
+        let base = format!("http://{}", app.local_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        let store = store::connect(&db).await.unwrap();
+        store
+            .create_scope(&Scope {
+                name: "transcriptions:report".into(),
+                description: String::new(),
+                created_at: time::OffsetDateTime::now_utc(),
+            })
+            .await
+            .unwrap();
+        let hasher = SecretHasher::from_config(None, &keys).unwrap();
+        let secret = generate_client_secret().unwrap().expose_secret().to_owned();
+        let client = Client {
+            id: Uuid::new_v4().to_string(),
+            name: "worker".into(),
+            secret_hash: hasher.hash(&secret),
+            grant_types: BTreeSet::from([GrantType::ClientCredentials]),
+            scopes: BTreeSet::from(["transcriptions:report".to_owned()]),
+            disabled: false,
+            created_at: time::OffsetDateTime::now_utc(),
+        };
+        store.create_client(&client).await.unwrap();
+        AuthFixture {
+            base,
+            client_id: client.id,
+            client_secret: secret,
+            _dir: dir,
+            _shutdown: tx,
+        }
+    }
+}
+
+/// What the stub result endpoint received: (transcription id, Authorization header, body).
+pub type Reports = Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;
+
+/// Decodes a quoted-printable body (soft breaks and `=XX`).
+pub fn decode_qp(body: &str) -> String {
+    let joined = body.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && let Some(hex) = joined.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits until `check` holds, up to `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

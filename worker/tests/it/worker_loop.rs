@@ -1,0 +1,228 @@
+//! The worker loop with test handlers on the SQLite queue: graceful shutdown, retries up to
+//! the dead list, concurrency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use job_queue::{Envelope, ReliableQueue};
+use tokio::sync::Notify;
+use worker::{JobError, JobHandler, RunConfig, WorkerLoop};
+
+use crate::helpers::{TestQueue, eventually};
+
+const QUEUE: &str = "work";
+
+/// Sleeps `work` per job, counting starts, finishes and dead jobs; fails when `fail` is set.
+struct TestHandler {
+    work: Duration,
+    fail: bool,
+    started: AtomicU32,
+    finished: AtomicU32,
+    dead: AtomicU32,
+    first_start: Notify,
+}
+
+impl TestHandler {
+    fn new(work: Duration, fail: bool) -> Arc<TestHandler> {
+        Arc::new(TestHandler {
+            work,
+            fail,
+            started: AtomicU32::new(0),
+            finished: AtomicU32::new(0),
+            dead: AtomicU32::new(0),
+            first_start: Notify::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl JobHandler for TestHandler {
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+
+    async fn handle(&self, _job: &Envelope) -> Result<(), JobError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        self.first_start.notify_one();
+        tokio::time::sleep(self.work).await;
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        if self.fail {
+            Err(JobError::Transient("engine on fire".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn on_dead(&self, _job: &Envelope, _error: &JobError) {
+        self.dead.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn run_config(concurrency: usize, grace: Duration) -> RunConfig {
+    let mut config = RunConfig::new("test", QUEUE);
+    config.concurrency = concurrency;
+    config.shutdown_grace = grace;
+    config.reserve_wait = Duration::from_millis(100);
+    config.maintenance_interval = Duration::from_millis(50);
+    config
+}
+
+async fn enqueue(queue: &dyn ReliableQueue, n: usize) {
+    for i in 0..n {
+        queue
+            .enqueue(QUEUE, "test", serde_json::json!({ "n": i }))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn shutdown_past_the_grace_period_releases_the_in_flight_job_and_leaves_the_rest() {
+    let queue = TestQueue::sqlite().await;
+    enqueue(queue.queue.as_ref(), 2).await;
+    let handler = TestHandler::new(Duration::from_secs(30), false);
+    let worker = WorkerLoop::new(
+        queue.queue.clone(),
+        handler.clone(),
+        run_config(1, Duration::from_millis(200)),
+    );
+    let started = handler.clone();
+    let summary = worker
+        .run(async move { started.first_start.notified().await })
+        .await
+        .unwrap();
+
+    assert_eq!(summary.released, 1);
+    assert_eq!(summary.succeeded, 0);
+    assert_eq!(
+        handler.started.load(Ordering::SeqCst),
+        1,
+        "the second job was never started"
+    );
+    let stats = queue.queue.stats(QUEUE).await.unwrap();
+    assert_eq!((stats.ready, stats.processing, stats.delayed), (2, 0, 0));
+    queue
+        .queue
+        .heartbeat("check", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let again = queue
+        .queue
+        .reserve(QUEUE, "check", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.envelope.attempt, 0, "a release is not a failure");
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_jobs_finish_within_the_grace_period() {
+    let queue = TestQueue::sqlite().await;
+    enqueue(queue.queue.as_ref(), 2).await;
+    let handler = TestHandler::new(Duration::from_millis(300), false);
+    let worker = WorkerLoop::new(
+        queue.queue.clone(),
+        handler.clone(),
+        run_config(1, Duration::from_secs(5)),
+    );
+    let started = handler.clone();
+    let summary = worker
+        .run(async move { started.first_start.notified().await })
+        .await
+        .unwrap();
+
+    assert_eq!(summary.succeeded, 1);
+    assert_eq!(summary.released, 0);
+    let stats = queue.queue.stats(QUEUE).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.processing),
+        (1, 0),
+        "the unstarted job stays ready"
+    );
+}
+
+#[tokio::test]
+async fn failing_jobs_retry_with_backoff_then_die_once() {
+    let queue = TestQueue::sqlite().await; // max_attempts 3, backoff 200–400 ms
+    enqueue(queue.queue.as_ref(), 1).await;
+    let handler = TestHandler::new(Duration::ZERO, true);
+    let worker = WorkerLoop::new(
+        queue.queue.clone(),
+        handler.clone(),
+        run_config(1, Duration::from_secs(1)),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = rx.await;
+    }));
+    let h = handler.clone();
+    let died = eventually(Duration::from_secs(10), || {
+        let h = h.clone();
+        async move { h.dead.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    let _ = tx.send(());
+    let summary = running.await.unwrap().unwrap();
+    assert!(died, "summary {summary:?}");
+    assert_eq!(handler.started.load(Ordering::SeqCst), 3);
+    assert_eq!(summary.failed, 3);
+    let dead = queue.queue.dead(QUEUE).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("engine on fire"), "{:?}", dead[0]);
+}
+
+#[tokio::test]
+async fn slots_process_jobs_concurrently() {
+    let queue = TestQueue::sqlite().await;
+    enqueue(queue.queue.as_ref(), 4).await;
+    let handler = TestHandler::new(Duration::from_millis(500), false);
+    let worker = WorkerLoop::new(
+        queue.queue.clone(),
+        handler.clone(),
+        run_config(4, Duration::from_secs(5)),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = rx.await;
+    }));
+    let h = handler.clone();
+    let all_started = eventually(Duration::from_millis(400), || {
+        let h = h.clone();
+        async move { h.started.load(Ordering::SeqCst) == 4 }
+    })
+    .await;
+    let _ = tx.send(());
+    let summary = running.await.unwrap().unwrap();
+    assert!(all_started, "4 jobs should run at once");
+    assert_eq!(summary.succeeded, 4);
+}
+
+#[tokio::test]
+async fn jobs_of_another_kind_fail() {
+    let queue = TestQueue::sqlite().await;
+    queue
+        .queue
+        .enqueue(QUEUE, "other", serde_json::json!({}))
+        .await
+        .unwrap();
+    let handler = TestHandler::new(Duration::ZERO, false);
+    let mut config = run_config(1, Duration::from_secs(1));
+    config.maintenance_interval = Duration::from_secs(60);
+    let worker = WorkerLoop::new(queue.queue.clone(), handler.clone(), config);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = rx.await;
+    }));
+    let q = queue.queue.clone();
+    let delayed = eventually(Duration::from_secs(5), || {
+        let q = q.clone();
+        async move { q.stats(QUEUE).await.unwrap().delayed == 1 }
+    })
+    .await;
+    let _ = tx.send(());
+    running.await.unwrap().unwrap();
+    assert!(delayed);
+    assert_eq!(handler.started.load(Ordering::SeqCst), 0);
+}
