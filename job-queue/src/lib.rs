@@ -16,8 +16,8 @@ mod queue;
 mod redis_queue;
 mod sqlite_queue;
 
-pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, JobId, SigningKey};
 pub use connect::connect;
+pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, JobId, SigningKey};
 pub use error::QueueError;
 pub use queue::{
     DeadJob, Enqueued, FailOutcome, NewJob, QueueConfig, QueueStats, ReliableQueue, Reserved,
