@@ -67,6 +67,7 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    extra: axum::Router,
 }
 
 impl Application {
@@ -90,6 +91,7 @@ impl Application {
                 transcriptions: Arc::new(Transcriptions::new(store, services.queue, config.outbox)),
                 metrics: services.metrics,
             },
+            extra: axum::Router::new(),
         })
     }
 
@@ -98,6 +100,12 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves `routes` next to the API's own (the one-process stack adds its sample audio).
+    pub fn merge(mut self, routes: axum::Router) -> Self {
+        self.extra = self.extra.merge(routes);
+        self
     }
 
     /// The use cases (tests drive the outbox relay through it).
@@ -116,7 +124,7 @@ impl Application {
             let _ = stop_rx.changed().await;
         }));
         tracing::info!(addr = %self.local_addr(), "transcription-api listening");
-        let app = http::router(self.state);
+        let app = http::router(self.state).merge(self.extra);
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
