@@ -108,10 +108,8 @@ pub struct Stack {
 }
 
 /// Resolves when `stop` flips to true (or its sender is gone).
-fn stopped(mut stop: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send {
-    async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 impl Stack {
