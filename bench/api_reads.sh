@@ -43,6 +43,9 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 wrk -t1 -c10 -d3s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API_PORT/transcriptions/$ID" >/dev/null
 echo "== GET /healthz (no token)"
 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$API_PORT/healthz"
+echo "== GET /transcriptions/not-a-uuid (Bearer token; 404 before any storage: verification alone)"
+wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" \
+    "http://127.0.0.1:$API_PORT/transcriptions/not-a-uuid"
 echo "== GET /transcriptions/$ID (Bearer token, transcriptions:read)"
 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" \
     "http://127.0.0.1:$API_PORT/transcriptions/$ID"

@@ -278,7 +278,7 @@ impl Stack {
                     smtp_url: config.smtp_url.clone(),
                     from: config.mail_from.clone(),
                     outbox_dir: config.outbox_dir(),
-                    sent_dir: config.data_dir.join("sent"),
+                    sent_dir: config.data_dir.join("notify-sent"),
                 },
             },
             queue.clone(),
