@@ -132,6 +132,24 @@ pub async fn redis_url() -> Option<String> {
     }
 }
 
+/// Deletes every Redis key under `prefix:` (the end of a test that used its own prefix).
+pub async fn delete_redis_prefix(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 /// A running auth server; stops when dropped.
 pub struct TestAuthServer {
     /// `http://127.0.0.1:<port>`.

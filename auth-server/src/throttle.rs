@@ -77,18 +77,27 @@ impl LoginThrottle {
     }
 
     /// Seconds to wait when the account or the address is locked out.
+    ///
+    /// Locks are kept in whole seconds and hold through their last second (`locked_until` ≥ the
+    /// current second), so a lock lasts at least its configured length, never less.
     pub async fn retry_after(
         &self,
         username: &str,
         ip: Option<IpAddr>,
     ) -> Result<Option<u64>, StoreError> {
         let now = now();
+        // A lock set during second `now - 1` until `now` still holds in second `now`.
+        let held_at = now - 1;
         let mut until = self
             .store
-            .login_locked_until(&account_key(username), now)
+            .login_locked_until(&account_key(username), held_at)
             .await?;
         if let Some(ip) = ip {
-            until = until.max(self.store.login_locked_until(&address_key(ip), now).await?);
+            until = until.max(
+                self.store
+                    .login_locked_until(&address_key(ip), held_at)
+                    .await?,
+            );
         }
         Ok(until.map(|until| u64::try_from(until - now).unwrap_or(1).max(1)))
     }

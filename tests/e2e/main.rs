@@ -232,20 +232,7 @@ async fn a_client_transcription_completes_on_postgres_and_redis_with_smtp() {
     );
     stack.shutdown().await.unwrap();
 
-    let client = redis::Client::open(redis).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    auth_server::testing::delete_redis_prefix(&redis, &prefix).await;
 }
 
 #[tokio::test]

@@ -2,7 +2,6 @@
 //! fresh keys directory and the real server bound to 127.0.0.1:0.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use auth_server::Application;
@@ -14,93 +13,7 @@ use auth_server::store::{self, Client, GrantType, Scope, Store, User};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-/// Where PostgreSQL tests connect to create their databases.
-fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// A database and keys directory that exist for one test and are removed after it.
-pub struct TestDb {
-    pub url: String,
-    pub dir: PathBuf,
-    postgres: Option<(String, String)>,
-}
-
-impl TestDb {
-    pub fn sqlite() -> TestDb {
-        let dir = std::env::temp_dir().join(format!("auth-it-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite:{}", dir.join("auth.db").display());
-        TestDb {
-            url,
-            dir,
-            postgres: None,
-        }
-    }
-
-    /// A fresh PostgreSQL database, or `None` (with a message) when the server is unreachable
-    /// outside CI. In CI (`CI=true`) an unreachable server fails the test.
-    pub async fn postgres() -> Option<TestDb> {
-        use sqlx::Connection;
-        let admin = postgres_admin_url();
-        let mut conn = match sqlx::PgConnection::connect(&admin).await {
-            Ok(conn) => conn,
-            Err(err) if !in_ci() => {
-                eprintln!("skipping: PostgreSQL unreachable at {admin}: {err}");
-                return None;
-            }
-            Err(err) => panic!("PostgreSQL required in CI but unreachable at {admin}: {err}"),
-        };
-        let name = format!("auth_it_{}", Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let base = admin
-            .rsplit_once('/')
-            .map(|(base, _)| base)
-            .unwrap_or(&admin);
-        let dir = std::env::temp_dir().join(format!("auth-it-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Some(TestDb {
-            url: format!("{base}/{name}"),
-            dir,
-            postgres: Some((admin, name)),
-        })
-    }
-
-    pub fn keys_dir(&self) -> PathBuf {
-        self.dir.join("keys")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some((admin, name)) = self.postgres.take() {
-            // Drop runs outside any runtime guarantee: use a private one on a plain thread.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    use sqlx::Connection;
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        let _ = sqlx::query(&sql).execute(&mut conn).await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
+pub use auth_server::testing::{TestDb, in_ci};
 
 /// The running server and handles to its database.
 pub struct TestApp {

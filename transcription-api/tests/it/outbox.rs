@@ -102,22 +102,8 @@ async fn redis_behind_proxy()
 }
 
 async fn delete_prefix(prefix: &str) {
-    let Some(url) = auth_server::testing::redis_url().await else {
-        return;
-    };
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+    if let Some(url) = auth_server::testing::redis_url().await {
+        auth_server::testing::delete_redis_prefix(&url, prefix).await;
     }
 }
 
