@@ -1,16 +1,10 @@
 //! The auth server, a protected app, a switchable JWKS proxy and token forging tools.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use auth_server::Application;
-use auth_server::config::ServerConfig;
-use auth_server::keys::KeyRing;
-use auth_server::secrets::{SecretHasher, generate_client_secret};
-use auth_server::store::{self, Client, GrantType, Scope, Store};
+use auth_server::testing::TestAuthServer;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
@@ -19,7 +13,6 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use token_guard::{GuardConfig, Principal, RevocationList, StaticRevocationList, TokenGuard};
 use uuid::Uuid;
@@ -39,108 +32,21 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The real auth server on 127.0.0.1:0 with a fresh SQLite database and keys directory.
-pub struct AuthServer {
-    pub base: String,
-    pub issuer: String,
-    pub store: Arc<dyn Store>,
-    pub keys: Arc<KeyRing>,
-    pub dir: PathBuf,
-    hasher: SecretHasher,
-    http: reqwest::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
+/// The real auth server on 127.0.0.1:0 with a fresh SQLite database and keys directory
+/// ([`TestAuthServer`]), plus tools to forge tokens with its private key.
+pub struct AuthServer(TestAuthServer);
 
-impl Drop for AuthServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for AuthServer {
+    type Target = TestAuthServer;
+
+    fn deref(&self) -> &TestAuthServer {
+        &self.0
     }
 }
 
 impl AuthServer {
     pub async fn spawn() -> AuthServer {
-        let dir = std::env::temp_dir().join(format!("token-guard-it-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite:{}", dir.join("auth.db").display());
-        let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &url, dir.join("keys"));
-        let app = Application::build(config)
-            .await
-            .expect("auth server starts");
-        let base = format!("http://{}", app.local_addr());
-        let issuer = app.issuer().to_owned();
-        let keys = app.key_ring();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async move {
-            let _ = rx.await;
-        }));
-        let store = store::connect(&url).await.unwrap();
-        let hasher = SecretHasher::from_config(None, &dir.join("keys")).unwrap();
-        AuthServer {
-            base,
-            issuer,
-            store,
-            keys,
-            dir,
-            hasher,
-            http: reqwest::Client::new(),
-            _shutdown: tx,
-        }
-    }
-
-    pub fn keys_dir(&self) -> PathBuf {
-        self.dir.join("keys")
-    }
-
-    pub fn jwks_url(&self) -> String {
-        format!("{}/.well-known/jwks.json", self.base)
-    }
-
-    /// Registers a client_credentials client allowed `scopes` (created when missing).
-    pub async fn client(&self, scopes: &[&str]) -> (String, String) {
-        let existing: BTreeSet<String> = self
-            .store
-            .list_scopes()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        for name in scopes.iter().filter(|s| !existing.contains(**s)) {
-            let scope = Scope {
-                name: (*name).to_owned(),
-                description: String::new(),
-                created_at: time::OffsetDateTime::now_utc(),
-            };
-            self.store.create_scope(&scope).await.unwrap();
-        }
-        let secret = generate_client_secret().unwrap().expose_secret().to_owned();
-        let client = Client {
-            id: Uuid::new_v4().to_string(),
-            name: "guard test client".to_owned(),
-            secret_hash: self.hasher.hash(&secret),
-            grant_types: [GrantType::ClientCredentials].into_iter().collect(),
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            disabled: false,
-            created_at: time::OffsetDateTime::now_utc(),
-        };
-        self.store.create_client(&client).await.unwrap();
-        (client.id, secret)
-    }
-
-    /// A client_credentials access token for a new client allowed `scopes`.
-    pub async fn token(&self, scopes: &[&str]) -> String {
-        let (id, secret) = self.client(scopes).await;
-        let response = self
-            .http
-            .post(format!("{}/oauth/token", self.base))
-            .basic_auth(&id, Some(&secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
+        AuthServer(TestAuthServer::spawn().await)
     }
 
     pub fn active_kid(&self) -> String {
