@@ -8,6 +8,7 @@
 mod cli;
 mod download;
 mod engine;
+mod fault;
 mod helpers;
 mod notifier;
 mod redis;
