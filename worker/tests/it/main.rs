@@ -10,6 +10,7 @@ mod download;
 mod engine;
 mod fault;
 mod helpers;
+mod metrics_endpoint;
 mod notifier;
 mod redis;
 mod smtp_sink;
