@@ -35,7 +35,8 @@
 //!
 //! If a `reserve` future is dropped while `BLMOVE` is blocked (e.g. at shutdown), a job moved
 //! at that instant stays in the worker's processing list until the worker stops heartbeating
-//! (or calls `retire`) and the reaper returns it; nothing is lost.
+//! (or calls `retire`) and the reaper returns it, or the worker finds it with `held` and
+//! releases it; nothing is lost. The same holds for a `BLMOVE` whose reply is lost.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -573,6 +574,31 @@ impl ReliableQueue for RedisQueue {
             "front",
         )
         .await
+    }
+
+    async fn held(&self, queue: &str, worker_id: &str) -> Result<Vec<Reserved>, QueueError> {
+        check_name("queue", queue)?;
+        check_name("worker", worker_id)?;
+        let raw: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.processing_key(queue, worker_id))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await?;
+        // Newest reservation at the left.
+        Ok(raw
+            .into_iter()
+            .rev()
+            .filter_map(|receipt| {
+                let envelope = self.inner.key.open(&receipt).ok()?;
+                Some(Reserved {
+                    queue: queue.to_owned(),
+                    worker_id: worker_id.to_owned(),
+                    envelope,
+                    receipt,
+                })
+            })
+            .collect())
     }
 
     async fn heartbeat(&self, worker_id: &str, ttl: Duration) -> Result<(), QueueError> {

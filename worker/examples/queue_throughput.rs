@@ -142,9 +142,18 @@ impl Consumers {
         let mut children = Vec::new();
         for _ in 0..args.workers {
             let mut child = Command::new(&exe)
-                .args(["--redis-url", &args.redis_url, "consume", "--prefix", prefix])
+                .args([
+                    "--redis-url",
+                    &args.redis_url,
+                    "consume",
+                    "--prefix",
+                    prefix,
+                ])
                 .args(["--concurrency", &args.concurrency.to_string()])
-                .args(args.production_telemetry.then_some("--production-telemetry"))
+                .args(
+                    args.production_telemetry
+                        .then_some("--production-telemetry"),
+                )
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(if args.production_telemetry {
@@ -234,7 +243,12 @@ async fn command_stats(redis: &mut redis::aio::MultiplexedConnection) -> BTreeMa
     info.lines()
         .filter_map(|line| {
             let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.split(',').next()?.strip_prefix("calls=")?.parse().ok()?;
+            let calls = rest
+                .split(',')
+                .next()?
+                .strip_prefix("calls=")?
+                .parse()
+                .ok()?;
             Some((name.to_owned(), calls))
         })
         .collect()
@@ -340,12 +354,7 @@ async fn main() {
     println!("drain       {}", rate(args.jobs, elapsed));
     println!(
         "            commands/job: {}",
-        per_job(
-            &before,
-            &after,
-            args.jobs,
-            &[("info", 1), ("hlen", polls)]
-        )
+        per_job(&before, &after, args.jobs, &[("info", 1), ("hlen", polls)])
     );
     cleanup(&mut redis, &prefix).await;
 
@@ -370,12 +379,7 @@ async fn main() {
     );
     println!(
         "            commands/job: {}",
-        per_job(
-            &before,
-            &after,
-            args.jobs,
-            &[("info", 1), ("hlen", polls)]
-        )
+        per_job(&before, &after, args.jobs, &[("info", 1), ("hlen", polls)])
     );
     cleanup(&mut redis, &prefix).await;
 }
