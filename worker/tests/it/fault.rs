@@ -6,7 +6,7 @@
 //! audio host, the stateful stub of transcription-api's result endpoint (204 for a first or an
 //! identical final report, 409 for a differing one, like the real API) and the SMTP sink.
 //!
-//! 1. Worker A (`worker transcriber`, 4 slots, 150 ms simulated engine, 3 s heartbeat TTL)
+//! 1. Worker A (`worker transcriber`, 2 slots, 150 ms simulated engine, 3 s heartbeat TTL)
 //!    starts. Once some, but not all, transcriptions are final *and* A holds jobs in its
 //!    processing list, A gets SIGKILL: no shutdown path runs, its in-flight jobs stay in its
 //!    processing list and its heartbeat key simply expires.
@@ -121,10 +121,13 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
         ),
     ]);
 
-    // 1. Worker A, killed mid-batch.
+    // 1. Worker A, killed mid-batch. Two slots: 20 rounds of 150 ms, so the kill lands
+    // mid-batch even if this test is slow to notice the condition.
+    let mut first_env = transcriber_env.clone();
+    first_env.push(("WORKER_CONCURRENCY", "2".to_owned()));
     let mut first = WorkerProcess::spawn(
         &["transcriber"],
-        &transcriber_env,
+        &first_env,
         dir.path().join("transcriber-a.log"),
     );
     let mid_batch = eventually(Duration::from_secs(60), || async move {
