@@ -1,20 +1,24 @@
 //! `stack`: the whole platform in one process for a newcomer's machine — `cargo run --release`.
 //!
-//! Starts the auth server on SQLite under `./data/` with a signing key generated into `./keys/`,
-//! registers the product's scopes, a demo client and a demo user on first start, writes their
-//! credentials to `./data/demo-credentials.json` (mode 0600) and prints ready-to-run curl lines.
-//! Restarts reuse everything; `--reset` starts fresh.
-
-mod demo;
-mod sample;
+//! Starts the auth server (:8080), transcription-api (:8081) and the worker's transcriber and
+//! notifier on SQLite files under `./data/` and the embedded queue (PostgreSQL and Redis when
+//! `DATABASE_URL` / `REDIS_URL` are set), registers a demo client and user on first start,
+//! writes their credentials to `./data/demo-credentials.json` (mode 0600) and prints curl lines
+//! that work as they are. Restarts reuse everything; `--reset` starts fresh; Ctrl-C stops.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
-use auth_server::config::{LogFormat, ServerConfig};
-use auth_server::secrets::SecretHasher;
+use auth_server::config::LogFormat;
 use clap::Parser;
+use secrecy::SecretString;
+use stack::{SAMPLE_PATH, Stack, StackConfig};
+
+fn secret(value: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(value.to_owned()))
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,111 +26,137 @@ use clap::Parser;
     about = "The whole transcription platform in one process"
 )]
 struct Args {
-    /// Delete ./data and the generated keys first, then start fresh.
+    /// Delete what earlier runs created (./data, generated keys) first, then start fresh.
     #[arg(long)]
     reset: bool,
     /// Address of the auth server.
     #[arg(long, env = "AUTH_BIND", default_value = "127.0.0.1:8080")]
     auth_bind: SocketAddr,
-    /// Directory of the SQLite files, the outbox and the demo credentials.
+    /// Address of transcription-api.
+    #[arg(long, env = "API_BIND", default_value = "127.0.0.1:8081")]
+    api_bind: SocketAddr,
+    /// SQLite files, the mail outbox and the demo credentials.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
     /// Signing keys and the client-secret pepper.
     #[arg(long, env = "KEYS_DIR", default_value = "keys")]
     keys_dir: PathBuf,
-    /// `sqlite:…` or `postgres://…`; default a SQLite file in the data directory.
-    #[arg(long, env = "DATABASE_URL")]
+    /// postgres://… for both services' tables (default: SQLite files in the data directory).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Redis for the queue and the revoked-token list (default: the embedded SQLite queue).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = secret)]
+    redis_url: Option<SecretString>,
+    /// Prefix of this deployment's Redis keys.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "transcribe")]
+    queue_prefix: String,
+    /// HMAC key of the jobs (default: generated into the data directory once).
+    #[arg(long, env = "JOB_SIGNING_KEY", hide_env_values = true, value_parser = secret)]
+    job_signing_key: Option<SecretString>,
+    /// Mail server, e.g. smtp://localhost:1025 (default: .eml files in data/outbox/).
+    #[arg(long, env = "SMTP_URL", hide_env_values = true, value_parser = secret)]
+    smtp_url: Option<SecretString>,
+    /// Sender of the result mails.
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Transcriptions <transcriptions@localhost>"
+    )]
+    mail_from: String,
+    /// Simulated transcription time in milliseconds.
+    #[arg(long, env = "TRANSCRIBE_DELAY_MS", default_value_t = 2000)]
+    transcribe_delay_ms: u64,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    auth_server::init_tracing(LogFormat::Pretty);
-    if args.reset {
-        reset(&args)?;
-    }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let database_url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite:{}", args.data_dir.join("auth-server.db").display()));
-
-    let config = ServerConfig::new(args.auth_bind, &database_url, args.keys_dir.clone());
-    let auth = auth_server::Application::build(config)
-        .await
-        .context("starting the auth server")?;
-    let auth_url = format!("http://{}", auth.local_addr());
-    let store = auth_server::store::connect(&database_url).await?;
-    let hasher = SecretHasher::from_config(None, &args.keys_dir)?;
-    let credentials_file = args.data_dir.join("demo-credentials.json");
-    let (credentials, created) = demo::ensure(
-        store.as_ref(),
-        &hasher,
-        &credentials_file,
-        &auth_url,
-        &auth_url,
-    )
-    .await?;
-    print_welcome(&credentials, created, &credentials_file);
-
-    auth.run_until(auth_server::shutdown_signal()).await?;
-    Ok(())
-}
-
-/// Removes what a previous run created.
-fn reset(args: &Args) -> anyhow::Result<()> {
-    for dir in [&args.data_dir, &args.keys_dir] {
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    // Keep the committed keys/README.md and keys/.gitignore.
-                    let name = entry.file_name();
-                    if name == "README.md" || name == ".gitignore" {
-                        continue;
-                    }
-                    let removed = if path.is_dir() {
-                        std::fs::remove_dir_all(&path)
-                    } else {
-                        std::fs::remove_file(&path)
-                    };
-                    removed.with_context(|| format!("removing {}", path.display()))?;
-                }
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
+    auth_server::init_tracing(args.log_format);
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
         }
     }
-    Ok(())
 }
 
-fn print_welcome(credentials: &demo::DemoCredentials, created: bool, file: &std::path::Path) {
-    let c = credentials;
-    if created {
+async fn run(args: Args) -> anyhow::Result<()> {
+    if args.reset {
+        stack::reset(&args.data_dir, &args.keys_dir)?;
+    }
+    let config = StackConfig {
+        auth_bind: args.auth_bind,
+        api_bind: args.api_bind,
+        database_url: args.database_url,
+        redis_url: args.redis_url,
+        queue_prefix: args.queue_prefix,
+        job_signing_key: args.job_signing_key,
+        smtp_url: args.smtp_url.clone(),
+        mail_from: args.mail_from,
+        transcribe_delay: Duration::from_millis(args.transcribe_delay_ms),
+        ..StackConfig::new(args.data_dir, args.keys_dir)
+    };
+    let stack = Stack::start(config).await.context("starting the stack")?;
+    print_welcome(&stack, args.smtp_url.is_some());
+    stack.run_until(auth_server::shutdown_signal()).await
+}
+
+fn print_welcome(stack: &Stack, smtp: bool) {
+    let c = &stack.credentials;
+    if stack.created {
         println!(
             "\nFirst start: created a demo client and user; credentials saved to {} (0600).",
-            file.display()
+            stack.credentials_file.display()
         );
     } else {
         println!(
-            "\nReusing the demo client and user from {}.",
-            file.display()
+            "\nReusing the demo client and user of {}.",
+            stack.credentials_file.display()
         );
     }
     println!(
-        "\n  auth server   {auth}\n  client_id     {id}\n  client_secret {secret}\n  user          {email} / {password}\n",
-        auth = c.auth_url,
+        "\n  auth server        {auth}\n  transcription-api  {api}\n  client_id          {id}\n  client_secret      {secret}\n  demo user          {email} / {password}\n",
+        auth = stack.auth_url,
+        api = stack.api_url,
         id = c.client_id,
         secret = c.client_secret,
         email = c.user_email,
         password = c.user_password,
     );
-    println!("Get a token:");
+    println!("1. Get a token (client_credentials):");
     println!(
-        "  curl -s -u '{}:{}' -d grant_type=client_credentials {}/oauth/token\n",
-        c.client_id, c.client_secret, c.auth_url
+        "  TOKEN=$(curl -s -u '{}:{}' -d grant_type=client_credentials {}/oauth/token | sed -n 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/p')",
+        c.client_id, c.client_secret, stack.auth_url
     );
-    let _ = sample::sample_wav;
+    println!("   or log in as the demo user (password grant):");
+    println!(
+        "  TOKEN=$(curl -s -u '{}:{}' -d grant_type=password --data-urlencode 'username={}' --data-urlencode 'password={}' {}/oauth/token | sed -n 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/p')",
+        c.client_id, c.client_secret, c.user_email, c.user_password, stack.auth_url
+    );
+    println!("2. Submit the sample recording for transcription:");
+    println!(
+        "  ID=$(curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"email\":\"{}\",\"audio_url\":\"{}{}\"}}' {}/transcriptions | sed -n 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/p'); echo $ID",
+        c.user_email, stack.api_url, SAMPLE_PATH, stack.api_url
+    );
+    println!("3. Read its status (queued → processing → completed, about 2 s):");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $TOKEN\" {}/transcriptions/$ID",
+        stack.api_url
+    );
+    if smtp {
+        println!(
+            "4. The result e-mail goes to {} through SMTP_URL.\n",
+            c.user_email
+        );
+    } else {
+        println!(
+            "4. The result e-mail lands in {}/ as an .eml file:\n  ls {}/\n",
+            stack.outbox_dir.display(),
+            stack.outbox_dir.display()
+        );
+    }
 }

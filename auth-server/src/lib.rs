@@ -11,6 +11,8 @@ pub mod passwords;
 pub mod revocation;
 pub mod secrets;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod throttle;
 
 use std::future::Future;

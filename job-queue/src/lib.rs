@@ -4,15 +4,19 @@
 //! * [`ReliableQueue`]: the contract (reserve / ack / fail with backoff / dead list / reaper).
 //! * [`RedisQueue`]: production backend on Redis lists (`BLMOVE` into per-worker lists).
 //! * [`SqliteQueue`]: embedded durable backend for the one-process mode.
+//! * [`jobs`]: the platform's job payloads; [`connect`] opens the configured backend.
 //!
 //! Both backends pass the same conformance suite (`tests/conformance`).
 
+mod connect;
 pub mod envelope;
 mod error;
+pub mod jobs;
 mod queue;
 mod redis_queue;
 mod sqlite_queue;
 
+pub use connect::connect;
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, JobId, SigningKey};
 pub use error::QueueError;
 pub use queue::{

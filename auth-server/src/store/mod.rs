@@ -265,6 +265,9 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<(), StoreError>;
     async fn is_access_token_denied(&self, jti: &str, now: i64) -> Result<bool, StoreError>;
+    /// Every denied access token not yet expired at `now`: `(jti, expires_at)`. For resource
+    /// servers in the same process that cannot read the Redis mirror.
+    async fn denied_access_tokens(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// Until when (unix seconds) `key` is locked out, if it is at `now`.
     async fn login_locked_until(&self, key: &str, now: i64) -> Result<Option<i64>, StoreError>;

@@ -335,6 +335,16 @@ macro_rules! impl_sql_store {
                 Ok(row.is_some())
             }
 
+            async fn denied_access_tokens(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+                let rows = sqlx::query("SELECT jti, expires_at FROM revoked_access_tokens WHERE expires_at >= $1")
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get("jti")?, row.try_get("expires_at")?)))
+                    .collect()
+            }
+
             async fn login_locked_until(&self, key: &str, now: i64) -> Result<Option<i64>, StoreError> {
                 let row = sqlx::query("SELECT locked_until FROM login_failures WHERE throttle_key = $1 AND locked_until > $2")
                     .bind(key)

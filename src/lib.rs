@@ -1,0 +1,433 @@
+//! The whole transcription platform in one process (`cargo run --release`): the auth server,
+//! transcription-api, and the worker's transcriber and notifier, sharing one queue.
+//!
+//! [`Stack::start`] brings everything up on the configured addresses (port 0 in tests) with
+//! SQLite files under the data directory and the embedded queue, or PostgreSQL and Redis when
+//! their URLs are given; on first start it registers the demo client and user ([`demo`]).
+
+pub mod demo;
+pub mod sample;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use auth_server::config::ServerConfig;
+use auth_server::secrets::{SecretHasher, generate_client_secret};
+use auth_server::store::Store;
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::routing::get;
+use job_queue::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
+use job_queue::{QueueConfig, ReliableQueue, SigningKey};
+use secrecy::{ExposeSecret, SecretString};
+use token_guard::{
+    RedisRevocationConfig, RedisRevocationList, RevocationList, StaticRevocationList,
+};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use transcription_api::config::ApiConfig;
+use worker::api::ClientCredentials;
+use worker::download::DownloadLimits;
+use worker::notifier::MailConfig;
+use worker::{EngineConfig, Notifier, NotifierConfig, RunConfig, Transcriber, TranscriberConfig};
+
+use demo::DemoCredentials;
+
+/// Path of the sample recording the API serves in this mode.
+pub const SAMPLE_PATH: &str = "/samples/hello.wav";
+/// How often revocations made at the auth server reach the API without Redis.
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// Everything the stack can be told.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub auth_bind: SocketAddr,
+    pub api_bind: SocketAddr,
+    /// SQLite files, the mail outbox, the demo credentials.
+    pub data_dir: PathBuf,
+    /// Signing keys and the client-secret pepper.
+    pub keys_dir: PathBuf,
+    /// `postgres://…` for both services' tables; default SQLite files in `data_dir`.
+    pub database_url: Option<String>,
+    /// Redis for the queue and the revoked-token list; default the embedded SQLite queue.
+    pub redis_url: Option<SecretString>,
+    pub queue_prefix: String,
+    /// HMAC key of the jobs; default one generated into `data_dir` on first start.
+    pub job_signing_key: Option<SecretString>,
+    /// Mail server; without it mails are written to `data_dir/outbox/`.
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: String,
+    /// Simulated transcription time.
+    pub transcribe_delay: Duration,
+}
+
+impl StackConfig {
+    /// The defaults of `cargo run --release`.
+    pub fn new(data_dir: impl Into<PathBuf>, keys_dir: impl Into<PathBuf>) -> StackConfig {
+        StackConfig {
+            auth_bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            data_dir: data_dir.into(),
+            keys_dir: keys_dir.into(),
+            database_url: None,
+            redis_url: None,
+            queue_prefix: "transcribe".to_owned(),
+            job_signing_key: None,
+            smtp_url: None,
+            mail_from: "Transcriptions <transcriptions@localhost>".to_owned(),
+            transcribe_delay: Duration::from_secs(2),
+        }
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+
+    fn sqlite(&self, file: &str) -> String {
+        format!("sqlite:{}", self.data_dir.join(file).display())
+    }
+}
+
+/// The running platform.
+pub struct Stack {
+    pub auth_url: String,
+    pub api_url: String,
+    pub credentials: DemoCredentials,
+    /// The demo credentials were created by this start.
+    pub created: bool,
+    pub credentials_file: PathBuf,
+    /// Where mails go without SMTP.
+    pub outbox_dir: PathBuf,
+    /// The queue both services and the workers use.
+    pub queue: Arc<dyn ReliableQueue>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+/// Resolves when `stop` flips to true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+impl Stack {
+    /// Starts every part; on error, what was started is stopped again.
+    pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let started = Self::start_parts(&config, &stop_rx, &mut tasks).await;
+        match started {
+            Ok(parts) => Ok(Stack {
+                auth_url: parts.auth_url,
+                api_url: parts.api_url,
+                credentials: parts.credentials,
+                created: parts.created,
+                credentials_file: parts.credentials_file,
+                outbox_dir: parts.outbox_dir,
+                queue: parts.queue,
+                stop,
+                tasks,
+            }),
+            Err(err) => {
+                let _ = stop.send(true);
+                while tasks.join_next().await.is_some() {}
+                Err(err)
+            }
+        }
+    }
+
+    async fn start_parts(
+        config: &StackConfig,
+        stop: &watch::Receiver<bool>,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+    ) -> anyhow::Result<StackParts> {
+        let auth_db = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| config.sqlite("auth-server.db"));
+        let api_db = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| config.sqlite("transcription-api.db"));
+        let redis_url = config
+            .redis_url
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned());
+
+        // The auth server.
+        let mut auth_config =
+            ServerConfig::new(config.auth_bind, &auth_db, config.keys_dir.clone());
+        auth_config.redis = redis_url
+            .clone()
+            .map(|url| (url, config.queue_prefix.clone()));
+        let auth = auth_server::Application::build(auth_config)
+            .await
+            .context("starting the auth server")?;
+        let auth_url = format!("http://{}", auth.local_addr());
+        let issuer = auth.issuer().to_owned();
+        tasks.spawn({
+            let stop = stop.clone();
+            async move { Ok(auth.run_until(stopped(stop)).await?) }
+        });
+
+        // Bind the API first: the demo credentials carry its URL.
+        let api_listener_addr = config.api_bind;
+        let auth_store = auth_server::store::connect(&auth_db).await?;
+        let hasher = SecretHasher::from_config(None, &config.keys_dir)?;
+
+        // The queue and the revoked-token list the API consults.
+        let key = job_signing_key(config)?;
+        let queue = job_queue::connect(
+            redis_url.as_deref(),
+            &config.sqlite("queue.db"),
+            &config.queue_prefix,
+            key,
+            QueueConfig::default(),
+        )
+        .await
+        .context("opening the job queue")?;
+        let revocations: Arc<dyn RevocationList> = match &redis_url {
+            Some(url) => Arc::new(
+                RedisRevocationList::connect(
+                    RedisRevocationConfig::new(url.clone())
+                        .with_prefix(config.queue_prefix.clone()),
+                )
+                .await
+                .context("reading the revoked-token list from Redis")?,
+            ),
+            None => {
+                let list = Arc::new(StaticRevocationList::new());
+                tasks.spawn(mirror_revocations(
+                    auth_store.clone(),
+                    list.clone(),
+                    stopped(stop.clone()),
+                ));
+                list
+            }
+        };
+
+        // transcription-api, with the sample recording.
+        let mut api_config = ApiConfig::new(api_listener_addr, &api_db, &issuer);
+        api_config.outbox.relay_interval = Duration::from_secs(5);
+        let api = transcription_api::Application::build(
+            api_config,
+            transcription_api::Services {
+                queue: queue.clone(),
+                revocations,
+                metrics: transcription_api::prometheus(),
+            },
+        )
+        .await
+        .context("starting transcription-api")?
+        .merge(sample_routes());
+        let api_url = format!("http://{}", api.local_addr());
+        tasks.spawn({
+            let stop = stop.clone();
+            async move { Ok(api.run_until(stopped(stop)).await?) }
+        });
+
+        // The demo client and user (first start), then the workers with the worker's client.
+        let credentials_file = config.data_dir.join("demo-credentials.json");
+        let (credentials, created) = demo::ensure(
+            auth_store.as_ref(),
+            &hasher,
+            &credentials_file,
+            &auth_url,
+            &api_url,
+        )
+        .await?;
+
+        let transcriber = Transcriber::new(
+            TranscriberConfig {
+                run: run_config("transcriber", TRANSCRIBE_QUEUE),
+                notify_queue: NOTIFY_QUEUE.to_owned(),
+                api_url: api_url.clone(),
+                credentials: ClientCredentials {
+                    token_url: format!("{auth_url}/oauth/token"),
+                    client_id: credentials.worker_client_id.clone(),
+                    client_secret: SecretString::from(credentials.worker_client_secret.clone()),
+                    scope: "transcriptions:report".to_owned(),
+                },
+                // One-process dev mode: the sample is served from the stack's own address.
+                download: DownloadLimits {
+                    allow_private: true,
+                    ..DownloadLimits::default()
+                },
+                engine: EngineConfig::Simulated {
+                    delay: config.transcribe_delay,
+                },
+                scratch_dir: config.data_dir.join("scratch"),
+            },
+            queue.clone(),
+        )?;
+        tasks.spawn({
+            let stop = stop.clone();
+            async move {
+                transcriber.run(stopped(stop)).await?;
+                Ok(())
+            }
+        });
+        let notifier = Notifier::new(
+            NotifierConfig {
+                run: run_config("notifier", NOTIFY_QUEUE),
+                mail: MailConfig {
+                    smtp_url: config.smtp_url.clone(),
+                    from: config.mail_from.clone(),
+                    outbox_dir: config.outbox_dir(),
+                    sent_dir: config.data_dir.join("notify-sent"),
+                },
+            },
+            queue.clone(),
+        )?;
+        tasks.spawn({
+            let stop = stop.clone();
+            async move {
+                notifier.run(stopped(stop)).await?;
+                Ok(())
+            }
+        });
+
+        Ok(StackParts {
+            auth_url,
+            api_url,
+            credentials,
+            created,
+            credentials_file,
+            outbox_dir: config.outbox_dir(),
+            queue,
+        })
+    }
+
+    /// Runs until `signal` completes, then stops every part and waits for them.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        signal.await;
+        self.shutdown().await
+    }
+
+    /// Stops every part (in-flight requests drain, in-flight jobs finish or go back).
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(err) = result {
+                tracing::error!(error = %err, "a part of the stack failed");
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// [`Stack`] without its control handles, while starting.
+struct StackParts {
+    auth_url: String,
+    api_url: String,
+    credentials: DemoCredentials,
+    created: bool,
+    credentials_file: PathBuf,
+    outbox_dir: PathBuf,
+    queue: Arc<dyn ReliableQueue>,
+}
+
+fn run_config(role: &str, queue: &str) -> RunConfig {
+    RunConfig {
+        shutdown_grace: Duration::from_secs(10),
+        ..RunConfig::new(role, queue)
+    }
+}
+
+/// `GET /samples/hello.wav`: the generated sample recording.
+fn sample_routes() -> Router {
+    let wav = sample::sample_wav();
+    Router::new().route(
+        SAMPLE_PATH,
+        get(move || {
+            let wav = wav.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"))],
+                    wav,
+                )
+            }
+        }),
+    )
+}
+
+/// The configured key, or the one generated into the data directory on first start.
+fn job_signing_key(config: &StackConfig) -> anyhow::Result<SigningKey> {
+    if let Some(key) = &config.job_signing_key {
+        return SigningKey::new(key.expose_secret().as_bytes()).context("JOB_SIGNING_KEY");
+    }
+    let file = config.data_dir.join("job-signing-key");
+    let secret = match std::fs::read_to_string(&file) {
+        Ok(text) => text.trim().to_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let secret = generate_client_secret()?.expose_secret().to_owned();
+            auth_server::keys::write_private_file(&file, secret.as_bytes())?;
+            secret
+        }
+        Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
+    };
+    SigningKey::new(secret.as_bytes()).with_context(|| format!("the key in {}", file.display()))
+}
+
+/// Without Redis, copies the auth server's deny-list into the API's revocation list every second.
+async fn mirror_revocations(
+    store: Arc<dyn Store>,
+    list: Arc<StaticRevocationList>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::pin!(stop);
+    let mut ticks = tokio::time::interval(REVOCATION_POLL);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = ticks.tick() => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+                match store.denied_access_tokens(i64::try_from(now).unwrap_or(i64::MAX)).await {
+                    Ok(denied) => {
+                        for (jti, expires_at) in denied {
+                            list.insert(jti, u64::try_from(expires_at).unwrap_or_default());
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "reading the deny-list failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Removes what earlier runs created in `data_dir` and `keys_dir` (keeping the committed
+/// `keys/README.md` and `keys/.gitignore`).
+pub fn reset(data_dir: &Path, keys_dir: &Path) -> anyhow::Result<()> {
+    for dir in [data_dir, keys_dir] {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let name = entry.file_name();
+                    if name == "README.md" || name == ".gitignore" {
+                        continue;
+                    }
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.with_context(|| format!("removing {}", path.display()))?;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
+        }
+    }
+    Ok(())
+}

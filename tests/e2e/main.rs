@@ -1,0 +1,335 @@
+//! End-to-end: the whole platform in one process, driven over HTTP as its users would — a
+//! client token, a submission, the worker transcribing and reporting, the e-mail, the result.
+//! Once on SQLite with the embedded queue, once on PostgreSQL + Redis (required in CI), and the
+//! password-grant path with owner isolation between users.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../worker/tests/it/smtp_sink.rs"]
+#[allow(dead_code)]
+mod smtp_sink;
+
+/// What the shared SMTP sink expects of its test crate.
+mod helpers {
+    pub fn decode_qp(body: &str) -> String {
+        super::unfold(body)
+    }
+}
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use auth_server::testing::{TestDb, redis_url};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use stack::{SAMPLE_PATH, Stack, StackConfig};
+use uuid::Uuid;
+
+/// Temporary data and keys directories, removed at the end.
+struct Dirs(PathBuf);
+
+impl Dirs {
+    fn new() -> Dirs {
+        Dirs(std::env::temp_dir().join(format!("stack-e2e-{}", Uuid::new_v4().simple())))
+    }
+
+    fn config(&self) -> StackConfig {
+        StackConfig {
+            auth_bind: "127.0.0.1:0".parse().unwrap(),
+            api_bind: "127.0.0.1:0".parse().unwrap(),
+            transcribe_delay: Duration::from_millis(50),
+            ..StackConfig::new(self.0.join("data"), self.0.join("keys"))
+        }
+    }
+}
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    auth: String,
+    api: String,
+}
+
+impl Client {
+    fn new(stack: &Stack) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            auth: stack.auth_url.clone(),
+            api: stack.api_url.clone(),
+        }
+    }
+
+    async fn token(&self, client: (&str, &str), form: &[(&str, &str)]) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/oauth/token", self.auth))
+            .basic_auth(client.0, Some(client.1))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    async fn submit(&self, token: &str, email: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/transcriptions", self.api))
+            .bearer_auth(token)
+            .json(&json!({"email": email, "audio_url": format!("{}{SAMPLE_PATH}", self.api)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn read(&self, token: &str, id: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/transcriptions/{id}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Reads the transcription until it is final (the worker is asynchronous); panics after
+    /// 60 s, which only a broken pipeline takes.
+    async fn until_final(&self, token: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let record: Value = self.read(token, id).await.json().await.unwrap();
+            if record["status"] == "completed" || record["status"] == "failed" {
+                return record;
+            }
+            assert!(Instant::now() < deadline, "still {record} after 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits until `check` gives a value (the notifier runs after the result is reported).
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn outbox_mails(stack: &Stack) -> Vec<String> {
+    std::fs::read_dir(&stack.outbox_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Undoes quoted-printable soft line breaks and `=3D` so the body can be searched.
+fn unfold(mail: &str) -> String {
+    mail.replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+#[tokio::test]
+async fn a_client_transcription_completes_on_sqlite_with_the_embedded_queue() {
+    let dirs = Dirs::new();
+    let stack = Stack::start(dirs.config()).await.unwrap();
+    let client = Client::new(&stack);
+    let c = &stack.credentials;
+    let token = client
+        .token(
+            (&c.client_id, &c.client_secret),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let token = token["access_token"].as_str().unwrap();
+
+    let id = client.submit(token, "listener@example.com").await;
+    let record = client.until_final(token, &id).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    let transcript = record["transcript"].as_str().unwrap().to_owned();
+    assert!(!transcript.is_empty());
+
+    let mail = eventually("the e-mail", || outbox_mails(&stack).pop()).await;
+    let mail = unfold(&mail);
+    assert!(mail.contains("To: listener@example.com"), "{mail}");
+    assert!(
+        mail.contains("Subject: Your transcription is ready"),
+        "{mail}"
+    );
+    assert!(mail.contains(&id) && mail.contains(&transcript), "{mail}");
+    assert_eq!(outbox_mails(&stack).len(), 1);
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_transcription_completes_on_postgres_and_redis_with_smtp() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let Some(redis) = redis_url().await else {
+        return;
+    };
+    let sink = smtp_sink::SmtpSink::start().await;
+    let dirs = Dirs::new();
+    let prefix = format!("e2e-{}", Uuid::new_v4().simple());
+    let config = StackConfig {
+        database_url: Some(db.url.clone()),
+        redis_url: Some(SecretString::from(redis.clone())),
+        queue_prefix: prefix.clone(),
+        smtp_url: Some(SecretString::from(sink.url())),
+        ..dirs.config()
+    };
+    let stack = Stack::start(config).await.unwrap();
+    let client = Client::new(&stack);
+    let c = &stack.credentials;
+    let token = client
+        .token(
+            (&c.client_id, &c.client_secret),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let token = token["access_token"].as_str().unwrap();
+
+    let id = client.submit(token, "listener@example.com").await;
+    let record = client.until_final(token, &id).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    let transcript = record["transcript"].as_str().unwrap().to_owned();
+
+    let mail = eventually("the e-mail", || sink.received().pop()).await;
+    assert_eq!(mail.recipients, ["listener@example.com"]);
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("Your transcription is ready")
+    );
+    let body = mail.body();
+    assert!(body.contains(&id) && body.contains(&transcript), "{body}");
+    assert_eq!(sink.received().len(), 1);
+    assert!(
+        outbox_mails(&stack).is_empty(),
+        "SMTP mode writes no .eml files"
+    );
+    stack.shutdown().await.unwrap();
+
+    let client = redis::Client::open(redis).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_user_logs_in_refreshes_submits_and_only_they_can_read_it() {
+    let dirs = Dirs::new();
+    let config = dirs.config();
+    let stack = Stack::start(config.clone()).await.unwrap();
+    let client = Client::new(&stack);
+    let c = &stack.credentials;
+    let app = (c.client_id.as_str(), c.client_secret.as_str());
+
+    let login = client
+        .token(
+            app,
+            &[
+                ("grant_type", "password"),
+                ("username", &c.user_email),
+                ("password", &c.user_password),
+            ],
+        )
+        .await;
+    assert_eq!(login["scope"], "transcriptions:read transcriptions:write");
+    let refreshed = client
+        .token(
+            app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", login["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    let token = refreshed["access_token"].as_str().unwrap();
+    assert_ne!(token, login["access_token"].as_str().unwrap());
+
+    let id = client.submit(token, &c.user_email).await;
+    let record = client.until_final(token, &id).await;
+    assert_eq!(record["status"], "completed");
+
+    // A second user of the same app, and the app itself, cannot see it.
+    let store = auth_server::store::connect(&format!(
+        "sqlite:{}",
+        config.data_dir.join("auth-server.db").display()
+    ))
+    .await
+    .unwrap();
+    let other = auth_server::store::User {
+        id: Uuid::new_v4().to_string(),
+        email: "other@example.com".to_owned(),
+        password_hash: auth_server::passwords::hash_password("another long passphrase").unwrap(),
+        permissions: [
+            "transcriptions:read".to_owned(),
+            "transcriptions:write".to_owned(),
+        ]
+        .into(),
+        disabled: false,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    store.create_user(&other).await.unwrap();
+    let other_login = client
+        .token(
+            app,
+            &[
+                ("grant_type", "password"),
+                ("username", "other@example.com"),
+                ("password", "another long passphrase"),
+            ],
+        )
+        .await;
+    let other_token = other_login["access_token"].as_str().unwrap();
+    assert_eq!(client.read(other_token, &id).await.status(), 404);
+    let app_token = client
+        .token(app, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(
+        client
+            .read(app_token["access_token"].as_str().unwrap(), &id)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(client.read(token, &id).await.status(), 200);
+
+    // The user's mail went to the user.
+    let mail = eventually("the e-mail", || outbox_mails(&stack).pop()).await;
+    assert!(unfold(&mail).contains(&format!("To: {}", c.user_email)));
+    stack.shutdown().await.unwrap();
+}

@@ -1,0 +1,146 @@
+//! The one HTTP error type of the API: every refusal is decided and logged here.
+//!
+//! Bodies: `422 {"errors": {field: [message…]}}` for validation, otherwise
+//! `{"error": code, "message": text}` with codes `invalid_request` (400), `not_found` (404),
+//! `conflict` (409), `payload_too_large` (413), `unsupported_media_type` (415),
+//! `service_unavailable` (503, with `Retry-After`) and `internal_error` (500, details only in
+//! the log).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+use crate::submissions::SubmitError;
+use crate::validate::{BodyError, FieldErrors};
+
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// `{"error": code, "message": text}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: &'static str,
+    pub message: String,
+}
+
+/// `{"errors": {"email": ["…"], "audio_url": ["…"]}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ValidationErrors {
+    #[schema(value_type = Object, example = json!({"email": ["The email field must be a valid email address."]}))]
+    pub errors: FieldErrors,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("unsupported media type")]
+    UnsupportedMediaType(&'static str),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::Invalid(errors) => ApiError::Validation(errors),
+            BodyError::Malformed(message) => ApiError::BadRequest(message),
+            BodyError::UnsupportedMediaType => ApiError::UnsupportedMediaType(
+                "application/json or application/x-www-form-urlencoded",
+            ),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match &err {
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => ApiError::Unavailable(format!("the database is unavailable: {err}")),
+            _ => ApiError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(err: SubmitError) -> Self {
+        match err {
+            SubmitError::KeyReused => ApiError::Validation(FieldErrors::single(
+                "idempotency_key",
+                "This Idempotency-Key was already used with a different request.",
+            )),
+            SubmitError::QueueUnavailable(reason) => {
+                ApiError::Unavailable(format!("the job queue is unavailable: {reason}"))
+            }
+            SubmitError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn body(status: StatusCode, error: &'static str, message: String) -> Response {
+    (status, Json(ErrorBody { error, message })).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Validation(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(ValidationErrors { errors }),
+            )
+                .into_response(),
+            ApiError::BadRequest(message) => {
+                body(StatusCode::BAD_REQUEST, "invalid_request", message)
+            }
+            ApiError::NotFound => body(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such transcription.".into(),
+            ),
+            ApiError::Conflict(message) => body(StatusCode::CONFLICT, "conflict", message),
+            ApiError::PayloadTooLarge(limit) => body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The body must not exceed {limit} bytes."),
+            ),
+            ApiError::UnsupportedMediaType(expected) => body(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("Send the body as {expected}."),
+            ),
+            ApiError::Unavailable(reason) => {
+                tracing::warn!(%reason, "answering 503");
+                let mut response = body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "The service cannot take this request now; retry later.".into(),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                response
+            }
+            ApiError::Internal(reason) => {
+                tracing::error!(%reason, "internal error");
+                body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "Something went wrong on our side.".into(),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! HTTP surface of the API: one router per concern, merged here, with request metrics.
+
+mod error;
+mod health;
+mod internal;
+pub mod openapi;
+mod transcriptions;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+pub use error::ApiError;
+pub use internal::{MAX_REPORT_BYTES, SCOPE_REPORT};
+pub use transcriptions::{MAX_SUBMISSION_BYTES, SCOPE_READ, SCOPE_WRITE};
+
+use crate::AppState;
+
+/// The complete route table.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(transcriptions::router(&state))
+        .merge(internal::router(&state))
+        .merge(health::router())
+        .merge(openapi::router())
+        .layer(middleware::from_fn(record_metrics))
+        .with_state(state)
+}
+
+/// Counts requests and their durations per route and status.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("http_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status)
+        .increment(1);
+    response
+}
+
+/// Reads a request body of at most `limit` bytes (413 beyond, decided from `Content-Length`
+/// before reading when the client sends one).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(_) => Err(ApiError::BadRequest(
+            "could not read the request body".into(),
+        )),
+    }
+}

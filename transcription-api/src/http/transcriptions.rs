@@ -1,0 +1,290 @@
+//! `POST /transcriptions` (and the seed's `POST /transcription`), `GET /transcriptions/{id}`,
+//! `GET /transcriptions`: what token holders do.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use token_guard::Principal;
+use uuid::Uuid;
+
+use super::error::{ApiError, ErrorBody, ValidationErrors};
+use super::read_body;
+use crate::AppState;
+use crate::store::{Status, Transcription};
+use crate::submissions::{Caller, Submitted};
+use crate::validate::{self, FieldErrors};
+
+/// Largest accepted submission body (DESIGN.md §7).
+pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
+/// Page size when `limit` is not given, and the largest allowed.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+pub const SCOPE_WRITE: &str = "transcriptions:write";
+pub const SCOPE_READ: &str = "transcriptions:read";
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let write = state.guard.require_scope(SCOPE_WRITE);
+    let read = state.guard.require_scope(SCOPE_READ);
+    Router::new()
+        .route(
+            "/transcriptions",
+            post(create)
+                .route_layer(write.clone())
+                .merge(get(list).route_layer(read.clone())),
+        )
+        .route("/transcription", post(create).route_layer(write))
+        .route("/transcriptions/{id}", get(show).route_layer(read))
+}
+
+/// A transcription request: JSON or form fields.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the body; parsing is in `validate`.
+pub struct SubmissionRequest {
+    /// Where the result is e-mailed.
+    #[schema(example = "ada@example.com")]
+    email: String,
+    /// Absolute http(s) URL of the audio (≤ 2048 bytes). The seed's name `audio-file-url` is
+    /// accepted too.
+    #[schema(example = "https://cdn.example.com/interview.wav")]
+    audio_url: String,
+}
+
+/// The answer to an accepted submission.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub id: Uuid,
+    /// Always `queued`.
+    pub status: Status,
+}
+
+/// A transcription as its owner sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TranscriptionView {
+    pub id: Uuid,
+    pub status: Status,
+    pub email: String,
+    pub audio_url: String,
+    /// Present once completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
+    /// Present once failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+impl From<Transcription> for TranscriptionView {
+    fn from(t: Transcription) -> Self {
+        TranscriptionView {
+            id: t.id,
+            status: t.status,
+            email: t.email,
+            audio_url: t.audio_url,
+            transcript: t.transcript,
+            error: t.error,
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+        }
+    }
+}
+
+/// One page of the caller's transcriptions, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TranscriptionPage {
+    pub data: Vec<TranscriptionView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn caller(principal: &Principal) -> Caller {
+    Caller {
+        sub: principal.sub.clone(),
+        client_id: principal.client_id.clone(),
+    }
+}
+
+/// Submit audio for transcription.
+#[utoipa::path(
+    post,
+    path = "/transcriptions",
+    tag = "transcriptions",
+    request_body(content(
+        (SubmissionRequest = "application/json"),
+        (SubmissionRequest = "application/x-www-form-urlencoded"),
+    )),
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Repeat the request safely: the same key and body give the same answer for 24 h")),
+    responses(
+        (status = 202, description = "Queued", body = Accepted,
+         headers(("Location" = String, description = "URL of the new transcription"))),
+        (status = 400, description = "Unparseable body or bad Idempotency-Key", body = ErrorBody),
+        (status = 401, description = "No or invalid token"),
+        (status = 403, description = "Token lacks transcriptions:write"),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Neither JSON nor a form", body = ErrorBody),
+        (status = 422, description = "Invalid fields, or the key was used with another body", body = ValidationErrors),
+        (status = 503, description = "Queue unreachable; nothing was stored", body = ErrorBody,
+         headers(("Retry-After" = u32))),
+    ),
+    security(("bearer" = ["transcriptions:write"]))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        Some(value) => {
+            Some(validate::check_idempotency_key(value.as_bytes()).map_err(ApiError::BadRequest)?)
+        }
+        None => None,
+    };
+    let bytes = read_body(&headers, body, MAX_SUBMISSION_BYTES).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let submission = validate::submission(content_type, &bytes)?;
+    let (id, replayed) = match state
+        .transcriptions
+        .submit(&caller(&principal), submission, key)
+        .await?
+    {
+        Submitted::Created(id) => (id, false),
+        Submitted::Replayed(id) => (id, true),
+    };
+    let location = HeaderValue::try_from(format!("/transcriptions/{id}"))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(Accepted {
+            id,
+            status: Status::Queued,
+        }),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Read one of your transcriptions.
+#[utoipa::path(
+    get,
+    path = "/transcriptions/{id}",
+    tag = "transcriptions",
+    params(("id" = Uuid, Path, description = "Transcription id")),
+    responses(
+        (status = 200, description = "The transcription", body = TranscriptionView),
+        (status = 401, description = "No or invalid token"),
+        (status = 403, description = "Token lacks transcriptions:read"),
+        (status = 404, description = "Unknown, or not yours", body = ErrorBody),
+    ),
+    security(("bearer" = ["transcriptions:read"]))
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<TranscriptionView>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let transcription = state
+        .transcriptions
+        .get(&principal.sub, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(transcription.into()))
+}
+
+/// `limit` and `cursor` of a list request.
+fn page_params(query: Option<&str>) -> Result<(u32, Option<i64>), ApiError> {
+    let mut errors = FieldErrors::default();
+    let mut limit = DEFAULT_PAGE_SIZE;
+    let mut cursor = None;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "limit" => match value.parse::<u32>() {
+                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => limit = n,
+                _ => errors.add(
+                    "limit",
+                    format!("The limit must be an integer from 1 to {MAX_PAGE_SIZE}."),
+                ),
+            },
+            "cursor" => match value.parse::<i64>() {
+                Ok(n) if n > 0 => cursor = Some(n),
+                _ => errors.add("cursor", "The cursor is not one this API gave out."),
+            },
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok((limit, cursor))
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// List your transcriptions, newest first.
+#[utoipa::path(
+    get,
+    path = "/transcriptions",
+    tag = "transcriptions",
+    params(
+        ("limit" = Option<u32>, Query, description = "Page size, 1–100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = TranscriptionPage,
+         headers(("Link" = String, description = "rel=\"next\" URL when there is a next page"))),
+        (status = 401, description = "No or invalid token"),
+        (status = 403, description = "Token lacks transcriptions:read"),
+        (status = 422, description = "Bad limit or cursor", body = ValidationErrors),
+    ),
+    security(("bearer" = ["transcriptions:read"]))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let (limit, before) = page_params(query.as_deref())?;
+    let page = state
+        .transcriptions
+        .list(&principal.sub, before, limit)
+        .await?;
+    let next_cursor = page.next_cursor.map(|seq| seq.to_string());
+    let link = next_cursor.as_ref().and_then(|cursor| {
+        HeaderValue::try_from(format!(
+            "</transcriptions?limit={limit}&cursor={cursor}>; rel=\"next\""
+        ))
+        .ok()
+    });
+    let mut response = Json(TranscriptionPage {
+        data: page.items.into_iter().map(Into::into).collect(),
+        next_cursor,
+    })
+    .into_response();
+    if let Some(link) = link {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}

@@ -1,0 +1,250 @@
+//! Storage of transcriptions behind one trait ([`TranscriptionStore`]) with a SQLite and a
+//! PostgreSQL implementation sharing their SQL ([`sql`]). Besides the records it keeps the
+//! outbox (jobs written but not yet confirmed queued) and the idempotency keys.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Where a transcription is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Processing => "processing",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// Completed or failed: nothing changes it any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed)
+    }
+
+    fn parse(value: &str) -> Result<Status, StoreError> {
+        match value {
+            "queued" => Ok(Status::Queued),
+            "processing" => Ok(Status::Processing),
+            "completed" => Ok(Status::Completed),
+            "failed" => Ok(Status::Failed),
+            other => Err(StoreError::Corrupt(format!("unknown status `{other}`"))),
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One transcription request and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcription {
+    pub id: Uuid,
+    /// The token `sub` that created it: the only caller who may read it.
+    pub owner: String,
+    /// The client application the creating token was issued to.
+    pub client_id: String,
+    /// Where the result is e-mailed.
+    pub email: String,
+    pub audio_url: String,
+    pub status: Status,
+    /// Set once completed.
+    pub transcript: Option<String>,
+    /// Set once failed.
+    pub error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// An `Idempotency-Key` as stored: scoped to its owner, with a hash of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub owner: String,
+    pub key: String,
+    /// Hex SHA-256 of the validated request fields.
+    pub request_hash: String,
+}
+
+/// The result of [`TranscriptionStore::insert`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// The record and its outbox entry were written.
+    Created,
+    /// The idempotency key was used before: nothing was written.
+    Replayed {
+        transcription_id: Uuid,
+        /// Whether the earlier request had the same hash.
+        same_request: bool,
+    },
+}
+
+/// A progress or result report of the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    Processing,
+    Completed { transcript: String },
+    Failed { error: String },
+}
+
+impl Report {
+    pub fn status(&self) -> Status {
+        match self {
+            Report::Processing => Status::Processing,
+            Report::Completed { .. } => Status::Completed,
+            Report::Failed { .. } => Status::Failed,
+        }
+    }
+}
+
+/// What [`TranscriptionStore::report`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// The status changed.
+    Applied,
+    /// The transcription already was in exactly this state (a repeated report).
+    Unchanged,
+    /// The transcription is final with a different result (or the report would move it back).
+    Conflict(Status),
+    NotFound,
+}
+
+/// A page of a caller's transcriptions, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<Transcription>,
+    /// Pass as `before` to get the next page; `None` on the last one.
+    pub next_cursor: Option<i64>,
+}
+
+/// A job to (re)queue, claimed from the outbox by the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub transcription_id: Uuid,
+    pub audio_url: String,
+    pub email: String,
+    /// The record's status: a record that moved past `queued` was evidently queued already.
+    pub status: Status,
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported DATABASE_URL `{0}` (expected sqlite:… or postgres://…)")]
+    UnsupportedUrl(String),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+/// Transcription records, the outbox and the idempotency keys.
+#[async_trait]
+pub trait TranscriptionStore: Send + Sync {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Writes a new record with its outbox entry (due for the relay at `outbox_due_ms`, unix
+    /// milliseconds) and, when given, its idempotency key, in one transaction. When the key
+    /// exists already nothing is written and the earlier request is described instead.
+    async fn insert(
+        &self,
+        transcription: &Transcription,
+        idempotency: Option<&IdempotencyKey>,
+        outbox_due_ms: i64,
+    ) -> Result<Inserted, StoreError>;
+
+    /// The job of `id` is queued: drops its outbox entry.
+    async fn outbox_done(&self, id: Uuid) -> Result<(), StoreError>;
+
+    /// Undoes [`insert`](Self::insert) when the job could not be queued: deletes the record,
+    /// its key and its outbox entry, but only while the outbox entry is still there (the relay
+    /// has not taken it). `false` when the relay got there first (the record stays).
+    async fn withdraw(&self, id: Uuid) -> Result<bool, StoreError>;
+
+    async fn get(&self, id: Uuid) -> Result<Option<Transcription>, StoreError>;
+
+    /// `owner`'s transcriptions, newest first, `limit` per page, starting after cursor `before`.
+    async fn list(&self, owner: &str, before: Option<i64>, limit: u32) -> Result<Page, StoreError>;
+
+    /// Applies a worker report: `queued → processing`, `queued | processing → completed | failed`.
+    async fn report(
+        &self,
+        id: Uuid,
+        report: &Report,
+        now: OffsetDateTime,
+    ) -> Result<ReportOutcome, StoreError>;
+
+    /// Claims up to `limit` outbox entries due at `now_ms` by pushing their due time to
+    /// `lease_until_ms`, so concurrent relays do not take the same entry.
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Entries waiting in the outbox.
+    async fn outbox_len(&self) -> Result<u64, StoreError>;
+
+    /// Forgets idempotency keys created before `before_ms`. Returns how many.
+    async fn purge_idempotency_keys(&self, before_ms: i64) -> Result<u64, StoreError>;
+}
+
+/// Opens the store a `DATABASE_URL` names.
+pub async fn connect(url: &str) -> Result<Arc<dyn TranscriptionStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match url.split_once('@') {
+        Some((before, after)) => match before.rsplit_once(':') {
+            Some((user, _)) if user.contains("//") => format!("{user}:***@{after}"),
+            _ => format!("***@{after}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+fn parse_id(value: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(value)
+        .map_err(|_| StoreError::Corrupt(format!("bad transcription id `{value}`")))
+}

@@ -1,0 +1,44 @@
+//! PostgreSQL backend: for deployments with several API instances.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::PgPoolOptions;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::sql::{impl_sql_store, migrator, transcription_columns};
+use super::*;
+
+/// [`TranscriptionStore`] on a PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: sqlx::PgPool,
+    /// The same pool: PostgreSQL handles concurrent writers itself.
+    writer: sqlx::PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to a `postgres://` URL.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore {
+            writer: pool.clone(),
+            pool,
+        })
+    }
+
+    fn migrator() -> sqlx::migrate::Migrator {
+        migrator(&[(
+            1001,
+            "transcriptions",
+            include_str!("../../../migrations/transcription-api/postgres/1001_transcriptions.sql"),
+        )])
+    }
+}
+
+impl_sql_store!(PostgresStore, sqlx::Postgres);

@@ -1,0 +1,344 @@
+//! The SQL shared by both backends: SQLite and PostgreSQL accept the same statements here, so
+//! one macro implements [`TranscriptionStore`](super::TranscriptionStore) for each pool type and
+//! the two cannot drift apart.
+
+/// Implements `TranscriptionStore` for a struct with `pool` and `writer` fields
+/// (`sqlx::Pool<$db>`: reads go to `pool`, writes to `writer`) and a `fn migrator()`.
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::TranscriptionStore for $store {
+            async fn migrate(&self) -> Result<(), StoreError> {
+                Self::migrator().run(&self.writer).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn insert(
+                &self,
+                t: &Transcription,
+                idempotency: Option<&IdempotencyKey>,
+                outbox_due_ms: i64,
+            ) -> Result<Inserted, StoreError> {
+                let id = t.id.to_string();
+                let mut tx = self.writer.begin().await?;
+                if let Some(key) = idempotency {
+                    let existing = sqlx::query(
+                        "SELECT request_hash, transcription_id FROM idempotency_keys \
+                         WHERE owner = $1 AND key = $2",
+                    )
+                    .bind(&key.owner)
+                    .bind(&key.key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(row) = existing {
+                        let hash: String = row.try_get("request_hash")?;
+                        let earlier: String = row.try_get("transcription_id")?;
+                        return Ok(Inserted::Replayed {
+                            transcription_id: parse_id(&earlier)?,
+                            same_request: hash == key.request_hash,
+                        });
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO transcriptions (id, owner, client_id, email, audio_url, status, \
+                     transcript, error, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&id)
+                .bind(&t.owner)
+                .bind(&t.client_id)
+                .bind(&t.email)
+                .bind(&t.audio_url)
+                .bind(t.status.as_str())
+                .bind(&t.transcript)
+                .bind(&t.error)
+                .bind(t.created_at)
+                .bind(t.updated_at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO transcription_outbox (transcription_id, due_at_ms) VALUES ($1, $2)",
+                )
+                .bind(&id)
+                .bind(outbox_due_ms)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(key) = idempotency {
+                    let inserted = sqlx::query(
+                        "INSERT INTO idempotency_keys \
+                         (owner, key, request_hash, transcription_id, created_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&key.owner)
+                    .bind(&key.key)
+                    .bind(&key.request_hash)
+                    .bind(&id)
+                    .bind(t.created_at.unix_timestamp() * 1000)
+                    .execute(&mut *tx)
+                    .await;
+                    match inserted {
+                        Ok(_) => {}
+                        // A concurrent request with the same key committed first: describe it.
+                        Err(e) if is_unique_violation(&e) => {
+                            tx.rollback().await?;
+                            return self.replay(key).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                tx.commit().await?;
+                Ok(Inserted::Created)
+            }
+
+            async fn outbox_done(&self, id: Uuid) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM transcription_outbox WHERE transcription_id = $1")
+                    .bind(id.to_string())
+                    .execute(&self.writer)
+                    .await?;
+                Ok(())
+            }
+
+            async fn withdraw(&self, id: Uuid) -> Result<bool, StoreError> {
+                let id = id.to_string();
+                let mut tx = self.writer.begin().await?;
+                let taken = sqlx::query("DELETE FROM transcription_outbox WHERE transcription_id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if taken == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM idempotency_keys WHERE transcription_id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM transcriptions WHERE id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn get(&self, id: Uuid) -> Result<Option<Transcription>, StoreError> {
+                let row = sqlx::query(concat!("SELECT ", transcription_columns!(), " FROM transcriptions WHERE id = $1"))
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|row| Self::transcription(&row)).transpose()
+            }
+
+            async fn list(
+                &self,
+                owner: &str,
+                before: Option<i64>,
+                limit: u32,
+            ) -> Result<Page, StoreError> {
+                // One row more than asked tells whether there is a next page.
+                let rows = sqlx::query(concat!(
+                    "SELECT seq, ", transcription_columns!(), " FROM transcriptions \
+                     WHERE owner = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+                ))
+                .bind(owner)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut items = Vec::with_capacity(rows.len());
+                let mut last_seq = None;
+                for row in rows.iter().take(limit as usize) {
+                    last_seq = Some(row.try_get::<i64, _>("seq")?);
+                    items.push(Self::transcription(row)?);
+                }
+                let next_cursor = if rows.len() > limit as usize { last_seq } else { None };
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn report(
+                &self,
+                id: Uuid,
+                report: &Report,
+                now: OffsetDateTime,
+            ) -> Result<ReportOutcome, StoreError> {
+                let key = id.to_string();
+                let (transcript, error) = match report {
+                    Report::Processing => (None, None),
+                    Report::Completed { transcript } => (Some(transcript.as_str()), None),
+                    Report::Failed { error } => (None, Some(error.as_str())),
+                };
+                let sql = match report {
+                    Report::Processing => {
+                        "UPDATE transcriptions SET status = $1, transcript = $2, error = $3, \
+                         updated_at = $4 WHERE id = $5 AND status = 'queued'"
+                    }
+                    _ => {
+                        "UPDATE transcriptions SET status = $1, transcript = $2, error = $3, \
+                         updated_at = $4 WHERE id = $5 AND status IN ('queued', 'processing')"
+                    }
+                };
+                let changed = sqlx::query(sql)
+                    .bind(report.status().as_str())
+                    .bind(transcript)
+                    .bind(error)
+                    .bind(now)
+                    .bind(&key)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                if changed > 0 {
+                    return Ok(ReportOutcome::Applied);
+                }
+                let row = sqlx::query("SELECT status, transcript, error FROM transcriptions WHERE id = $1")
+                    .bind(&key)
+                    .fetch_optional(&self.writer)
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(ReportOutcome::NotFound);
+                };
+                let status = Status::parse(&row.try_get::<String, _>("status")?)?;
+                let same = status == report.status()
+                    && row.try_get::<Option<String>, _>("transcript")?.as_deref() == transcript
+                    && row.try_get::<Option<String>, _>("error")?.as_deref() == error;
+                Ok(if same {
+                    ReportOutcome::Unchanged
+                } else {
+                    ReportOutcome::Conflict(status)
+                })
+            }
+
+            async fn claim_outbox(
+                &self,
+                now_ms: i64,
+                lease_until_ms: i64,
+                limit: u32,
+            ) -> Result<Vec<OutboxEntry>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT o.transcription_id, t.audio_url, t.email, t.status \
+                     FROM transcription_outbox o JOIN transcriptions t ON t.id = o.transcription_id \
+                     WHERE o.due_at_ms <= $1 ORDER BY o.due_at_ms LIMIT $2",
+                )
+                .bind(now_ms)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let mut claimed = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let id: String = row.try_get("transcription_id")?;
+                    let won = sqlx::query(
+                        "UPDATE transcription_outbox SET due_at_ms = $1, attempts = attempts + 1 \
+                         WHERE transcription_id = $2 AND due_at_ms <= $3",
+                    )
+                    .bind(lease_until_ms)
+                    .bind(&id)
+                    .bind(now_ms)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                    if won == 1 {
+                        claimed.push(OutboxEntry {
+                            transcription_id: parse_id(&id)?,
+                            audio_url: row.try_get("audio_url")?,
+                            email: row.try_get("email")?,
+                            status: Status::parse(&row.try_get::<String, _>("status")?)?,
+                        });
+                    }
+                }
+                Ok(claimed)
+            }
+
+            async fn outbox_len(&self) -> Result<u64, StoreError> {
+                let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM transcription_outbox")
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get("n")?;
+                Ok(u64::try_from(count).unwrap_or_default())
+            }
+
+            async fn purge_idempotency_keys(&self, before_ms: i64) -> Result<u64, StoreError> {
+                Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1")
+                    .bind(before_ms)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected())
+            }
+        }
+
+        impl $store {
+            /// Describes the request that holds `key` (after losing the race to insert it).
+            async fn replay(&self, key: &IdempotencyKey) -> Result<Inserted, StoreError> {
+                let row = sqlx::query(
+                    "SELECT request_hash, transcription_id FROM idempotency_keys \
+                     WHERE owner = $1 AND key = $2",
+                )
+                .bind(&key.owner)
+                .bind(&key.key)
+                .fetch_one(&self.writer)
+                .await?;
+                let hash: String = row.try_get("request_hash")?;
+                let earlier: String = row.try_get("transcription_id")?;
+                Ok(Inserted::Replayed {
+                    transcription_id: parse_id(&earlier)?,
+                    same_request: hash == key.request_hash,
+                })
+            }
+
+            fn transcription(row: &<$db as sqlx::Database>::Row) -> Result<Transcription, StoreError> {
+                Ok(Transcription {
+                    id: parse_id(&row.try_get::<String, _>("id")?)?,
+                    owner: row.try_get("owner")?,
+                    client_id: row.try_get("client_id")?,
+                    email: row.try_get("email")?,
+                    audio_url: row.try_get("audio_url")?,
+                    status: Status::parse(&row.try_get::<String, _>("status")?)?,
+                    transcript: row.try_get("transcript")?,
+                    error: row.try_get("error")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+        }
+    };
+}
+
+pub(crate) use impl_sql_store;
+
+/// The columns [`Transcription`](super::Transcription) is read from.
+macro_rules! transcription_columns {
+    () => {
+        "id, owner, client_id, email, audio_url, status, transcript, error, created_at, updated_at"
+    };
+}
+
+pub(crate) use transcription_columns;
+
+/// Builds a migrator from SQL files embedded at compile time.
+pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use std::borrow::Cow;
+    let migrations = files
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect::<Vec<_>>();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        // The auth server may keep its migrations (versions below 1000) in the same database.
+        ignore_missing: true,
+        locking: true,
+        no_tx: false,
+    }
+}

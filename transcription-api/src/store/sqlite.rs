@@ -1,0 +1,58 @@
+//! SQLite backend: the embedded default (one file under `./data/`, WAL mode).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::sql::{impl_sql_store, migrator, transcription_columns};
+use super::*;
+
+/// [`TranscriptionStore`] on a SQLite database file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+    /// One connection for all writes: writers queue here (async, in order) instead of in
+    /// SQLite's busy handler.
+    writer: sqlx::SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite:` URL.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.clone())
+            .await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool, writer })
+    }
+
+    fn migrator() -> sqlx::migrate::Migrator {
+        migrator(&[(
+            1001,
+            "transcriptions",
+            include_str!("../../../migrations/transcription-api/sqlite/1001_transcriptions.sql"),
+        )])
+    }
+}
+
+impl_sql_store!(SqliteStore, sqlx::Sqlite);

@@ -1,0 +1,519 @@
+//! Parsing and validation of request bodies: a submission arrives as JSON or as a form, with the
+//! seed's field name `audio-file-url` accepted for `audio_url`; every problem is collected per
+//! field ([`FieldErrors`]) so the client sees all of them at once.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Longest accepted `audio_url`, in bytes (DESIGN.md §7).
+pub const MAX_URL_LEN: usize = 2048;
+/// Longest accepted e-mail address (RFC 5321 path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Longest accepted failure reason in a worker report.
+pub const MAX_ERROR_LEN: usize = 4096;
+
+/// Messages per field name, serialized as `{"email": ["…"], …}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    pub fn single(field: &str, message: impl Into<String>) -> FieldErrors {
+        let mut errors = FieldErrors::default();
+        errors.add(field, message);
+        errors
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The messages of `field`.
+    pub fn get(&self, field: &str) -> Option<&[String]> {
+        self.0.get(field).map(Vec::as_slice)
+    }
+}
+
+/// Why a body could not be turned into a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Neither `application/json` nor `application/x-www-form-urlencoded`.
+    UnsupportedMediaType,
+    /// Not parseable at all (broken JSON, not an object, not UTF-8).
+    Malformed(String),
+    /// Parsed, but fields are missing or wrong.
+    Invalid(FieldErrors),
+}
+
+/// A valid submission, normalised (trimmed; URL in its canonical form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub email: String,
+    pub audio_url: String,
+}
+
+/// Body formats we read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Form,
+}
+
+fn format_of(content_type: Option<&str>) -> Option<Format> {
+    let essence = content_type?.split(';').next()?.trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Some(Format::Json),
+        "application/x-www-form-urlencoded" => Some(Format::Form),
+        _ => None,
+    }
+}
+
+/// The raw fields of a body: name → the values given (a form may repeat a name).
+type Fields = BTreeMap<String, Vec<Value>>;
+
+fn read_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields, BodyError> {
+    let format = format_of(content_type).ok_or(BodyError::UnsupportedMediaType)?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| BodyError::Malformed("the body is not valid UTF-8".into()))?;
+    let mut fields = Fields::new();
+    match format {
+        Format::Json => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| BodyError::Malformed(format!("the body is not valid JSON: {e}")))?;
+            let Value::Object(map) = value else {
+                return Err(BodyError::Malformed(
+                    "the body must be a JSON object".into(),
+                ));
+            };
+            for (name, value) in map {
+                fields.insert(name, vec![value]);
+            }
+        }
+        Format::Form => {
+            for (name, value) in form_urlencoded::parse(text.as_bytes()) {
+                if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
+                    return Err(BodyError::Malformed(
+                        "the form is not valid percent-encoded UTF-8".into(),
+                    ));
+                }
+                fields
+                    .entry(name.into_owned())
+                    .or_default()
+                    .push(Value::String(value.into_owned()));
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// Takes the one string value of `name` (or of its `alias`), recording what is wrong with it.
+fn string_field(
+    fields: &Fields,
+    name: &str,
+    alias: Option<&str>,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    let values = fields
+        .get(name)
+        .or_else(|| alias.and_then(|alias| fields.get(alias)));
+    let label = name.replace('_', " ");
+    match values.map(Vec::as_slice) {
+        None | Some([]) | Some([Value::Null]) => {
+            errors.add(name, format!("The {label} field is required."));
+            None
+        }
+        Some([Value::String(value)]) => {
+            let value = value.trim();
+            if value.is_empty() {
+                errors.add(name, format!("The {label} field is required."));
+                None
+            } else {
+                Some(value.to_owned())
+            }
+        }
+        Some([_]) => {
+            errors.add(name, format!("The {label} field must be a string."));
+            None
+        }
+        Some(_) => {
+            errors.add(name, format!("The {label} field must be given once."));
+            None
+        }
+    }
+}
+
+/// Parses and validates a `POST /transcriptions` body.
+pub fn submission(content_type: Option<&str>, body: &[u8]) -> Result<Submission, BodyError> {
+    let fields = read_fields(content_type, body)?;
+    let mut errors = FieldErrors::default();
+    let email = string_field(&fields, "email", None, &mut errors);
+    if fields.contains_key("audio_url") && fields.contains_key("audio-file-url") {
+        errors.add(
+            "audio_url",
+            "Give either audio_url or audio-file-url, not both.",
+        );
+    }
+    let audio_url = string_field(&fields, "audio_url", Some("audio-file-url"), &mut errors);
+    if let Some(email) = &email
+        && let Err(message) = check_email(email)
+    {
+        errors.add("email", message);
+    }
+    let audio_url = match audio_url.map(|url| check_audio_url(&url)) {
+        Some(Ok(url)) => Some(url),
+        Some(Err(message)) => {
+            errors.add("audio_url", message);
+            None
+        }
+        None => None,
+    };
+    match (email, audio_url) {
+        (Some(email), Some(audio_url)) if errors.is_empty() => Ok(Submission { email, audio_url }),
+        _ => Err(BodyError::Invalid(errors)),
+    }
+}
+
+/// E-mail syntax as the WHATWG "valid e-mail address" (what browsers check), at most 254 bytes.
+pub fn check_email(email: &str) -> Result<(), String> {
+    const MESSAGE: &str = "The email field must be a valid email address.";
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(format!(
+            "The email field must not be longer than {MAX_EMAIL_LEN} characters."
+        ));
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err(MESSAGE.into());
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&b));
+    let domain_ok = !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(MESSAGE.into())
+    }
+}
+
+/// An absolute http(s) URL with a host and no credentials, at most 2048 bytes; returns its
+/// canonical form.
+pub fn check_audio_url(url: &str) -> Result<String, String> {
+    if url.len() > MAX_URL_LEN {
+        return Err(format!(
+            "The audio url field must not be longer than {MAX_URL_LEN} bytes."
+        ));
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("The audio url field must not contain spaces or control characters.".into());
+    }
+    let parsed = url::Url::parse(url)
+        .map_err(|_| "The audio url field must be a valid absolute URL.".to_owned())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("The audio url field must be an http or https URL.".into());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("The audio url field must name a host.".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("The audio url field must not contain credentials.".into());
+    }
+    let canonical = parsed.to_string();
+    if canonical.len() > MAX_URL_LEN {
+        return Err(format!(
+            "The audio url field must not be longer than {MAX_URL_LEN} bytes."
+        ));
+    }
+    Ok(canonical)
+}
+
+/// An `Idempotency-Key`: 1–255 visible ASCII characters.
+pub fn check_idempotency_key(key: &[u8]) -> Result<String, String> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(format!(
+            "The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters."
+        ));
+    }
+    if !key.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err("The Idempotency-Key header must be visible ASCII characters.".into());
+    }
+    Ok(String::from_utf8_lossy(key).into_owned())
+}
+
+/// A worker's report: `{"status": "processing"}`, `{"status": "completed", "transcript": …}` or
+/// `{"status": "failed", "error": …}`.
+pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::Report, BodyError> {
+    use crate::store::Report;
+    if format_of(content_type) != Some(Format::Json) {
+        return Err(BodyError::UnsupportedMediaType);
+    }
+    let fields = read_fields(content_type, body)?;
+    let mut errors = FieldErrors::default();
+    let status = string_field(&fields, "status", None, &mut errors);
+    let report = match status.as_deref() {
+        None => None,
+        Some("processing") => Some(Report::Processing),
+        Some("completed") => {
+            let transcript = match fields.get("transcript").map(Vec::as_slice) {
+                Some([Value::String(text)]) => Some(text.clone()),
+                _ => {
+                    errors.add(
+                        "transcript",
+                        "The transcript field is required when status is completed.",
+                    );
+                    None
+                }
+            };
+            transcript.map(|transcript| Report::Completed { transcript })
+        }
+        Some("failed") => {
+            let error = string_field(&fields, "error", None, &mut errors);
+            match error {
+                Some(error) if error.len() > MAX_ERROR_LEN => {
+                    errors.add(
+                        "error",
+                        format!("The error field must not be longer than {MAX_ERROR_LEN} bytes."),
+                    );
+                    None
+                }
+                Some(error) => Some(Report::Failed { error }),
+                None => None,
+            }
+        }
+        Some(_) => {
+            errors.add(
+                "status",
+                "The status field must be one of processing, completed, failed.",
+            );
+            None
+        }
+    };
+    match report {
+        Some(report) if errors.is_empty() => Ok(report),
+        _ => Err(BodyError::Invalid(errors)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON: Option<&str> = Some("application/json");
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded; charset=utf-8");
+
+    fn invalid(result: Result<Submission, BodyError>) -> FieldErrors {
+        match result {
+            Err(BodyError::Invalid(errors)) => errors,
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_and_form_with_either_field_name_are_accepted() {
+        let expected = Submission {
+            email: "a@example.com".into(),
+            audio_url: "https://cdn.example.com/a.mp3".into(),
+        };
+        for (content_type, body) in [
+            (
+                JSON,
+                r#"{"email":"a@example.com","audio_url":"https://cdn.example.com/a.mp3"}"#,
+            ),
+            (
+                JSON,
+                r#"{"email":" a@example.com ","audio-file-url":"https://cdn.example.com/a.mp3"}"#,
+            ),
+            (
+                FORM,
+                "email=a%40example.com&audio_url=https%3A%2F%2Fcdn.example.com%2Fa.mp3",
+            ),
+            (
+                FORM,
+                "email=a@example.com&audio-file-url=https://cdn.example.com/a.mp3",
+            ),
+        ] {
+            assert_eq!(
+                submission(content_type, body.as_bytes()),
+                Ok(expected.clone()),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_field_problem_is_reported_at_once() {
+        let errors = invalid(submission(JSON, b"{}"));
+        assert_eq!(
+            errors.get("email").unwrap(),
+            ["The email field is required."]
+        );
+        assert_eq!(
+            errors.get("audio_url").unwrap(),
+            ["The audio url field is required."]
+        );
+        let errors = invalid(submission(JSON, br#"{"email": 5, "audio_url": ["x"]}"#));
+        assert_eq!(
+            errors.get("email").unwrap(),
+            ["The email field must be a string."]
+        );
+        assert_eq!(
+            errors.get("audio_url").unwrap(),
+            ["The audio url field must be a string."]
+        );
+        let errors = invalid(submission(FORM, b"email=a@example.com&email=b@example.com"));
+        assert_eq!(
+            errors.get("email").unwrap(),
+            ["The email field must be given once."]
+        );
+    }
+
+    #[test]
+    fn emails_follow_the_whatwg_rule() {
+        for good in [
+            "a@example.com",
+            "first.last+tag@sub.example.co",
+            "x@localhost",
+            "o'neil@example.org",
+        ] {
+            assert_eq!(check_email(good), Ok(()), "{good}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@@example.com",
+            "a b@example.com",
+            "a@-example.com",
+            "a@example..com",
+            "a@exa_mple.com",
+            "ä@example.com",
+            &long,
+        ] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn audio_urls_must_be_absolute_http_without_credentials() {
+        assert_eq!(
+            check_audio_url("HTTPS://Example.com/a b"),
+            Err("The audio url field must not contain spaces or control characters.".into())
+        );
+        assert_eq!(
+            check_audio_url("https://Example.COM/a.wav").unwrap(),
+            "https://example.com/a.wav"
+        );
+        for bad in [
+            "/relative/a.mp3",
+            "ftp://example.com/a.mp3",
+            "file:///etc/passwd",
+            "https://user:pw@example.com/a.mp3",
+            "http://",
+            "javascript:alert(1)",
+            "mailto:a@b.c",
+        ] {
+            assert!(check_audio_url(bad).is_err(), "{bad}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert!(check_audio_url(&long).unwrap_err().contains("2048"));
+        let fits = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN - 20));
+        assert!(check_audio_url(&fits).is_ok());
+    }
+
+    #[test]
+    fn unparseable_bodies_are_not_field_errors() {
+        assert_eq!(
+            submission(None, b"{}"),
+            Err(BodyError::UnsupportedMediaType)
+        );
+        assert_eq!(
+            submission(Some("text/plain"), b"{}"),
+            Err(BodyError::UnsupportedMediaType)
+        );
+        assert!(matches!(
+            submission(JSON, b"{\"email\":"),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            submission(JSON, b"[1,2]"),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            submission(JSON, b"\xff\xfe"),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            submission(FORM, b"email=%FF"),
+            Err(BodyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii() {
+        assert_eq!(check_idempotency_key(b"order-42").unwrap(), "order-42");
+        for bad in [
+            &b""[..],
+            b"has space",
+            b"tab\t",
+            "é".as_bytes(),
+            &[b'k'; 256],
+        ] {
+            assert!(check_idempotency_key(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn reports_parse_per_status() {
+        use crate::store::Report;
+        assert_eq!(
+            report(JSON, br#"{"status":"processing"}"#),
+            Ok(Report::Processing)
+        );
+        assert_eq!(
+            report(JSON, br#"{"status":"completed","transcript":""}"#),
+            Ok(Report::Completed {
+                transcript: String::new()
+            })
+        );
+        assert_eq!(
+            report(JSON, br#"{"status":"failed","error":"boom"}"#),
+            Ok(Report::Failed {
+                error: "boom".into()
+            })
+        );
+        assert!(matches!(
+            report(JSON, br#"{"status":"completed"}"#),
+            Err(BodyError::Invalid(_))
+        ));
+        assert!(matches!(
+            report(JSON, br#"{"status":"done"}"#),
+            Err(BodyError::Invalid(_))
+        ));
+        assert!(matches!(
+            report(FORM, b"status=processing"),
+            Err(BodyError::UnsupportedMediaType)
+        ));
+    }
+}

@@ -1,0 +1,275 @@
+//! One conformance suite for both storage backends, and the whole API once on PostgreSQL.
+
+use std::sync::Arc;
+
+use auth_server::testing::TestDb;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use transcription_api::store::{
+    self, IdempotencyKey, Inserted, Report, ReportOutcome, Status, Transcription,
+    TranscriptionStore,
+};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+fn record(owner: &str) -> Transcription {
+    let now = OffsetDateTime::now_utc();
+    Transcription {
+        id: Uuid::new_v4(),
+        owner: owner.to_owned(),
+        client_id: "client-1".to_owned(),
+        email: "ada@example.com".to_owned(),
+        audio_url: "https://cdn.example.com/a.wav".to_owned(),
+        status: Status::Queued,
+        transcript: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn conformance(store: Arc<dyn TranscriptionStore>) {
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap(); // idempotent
+    store.ping().await.unwrap();
+
+    // Insert and read back.
+    let first = record("alice");
+    assert_eq!(
+        store.insert(&first, None, 0).await.unwrap(),
+        Inserted::Created
+    );
+    let read = store.get(first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.id, read.owner.as_str(), read.status),
+        (first.id, "alice", Status::Queued)
+    );
+    assert_eq!(
+        read.created_at.unix_timestamp(),
+        first.created_at.unix_timestamp()
+    );
+    assert!(store.get(Uuid::new_v4()).await.unwrap().is_none());
+
+    // Idempotency keys: replay with the same hash, refuse another, scoped per owner.
+    let key = |owner: &str, hash: &str| IdempotencyKey {
+        owner: owner.to_owned(),
+        key: "k1".to_owned(),
+        request_hash: hash.to_owned(),
+    };
+    let keyed = record("alice");
+    assert_eq!(
+        store
+            .insert(&keyed, Some(&key("alice", "h1")), 0)
+            .await
+            .unwrap(),
+        Inserted::Created
+    );
+    assert_eq!(
+        store
+            .insert(&record("alice"), Some(&key("alice", "h1")), 0)
+            .await
+            .unwrap(),
+        Inserted::Replayed {
+            transcription_id: keyed.id,
+            same_request: true
+        }
+    );
+    assert_eq!(
+        store
+            .insert(&record("alice"), Some(&key("alice", "h2")), 0)
+            .await
+            .unwrap(),
+        Inserted::Replayed {
+            transcription_id: keyed.id,
+            same_request: false
+        }
+    );
+    assert_eq!(
+        store
+            .insert(&record("bob"), Some(&key("bob", "h1")), 0)
+            .await
+            .unwrap(),
+        Inserted::Created
+    );
+
+    // Outbox: claim due entries once, settle them, withdraw unsettled ones.
+    assert_eq!(store.outbox_len().await.unwrap(), 3);
+    let claimed = store.claim_outbox(10, 1_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        store.claim_outbox(10, 1_000, 10).await.unwrap().is_empty(),
+        "leased"
+    );
+    assert_eq!(
+        store.claim_outbox(1_000, 2_000, 1).await.unwrap().len(),
+        1,
+        "lease over; limit 1"
+    );
+    store.outbox_done(first.id).await.unwrap();
+    assert!(
+        !store.withdraw(first.id).await.unwrap(),
+        "already settled: stays"
+    );
+    assert!(store.get(first.id).await.unwrap().is_some());
+    assert!(store.withdraw(keyed.id).await.unwrap());
+    assert!(store.get(keyed.id).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .insert(&record("alice"), Some(&key("alice", "h2")), 0)
+            .await
+            .unwrap(),
+        Inserted::Created,
+        "a withdrawn request's key is free again"
+    );
+
+    // Reports follow queued → processing → final, and repeats are recognised.
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        store
+            .report(first.id, &Report::Processing, now)
+            .await
+            .unwrap(),
+        ReportOutcome::Applied
+    );
+    assert_eq!(
+        store
+            .report(first.id, &Report::Processing, now)
+            .await
+            .unwrap(),
+        ReportOutcome::Unchanged
+    );
+    let done = Report::Completed {
+        transcript: "hi".into(),
+    };
+    assert_eq!(
+        store.report(first.id, &done, now).await.unwrap(),
+        ReportOutcome::Applied
+    );
+    assert_eq!(
+        store.report(first.id, &done, now).await.unwrap(),
+        ReportOutcome::Unchanged
+    );
+    assert_eq!(
+        store
+            .report(
+                first.id,
+                &Report::Completed {
+                    transcript: "other".into()
+                },
+                now
+            )
+            .await
+            .unwrap(),
+        ReportOutcome::Conflict(Status::Completed)
+    );
+    assert_eq!(
+        store
+            .report(first.id, &Report::Processing, now)
+            .await
+            .unwrap(),
+        ReportOutcome::Conflict(Status::Completed)
+    );
+    assert_eq!(
+        store.report(Uuid::new_v4(), &done, now).await.unwrap(),
+        ReportOutcome::NotFound
+    );
+    let read = store.get(first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.status, read.transcript.as_deref()),
+        (Status::Completed, Some("hi"))
+    );
+
+    // Pages: newest first, per owner, with a cursor.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let t = record("carol");
+        store.insert(&t, None, 0).await.unwrap();
+        ids.push(t.id);
+    }
+    ids.reverse();
+    let page = store.list("carol", None, 2).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        ids[..2]
+    );
+    let rest = store.list("carol", page.next_cursor, 2).await.unwrap();
+    assert_eq!(
+        rest.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        ids[2..]
+    );
+    assert_eq!(rest.next_cursor, None);
+    assert!(
+        store
+            .list("nobody", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // Old idempotency keys are forgotten.
+    assert!(store.purge_idempotency_keys(i64::MAX).await.unwrap() >= 2);
+}
+
+#[tokio::test]
+async fn sqlite_store_conformance() {
+    let db = TestDb::sqlite();
+    conformance(store::connect(&db.url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_store_conformance() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    conformance(store::connect(&db.url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_api_works_on_postgres_next_to_the_auth_servers_tables() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    // The auth server's migrations first, in the same database (as the stack does).
+    auth_server::store::connect(&db.url)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let api = TestApi::spawn_with(Options {
+        database_url: Some(db.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    auth_server::store::connect(&db.url)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let token = api.token(&[WRITE, READ]).await;
+    let worker = api.token(&[REPORT]).await;
+    let id = api.create(&token).await.to_string();
+    let report = json!({"status": "completed", "transcript": "on postgres"});
+    assert_eq!(
+        api.report(&worker, &id, &report).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let record: Value = api
+        .get(&token, &format!("/transcriptions/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["transcript"], "on postgres");
+    let page: Value = api
+        .get(&token, "/transcriptions")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+}
