@@ -212,6 +212,16 @@ pub trait ReliableQueue: Send + Sync {
     /// and no failure is counted. `false` when the worker no longer held it.
     async fn release(&self, job: &Reserved) -> Result<bool, QueueError>;
 
+    /// The jobs `worker_id` holds in `queue`, oldest reservation first, each as it would be
+    /// handed out (so it can be `release`d or `ack`ed). For a worker to find jobs it reserved
+    /// without ever receiving them: a `reserve` whose reply was lost (connection reset, client
+    /// time-out) leaves the job with a worker that is alive, so the reaper will not return it.
+    /// Held jobs whose envelope does not verify are left out. Backends that cannot tell return
+    /// nothing.
+    async fn held(&self, _queue: &str, _worker_id: &str) -> Result<Vec<Reserved>, QueueError> {
+        Ok(Vec::new())
+    }
+
     /// Marks `worker_id` alive for `ttl`.
     async fn heartbeat(&self, worker_id: &str, ttl: Duration) -> Result<(), QueueError>;
 

@@ -35,7 +35,8 @@
 //!
 //! If a `reserve` future is dropped while `BLMOVE` is blocked (e.g. at shutdown), a job moved
 //! at that instant stays in the worker's processing list until the worker stops heartbeating
-//! (or calls `retire`) and the reaper returns it; nothing is lost.
+//! (or calls `retire`) and the reaper returns it, or the worker finds it with `held` and
+//! releases it; nothing is lost. The same holds for a `BLMOVE` whose reply is lost.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,6 +106,18 @@ end
 redis.call('SREM', KEYS[2], ARGV[1])
 return moved";
 
+/// KEYS: ready, delayed, dead, workers. ARGV: processing-key prefix (`P:Q:processing:`).
+/// One atomic snapshot: counted in two steps, a job moving between lists (a reap, a release)
+/// could be missed by both counts and the queue look empty while it is not.
+/// The per-worker processing keys are derived from the workers set inside the script, so they
+/// cannot be declared up front; the keys all share the deployment prefix.
+const STATS: &str = r"
+local processing = 0
+for _, worker in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  processing = processing + redis.call('LLEN', ARGV[1] .. worker)
+end
+return {redis.call('LLEN', KEYS[1]), processing, redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[3])}";
+
 /// KEYS: dead, ids. ARGV: pairs of (entry, id to release or '').
 const PURGE: &str = r"
 local n = 0
@@ -147,6 +160,7 @@ struct Scripts {
     reap: Script,
     purge: Script,
     requeue: Script,
+    stats: Script,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -202,6 +216,7 @@ impl RedisQueue {
                     reap: Script::new(REAP),
                     purge: Script::new(PURGE),
                     requeue: Script::new(REQUEUE),
+                    stats: Script::new(STATS),
                 },
             }),
         })
@@ -561,6 +576,31 @@ impl ReliableQueue for RedisQueue {
         .await
     }
 
+    async fn held(&self, queue: &str, worker_id: &str) -> Result<Vec<Reserved>, QueueError> {
+        check_name("queue", queue)?;
+        check_name("worker", worker_id)?;
+        let raw: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.processing_key(queue, worker_id))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await?;
+        // Newest reservation at the left.
+        Ok(raw
+            .into_iter()
+            .rev()
+            .filter_map(|receipt| {
+                let envelope = self.inner.key.open(&receipt).ok()?;
+                Some(Reserved {
+                    queue: queue.to_owned(),
+                    worker_id: worker_id.to_owned(),
+                    envelope,
+                    receipt,
+                })
+            })
+            .collect())
+    }
+
     async fn heartbeat(&self, worker_id: &str, ttl: Duration) -> Result<(), QueueError> {
         check_name("worker", worker_id)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -731,23 +771,17 @@ impl ReliableQueue for RedisQueue {
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
         check_name("queue", queue)?;
-        let mut conn = self.conn();
-        let (ready, delayed, dead, workers): (u64, u64, u64, Vec<String>) = redis::pipe()
-            .llen(self.queue_key(queue, "ready"))
-            .zcard(self.queue_key(queue, "delayed"))
-            .llen(self.queue_key(queue, "dead"))
-            .smembers(self.workers_key())
-            .query_async(&mut conn)
+        let (ready, processing, delayed, dead): (u64, u64, u64, u64) = self
+            .inner
+            .scripts
+            .stats
+            .key(self.queue_key(queue, "ready"))
+            .key(self.queue_key(queue, "delayed"))
+            .key(self.queue_key(queue, "dead"))
+            .key(self.workers_key())
+            .arg(self.processing_key(queue, ""))
+            .invoke_async(&mut self.conn())
             .await?;
-        let mut processing = 0;
-        if !workers.is_empty() {
-            let mut lengths = redis::pipe();
-            for worker in &workers {
-                lengths.llen(self.processing_key(queue, worker));
-            }
-            let lengths: Vec<u64> = lengths.query_async(&mut conn).await?;
-            processing = lengths.iter().sum();
-        }
         Ok(QueueStats {
             ready,
             processing,

@@ -357,6 +357,34 @@ impl ReliableQueue for SqliteQueue {
         Ok(released)
     }
 
+    async fn held(&self, queue: &str, worker_id: &str) -> Result<Vec<Reserved>, QueueError> {
+        check_name("queue", queue)?;
+        check_name("worker", worker_id)?;
+        let rows = sqlx::query(
+            "SELECT id, job, reservation FROM queue_jobs \
+             WHERE state = 'processing' AND worker = $1 AND queue = $2 \
+             ORDER BY reserved_at, seq",
+        )
+        .bind(worker_id)
+        .bind(queue)
+        .fetch_all(self.pool())
+        .await?;
+        let mut held = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let job: String = row.try_get("job")?;
+            if let Ok(envelope) = self.verify(&id, &job) {
+                held.push(Reserved {
+                    queue: queue.to_owned(),
+                    worker_id: worker_id.to_owned(),
+                    envelope,
+                    receipt: row.try_get("reservation")?,
+                });
+            }
+        }
+        Ok(held)
+    }
+
     async fn heartbeat(&self, worker_id: &str, ttl: Duration) -> Result<(), QueueError> {
         check_name("worker", worker_id)?;
         sqlx::query(

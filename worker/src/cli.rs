@@ -2,6 +2,8 @@
 //! `queue stats|dead|requeue ID|purge-dead`. Queue commands print text, or JSON with `--json`;
 //! failures are one line on stderr and exit code 1 (usage errors: 2, from clap).
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
@@ -11,7 +13,8 @@ use serde::Serialize;
 use crate::config::{ConfigError, NotifierArgs, QueueArgs, TranscriberArgs};
 use crate::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
 use crate::notifier::Notifier;
-use crate::runner::RunError;
+use crate::runner::{RunError, RunSummary};
+use crate::telemetry::{self, MetricsServer, TelemetryError};
 use crate::transcriber::Transcriber;
 
 #[derive(Debug, Parser)]
@@ -79,6 +82,10 @@ pub enum CliError {
     Queue(#[from] QueueError),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Telemetry(#[from] TelemetryError),
+    #[error("metrics endpoint: {0}")]
+    MetricsEndpoint(#[from] std::io::Error),
 }
 
 /// Runs a parsed command line until it finishes (or, for the workers, until SIGINT/SIGTERM).
@@ -87,22 +94,60 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Transcriber(args) => {
             let config = args.to_config()?;
             let queue = cli.common.connect().await?;
-            Transcriber::new(config, queue)?
-                .run(shutdown_signal())
-                .await?;
-            Ok(())
+            let transcriber = Transcriber::new(config, queue.clone())?;
+            with_metrics(
+                args.run.metrics_bind,
+                queue,
+                transcriber.run(shutdown_signal()),
+            )
+            .await
         }
         Command::Notifier(args) => {
             let config = args.to_config()?;
             let queue = cli.common.connect().await?;
-            Notifier::new(config, queue)?.run(shutdown_signal()).await?;
-            Ok(())
+            let notifier = Notifier::new(config, queue.clone())?;
+            with_metrics(
+                args.run.metrics_bind,
+                queue,
+                notifier.run(shutdown_signal()),
+            )
+            .await
         }
         Command::Queue(command) => {
             let queue = cli.common.connect().await?;
             queue_command(queue, command, cli.common.json).await
         }
     }
+}
+
+/// Runs a worker loop, serving `/metrics` and `/healthz` on `bind` (when set) until the loop
+/// has stopped, so the last counts stay scrapeable through the shutdown grace period.
+async fn with_metrics(
+    bind: Option<SocketAddr>,
+    queue: Arc<dyn ReliableQueue>,
+    worker: impl Future<Output = Result<RunSummary, RunError>>,
+) -> Result<(), CliError> {
+    let Some(bind) = bind else {
+        worker.await?;
+        return Ok(());
+    };
+    let handle = telemetry::install_prometheus()?;
+    let server = MetricsServer::bind(bind, handle, queue).await?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, "metrics endpoint listening");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let outcome = worker.await;
+    let _ = stop.send(());
+    match serving.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "metrics endpoint failed"),
+        Err(err) => tracing::warn!(error = %err, "metrics endpoint task failed"),
+    }
+    outcome?;
+    Ok(())
 }
 
 fn queues(queue: Option<String>) -> Vec<String> {

@@ -133,6 +133,10 @@ pub struct RunArgs {
     /// Worker id (default: `<role>-<pid>-<random>`).
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: Option<String>,
+    /// Serve Prometheus `GET /metrics` and `GET /healthz` on this address (e.g.
+    /// `0.0.0.0:9100`; port 0 picks a free one). Off when unset.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {

@@ -1,15 +1,23 @@
 //! The worker loop shared by the transcriber and the notifier: N job slots reserving from one
-//! queue, a heartbeat task, a maintenance task (`reap` + `promote_due` + queue-depth gauge) and
-//! graceful shutdown.
+//! queue, a heartbeat task, a maintenance task (`reap` + `promote_due` + queue-depth gauge +
+//! the audit of this worker's own reservations) and graceful shutdown.
+//!
+//! Own reservations: the reaper only returns the jobs of workers that stopped heartbeating, so
+//! a job in this (living) worker's processing area that no slot works on would otherwise stay
+//! there until the process exits. That happens when a process restarts with the same
+//! `worker_id` (its predecessor's jobs: released at start) and when a `reserve` moved a job but
+//! its reply never arrived (released by the maintenance loop once such a job has been seen
+//! unworked for `stranded_after`).
 //!
 //! Shutdown: when the shutdown future completes the slots stop reserving; jobs in flight may
 //! finish for up to `shutdown_grace`, after which they are cancelled and `release`d (returned
 //! to the front of the queue without counting a failure). Then the worker id is `retire`d and
 //! one `reap` returns anything a cancelled `reserve` may have left behind.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -37,6 +45,10 @@ pub struct RunConfig {
     pub maintenance_interval: Duration,
     /// Longest single `reserve` wait.
     pub reserve_wait: Duration,
+    /// A job this worker holds but no slot works on is released once it has been seen so for
+    /// this long (see the module docs). Must exceed `reserve_wait` plus the queue's reply
+    /// margin (5 s on Redis), so a reply still on its way is never mistaken for a lost one.
+    pub stranded_after: Duration,
 }
 
 impl RunConfig {
@@ -50,6 +62,7 @@ impl RunConfig {
             shutdown_grace: Duration::from_secs(30),
             maintenance_interval: Duration::from_secs(2),
             reserve_wait: Duration::from_secs(5),
+            stranded_after: Duration::from_secs(30),
         }
     }
 
@@ -65,6 +78,11 @@ impl RunConfig {
         if self.maintenance_interval.is_zero() {
             return Err(RunError::Config(
                 "maintenance interval must be positive".into(),
+            ));
+        }
+        if self.stranded_after <= self.reserve_wait {
+            return Err(RunError::Config(
+                "stranded_after must exceed reserve_wait".into(),
             ));
         }
         Ok(())
@@ -126,6 +144,35 @@ pub struct RunSummary {
     pub released: u64,
 }
 
+/// Ids of the jobs the slots are working on.
+type InFlight = Arc<Mutex<HashSet<String>>>;
+
+fn in_flight_set(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Marks a job as worked on until dropped.
+struct Tracked<'a> {
+    in_flight: &'a InFlight,
+    id: String,
+}
+
+impl<'a> Tracked<'a> {
+    fn new(in_flight: &'a InFlight, job: &Reserved) -> Self {
+        let id = job.envelope.id.to_string();
+        in_flight_set(in_flight).insert(id.clone());
+        Tracked { in_flight, id }
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        in_flight_set(self.in_flight).remove(&self.id);
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     succeeded: AtomicU64,
@@ -164,6 +211,18 @@ impl WorkerLoop {
         queue
             .heartbeat(&config.worker_id, config.heartbeat_ttl)
             .await?;
+        // Nothing runs under this id yet: whatever it holds was left by a previous process.
+        let leftovers = queue.held(&config.queue, &config.worker_id).await?;
+        for job in &leftovers {
+            queue.release(job).await?;
+        }
+        if !leftovers.is_empty() {
+            tracing::warn!(
+                worker_id = %config.worker_id,
+                jobs = leftovers.len(),
+                "returned jobs left by a previous process with this worker id"
+            );
+        }
         tracing::info!(
             queue = %config.queue,
             worker_id = %config.worker_id,
@@ -174,13 +233,19 @@ impl WorkerLoop {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (abort_tx, abort_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
+        let in_flight = InFlight::default();
         let background = [
             tokio::spawn(heartbeat_loop(
                 queue.clone(),
                 config.clone(),
                 done_rx.clone(),
             )),
-            tokio::spawn(maintenance_loop(queue.clone(), config.clone(), done_rx)),
+            tokio::spawn(maintenance_loop(
+                queue.clone(),
+                config.clone(),
+                in_flight.clone(),
+                done_rx,
+            )),
         ];
         let counters = Arc::new(Counters::default());
         let mut slots = JoinSet::new();
@@ -190,6 +255,7 @@ impl WorkerLoop {
                 handler: self.handler.clone(),
                 config: config.clone(),
                 counters: counters.clone(),
+                in_flight: in_flight.clone(),
             };
             slots.spawn(slot_loop(slot, stop_rx.clone(), abort_rx.clone()));
         }
@@ -230,6 +296,7 @@ struct Slot {
     handler: Arc<dyn JobHandler>,
     config: Arc<RunConfig>,
     counters: Arc<Counters>,
+    in_flight: InFlight,
 }
 
 async fn slot_loop(slot: Slot, mut stop: watch::Receiver<bool>, mut abort: watch::Receiver<bool>) {
@@ -255,6 +322,7 @@ async fn slot_loop(slot: Slot, mut stop: watch::Receiver<bool>, mut abort: watch
                 continue;
             }
         };
+        let _tracked = Tracked::new(&slot.in_flight, &job);
         if *stop.borrow() {
             release(&slot, &job).await;
             return;
@@ -385,8 +453,10 @@ async fn heartbeat_loop(
 async fn maintenance_loop(
     queue: Arc<dyn ReliableQueue>,
     config: Arc<RunConfig>,
+    in_flight: InFlight,
     mut done: watch::Receiver<bool>,
 ) {
+    let mut unworked = HashMap::new();
     loop {
         match queue.reap().await {
             Ok(0) => {}
@@ -401,9 +471,52 @@ async fn maintenance_loop(
         if let Ok(stats) = queue.stats(&config.queue).await {
             telemetry::queue_depth(&config.queue, &stats);
         }
+        audit_own_jobs(queue.as_ref(), &config, &in_flight, &mut unworked).await;
         tokio::select! {
             () = tokio::time::sleep(config.maintenance_interval) => {}
             _ = done.wait_for(|done| *done) => return,
         }
     }
+}
+
+/// Releases the jobs this worker has held, unworked, for `stranded_after` (see the module
+/// docs). `unworked` maps such job ids to when they were first seen so.
+async fn audit_own_jobs(
+    queue: &dyn ReliableQueue,
+    config: &RunConfig,
+    in_flight: &InFlight,
+    unworked: &mut HashMap<String, Instant>,
+) {
+    let held = match queue.held(&config.queue, &config.worker_id).await {
+        Ok(held) => held,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list this worker's jobs");
+            return;
+        }
+    };
+    let now = Instant::now();
+    let mut still_unworked = HashMap::new();
+    for job in held {
+        let id = job.envelope.id.to_string();
+        if in_flight_set(in_flight).contains(&id) {
+            continue;
+        }
+        let since = unworked.get(&id).copied().unwrap_or(now);
+        if now.duration_since(since) < config.stranded_after {
+            still_unworked.insert(id, since);
+            continue;
+        }
+        match queue.release(&job).await {
+            Ok(true) => tracing::warn!(
+                job_id = %id,
+                "returned a job this worker held but never worked on (a lost reserve reply?)"
+            ),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(job_id = %id, error = %err, "cannot return an unworked job");
+                still_unworked.insert(id, since);
+            }
+        }
+    }
+    *unworked = still_unworked;
 }

@@ -1,8 +1,22 @@
-//! Metric names and recording helpers over the `metrics` facade. Nothing is exported unless
-//! the embedding process installs a recorder (e.g. a Prometheus exporter); without one every
-//! call is a no-op.
+//! Metric names and recording helpers over the `metrics` facade, the Prometheus recorder and
+//! the `/metrics` + `/healthz` endpoint that serves it.
+//!
+//! Nothing is exported unless the process installs a recorder: [`install_prometheus`] (the
+//! `worker` binary does with `--metrics-bind`; the one-process stack can call it too). Without
+//! one every recording call is a no-op.
 
-use job_queue::QueueStats;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use job_queue::{QueueStats, ReliableQueue};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Counter: jobs this process enqueued (label `queue`).
 pub const JOBS_ENQUEUED: &str = "worker_jobs_enqueued_total";
@@ -19,7 +33,136 @@ pub const PROCESSING_SECONDS: &str = "worker_job_processing_seconds";
 /// Gauge: jobs per queue and state (`ready`, `processing`, `delayed`, `dead`).
 pub const QUEUE_DEPTH: &str = "worker_queue_depth";
 
-/// Registers descriptions with the installed recorder (call once after installing one).
+/// Bucket bounds of [`PROCESSING_SECONDS`], in seconds: no-op jobs to long transcriptions.
+const PROCESSING_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0,
+];
+/// How often the endpoint's background task runs the recorder's upkeep (histogram draining),
+/// so memory stays bounded when nobody scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why metrics could not be exported.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TelemetryError {
+    /// Another `metrics` recorder was installed in this process first, or the builder refused
+    /// its configuration.
+    #[error("cannot install the Prometheus recorder: {0}")]
+    Install(String),
+}
+
+/// The process-wide recorder: `metrics` allows one per process, so the first call's outcome
+/// is kept and every later call gets the same handle.
+static PROMETHEUS: OnceLock<Result<PrometheusHandle, TelemetryError>> = OnceLock::new();
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder (processing time as a
+/// histogram with [`PROCESSING_BUCKETS`], descriptions registered) and returns the handle
+/// that renders the text format. Idempotent: every call returns the same handle.
+pub fn install_prometheus() -> Result<PrometheusHandle, TelemetryError> {
+    PROMETHEUS
+        .get_or_init(|| {
+            let install =
+                |e: metrics_exporter_prometheus::BuildError| TelemetryError::Install(e.to_string());
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(PROCESSING_SECONDS.to_owned()),
+                    PROCESSING_BUCKETS,
+                )
+                .map_err(install)?
+                .install_recorder()
+                .map_err(install)?;
+            describe();
+            Ok(handle)
+        })
+        .clone()
+}
+
+/// `GET /metrics` (Prometheus text format) and `GET /healthz` (200 when the queue answers a
+/// ping within 2 s, else 503).
+pub fn metrics_router(handle: PrometheusHandle, queue: Arc<dyn ReliableQueue>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(health))
+        .with_state(EndpointState { handle, queue })
+}
+
+#[derive(Clone)]
+struct EndpointState {
+    handle: PrometheusHandle,
+    queue: Arc<dyn ReliableQueue>,
+}
+
+async fn render_metrics(State(state): State<EndpointState>) -> impl IntoResponse {
+    state.handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.handle.render(),
+    )
+}
+
+async fn health(State(state): State<EndpointState>) -> (StatusCode, &'static str) {
+    match tokio::time::timeout(Duration::from_secs(2), state.queue.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok\n"),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "health check: queue unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "queue unreachable\n")
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue timed out\n"),
+    }
+}
+
+/// The metrics endpoint, bound and ready to serve.
+pub struct MetricsServer {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    handle: PrometheusHandle,
+}
+
+impl MetricsServer {
+    /// Binds `addr` (port 0: any free port; see [`local_addr`](Self::local_addr)).
+    pub async fn bind(
+        addr: SocketAddr,
+        handle: PrometheusHandle,
+        queue: Arc<dyn ReliableQueue>,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Ok(MetricsServer {
+            listener,
+            router: metrics_router(handle.clone(), queue),
+            handle,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, running the recorder's upkeep meanwhile.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let handle = self.handle;
+        let upkeep = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                interval.tick().await;
+                handle.run_upkeep();
+            }
+        });
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        upkeep.abort();
+        served
+    }
+}
+
+/// Registers descriptions with the installed recorder ([`install_prometheus`] does).
 pub fn describe() {
     metrics::describe_counter!(JOBS_ENQUEUED, "Jobs enqueued by this process");
     metrics::describe_counter!(JOBS_SUCCEEDED, "Jobs handled and acknowledged");

@@ -318,6 +318,43 @@ pub async fn retired_workers_are_reaped_at_once(h: &Harness) {
     assert_eq!(stats(q, "jobs").await, counts(1, 0, 0, 0));
 }
 
+pub async fn held_lists_a_workers_jobs_for_release_or_ack(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    live_worker(q, "w2").await;
+    let a = q.enqueue("jobs", "test", json!({ "n": 1 })).await.unwrap();
+    let b = q.enqueue("jobs", "test", json!({ "n": 2 })).await.unwrap();
+    let c = q.enqueue("jobs", "test", json!({ "n": 3 })).await.unwrap();
+    q.enqueue("other", "test", json!({})).await.unwrap();
+    take(q, "jobs", "w1").await;
+    take(q, "jobs", "w2").await;
+    take(q, "jobs", "w1").await;
+    take(q, "other", "w1").await;
+
+    let ids = |jobs: &[Reserved]| {
+        jobs.iter()
+            .map(|j| j.envelope.id.clone())
+            .collect::<Vec<_>>()
+    };
+    let held = q.held("jobs", "w1").await.unwrap();
+    assert_eq!(
+        ids(&held),
+        [a.clone(), c.clone()],
+        "oldest reservation first"
+    );
+    assert_eq!(held[0].envelope.payload, json!({ "n": 1 }));
+    assert_eq!(ids(&q.held("jobs", "w2").await.unwrap()), [b]);
+    assert!(q.held("jobs", "nobody").await.unwrap().is_empty());
+
+    // What `held` returns is as good as what `reserve` returned.
+    assert!(q.release(&held[0]).await.unwrap());
+    assert!(q.ack(&held[1]).await.unwrap());
+    assert!(q.held("jobs", "w1").await.unwrap().is_empty());
+    assert_eq!(stats(q, "jobs").await, counts(1, 1, 0, 0));
+    assert_eq!(take(q, "jobs", "w1").await.envelope.id, a);
+    assert!(q.held("jobs", "bad name").await.is_err());
+}
+
 pub async fn released_jobs_go_to_the_front(h: &Harness) {
     let q = h.q();
     live_worker(q, "w1").await;

@@ -42,6 +42,7 @@ conformance!(
     concurrent_reapers_move_each_job_once,
     retired_workers_are_reaped_at_once,
     released_jobs_go_to_the_front,
+    held_lists_a_workers_jobs_for_release_or_ack,
     duplicate_ids_are_suppressed_while_pending,
     bad_envelopes_go_to_the_dead_list,
     concurrent_consumers_never_share_a_job,

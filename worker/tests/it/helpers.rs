@@ -270,3 +270,51 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A `worker` process (the binary under test), SIGKILLed on drop so a failing test leaves
+/// nothing running. Its stderr goes to a log file for the failure message.
+pub struct WorkerProcess {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts `worker <args>` with only `PATH`, `RUST_LOG=info` and `env` set.
+    pub fn spawn(args: &[&str], env: &[(&str, String)], log: PathBuf) -> WorkerProcess {
+        let stderr = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        WorkerProcess { child, log }
+    }
+
+    /// SIGKILL (no shutdown path runs) and reap the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

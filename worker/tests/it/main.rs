@@ -8,7 +8,9 @@
 mod cli;
 mod download;
 mod engine;
+mod fault;
 mod helpers;
+mod metrics_endpoint;
 mod notifier;
 mod redis;
 mod smtp_sink;

@@ -1,6 +1,7 @@
 //! The transcriber against the real auth server (client_credentials tokens), a stub of
 //! transcription-api's result endpoint that records what it receives, and the audio host.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,11 +31,16 @@ pub enum ApiMode {
     UnauthorizedOnce,
     NotFound,
     AlreadyFinal,
+    /// What transcription-api does: a final report (`completed`/`failed`) is stored once; an
+    /// identical repeat answers 204, a differing one (including `processing` after a final
+    /// report) 409.
+    Stateful,
 }
 
 pub struct StubApi {
     pub addr: SocketAddr,
     pub reports: Reports,
+    pub finals: Finals,
 }
 
 #[derive(Clone)]
@@ -42,7 +48,11 @@ struct StubState {
     reports: Reports,
     mode: ApiMode,
     calls: Arc<Mutex<u32>>,
+    finals: Finals,
 }
+
+/// Final report per transcription id (`ApiMode::Stateful`).
+pub type Finals = Arc<Mutex<HashMap<String, serde_json::Value>>>;
 
 async fn result(
     State(state): State<StubState>,
@@ -50,6 +60,7 @@ async fn result(
     headers: HeaderMap,
     body: axum::Json<serde_json::Value>,
 ) -> StatusCode {
+    let report = body.0.clone();
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -59,7 +70,7 @@ async fn result(
         .reports
         .lock()
         .unwrap()
-        .push((id, auth.clone(), body.0));
+        .push((id.clone(), auth.clone(), body.0));
     let call = {
         let mut calls = state.calls.lock().unwrap();
         *calls += 1;
@@ -74,16 +85,30 @@ async fn result(
         ApiMode::UnauthorizedOnce => StatusCode::OK,
         ApiMode::NotFound => StatusCode::NOT_FOUND,
         ApiMode::AlreadyFinal => StatusCode::CONFLICT,
+        ApiMode::Stateful => {
+            let mut finals = state.finals.lock().unwrap();
+            match finals.get(&id) {
+                Some(stored) if *stored == report => StatusCode::NO_CONTENT,
+                Some(_) => StatusCode::CONFLICT,
+                None if report["status"] == "processing" => StatusCode::NO_CONTENT,
+                None => {
+                    finals.insert(id, report);
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }
     }
 }
 
 impl StubApi {
     pub async fn start(mode: ApiMode) -> StubApi {
         let reports = Reports::default();
+        let finals = Finals::default();
         let state = StubState {
             reports: reports.clone(),
             mode,
             calls: Arc::default(),
+            finals: finals.clone(),
         };
         let router = Router::new()
             .route("/internal/transcriptions/{id}/result", put(result))
@@ -91,6 +116,7 @@ impl StubApi {
         StubApi {
             addr: serve(router).await,
             reports,
+            finals,
         }
     }
 
@@ -100,6 +126,11 @@ impl StubApi {
 
     pub fn reports(&self) -> Vec<(String, String, serde_json::Value)> {
         self.reports.lock().unwrap().clone()
+    }
+
+    /// The stored final reports (`ApiMode::Stateful`).
+    pub fn finals(&self) -> HashMap<String, serde_json::Value> {
+        self.finals.lock().unwrap().clone()
     }
 }
 

@@ -10,7 +10,7 @@ use job_queue::{Envelope, ReliableQueue};
 use tokio::sync::Notify;
 use worker::{JobError, JobHandler, RunConfig, WorkerLoop};
 
-use crate::helpers::{TestQueue, eventually};
+use crate::helpers::{RedisTestQueue, TestQueue, eventually};
 
 const QUEUE: &str = "work";
 
@@ -225,4 +225,116 @@ async fn jobs_of_another_kind_fail() {
     running.await.unwrap().unwrap();
     assert!(delayed);
     assert_eq!(handler.started.load(Ordering::SeqCst), 0);
+}
+
+/// A process restarted under a fixed `WORKER_ID` heartbeats at once, so the reaper never sees
+/// its predecessor's jobs as orphaned; the loop returns them itself before it starts.
+async fn jobs_left_under_a_reused_worker_id_are_run(queue: Arc<dyn ReliableQueue>) {
+    enqueue(queue.as_ref(), 2).await;
+    // The predecessor took both jobs and died with a heartbeat that is still alive.
+    queue
+        .heartbeat("fixed-id", Duration::from_secs(60))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        queue
+            .reserve(QUEUE, "fixed-id", Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let handler = TestHandler::new(Duration::ZERO, false);
+    let mut config = run_config(1, Duration::from_secs(1));
+    config.worker_id = "fixed-id".into();
+    let worker = WorkerLoop::new(queue.clone(), handler.clone(), config);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = rx.await;
+    }));
+    let h = handler.clone();
+    let done = eventually(Duration::from_secs(10), || {
+        let h = h.clone();
+        async move { h.finished.load(Ordering::SeqCst) == 2 }
+    })
+    .await;
+    let _ = tx.send(());
+    let summary = running.await.unwrap().unwrap();
+    assert!(done, "the predecessor's jobs were never run; {summary:?}");
+    assert_eq!(summary.succeeded, 2);
+    assert_eq!(
+        queue.stats(QUEUE).await.unwrap(),
+        job_queue::QueueStats::default()
+    );
+}
+
+/// A `reserve` whose reply was lost leaves the job with a living worker; the maintenance loop
+/// returns it once it has sat unworked for `stranded_after`.
+async fn a_job_held_but_never_received_is_returned(queue: Arc<dyn ReliableQueue>) {
+    enqueue(queue.as_ref(), 1).await;
+    // One slot, busy with the first job for a while.
+    let handler = TestHandler::new(Duration::from_millis(1500), false);
+    let mut config = run_config(1, Duration::from_secs(5));
+    config.worker_id = "auditing-worker".into();
+    config.stranded_after = Duration::from_millis(300);
+    let worker = WorkerLoop::new(queue.clone(), handler.clone(), config);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = rx.await;
+    }));
+    handler.first_start.notified().await;
+    // The lost reply: the job moves to the worker's processing area, no slot ever sees it.
+    queue
+        .enqueue(QUEUE, "test", serde_json::json!({ "n": "lost" }))
+        .await
+        .unwrap();
+    let lost = queue
+        .reserve(QUEUE, "auditing-worker", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lost.envelope.payload, serde_json::json!({ "n": "lost" }));
+
+    // Only a release can bring it back to the one slot: the worker keeps heartbeating, so the
+    // reaper never touches it.
+    let h = handler.clone();
+    let done = eventually(Duration::from_secs(10), || {
+        let h = h.clone();
+        async move { h.finished.load(Ordering::SeqCst) == 2 }
+    })
+    .await;
+    let _ = tx.send(());
+    let summary = running.await.unwrap().unwrap();
+    assert!(done, "{summary:?}");
+    assert_eq!(
+        queue.stats(QUEUE).await.unwrap(),
+        job_queue::QueueStats::default()
+    );
+}
+
+#[tokio::test]
+async fn jobs_left_under_a_reused_worker_id_are_run_on_sqlite() {
+    let queue = TestQueue::sqlite().await;
+    jobs_left_under_a_reused_worker_id_are_run(queue.queue.clone()).await;
+}
+
+#[tokio::test]
+async fn jobs_left_under_a_reused_worker_id_are_run_on_redis() {
+    let Some(redis) = RedisTestQueue::connect().await else {
+        return;
+    };
+    jobs_left_under_a_reused_worker_id_are_run(redis.queue.clone()).await;
+}
+
+#[tokio::test]
+async fn a_job_held_but_never_received_is_returned_on_sqlite() {
+    let queue = TestQueue::sqlite().await;
+    a_job_held_but_never_received_is_returned(queue.queue.clone()).await;
+}
+
+#[tokio::test]
+async fn a_job_held_but_never_received_is_returned_on_redis() {
+    let Some(redis) = RedisTestQueue::connect().await else {
+        return;
+    };
+    a_job_held_but_never_received_is_returned(redis.queue.clone()).await;
 }
