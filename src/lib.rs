@@ -218,7 +218,11 @@ impl Stack {
             transcription_api::Services {
                 queue: queue.clone(),
                 revocations,
-                metrics: transcription_api::prometheus(),
+                // One recorder per process: the worker's (processing time as a histogram)
+                // serves the API's /metrics with every part's metrics.
+                metrics: worker::telemetry::install_prometheus()
+                    .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                    .ok(),
             },
         )
         .await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
-use job_queue::{QueueConfig, QueueError, RedisQueue, ReliableQueue, SigningKey, SqliteQueue};
+use job_queue::{QueueConfig, QueueError, ReliableQueue, SigningKey};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::ClientCredentials;
@@ -96,22 +96,8 @@ impl QueueArgs {
             max_attempts: self.max_attempts,
             ..QueueConfig::default()
         };
-        match &self.redis_url {
-            Some(url) => Ok(Arc::new(
-                RedisQueue::connect(url.expose_secret(), &self.queue_prefix, key, config).await?,
-            )),
-            None => {
-                if !self.queue_db.starts_with("sqlite:") {
-                    return Err(invalid(format!(
-                        "QUEUE_DATABASE_URL must be a sqlite: URL, not `{}`",
-                        self.queue_db
-                    )));
-                }
-                let queue = SqliteQueue::connect(&self.queue_db, key, config).await?;
-                queue.migrate().await?;
-                Ok(Arc::new(queue))
-            }
-        }
+        let redis_url = self.redis_url.as_ref().map(|url| url.expose_secret());
+        Ok(job_queue::connect(redis_url, &self.queue_db, &self.queue_prefix, key, config).await?)
     }
 }
 
