@@ -169,14 +169,12 @@ impl Stack {
             .context("starting the auth server")?;
         let auth_url = format!("http://{}", auth.local_addr());
         let issuer = auth.issuer().to_owned();
+        let auth_store = auth.store();
         tasks.spawn({
             let stop = stop.clone();
             async move { Ok(auth.run_until(stopped(stop)).await?) }
         });
 
-        // Bind the API first: the demo credentials carry its URL.
-        let api_listener_addr = config.api_bind;
-        let auth_store = auth_server::store::connect(&auth_db).await?;
         let hasher = SecretHasher::from_config(None, &config.keys_dir)?;
 
         // The queue and the revoked-token list the API consults.
@@ -211,7 +209,7 @@ impl Stack {
         };
 
         // transcription-api, with the sample recording.
-        let mut api_config = ApiConfig::new(api_listener_addr, &api_db, &issuer);
+        let mut api_config = ApiConfig::new(config.api_bind, &api_db, &issuer);
         api_config.outbox.relay_interval = Duration::from_secs(5);
         let api = transcription_api::Application::build(
             api_config,

@@ -154,6 +154,11 @@ impl Application {
         self.state.tokens.clone()
     }
 
+    /// The store the server runs on (to register clients and users beside it).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
     /// The key ring the server signs with (tests reload it after rotating keys).
     pub fn key_ring(&self) -> Arc<KeyRing> {
         self.state.keys.clone()

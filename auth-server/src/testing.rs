@@ -17,7 +17,7 @@ use crate::config::ServerConfig;
 use crate::keys::KeyRing;
 use crate::passwords::hash_password;
 use crate::secrets::{SecretHasher, generate_client_secret};
-use crate::store::{self, Client, GrantType, Scope, Store, User};
+use crate::store::{Client, GrantType, Scope, Store, User};
 
 /// Where PostgreSQL tests connect to create their databases.
 fn postgres_admin_url() -> String {
@@ -190,11 +190,11 @@ impl TestAuthServer {
         let base = format!("http://{}", app.local_addr());
         let issuer = app.issuer().to_owned();
         let keys = app.key_ring();
+        let store = app.store();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let store = store::connect(&url).await.unwrap();
         let hasher = SecretHasher::from_config(None, &dir.join("keys")).unwrap();
         TestAuthServer {
             base,

@@ -26,23 +26,10 @@ macro_rules! impl_sql_store {
             ) -> Result<Inserted, StoreError> {
                 let id = t.id.to_string();
                 let mut tx = self.writer.begin().await?;
-                if let Some(key) = idempotency {
-                    let existing = sqlx::query(
-                        "SELECT request_hash, transcription_id FROM idempotency_keys \
-                         WHERE owner = $1 AND key = $2",
-                    )
-                    .bind(&key.owner)
-                    .bind(&key.key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(row) = existing {
-                        let hash: String = row.try_get("request_hash")?;
-                        let earlier: String = row.try_get("transcription_id")?;
-                        return Ok(Inserted::Replayed {
-                            transcription_id: parse_id(&earlier)?,
-                            same_request: hash == key.request_hash,
-                        });
-                    }
+                if let Some(key) = idempotency
+                    && let Some(replayed) = Self::replay(&mut *tx, key).await?
+                {
+                    return Ok(replayed);
                 }
                 sqlx::query(
                     "INSERT INTO transcriptions (id, owner, client_id, email, audio_url, status, \
@@ -86,7 +73,9 @@ macro_rules! impl_sql_store {
                         // A concurrent request with the same key committed first: describe it.
                         Err(e) if is_unique_violation(&e) => {
                             tx.rollback().await?;
-                            return self.replay(key).await;
+                            return Self::replay(&self.writer, key).await?.ok_or_else(|| {
+                                StoreError::Corrupt("an idempotency key vanished".into())
+                            });
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -271,22 +260,26 @@ macro_rules! impl_sql_store {
         }
 
         impl $store {
-            /// Describes the request that holds `key` (after losing the race to insert it).
-            async fn replay(&self, key: &IdempotencyKey) -> Result<Inserted, StoreError> {
+            /// Describes the earlier request that holds `key`, if there is one.
+            async fn replay<'e, E>(executor: E, key: &IdempotencyKey) -> Result<Option<Inserted>, StoreError>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
                 let row = sqlx::query(
                     "SELECT request_hash, transcription_id FROM idempotency_keys \
                      WHERE owner = $1 AND key = $2",
                 )
                 .bind(&key.owner)
                 .bind(&key.key)
-                .fetch_one(&self.writer)
+                .fetch_optional(executor)
                 .await?;
+                let Some(row) = row else { return Ok(None) };
                 let hash: String = row.try_get("request_hash")?;
                 let earlier: String = row.try_get("transcription_id")?;
-                Ok(Inserted::Replayed {
+                Ok(Some(Inserted::Replayed {
                     transcription_id: parse_id(&earlier)?,
                     same_request: hash == key.request_hash,
-                })
+                }))
             }
 
             fn transcription(row: &<$db as sqlx::Database>::Row) -> Result<Transcription, StoreError> {

@@ -9,8 +9,10 @@ use auth_server::testing::TestAuthServer;
 use job_queue::{QueueConfig, ReliableQueue, SigningKey, SqliteQueue};
 use reqwest::StatusCode;
 use serde_json::Value;
+use time::OffsetDateTime;
 use token_guard::{RevocationList, StaticRevocationList};
 use transcription_api::config::ApiConfig;
+use transcription_api::store::{Status, Transcription};
 use transcription_api::submissions::{OutboxConfig, Transcriptions};
 use transcription_api::{Application, Services};
 use uuid::Uuid;
@@ -167,4 +169,21 @@ impl TestApi {
 
 pub fn sample_body() -> Value {
     serde_json::json!({"email": "ada@example.com", "audio_url": "https://cdn.example.com/a.wav"})
+}
+
+/// A new `queued` record of `owner`, as the store receives it.
+pub fn record(owner: &str) -> Transcription {
+    let now = OffsetDateTime::now_utc();
+    Transcription {
+        id: Uuid::new_v4(),
+        owner: owner.to_owned(),
+        client_id: "client-1".to_owned(),
+        email: "ada@example.com".to_owned(),
+        audio_url: "https://cdn.example.com/a.wav".to_owned(),
+        status: Status::Queued,
+        transcript: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    }
 }

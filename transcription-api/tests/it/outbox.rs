@@ -13,7 +13,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use transcription_api::store::{Report, Status, Transcription};
+use transcription_api::store::Report;
 use transcription_api::submissions::OutboxConfig;
 use uuid::Uuid;
 
@@ -169,38 +169,22 @@ async fn queue_down_gives_503_with_retry_after_and_no_record_then_recovers() {
     delete_prefix(&prefix).await;
 }
 
-fn queued(owner: &str) -> Transcription {
-    let now = OffsetDateTime::now_utc();
-    Transcription {
-        id: Uuid::new_v4(),
-        owner: owner.to_owned(),
-        client_id: "c".to_owned(),
-        email: "ada@example.com".to_owned(),
-        audio_url: "https://cdn.example.com/a.wav".to_owned(),
-        status: Status::Queued,
-        transcript: None,
-        error: None,
-        created_at: now,
-        updated_at: now,
-    }
-}
-
 #[tokio::test]
 async fn the_relay_queues_a_record_whose_enqueue_never_happened() {
     let api = TestApi::spawn().await;
     let store = api.transcriptions.store().clone();
     // What a crash right after the commit leaves: the record and its outbox entry, due now.
-    let orphan = queued("someone");
+    let orphan = record("someone");
     store.insert(&orphan, None, 0).await.unwrap();
     // A record whose job was evidently queued (a worker reported on it) but whose entry stayed.
-    let started = queued("someone");
+    let started = record("someone");
     store.insert(&started, None, 0).await.unwrap();
     store
         .report(started.id, &Report::Processing, OffsetDateTime::now_utc())
         .await
         .unwrap();
     // An entry still within its grace period (a request in flight) is left alone.
-    let in_flight = queued("someone");
+    let in_flight = record("someone");
     store.insert(&in_flight, None, i64::MAX).await.unwrap();
 
     assert_eq!(api.transcriptions.relay_once().await.unwrap(), 2);
@@ -234,7 +218,7 @@ async fn the_relay_keeps_an_entry_while_the_queue_is_down_and_queues_it_once_bac
     })
     .await;
     let store = api.transcriptions.store().clone();
-    let orphan = queued("someone");
+    let orphan = record("someone");
     store.insert(&orphan, None, 0).await.unwrap();
 
     proxy.cut();

@@ -7,28 +7,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use transcription_api::store::{
-    self, IdempotencyKey, Inserted, Report, ReportOutcome, Status, Transcription,
-    TranscriptionStore,
+    self, IdempotencyKey, Inserted, Report, ReportOutcome, Status, TranscriptionStore,
 };
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-fn record(owner: &str) -> Transcription {
-    let now = OffsetDateTime::now_utc();
-    Transcription {
-        id: Uuid::new_v4(),
-        owner: owner.to_owned(),
-        client_id: "client-1".to_owned(),
-        email: "ada@example.com".to_owned(),
-        audio_url: "https://cdn.example.com/a.wav".to_owned(),
-        status: Status::Queued,
-        transcript: None,
-        error: None,
-        created_at: now,
-        updated_at: now,
-    }
-}
 
 async fn conformance(store: Arc<dyn TranscriptionStore>) {
     store.migrate().await.unwrap();
