@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::request::decode_form_component;
+use super::request::{Param, decode_form_component, is_acceptable};
 use super::{GrantError, TokenRequest};
 use crate::secrets::SecretHasher;
 use crate::store::{Client, Store};
@@ -31,15 +31,20 @@ pub struct ClientCredentials {
 }
 
 /// Extracts the client's credentials, enforcing one authentication method per request.
+///
+/// A client id or secret over its cap or holding a control character, in the body or in the
+/// header, is `invalid_client` before anything is looked up.
 pub fn credentials(request: &TokenRequest) -> Result<ClientCredentials, GrantError> {
     let basic = request.authorization().map(parse_basic).transpose()?;
-    let (body_id, body_secret) = (request.param("client_id"), request.param("client_secret"));
+    let malformed = |_| GrantError::InvalidClient(AUTH_FAILED);
+    let body_id = request.param(Param::ClientId).map_err(malformed)?;
+    let body_secret = request.param(Param::ClientSecret).map_err(malformed)?;
     match (basic, body_id, body_secret) {
         (Some(_), _, Some(_)) => Err(GrantError::InvalidRequest(
-            "use only one client authentication method".into(),
+            "use only one client authentication method",
         )),
         (Some(basic), Some(id), None) if id != basic.client_id => Err(GrantError::InvalidRequest(
-            "client_id does not match the Authorization header".into(),
+            "client_id does not match the Authorization header",
         )),
         (Some(basic), _, None) => Ok(basic),
         (None, Some(id), Some(secret)) => Ok(ClientCredentials {
@@ -62,9 +67,12 @@ fn parse_basic(header: &str) -> Result<ClientCredentials, GrantError> {
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| MALFORMED)?;
     let colon = decoded.iter().position(|&b| b == b':').ok_or(MALFORMED)?;
     let (id, secret) = (&decoded[..colon], &decoded[colon + 1..]);
-    let client_id = decode_form_component(id).map_err(|_| MALFORMED)?;
-    let secret = decode_form_component(secret).map_err(|_| MALFORMED)?;
-    if client_id.is_empty() {
+    let client_id = decode_form_component(id).ok_or(MALFORMED)?;
+    let secret = decode_form_component(secret).ok_or(MALFORMED)?;
+    if client_id.is_empty()
+        || !is_acceptable(Param::ClientId, &client_id)
+        || !is_acceptable(Param::ClientSecret, &secret)
+    {
         return Err(MALFORMED);
     }
     Ok(ClientCredentials {
@@ -181,11 +189,32 @@ mod tests {
             "Bearer abc",
             &basic(":secret"),
             "Basic /w==:",
+            &basic("a%00:secret"),
+            &basic("a:se%01cret"),
+            &basic(&format!("{}:secret", "a".repeat(256))),
+            &basic(&format!("a:{}", "s".repeat(256))),
         ] {
             let result = credentials(&request("", Some(header)));
             assert!(
                 matches!(result, Err(GrantError::InvalidClient(_))),
                 "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_body_credentials_are_invalid_client() {
+        for body in [
+            "client_id=%00&client_secret=x",
+            "client_id=a&client_secret=%0A",
+            "client_id=%C2%9F&client_secret=x",
+        ] {
+            assert!(
+                matches!(
+                    credentials(&request(body, None)),
+                    Err(GrantError::InvalidClient(_))
+                ),
+                "{body}"
             );
         }
     }

@@ -10,7 +10,7 @@ pub fn grant(
     request: &TokenRequest,
     issuer: &TokenIssuer,
 ) -> Result<TokenResponse, GrantError> {
-    let scope = scope::negotiate(request.param("scope"), &client.scopes)?;
+    let scope = scope::negotiate(scope::requested(request)?, &client.scopes)?;
     let issued = issuer.issue(&client.id, &client.id, &scope)?;
     Ok(TokenResponse {
         access_token: issued.token,

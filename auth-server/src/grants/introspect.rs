@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::{GrantError, INTROSPECT_SCOPE, TokenRequest, TokenService, required};
+use super::{GrantError, INTROSPECT_SCOPE, Param, TokenRequest, TokenService};
 use crate::store::{Client, RefreshLookup};
 
 /// A token recognised as one of ours.
@@ -49,8 +49,11 @@ impl TokenService {
     /// `POST /oauth/introspect`.
     pub async fn introspect(&self, request: &TokenRequest) -> Result<Value, GrantError> {
         let caller = self.clients.authenticate(request).await?;
-        let token = required(request, "token")?;
-        Ok(match self.recognise(token, &caller).await? {
+        let known = match presented_token(request)? {
+            Some(token) => self.recognise(token, &caller).await?,
+            None => None,
+        };
+        Ok(match known {
             None => json!({ "active": false }),
             Some(Known::Access(claims)) => json!({
                 "active": true,
@@ -82,7 +85,9 @@ impl TokenService {
     /// on the deny-list until it expires.
     pub async fn revoke(&self, request: &TokenRequest) -> Result<(), GrantError> {
         let caller = self.clients.authenticate(request).await?;
-        let token = required(request, "token")?;
+        let Some(token) = presented_token(request)? else {
+            return Ok(());
+        };
         let now = OffsetDateTime::now_utc();
         match self.recognise(token, &caller).await? {
             None => {}
@@ -100,5 +105,16 @@ impl TokenService {
             }
         }
         Ok(())
+    }
+}
+
+/// The `token` parameter: missing is `invalid_request`; a value over its cap or with control
+/// characters cannot be one of ours, so it is `Ok(None)` (inactive, RFC 7662 §2.2; revoking it
+/// is a silent success, RFC 7009 §2.2).
+fn presented_token(request: &TokenRequest) -> Result<Option<&str>, GrantError> {
+    match request.param(Param::Token) {
+        Ok(Some(token)) => Ok(Some(token)),
+        Ok(None) => Err(GrantError::MissingParameter(Param::Token)),
+        Err(_) => Ok(None),
     }
 }

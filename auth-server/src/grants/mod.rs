@@ -10,7 +10,6 @@ pub mod refresh;
 pub mod request;
 pub mod scope;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -23,23 +22,32 @@ use crate::store::{GrantType, Store, StoreError};
 use crate::throttle::LoginThrottle;
 use client_auth::ClientAuthenticator;
 use refresh::RefreshTokens;
-pub use request::TokenRequest;
+pub use request::{Param, TokenRequest};
 
 /// Why a token request was refused (RFC 6749 §5.2), or failed on our side.
+///
+/// Every text here is fixed: a description names a parameter only from [`Param`]'s list and
+/// never quotes what the caller sent (RFC 6749 §5.2 limits `error_description` to
+/// `%x20-21 / %x23-5B / %x5D-7E`; echoing input invites log and UI injection). The HTTP layer
+/// turns these into bodies in one function, `http::error::error_description`.
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
     #[error("{0}")]
-    InvalidRequest(Cow<'static, str>),
+    InvalidRequest(&'static str),
+    #[error("missing parameter `{}`", .0.name())]
+    MissingParameter(Param),
+    #[error("{}", repeated_description(*.0))]
+    RepeatedParameter(Option<Param>),
     #[error("{0}")]
     InvalidClient(&'static str),
     #[error("{0}")]
-    InvalidGrant(Cow<'static, str>),
+    InvalidGrant(&'static str),
+    #[error("this client may not use the `{}` grant", .0.as_str())]
+    UnauthorizedClient(GrantType),
     #[error("{0}")]
-    UnauthorizedClient(Cow<'static, str>),
+    UnsupportedGrantType(&'static str),
     #[error("{0}")]
-    UnsupportedGrantType(Cow<'static, str>),
-    #[error("{0}")]
-    InvalidScope(Cow<'static, str>),
+    InvalidScope(&'static str),
     /// Too many failed logins for the account or the source address.
     #[error("too many failed login attempts; retry in {retry_after} s")]
     LoginThrottled { retry_after: u64 },
@@ -56,11 +64,20 @@ pub enum GrantError {
     DenyList(#[from] DenyListError),
 }
 
+fn repeated_description(param: Option<Param>) -> String {
+    match param {
+        Some(param) => format!("parameter `{}` is repeated", param.name()),
+        None => "a parameter is repeated".to_owned(),
+    }
+}
+
 impl GrantError {
     /// The RFC 6749 error code; `server_error` for failures on our side.
     pub fn code(&self) -> &'static str {
         match self {
-            GrantError::InvalidRequest(_) => "invalid_request",
+            GrantError::InvalidRequest(_)
+            | GrantError::MissingParameter(_)
+            | GrantError::RepeatedParameter(_) => "invalid_request",
             GrantError::InvalidClient(_) => "invalid_client",
             GrantError::InvalidGrant(_) | GrantError::LoginThrottled { .. } => "invalid_grant",
             GrantError::UnauthorizedClient(_) => "unauthorized_client",
@@ -111,23 +128,18 @@ pub struct TokenService {
 impl TokenService {
     /// `POST /oauth/token`: authenticate the client, dispatch on `grant_type`.
     pub async fn exchange(&self, request: &TokenRequest) -> Result<TokenResponse, GrantError> {
+        const UNSUPPORTED: GrantError =
+            GrantError::UnsupportedGrantType("this grant type is not supported");
         let grant_type = request
-            .param("grant_type")
-            .ok_or(GrantError::InvalidRequest(
-                "missing parameter `grant_type`".into(),
-            ))?;
+            .param(Param::GrantType)
+            .map_err(|_| UNSUPPORTED)?
+            .ok_or(GrantError::MissingParameter(Param::GrantType))?;
         let grant = GrantType::parse(grant_type)
             .filter(|g| SUPPORTED_GRANT_TYPES.contains(g))
-            .ok_or_else(|| {
-                GrantError::UnsupportedGrantType(
-                    format!("grant type `{grant_type}` is not supported").into(),
-                )
-            })?;
+            .ok_or(UNSUPPORTED)?;
         let client = self.clients.authenticate(request).await?;
         if !client.grant_types.contains(&grant) {
-            return Err(GrantError::UnauthorizedClient(
-                format!("this client may not use the `{}` grant", grant.as_str()).into(),
-            ));
+            return Err(GrantError::UnauthorizedClient(grant));
         }
         match grant {
             GrantType::ClientCredentials => {
@@ -139,9 +151,15 @@ impl TokenService {
     }
 }
 
-/// A required, non-empty form parameter.
-fn required<'a>(request: &'a TokenRequest, name: &'static str) -> Result<&'a str, GrantError> {
+/// A required, non-empty form parameter; `malformed` is the answer when its value failed the
+/// length or character check of [`request`].
+fn required(
+    request: &TokenRequest,
+    param: Param,
+    malformed: GrantError,
+) -> Result<&str, GrantError> {
     request
-        .param(name)
-        .ok_or_else(|| GrantError::InvalidRequest(format!("missing parameter `{name}`").into()))
+        .param(param)
+        .map_err(|_| malformed)?
+        .ok_or(GrantError::MissingParameter(param))
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use secrecy::SecretString;
 
-use super::{GrantError, TokenRequest, TokenResponse, TokenService, required, scope};
-use crate::passwords::{MAX_PASSWORD_LEN, PasswordError};
+use super::{GrantError, Param, TokenRequest, TokenResponse, TokenService, required, scope};
+use crate::passwords::PasswordError;
 use crate::store::{Client, GrantType};
 
 const BAD_CREDENTIALS: &str = "invalid username or password";
@@ -18,26 +18,25 @@ pub async fn grant(
     client: &Client,
     request: &TokenRequest,
 ) -> Result<TokenResponse, GrantError> {
-    let username = required(request, "username")?;
-    let password = required(request, "password")?;
+    let username = required(
+        request,
+        Param::Username,
+        GrantError::InvalidGrant(BAD_CREDENTIALS),
+    )?;
+    let password = required(
+        request,
+        Param::Password,
+        GrantError::InvalidGrant(BAD_CREDENTIALS),
+    )?;
     let ip = request.client_ip();
     if let Some(retry_after) = service.throttle.retry_after(username, ip).await? {
         return Err(GrantError::LoginThrottled { retry_after });
     }
     let user = service.store.find_user_by_email(username).await?;
-    // An over-long password never matches: skip hashing it, but still pay for one hash.
-    let presented = if password.len() > MAX_PASSWORD_LEN {
-        ""
-    } else {
-        password
-    };
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .filter(|_| !presented.is_empty());
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
     let matched = service
         .passwords
-        .verify(SecretString::from(presented.to_owned()), hash)
+        .verify(SecretString::from(password.to_owned()), hash)
         .await
         .map_err(|err| match err {
             PasswordError::Saturated => GrantError::Busy { retry_after: 1 },
@@ -47,7 +46,7 @@ pub async fn grant(
         Some(user) if matched && !user.disabled => user,
         _ => {
             service.throttle.record_failure(username, ip).await?;
-            return Err(GrantError::InvalidGrant(BAD_CREDENTIALS.into()));
+            return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
         }
     };
     service.throttle.record_success(username).await?;
@@ -57,7 +56,7 @@ pub async fn grant(
         .intersection(&client.scopes)
         .cloned()
         .collect();
-    let scope = scope::negotiate(request.param("scope"), &allowed)?;
+    let scope = scope::negotiate(scope::requested(request)?, &allowed)?;
     let access = service.issuer.issue(&user.id, &client.id, &scope)?;
     let refresh_token = if client.grant_types.contains(&GrantType::RefreshToken) {
         Some(

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{GrantError, TokenRequest, TokenResponse, TokenService, required, scope};
+use super::{GrantError, Param, TokenRequest, TokenResponse, TokenService, required, scope};
 use crate::secrets::SecretHasher;
 use crate::store::{Client, RefreshFamily, RefreshLookup, RefreshTokenRecord, Store, StoreError};
 
@@ -129,7 +129,7 @@ impl RefreshTokens {
         {
             return err.into();
         }
-        GrantError::InvalidGrant("refresh token was already used".into())
+        GrantError::InvalidGrant("refresh token was already used")
     }
 
     /// Exchanges `presented` for its successor, or hands the same successor out again in the
@@ -156,7 +156,7 @@ impl RefreshTokens {
         let current = self
             .find(presented)
             .await?
-            .ok_or(GrantError::InvalidGrant(INVALID.into()))?;
+            .ok_or(GrantError::InvalidGrant(INVALID))?;
         if current.family.revoked_at.is_none() && self.in_grace(&current, presented, now) {
             return Ok(successor);
         }
@@ -170,8 +170,12 @@ pub async fn grant(
     client: &Client,
     request: &TokenRequest,
 ) -> Result<TokenResponse, GrantError> {
-    let presented = required(request, "refresh_token")?;
-    let invalid = || GrantError::InvalidGrant(INVALID.into());
+    let presented = required(
+        request,
+        Param::RefreshToken,
+        GrantError::InvalidGrant(INVALID),
+    )?;
+    let invalid = || GrantError::InvalidGrant(INVALID);
     let refresh = &service.refresh;
     let lookup = refresh.find(presented).await?.ok_or_else(invalid)?;
     let now = OffsetDateTime::now_utc();
@@ -186,7 +190,7 @@ pub async fn grant(
     }
     let user = service.store.find_user(&lookup.family.user_id).await?;
     let Some(user) = user.filter(|u| !u.disabled) else {
-        return Err(GrantError::InvalidGrant("the user is disabled".into()));
+        return Err(GrantError::InvalidGrant("the user is disabled"));
     };
     // Never wider than the login's scope, nor than what the user and client may have now.
     let allowed: BTreeSet<String> = lookup
@@ -196,7 +200,7 @@ pub async fn grant(
         .filter(|s| user.permissions.contains(*s) && client.scopes.contains(*s))
         .map(str::to_owned)
         .collect();
-    let scope = scope::negotiate(request.param("scope"), &allowed)?;
+    let scope = scope::negotiate(scope::requested(request)?, &allowed)?;
     let successor = refresh.rotate(lookup, presented).await?;
     let access = service.issuer.issue(&user.id, &client.id, &scope)?;
     Ok(TokenResponse {

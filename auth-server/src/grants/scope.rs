@@ -3,7 +3,15 @@
 
 use std::collections::BTreeSet;
 
-use super::GrantError;
+use super::{GrantError, Param, TokenRequest};
+
+/// The request's `scope` parameter; a value over its cap or with control characters is
+/// `invalid_scope` (RFC 6749 §5.2: "malformed").
+pub fn requested(request: &TokenRequest) -> Result<Option<&str>, GrantError> {
+    request
+        .param(Param::Scope)
+        .map_err(|_| GrantError::InvalidScope("malformed scope"))
+}
 
 /// Whether `token` is a valid RFC 6749 scope-token (`%x21 / %x23-5B / %x5D-7E`, non-empty).
 pub fn is_scope_token(token: &str) -> bool {
@@ -14,12 +22,13 @@ pub fn is_scope_token(token: &str) -> bool {
 }
 
 /// Resolves the `scope` parameter against the allowed set; returns the space-delimited
-/// granted scope. Unknown or excess scope is `invalid_scope`, never silently dropped.
+/// granted scope. Unknown or excess scope is `invalid_scope`, never silently dropped; a
+/// scope with no scope-token in it (only spaces) is malformed (RFC 6749 §3.3), not "all".
 pub fn negotiate(
     requested: Option<&str>,
     allowed: &BTreeSet<String>,
 ) -> Result<String, GrantError> {
-    let Some(requested) = requested.filter(|s| !s.trim().is_empty()) else {
+    let Some(requested) = requested else {
         return Ok(allowed
             .iter()
             .map(String::as_str)
@@ -29,16 +38,17 @@ pub fn negotiate(
     let mut granted: Vec<&str> = Vec::new();
     for token in requested.split(' ').filter(|t| !t.is_empty()) {
         if !is_scope_token(token) {
-            return Err(GrantError::InvalidScope("malformed scope".into()));
+            return Err(GrantError::InvalidScope("malformed scope"));
         }
         if !allowed.contains(token) {
-            return Err(GrantError::InvalidScope(
-                format!("scope `{token}` is not allowed").into(),
-            ));
+            return Err(GrantError::InvalidScope("a requested scope is not allowed"));
         }
         if !granted.contains(&token) {
             granted.push(token);
         }
+    }
+    if granted.is_empty() {
+        return Err(GrantError::InvalidScope("malformed scope"));
     }
     Ok(granted.join(" "))
 }
@@ -55,7 +65,8 @@ mod tests {
     fn table() {
         let cases: &[(Option<&str>, Result<&str, ()>)] = &[
             (None, Ok("a b c")),
-            (Some("  "), Ok("a b c")),
+            (Some(" "), Err(())),
+            (Some("   "), Err(())),
             (Some("b"), Ok("b")),
             (Some("c a"), Ok("c a")),
             (Some("a a  b"), Ok("a b")),

@@ -54,7 +54,7 @@ impl IntoResponse for TokenEndpointError {
             tracing::error!(error = %self, "token request failed");
             None
         } else {
-            Some(self.to_string())
+            Some(error_description(&self.to_string()))
         };
         let body = serde_json::to_string(&ErrorBody {
             error: code,
@@ -74,5 +74,30 @@ impl IntoResponse for TokenEndpointError {
             );
         }
         response
+    }
+}
+
+/// Builds every `error_description` the auth server sends: the error's fixed text (see
+/// [`GrantError`]: it never quotes the request), reduced to the characters RFC 6749 §5.2
+/// allows, `%x20-21 / %x23-5B / %x5D-7E`; anything else becomes `?`.
+pub fn error_description(text: &str) -> String {
+    text.chars()
+        .map(|c| if is_description_char(c) { c } else { '?' })
+        .collect()
+}
+
+/// Whether `c` may appear in an `error_description` (RFC 6749 §5.2).
+pub fn is_description_char(c: char) -> bool {
+    matches!(c, '\u{20}'..='\u{21}' | '\u{23}'..='\u{5B}' | '\u{5D}'..='\u{7E}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_keep_only_the_rfc_6749_characters() {
+        assert_eq!(error_description("missing parameter `token`"), "missing parameter `token`");
+        assert_eq!(error_description("a\"b\\c\u{0}d\u{e9}\n"), "a?b?c?d??");
     }
 }

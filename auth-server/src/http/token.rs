@@ -81,7 +81,7 @@ fn respond(result: Result<String, TokenEndpointError>) -> Response {
 async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, TokenEndpointError> {
     if !is_form(headers) {
         return Err(GrantError::InvalidRequest(
-            "content type must be application/x-www-form-urlencoded".into(),
+            "content type must be application/x-www-form-urlencoded",
         )
         .into());
     }
@@ -99,7 +99,7 @@ async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, Toke
         }
         Err(_) => {
             return Err(
-                GrantError::InvalidRequest("could not read the request body".into()).into(),
+                GrantError::InvalidRequest("could not read the request body").into(),
             );
         }
     };

@@ -6,6 +6,7 @@
 mod cli;
 mod discovery;
 mod helpers;
+mod hostile_input;
 mod introspection;
 mod keys;
 mod password;
