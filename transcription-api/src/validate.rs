@@ -275,6 +275,13 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
         Some("processing") => Some(Report::Processing),
         Some("completed") => {
             let transcript = match fields.get("transcript").map(Vec::as_slice) {
+                Some([Value::String(text)]) if !is_storable_text(text) => {
+                    errors.add(
+                        "transcript",
+                        "The transcript field must not contain control characters.",
+                    );
+                    None
+                }
                 Some([Value::String(text)]) => Some(text.clone()),
                 _ => {
                     errors.add(
@@ -296,6 +303,13 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
                     );
                     None
                 }
+                Some(error) if !is_storable_text(&error) => {
+                    errors.add(
+                        "error",
+                        "The error field must not contain control characters.",
+                    );
+                    None
+                }
                 Some(error) => Some(Report::Failed { error }),
                 None => None,
             }
@@ -312,6 +326,14 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
         Some(report) if errors.is_empty() => Ok(report),
         _ => Err(BodyError::Invalid(errors)),
     }
+}
+
+/// Text that every store keeps as sent: no control characters but tab, line feed and carriage
+/// return (PostgreSQL's `text` cannot hold NUL at all).
+fn is_storable_text(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
 }
 
 #[cfg(test)]
@@ -515,5 +537,22 @@ mod tests {
             report(FORM, b"status=processing"),
             Err(BodyError::UnsupportedMediaType)
         ));
+    }
+
+    #[test]
+    fn reports_with_control_characters_are_refused() {
+        for body in [
+            r#"{"status":"completed","transcript":"a\u0000b"}"#,
+            r#"{"status":"completed","transcript":"a\u001bb"}"#,
+            r#"{"status":"failed","error":"a\u0000b"}"#,
+            r#"{"status":"failed","error":"\u0085"}"#,
+        ] {
+            assert!(
+                matches!(report(JSON, body.as_bytes()), Err(BodyError::Invalid(_))),
+                "{body}"
+            );
+        }
+        let multi_line = r#"{"status":"completed","transcript":"line one\nline\ttwo\r\n"}"#;
+        assert!(report(JSON, multi_line.as_bytes()).is_ok());
     }
 }
