@@ -431,6 +431,8 @@ pub struct KeySet {
     /// Serialized `{"keys": [...]}` (next, active and recently retired public keys), built
     /// once per reload rather than per request.
     pub jwks: Arc<str>,
+    /// The published keys as verifiers, by kid, read from their own JWKs.
+    verifiers: std::collections::HashMap<String, token_guard::PublicKey>,
 }
 
 impl KeySet {
@@ -446,6 +448,7 @@ impl KeySet {
         let mut active = None;
         let mut published = Vec::new();
         let mut by_kid = std::collections::HashMap::new();
+        let mut verifiers = std::collections::HashMap::new();
         for record in &records {
             let visible = match record.state {
                 KeyState::Next | KeyState::Active => true,
@@ -455,7 +458,11 @@ impl KeySet {
                 continue;
             }
             let key = Arc::new(load_key(dir, record)?);
-            published.push(key.public_jwk());
+            let jwk = key.public_jwk();
+            let verifier = token_guard::PublicKey::from_jwk(&jwk)
+                .map_err(|_| KeyError::InvalidKey(key_path(dir, &record.kid)))?;
+            verifiers.insert(record.kid.clone(), verifier);
+            published.push(jwk);
             if record.state == KeyState::Active {
                 active = Some(key.clone());
             }
@@ -467,30 +474,14 @@ impl KeySet {
             active,
             published: by_kid,
             jwks: jwks.into(),
+            verifiers,
         })
     }
 
-    /// Checks the signature of a compact JWS against the published key named by its `kid`
-    /// (the header's `alg` must be that key's) and returns the claims.
-    pub fn verify_jws(&self, token: &str) -> Option<serde_json::Value> {
-        let mut parts = token.split('.');
-        let (header_b64, payload_b64, signature_b64) =
-            (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
-        }
-        let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).ok()?).ok()?;
-        let key = self.published.get(header.get("kid")?.as_str()?)?;
-        if header.get("alg")?.as_str()? != key.alg.as_str() {
-            return None;
-        }
-        let signature = URL_SAFE_NO_PAD.decode(signature_b64).ok()?;
-        let signed_len = header_b64.len() + 1 + payload_b64.len();
-        if !key.verify(token.get(..signed_len)?.as_bytes(), &signature) {
-            return None;
-        }
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload_b64).ok()?).ok()
+    /// The public half of a published key, for verifying tokens with
+    /// [`token_guard::AccessTokenRules`] (the same rules resource servers apply).
+    pub fn public_key(&self, kid: &str) -> Option<&token_guard::PublicKey> {
+        self.verifiers.get(kid)
     }
 }
 

@@ -36,8 +36,9 @@ use throttle::LoginThrottle;
 
 /// How often a running server re-reads its signing keys (to see CLI rotations).
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
-/// Leeway resource servers allow on `exp`; retired keys stay published this much longer.
-const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
+/// Leeway on `exp` and `nbf` of access tokens, at resource servers and at introspection alike;
+/// retired keys stay published this much longer.
+pub const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
 
 /// Shared state of the HTTP handlers; cheap to clone.
 #[derive(Clone)]
@@ -109,6 +110,12 @@ impl Application {
             Some((url, prefix)) => DenyList::with_redis(store.clone(), url, prefix).await?,
             None => DenyList::store_only(store.clone()),
         };
+        let rules = token_guard::AccessTokenRules::new(
+            &issuer,
+            &config.audience,
+            VERIFIER_LEEWAY,
+            token_guard::DEFAULT_MAX_TOKEN_LEN,
+        );
         let token_issuer = TokenIssuer::new(
             keys.clone(),
             issuer.to_string(),
@@ -130,6 +137,7 @@ impl Application {
                 config.refresh_token_ttl,
                 config.refresh_grace,
             ),
+            rules,
         });
         Ok(Application {
             listener,

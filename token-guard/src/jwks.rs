@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 use crate::config::GuardConfig;
+use crate::verify::PublicKey;
 
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -44,10 +45,9 @@ pub enum JwksError {
     NoUsableKey { url: String },
 }
 
-/// A public key with the one algorithm it verifies.
+/// A published key and the JWK it came from.
 pub(crate) struct VerifyingKey {
-    pub(crate) alg: Algorithm,
-    pub(crate) key: DecodingKey,
+    pub(crate) key: PublicKey,
     /// The JWK as published, to tell a changed key from an unchanged one.
     fingerprint: String,
 }
@@ -288,7 +288,6 @@ struct JwkSetDocument {
 #[derive(Deserialize)]
 struct RawJwk {
     kty: String,
-    kid: Option<String>,
     alg: Option<String>,
     #[serde(rename = "use")]
     usage: Option<String>,
@@ -306,28 +305,27 @@ fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKey>>, String>
     let mut keys = HashMap::new();
     for value in document.keys {
         let fingerprint = value.to_string();
-        let parsed = serde_json::from_value::<RawJwk>(value)
-            .map_err(|e| e.to_string())
-            .and_then(|jwk| {
-                let kid = jwk.kid.clone().ok_or("no kid")?;
-                let (alg, key) = verifying_key(&jwk)?;
-                Ok((kid, alg, key))
-            });
+        let parsed = value
+            .get("kid")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| "no kid".to_owned())
+            .and_then(|kid| Ok((kid, public_key(&value)?)));
         match parsed {
-            Ok((kid, alg, key)) => {
-                keys.insert(
-                    kid,
-                    Arc::new(VerifyingKey {
-                        alg,
-                        key,
-                        fingerprint,
-                    }),
-                );
+            Ok((kid, key)) => {
+                keys.insert(kid, Arc::new(VerifyingKey { key, fingerprint }));
             }
             Err(reason) => tracing::warn!(%reason, "skipping an unusable JWK"),
         }
     }
     Ok(keys)
+}
+
+/// The key of one JWK; see [`PublicKey::from_jwk`].
+pub(crate) fn public_key(jwk: &serde_json::Value) -> Result<PublicKey, String> {
+    let raw = RawJwk::deserialize(jwk).map_err(|e| e.to_string())?;
+    let (alg, key) = verifying_key(&raw)?;
+    Ok(PublicKey { alg, key })
 }
 
 /// The algorithm a JWK is for, from its key type (and its `alg` when present, which must
@@ -421,7 +419,7 @@ mod tests {
         ]});
         let keys = parse_jwks(body.to_string().as_bytes()).unwrap();
         assert_eq!(keys.keys().collect::<Vec<_>>(), ["good"]);
-        assert_eq!(keys["good"].alg, Algorithm::EdDSA);
+        assert_eq!(keys["good"].key.alg, Algorithm::EdDSA);
         assert!(parse_jwks(b"[]").is_err());
     }
 }

@@ -42,7 +42,7 @@ pub use revocation::{
 pub use verify::VerifyError;
 
 use cache::VerifiedCache;
-use verify::Validations;
+pub use verify::{AccessClaims, AccessTokenRules, PublicKey};
 
 /// The caller a valid access token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,7 @@ struct Inner {
     config: GuardConfig,
     realm: Arc<str>,
     jwks: JwksCache,
-    validations: Validations,
+    rules: AccessTokenRules,
     revocations: Arc<dyn RevocationList>,
     verified: VerifiedCache,
 }
@@ -119,7 +119,12 @@ impl TokenGuard {
         Ok(TokenGuard {
             inner: Arc::new(Inner {
                 realm: config.realm.as_str().into(),
-                validations: Validations::new(&config),
+                rules: AccessTokenRules::new(
+                    &config.issuer,
+                    &config.audience,
+                    config.leeway,
+                    config.max_token_len,
+                ),
                 verified: VerifiedCache::new(config.verified_cache_capacity),
                 jwks,
                 revocations,
@@ -145,7 +150,7 @@ impl TokenGuard {
     /// Verifies a bearer token and returns its principal.
     pub async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
         let inner = &self.inner;
-        verify::check_shape(token, inner.config.max_token_len)?;
+        inner.rules.check_shape(token)?;
         let hash = cache::token_hash(token);
         let now = unix_now();
         if let Some(principal) = inner.verified.get(&hash, now, inner.jwks.generation()) {
@@ -155,18 +160,13 @@ impl TokenGuard {
             }
             return Ok(Principal::clone(&principal));
         }
-        let header = verify::check_header(token)?;
+        let header = inner.rules.check_header(token)?;
         let (key, generation) = inner
             .jwks
             .key(&header.kid)
             .await
             .ok_or(VerifyError::UnknownKey)?;
-        verify::check_algorithm(&header, key.alg)?;
-        let validation = inner
-            .validations
-            .for_algorithm(key.alg)
-            .ok_or(VerifyError::AlgorithmNotAllowed)?;
-        let claims = verify::decode_claims(token, &key.key, validation)?;
+        let claims = inner.rules.verify_with_key(token, &header, &key.key)?;
         if inner.revocations.is_revoked(&claims.jti) {
             return Err(VerifyError::Revoked);
         }

@@ -1,18 +1,22 @@
-//! The verification rules of DESIGN.md §6, applied to one compact JWS, and [`VerifyError`],
-//! the reason a token is refused.
+//! The access-token rules (RFC 9068 §4 and the project's own, `docs/decisions.md` "One set of
+//! token rules"), in one implementation: [`AccessTokenRules`]. The token guard applies them to
+//! every bearer token and the auth server applies them at `/oauth/introspect`, so a token is
+//! valid at one exactly when it is valid at the other. [`VerifyError`] is the reason a token
+//! is refused.
 //!
 //! Order: length cap → compact-JWS shape → header (`typ` at+jwt, `alg` in the allow-list, `kid`,
 //! no `crit`) → key by `kid` (the key fixes the algorithm; the header must name the same one)
 //! → signature, `exp`/`nbf` with leeway, `iss`, `aud`, required claims (jsonwebtoken) →
-//! `jti` not revoked.
+//! `sub`, `client_id`, `jti`, `scope`, `iat` present. Revocation is checked by the caller.
+
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::config::GuardConfig;
 use crate::jwks::algorithm_name;
 
 /// Why a token was refused. The `Display` text is safe to send as `error_description`.
@@ -45,7 +49,7 @@ pub enum VerifyError {
     #[error("the token is not meant for this service")]
     WrongAudience,
     #[error("the token lacks the claim {0}")]
-    MissingClaim(String),
+    MissingClaim(&'static str),
     #[error("the token claims are invalid")]
     InvalidClaims,
     #[error("the token has been revoked")]
@@ -62,29 +66,71 @@ struct JoseHeader {
     crit: Option<serde_json::Value>,
 }
 
-/// Claims of an access token beyond those jsonwebtoken validates (RFC 9068 §2.2).
+/// Claims of an access token as signed (RFC 9068 §2.2); presence is checked after decoding.
 #[derive(Deserialize)]
 struct RawClaims {
+    iss: Option<String>,
     sub: Option<String>,
+    #[serde(default)]
+    aud: serde_json::Value,
     client_id: Option<String>,
     jti: Option<String>,
     scope: Option<String>,
     exp: Option<u64>,
     iat: Option<u64>,
+    nbf: Option<u64>,
 }
 
-/// The claims a [`Principal`](crate::Principal) is made of, all present.
-pub(crate) struct AccessClaims {
-    pub(crate) sub: String,
-    pub(crate) client_id: String,
-    pub(crate) jti: String,
-    pub(crate) scope: String,
-    pub(crate) exp: u64,
+/// The claims of a valid access token, all present (RFC 9068 §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    /// Client id (client_credentials) or user id.
+    pub sub: String,
+    /// As signed: a string or an array of strings that holds the expected audience.
+    pub aud: serde_json::Value,
+    pub client_id: String,
+    pub jti: String,
+    /// Space-delimited granted scopes; may be empty (a token that grants nothing).
+    pub scope: String,
+    /// Unix seconds.
+    pub exp: u64,
+    /// Unix seconds.
+    pub iat: u64,
+    /// Unix seconds.
+    pub nbf: u64,
+}
+
+/// A public key with the one algorithm it verifies (taken from the key, never the token).
+pub struct PublicKey {
+    pub(crate) alg: Algorithm,
+    pub(crate) key: DecodingKey,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("alg", &self.algorithm())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublicKey {
+    /// The key of a JWK (RFC 7517) usable for ES256, RS256 (≥ 2048 bits) or EdDSA; the
+    /// reason otherwise.
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<PublicKey, String> {
+        crate::jwks::public_key(jwk)
+    }
+
+    /// The JOSE name of the key's algorithm.
+    pub fn algorithm(&self) -> &'static str {
+        algorithm_name(self.alg)
+    }
 }
 
 /// The checked header: which key to use and the algorithm the token claims.
-pub(crate) struct CheckedHeader {
-    pub(crate) kid: String,
+pub struct CheckedHeader {
+    pub kid: String,
     pub(crate) alg: String,
 }
 
@@ -155,22 +201,22 @@ pub(crate) fn check_algorithm(
 }
 
 /// One [`Validation`] per accepted algorithm, built once.
-pub(crate) struct Validations {
+struct Validations {
     es256: Validation,
     rs256: Validation,
     eddsa: Validation,
 }
 
 impl Validations {
-    pub(crate) fn new(config: &GuardConfig) -> Validations {
+    fn new(issuer: &str, audience: &str, leeway: Duration) -> Validations {
         let build = |alg| {
             let mut validation = Validation::new(alg);
-            validation.leeway = config.leeway.as_secs();
+            validation.leeway = leeway.as_secs();
             validation.validate_exp = true;
             validation.validate_nbf = true;
             validation.validate_aud = true;
-            validation.set_issuer(&[config.issuer.as_str()]);
-            validation.set_audience(&[config.audience.as_str()]);
+            validation.set_issuer(&[issuer]);
+            validation.set_audience(&[audience]);
             validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
             validation
         };
@@ -181,7 +227,7 @@ impl Validations {
         }
     }
 
-    pub(crate) fn for_algorithm(&self, alg: Algorithm) -> Option<&Validation> {
+    fn for_algorithm(&self, alg: Algorithm) -> Option<&Validation> {
         match alg {
             Algorithm::ES256 => Some(&self.es256),
             Algorithm::RS256 => Some(&self.rs256),
@@ -191,35 +237,103 @@ impl Validations {
     }
 }
 
+/// The rules an access token of one issuer for one audience must meet; built once.
+pub struct AccessTokenRules {
+    validations: Validations,
+    max_token_len: usize,
+}
+
+impl AccessTokenRules {
+    /// Rules for tokens of `issuer` meant for `audience`, with `leeway` on `exp` and `nbf`
+    /// and tokens of at most `max_token_len` bytes.
+    pub fn new(
+        issuer: &str,
+        audience: &str,
+        leeway: Duration,
+        max_token_len: usize,
+    ) -> AccessTokenRules {
+        AccessTokenRules {
+            validations: Validations::new(issuer, audience, leeway),
+            max_token_len,
+        }
+    }
+
+    /// Length cap, compact-JWS shape and header: the first steps, before any key is needed.
+    pub fn check_header(&self, token: &str) -> Result<CheckedHeader, VerifyError> {
+        check_shape(token, self.max_token_len)?;
+        check_header(token)
+    }
+
+    /// Length cap and compact-JWS shape only: an opaque string such as a refresh token fails.
+    pub fn check_shape(&self, token: &str) -> Result<(), VerifyError> {
+        check_shape(token, self.max_token_len)
+    }
+
+    /// The remaining steps with the key the header's `kid` named: algorithm, signature,
+    /// registered and access-token claims.
+    pub fn verify_with_key(
+        &self,
+        token: &str,
+        header: &CheckedHeader,
+        key: &PublicKey,
+    ) -> Result<AccessClaims, VerifyError> {
+        check_algorithm(header, key.alg)?;
+        let validation = self
+            .validations
+            .for_algorithm(key.alg)
+            .ok_or(VerifyError::AlgorithmNotAllowed)?;
+        decode_claims(token, &key.key, validation)
+    }
+
+    /// Every step, with keys looked up by `kid` in `keys`.
+    pub fn verify<'k>(
+        &self,
+        token: &str,
+        keys: impl FnOnce(&str) -> Option<&'k PublicKey>,
+    ) -> Result<AccessClaims, VerifyError> {
+        let header = self.check_header(token)?;
+        let key = keys(&header.kid).ok_or(VerifyError::UnknownKey)?;
+        self.verify_with_key(token, &header, key)
+    }
+}
+
 /// Signature and registered claims, then the access-token claims.
-pub(crate) fn decode_claims(
+fn decode_claims(
     token: &str,
-    key: &jsonwebtoken::DecodingKey,
+    key: &DecodingKey,
     validation: &Validation,
 ) -> Result<AccessClaims, VerifyError> {
     let raw = jsonwebtoken::decode::<RawClaims>(token, key, validation)
         .map_err(map_error)?
         .claims;
-    let required = |value: Option<String>, name: &str| {
+    let required = |value: Option<String>, name: &'static str| {
         value
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| VerifyError::MissingClaim(name.to_owned()))
+            .ok_or(VerifyError::MissingClaim(name))
     };
-    if raw.iat.is_none() {
-        return Err(VerifyError::MissingClaim("iat".to_owned()));
-    }
+    let number =
+        |value: Option<u64>, name: &'static str| value.ok_or(VerifyError::MissingClaim(name));
     Ok(AccessClaims {
+        iss: required(raw.iss, "iss")?,
         sub: required(raw.sub, "sub")?,
+        aud: raw.aud,
         client_id: required(raw.client_id, "client_id")?,
         jti: required(raw.jti, "jti")?,
         // An empty scope is a token that grants nothing, not a missing claim.
-        scope: raw
-            .scope
-            .ok_or_else(|| VerifyError::MissingClaim("scope".to_owned()))?,
-        exp: raw
-            .exp
-            .ok_or_else(|| VerifyError::MissingClaim("exp".to_owned()))?,
+        scope: raw.scope.ok_or(VerifyError::MissingClaim("scope"))?,
+        exp: number(raw.exp, "exp")?,
+        iat: number(raw.iat, "iat")?,
+        nbf: number(raw.nbf, "nbf")?,
     })
+}
+
+/// The name of a registered claim jsonwebtoken found missing, from the fixed list it checks
+/// (so no text from the token reaches an `error_description`).
+fn spec_claim(claim: &str) -> &'static str {
+    ["exp", "nbf", "iss", "aud", "sub"]
+        .into_iter()
+        .find(|known| *known == claim)
+        .unwrap_or("required")
 }
 
 fn map_error(err: jsonwebtoken::errors::Error) -> VerifyError {
@@ -229,7 +343,7 @@ fn map_error(err: jsonwebtoken::errors::Error) -> VerifyError {
         ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
         ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
         ErrorKind::InvalidAudience => VerifyError::WrongAudience,
-        ErrorKind::MissingRequiredClaim(claim) => VerifyError::MissingClaim(claim),
+        ErrorKind::MissingRequiredClaim(claim) => VerifyError::MissingClaim(spec_claim(&claim)),
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
             VerifyError::AlgorithmMismatch
         }

@@ -5,31 +5,37 @@
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
+use token_guard::AccessClaims;
 
 use super::{GrantError, INTROSPECT_SCOPE, Param, TokenRequest, TokenService};
 use crate::store::{Client, RefreshLookup};
 
 /// A token recognised as one of ours.
 enum Known {
-    Access(Value),
+    Access(AccessClaims),
     Refresh(Box<RefreshLookup>),
 }
 
 impl TokenService {
-    /// Classifies a token: a live access token (valid signature, `iss`, unexpired, not
-    /// denied) or a live refresh token (unused, unexpired, family not revoked).
+    /// Classifies a token: a live access token (valid by the very rules resource servers
+    /// apply, [`token_guard::AccessTokenRules`], and not denied) or a live refresh token
+    /// (unused, unexpired, family not revoked). A token of another client is unknown unless
+    /// the caller holds [`INTROSPECT_SCOPE`].
     async fn recognise(&self, token: &str, caller: &Client) -> Result<Option<Known>, GrantError> {
         let now = OffsetDateTime::now_utc();
         let privileged = caller.scopes.contains(INTROSPECT_SCOPE);
         let owned = |client_id: &str| privileged || client_id == caller.id;
-        if let Some(claims) = self.keys.current().verify_jws(token) {
-            let live = claims["iss"] == self.issuer.issuer()
-                && claims["exp"]
-                    .as_i64()
-                    .is_some_and(|exp| exp > now.unix_timestamp())
-                && claims["client_id"].as_str().is_some_and(owned);
-            let jti = claims["jti"].as_str().unwrap_or_default();
-            if live && !self.deny_list.is_denied(jti, now.unix_timestamp()).await? {
+        if self.rules.check_shape(token).is_ok() {
+            let keys = self.keys.current();
+            let Ok(claims) = self.rules.verify(token, |kid| keys.public_key(kid)) else {
+                return Ok(None);
+            };
+            if owned(&claims.client_id)
+                && !self
+                    .deny_list
+                    .is_denied(&claims.jti, now.unix_timestamp())
+                    .await?
+            {
                 return Ok(Some(Known::Access(claims)));
             }
             return Ok(None);
@@ -58,15 +64,15 @@ impl TokenService {
             Some(Known::Access(claims)) => json!({
                 "active": true,
                 "token_type": "Bearer",
-                "scope": claims["scope"],
-                "client_id": claims["client_id"],
-                "sub": claims["sub"],
-                "aud": claims["aud"],
-                "iss": claims["iss"],
-                "exp": claims["exp"],
-                "iat": claims["iat"],
-                "nbf": claims["nbf"],
-                "jti": claims["jti"],
+                "scope": claims.scope,
+                "client_id": claims.client_id,
+                "sub": claims.sub,
+                "aud": claims.aud,
+                "iss": claims.iss,
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "nbf": claims.nbf,
+                "jti": claims.jti,
             }),
             Some(Known::Refresh(lookup)) => json!({
                 "active": true,
@@ -92,9 +98,11 @@ impl TokenService {
         match self.recognise(token, &caller).await? {
             None => {}
             Some(Known::Access(claims)) => {
-                let jti = claims["jti"].as_str().unwrap_or_default();
-                let exp = claims["exp"].as_i64().unwrap_or_default();
-                self.deny_list.deny(jti, exp, now.unix_timestamp()).await?;
+                let jti = claims.jti.as_str();
+                // Verifiers accept a token up to their leeway past `exp`: deny it that long.
+                let until = claims.exp.saturating_add(crate::VERIFIER_LEEWAY.as_secs());
+                let until = i64::try_from(until).unwrap_or(i64::MAX);
+                self.deny_list.deny(jti, until, now.unix_timestamp()).await?;
                 tracing::info!(target: "security", jti, by = %caller.id, "access token revoked");
             }
             Some(Known::Refresh(lookup)) => {

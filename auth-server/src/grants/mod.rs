@@ -123,6 +123,8 @@ pub struct TokenService {
     pub throttle: LoginThrottle,
     pub refresh: RefreshTokens,
     pub deny_list: DenyList,
+    /// The access-token rules resource servers apply, for introspection.
+    pub rules: token_guard::AccessTokenRules,
 }
 
 impl TokenService {

@@ -255,7 +255,10 @@ mod tests {
             ("password=%C2%85".to_owned(), Param::Password),
             ("grant_type=a%0Ab".to_owned(), Param::GrantType),
             (format!("client_id={}", long(256)), Param::ClientId),
-            (format!("token_type_hint={}", long(65)), Param::TokenTypeHint),
+            (
+                format!("token_type_hint={}", long(65)),
+                Param::TokenTypeHint,
+            ),
             (format!("username={}", long(321)), Param::Username),
             (format!("token={}", long(8 * 1024 + 1)), Param::Token),
         ];

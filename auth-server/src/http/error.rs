@@ -97,7 +97,10 @@ mod tests {
 
     #[test]
     fn descriptions_keep_only_the_rfc_6749_characters() {
-        assert_eq!(error_description("missing parameter `token`"), "missing parameter `token`");
+        assert_eq!(
+            error_description("missing parameter `token`"),
+            "missing parameter `token`"
+        );
         assert_eq!(error_description("a\"b\\c\u{0}d\u{e9}\n"), "a?b?c?d??");
     }
 }

@@ -98,9 +98,7 @@ async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, Toke
             return Err(TokenEndpointError::PayloadTooLarge(MAX_BODY_BYTES));
         }
         Err(_) => {
-            return Err(
-                GrantError::InvalidRequest("could not read the request body").into(),
-            );
+            return Err(GrantError::InvalidRequest("could not read the request body").into());
         }
     };
     let authorization = headers

@@ -6,5 +6,6 @@
 mod helpers;
 mod keys;
 mod malformed;
+mod one_rule_set;
 mod revocation;
 mod tamper;
