@@ -160,3 +160,19 @@ fn print_welcome(stack: &Stack, smtp: bool) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Args;
+
+    /// `clap`'s own consistency checks, and every flag of the README's table is one the stack
+    /// takes.
+    #[test]
+    fn the_cli_is_well_formed_and_matches_the_readme() {
+        Args::command().debug_assert();
+        let help = Args::command().render_long_help().to_string();
+        auth_server::testing::assert_readme_flags_in_help(&["### The stack's settings"], &help);
+    }
+}

@@ -84,7 +84,8 @@ pub struct ServeArgs {
     /// Failed logins per source address before it is locked out.
     #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 20)]
     pub login_max_failures_per_address: i64,
-    /// Do not apply pending migrations at start.#[arg(long)]
+    /// Do not apply pending migrations at start.
+    #[arg(long)]
     pub no_migrate: bool,
 }
 

@@ -305,3 +305,59 @@ impl TestAuthServer {
         self.client_token(&client).await
     }
 }
+
+/// The flag and environment names of the first table under `headings` (each heading found
+/// after the previous one) in the workspace README: one `(flags, envs)` pair per row, taken
+/// from the `` `--flag` `` and `` `ENV` `` spans of the row's first two cells.
+pub fn readme_flag_table(headings: &[&str]) -> Vec<(Vec<String>, Vec<String>)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md at the workspace root");
+    let mut lines = readme.lines();
+    for heading in headings {
+        assert!(
+            lines.by_ref().any(|line| line.trim() == *heading),
+            "README has no `{heading}` heading"
+        );
+    }
+    let spans = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let rows: Vec<(Vec<String>, Vec<String>)> = lines
+        .take_while(|line| !line.starts_with('#'))
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let flags: Vec<String> = spans(cells.get(1)?)
+                .into_iter()
+                .filter(|f| f.starts_with("--"))
+                .collect();
+            (!flags.is_empty()).then(|| (flags, spans(cells.get(2).unwrap_or(&""))))
+        })
+        .collect();
+    assert!(!rows.is_empty(), "no flag table under {headings:?}");
+    rows
+}
+
+/// Asserts that every flag and environment variable of the README table under `headings`
+/// appears in `help` (a command's rendered `--help`), so the two cannot drift apart.
+pub fn assert_readme_flags_in_help(headings: &[&str], help: &str) {
+    for (flags, envs) in readme_flag_table(headings) {
+        for flag in &flags {
+            let listed = help
+                .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
+                .any(|word| word == flag);
+            assert!(listed, "README {headings:?} documents `{flag}`, which --help does not list");
+        }
+        for env in &envs {
+            assert!(
+                help.contains(&format!("[env: {env}")),
+                "README {headings:?} documents `{env}` for {flags:?}, which --help does not list"
+            );
+        }
+    }
+}

@@ -10,3 +10,22 @@ mod read;
 mod report;
 mod store;
 mod submit;
+
+/// `clap`'s own consistency checks, and every flag of the README's configuration table is one
+/// `transcription-api serve` takes.
+#[test]
+fn the_cli_is_well_formed_and_matches_the_readme() {
+    use clap::CommandFactory;
+    transcription_api::config::Cli::command().debug_assert();
+    let mut command = transcription_api::config::Cli::command();
+    command.build();
+    let help = command
+        .find_subcommand_mut("serve")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    auth_server::testing::assert_readme_flags_in_help(
+        &["## transcription-api", "### Configuration"],
+        &help,
+    );
+}
