@@ -111,9 +111,12 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn from_args(common: &CommonArgs, serve: &ServeArgs) -> Result<ServerConfig, ConfigError> {
+        // RFC 8414 §2: an https URL (http for development) with no query or fragment.
         if let Some(issuer) = &serve.issuer
             && (!(issuer.starts_with("https://") || issuer.starts_with("http://"))
-                || issuer.ends_with('/'))
+                || issuer.ends_with('/')
+                || issuer.contains(['?', '#', ' '])
+                || !is_plain_path(crate::issuer::issuer_path(issuer)))
         {
             return Err(ConfigError::Issuer(issuer.clone()));
         }
@@ -190,7 +193,9 @@ fn default_hash_threads() -> usize {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("AUTH_ISSUER must be an http(s) URL without a trailing slash, got `{0}`")]
+    #[error(
+        "AUTH_ISSUER must be an http(s) URL without a trailing slash, query or fragment, got `{0}`"
+    )]
     Issuer(String),
     #[error("TOKEN_AUDIENCE must not be empty")]
     Audience,
@@ -200,6 +205,17 @@ pub enum ConfigError {
     Grace,
     #[error("LOGIN_LOCKOUT must be positive")]
     Lockout,
+}
+
+/// A URL path of `/`-separated segments of unreserved characters (RFC 3986 §2.3), or empty.
+fn is_plain_path(path: &str) -> bool {
+    path.is_empty()
+        || path.split('/').skip(1).all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        })
 }
 
 fn parse_secret(value: &str) -> Result<SecretString, String> {
@@ -232,6 +248,42 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn issuers() {
+        use clap::Parser;
+        let check = |issuer: &str| {
+            let flags = Flags::parse_from(["auth-server", "--issuer", issuer]);
+            ServerConfig::from_args(&flags.common, &flags.serve).map(|_| ())
+        };
+        for good in [
+            "https://auth.example.com",
+            "http://127.0.0.1:8080",
+            "https://example.com/tenant",
+            "https://example.com/a/b-c.d",
+        ] {
+            assert!(check(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ftp://example.com",
+            "https://example.com/",
+            "https://example.com/a?b",
+            "https://example.com#x",
+            "https://example.com//a",
+            "https://example.com/{tenant}",
+            "https://example.com/a b",
+        ] {
+            assert!(matches!(check(bad), Err(ConfigError::Issuer(_))), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -9,6 +9,12 @@ use uuid::Uuid;
 
 use crate::keys::{KeyError, KeyRing};
 
+/// The path of an issuer URL (`/tenant` in `https://host/tenant`), or `""`.
+pub fn issuer_path(issuer: &str) -> &str {
+    let rest = issuer.split_once("://").map_or(issuer, |(_, rest)| rest);
+    rest.find('/').map_or("", |at| &rest[at..])
+}
+
 /// Claims of an access token (RFC 9068 §2.2).
 #[derive(Debug, Serialize)]
 pub struct AccessClaims<'a> {
@@ -74,5 +80,22 @@ impl TokenIssuer {
             jti,
             expires_in: ttl,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_paths() {
+        for (issuer, path) in [
+            ("http://127.0.0.1:8080", ""),
+            ("https://auth.example.com", ""),
+            ("https://example.com/tenant", "/tenant"),
+            ("https://example.com/a/b", "/a/b"),
+        ] {
+            assert_eq!(issuer_path(issuer), path, "{issuer}");
+        }
     }
 }

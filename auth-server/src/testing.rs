@@ -351,7 +351,10 @@ pub fn assert_readme_flags_in_help(headings: &[&str], help: &str) {
             let listed = help
                 .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
                 .any(|word| word == flag);
-            assert!(listed, "README {headings:?} documents `{flag}`, which --help does not list");
+            assert!(
+                listed,
+                "README {headings:?} documents `{flag}`, which --help does not list"
+            );
         }
         for env in &envs {
             assert!(

@@ -102,7 +102,9 @@ impl TokenService {
                 // Verifiers accept a token up to their leeway past `exp`: deny it that long.
                 let until = claims.exp.saturating_add(crate::VERIFIER_LEEWAY.as_secs());
                 let until = i64::try_from(until).unwrap_or(i64::MAX);
-                self.deny_list.deny(jti, until, now.unix_timestamp()).await?;
+                self.deny_list
+                    .deny(jti, until, now.unix_timestamp())
+                    .await?;
                 tracing::info!(target: "security", jti, by = %caller.id, "access token revoked");
             }
             Some(Known::Refresh(lookup)) => {

@@ -23,6 +23,15 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/oauth-authorization-server", get(metadata))
 }
 
+/// The metadata at RFC 8414 §3's location for an issuer with a path: the well-known suffix
+/// goes between the host and the issuer's path.
+pub fn path_inserted_metadata(issuer_path: &str) -> Router<AppState> {
+    Router::new().route(
+        &format!("/.well-known/oauth-authorization-server{issuer_path}"),
+        get(metadata),
+    )
+}
+
 async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.keys.current().jwks.to_string();
     super::json_response(StatusCode::OK, body, JWKS_CACHE_CONTROL)

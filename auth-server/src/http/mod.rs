@@ -11,13 +11,24 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 
-/// The complete route table.
+/// The complete route table. An issuer with a path (`https://host/tenant`) also gets every
+/// route under that path, where its metadata advertises them, and its metadata at the
+/// path-inserted location of RFC 8414 §3 (`/.well-known/oauth-authorization-server/tenant`).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(token::router())
         .merge(discovery::router())
-        .merge(health::router())
-        .with_state(state)
+        .merge(health::router());
+    let path = crate::issuer::issuer_path(&state.issuer).to_owned();
+    let app = if path.is_empty() {
+        routes
+    } else {
+        routes
+            .clone()
+            .nest(&path, routes)
+            .merge(discovery::path_inserted_metadata(&path))
+    };
+    app.with_state(state)
 }
 
 /// A JSON response with a fixed `Cache-Control`.

@@ -30,6 +30,62 @@ async fn jwks_publishes_the_active_key_with_cache_headers(app: &TestApp) {
     assert_eq!(key["kid"], app.keys.current().active.kid());
 }
 
+/// An issuer with a path: its metadata at the RFC 8414 §3 path-inserted location, and every
+/// endpoint it advertises answers there.
+#[tokio::test]
+async fn an_issuer_with_a_path_serves_what_it_advertises() {
+    let issuer = "http://auth.example.test/tenant";
+    let app = TestApp::spawn_with(crate::helpers::TestDb::sqlite(), |config| {
+        config.issuer = Some(issuer.to_owned());
+    })
+    .await;
+    let (id, secret) = app
+        .create_client(
+            &["read"],
+            &[auth_server::store::GrantType::ClientCredentials],
+        )
+        .await;
+    let meta: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server/tenant"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], issuer);
+    // The advertised URLs, moved onto the test server's address.
+    let local = |url: &Value| {
+        url.as_str()
+            .unwrap()
+            .replace("http://auth.example.test", &app.base)
+    };
+    let jwks = app.http.get(local(&meta["jwks_uri"])).send().await.unwrap();
+    assert_eq!(jwks.status(), StatusCode::OK);
+    let token = app
+        .http
+        .post(local(&meta["token_endpoint"]))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::OK);
+    let token: Value = token.json().await.unwrap();
+    for endpoint in ["introspection_endpoint", "revocation_endpoint"] {
+        let response = app
+            .http
+            .post(local(&meta[endpoint]))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("token", token["access_token"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{endpoint}");
+    }
+}
+
 async fn metadata_follows_rfc_8414(app: &TestApp) {
     app.create_scopes(&["transcriptions:read", "transcriptions:write"])
         .await;
