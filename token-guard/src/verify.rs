@@ -80,6 +80,7 @@ pub(crate) struct AccessClaims {
     pub(crate) jti: String,
     pub(crate) scope: String,
     pub(crate) exp: u64,
+    pub(crate) iat: u64,
 }
 
 /// The checked header: which key to use and the algorithm the token claims.
@@ -205,10 +206,11 @@ pub(crate) fn decode_claims(
             .filter(|v| !v.is_empty())
             .ok_or_else(|| VerifyError::MissingClaim(name.to_owned()))
     };
-    if raw.iat.is_none() {
+    let Some(iat) = raw.iat else {
         return Err(VerifyError::MissingClaim("iat".to_owned()));
-    }
+    };
     Ok(AccessClaims {
+        iat,
         sub: required(raw.sub, "sub")?,
         client_id: required(raw.client_id, "client_id")?,
         jti: required(raw.jti, "jti")?,

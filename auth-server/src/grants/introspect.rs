@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
+use token_guard::RevocationSubject;
 
 use super::{GrantError, INTROSPECT_SCOPE, TokenRequest, TokenService, required};
 use crate::store::{Client, RefreshLookup};
@@ -28,8 +29,18 @@ impl TokenService {
                     .as_i64()
                     .is_some_and(|exp| exp > now.unix_timestamp())
                 && claims["client_id"].as_str().is_some_and(owned);
-            let jti = claims["jti"].as_str().unwrap_or_default();
-            if live && !self.deny_list.is_denied(jti, now.unix_timestamp()).await? {
+            let token = RevocationSubject::new(
+                claims["jti"].as_str().unwrap_or_default(),
+                claims["sub"].as_str().unwrap_or_default(),
+                claims["client_id"].as_str().unwrap_or_default(),
+                claims["iat"].as_u64().unwrap_or_default(),
+            );
+            if live
+                && !self
+                    .deny_list
+                    .is_revoked(&token, now.unix_timestamp())
+                    .await?
+            {
                 return Ok(Some(Known::Access(claims)));
             }
             return Ok(None);
@@ -78,8 +89,8 @@ impl TokenService {
         })
     }
 
-    /// `POST /oauth/revoke`: a refresh token revokes its whole family; an access token goes
-    /// on the deny-list until it expires.
+    /// `POST /oauth/revoke`: a refresh token revokes its whole family and the access tokens
+    /// issued from it (RFC 7009 §2.1); an access token goes on the deny-list until it expires.
     pub async fn revoke(&self, request: &TokenRequest) -> Result<(), GrantError> {
         let caller = self.clients.authenticate(request).await?;
         let token = required(request, "token")?;
@@ -93,9 +104,7 @@ impl TokenService {
                 tracing::info!(target: "security", jti, by = %caller.id, "access token revoked");
             }
             Some(Known::Refresh(lookup)) => {
-                self.store
-                    .revoke_refresh_family(&lookup.family.id, now)
-                    .await?;
+                self.deny_list.revoke_family(&lookup.family.id, now).await?;
                 tracing::info!(target: "security", family = %lookup.family.id, by = %caller.id, "refresh family revoked");
             }
         }
