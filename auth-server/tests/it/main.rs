@@ -9,6 +9,7 @@ mod helpers;
 mod introspection;
 mod keys;
 mod password;
+mod reach;
 mod refresh;
 mod store;
 mod token;
