@@ -106,6 +106,63 @@ async fn a_redis_revocation_reaches_the_guard_within_5_seconds() {
     let _: () = conn.del(&key).await.unwrap();
 }
 
+/// A "not valid before" cutoff (`sub:<ms>:<sub>`, `client:<ms>:<client_id>`) ends the tokens
+/// issued up to it, including tokens whose jti is not a UUIDv7 (judged by `iat`), and spares
+/// tokens issued after it.
+#[tokio::test]
+async fn a_cutoff_in_redis_ends_earlier_tokens_of_its_subject_only() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let prefix = random_prefix();
+    let key = format!("{prefix}:revoked_jti");
+    let list =
+        RedisRevocationList::connect(RedisRevocationConfig::new(redis_url()).with_prefix(&prefix))
+            .await
+            .unwrap();
+    let auth = AuthServer::spawn().await;
+    let guard = TokenGuard::new(guard_config(&auth, &auth.jwks_url()), Arc::new(list))
+        .await
+        .unwrap();
+    let app = ProtectedApp::spawn(guard).await;
+    let client = auth.client(&[READ]).await;
+    let issued = auth.client_token(&client).await;
+    let sub = payload(&issued)["sub"].as_str().unwrap().to_owned();
+    let legacy = auth.sign_claims(&auth.claims(serde_json::json!({
+        "jti": "not-a-uuid-v7", "client_id": "legacy-client", "iat": now() - 5,
+    })));
+    for token in [&issued, &legacy] {
+        assert_eq!(app.get("/me", token).await.status(), 200);
+    }
+
+    let cutoff_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for member in [
+        format!("sub:{cutoff_ms}:{sub}"),
+        format!("client:{cutoff_ms}:legacy-client"),
+    ] {
+        revoke(&mut conn, &key, &member, now() + 600).await;
+    }
+    for token in [&issued, &legacy] {
+        eventually(Duration::from_secs(5), || async {
+            app.get("/me", token).await.status() == 401
+        })
+        .await
+        .expect("cutoff seen within 5 s");
+        assert_eq!(
+            assert_invalid_token(app.get("/me", token).await).await,
+            "the token has been revoked"
+        );
+    }
+    // Issued after the cutoff: its UUIDv7 jti carries a later ms.
+    let later = auth.client_token(&client).await;
+    assert_eq!(payload(&later)["sub"], sub.as_str(), "the same subject");
+    assert_eq!(app.get("/me", &later).await.status(), 200);
+    let _: () = conn.del(&key).await.unwrap();
+}
+
 #[tokio::test]
 async fn expired_revocations_are_not_loaded() {
     let Some(mut conn) = redis_or_skip().await else {
