@@ -33,6 +33,9 @@ struct Reach {
     redis_url: String,
     prefix: String,
     client: (String, String),
+    /// A client with the password grant but no refresh tokens: its logins have no family, so
+    /// only the user's cutoff can end them.
+    password_only: (String, String),
     user: String,
     introspector: (String, String),
 }
@@ -60,6 +63,7 @@ impl Reach {
         let client = app
             .create_client(&["a"], &[Password, RefreshToken, ClientCredentials])
             .await;
+        let password_only = app.create_client(&["a"], &[Password]).await;
         let user = app.create_user(EMAIL, PASSWORD, &["a"]).await;
         let introspector = app
             .create_client(&[INTROSPECT_SCOPE], &[ClientCredentials])
@@ -70,6 +74,7 @@ impl Reach {
             redis_url,
             prefix,
             client,
+            password_only,
             user,
             introspector,
         })
@@ -202,9 +207,9 @@ impl Reach {
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
-    /// Two access tokens of one login (the first and a rotated one) and a second login's, all
-    /// accepted before the event.
-    async fn user_tokens(&self) -> Vec<String> {
+    /// Through the main client: two access tokens of one login (the first and a rotated one)
+    /// and a second login's, all accepted.
+    async fn session_tokens(&self) -> Vec<String> {
         let (first, refresh_token) = self.login().await;
         let (rotated, _) = self.rotate(&refresh_token).await;
         let (other_login, _) = self.login().await;
@@ -215,9 +220,29 @@ impl Reach {
         tokens
     }
 
-    /// The user's tokens through this client and the client's own token.
+    /// The user's session tokens and a login without a refresh family (another client).
+    async fn user_tokens(&self) -> Vec<String> {
+        let mut tokens = self.session_tokens().await;
+        let response = login(
+            &self.app,
+            (&self.password_only.0, &self.password_only.1),
+            EMAIL,
+            PASSWORD,
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        assert!(body.get("refresh_token").is_none(), "no family");
+        let familyless = body["access_token"].as_str().unwrap().to_owned();
+        self.assert_valid(&familyless, "before the event").await;
+        tokens.push(familyless);
+        tokens
+    }
+
+    /// The user's session tokens through this client and the client's own token.
     async fn client_tokens(&self) -> Vec<String> {
-        let mut tokens = self.user_tokens().await;
+        let mut tokens = self.session_tokens().await;
         let own = self.client_token().await;
         self.assert_valid(&own, "before the event").await;
         tokens.push(own);
