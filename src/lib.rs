@@ -381,7 +381,8 @@ fn job_signing_key(config: &StackConfig) -> anyhow::Result<SigningKey> {
     SigningKey::new(secret.as_bytes()).with_context(|| format!("the key in {}", file.display()))
 }
 
-/// Without Redis, copies the auth server's deny-list into the API's revocation list every second.
+/// Without Redis, copies the auth server's deny-list (revoked jtis and the per-user and
+/// per-client cutoffs) into the API's revocation list every second.
 async fn mirror_revocations(
     store: Arc<dyn Store>,
     list: Arc<StaticRevocationList>,
@@ -394,10 +395,25 @@ async fn mirror_revocations(
             _ = &mut stop => return Ok(()),
             _ = ticks.tick() => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-                match store.denied_access_tokens(i64::try_from(now).unwrap_or(i64::MAX)).await {
-                    Ok(denied) => {
+                let now = i64::try_from(now).unwrap_or(i64::MAX);
+                let read = async {
+                    Ok::<_, auth_server::store::StoreError>((
+                        store.denied_access_tokens(now).await?,
+                        store.revoked_subjects(now).await?,
+                    ))
+                };
+                match read.await {
+                    Ok((denied, cutoffs)) => {
                         for (jti, expires_at) in denied {
                             list.insert(jti, u64::try_from(expires_at).unwrap_or_default());
+                        }
+                        for cutoff in cutoffs {
+                            list.insert_cutoff(
+                                cutoff.kind,
+                                cutoff.subject,
+                                u64::try_from(cutoff.not_before_ms).unwrap_or_default(),
+                                u64::try_from(cutoff.expires_at).unwrap_or_default(),
+                            );
                         }
                     }
                     Err(err) => tracing::warn!(error = %err, "reading the deny-list failed"),

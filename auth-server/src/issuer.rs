@@ -32,8 +32,12 @@ pub struct AccessClaims<'a> {
 /// A freshly signed access token.
 pub struct IssuedToken {
     pub token: String,
+    /// A UUIDv7 (RFC 9562 §5.7): its timestamp is the issue time in ms that revocation
+    /// cutoffs compare with (`token_guard::issued_at_ms`).
     pub jti: String,
     pub expires_in: u64,
+    /// `exp`, unix seconds.
+    pub expires_at: i64,
 }
 
 /// Signs access tokens for one issuer and audience.
@@ -62,12 +66,13 @@ impl TokenIssuer {
     pub fn issue(&self, sub: &str, client_id: &str, scope: &str) -> Result<IssuedToken, KeyError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let ttl = self.ttl.as_secs();
-        let jti = Uuid::new_v4().to_string();
+        let jti = Uuid::now_v7().to_string();
+        let exp = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
         let claims = AccessClaims {
             iss: &self.issuer,
             sub,
             aud: &self.audience,
-            exp: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+            exp,
             iat: now,
             nbf: now,
             jti: jti.clone(),
@@ -79,6 +84,7 @@ impl TokenIssuer {
             token,
             jti,
             expires_in: ttl,
+            expires_at: exp,
         })
     }
 }

@@ -29,16 +29,13 @@ use grants::refresh::RefreshTokens;
 use issuer::TokenIssuer;
 use keys::{KeyError, KeyRing};
 use passwords::{PasswordError, PasswordPool};
-use revocation::{DenyList, DenyListError};
+use revocation::{DenyList, DenyListError, VERIFIER_LEEWAY};
 use secrets::{SecretHasher, SecretsError};
 use store::{Store, StoreError};
 use throttle::LoginThrottle;
 
 /// How often a running server re-reads its signing keys (to see CLI rotations).
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
-/// Leeway on `exp` and `nbf` of access tokens, at resource servers and at introspection alike;
-/// retired keys stay published this much longer.
-pub const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
 
 /// Shared state of the HTTP handlers; cheap to clone.
 #[derive(Clone)]
@@ -107,8 +104,10 @@ impl Application {
             .unwrap_or_else(|| format!("http://{local}"))
             .into();
         let deny_list = match &config.redis {
-            Some((url, prefix)) => DenyList::with_redis(store.clone(), url, prefix).await?,
-            None => DenyList::store_only(store.clone()),
+            Some((url, prefix)) => {
+                DenyList::with_redis(store.clone(), url, prefix, config.access_token_ttl).await?
+            }
+            None => DenyList::store_only(store.clone(), config.access_token_ttl),
         };
         let rules = token_guard::AccessTokenRules::new(
             &issuer,

@@ -1,14 +1,30 @@
-//! The access-token deny-list that resource servers read: revoked `jti`s are kept until the
-//! token would have expired, in the store's table and, when Redis is configured, in the sorted
-//! set `{QUEUE_PREFIX}:revoked_jti` (member = jti, score = exp in unix seconds). Each change is
+//! Revocation of access tokens already issued, written where resource servers look for it:
+//! the store's tables (the source of truth, read by introspection) and, when Redis is
+//! configured, the sorted set `{QUEUE_PREFIX}:revoked_jti` (member = a jti, or a cutoff encoded
+//! by [`token_guard::Revocation`]; score = until when it matters, unix seconds). Each change is
 //! also announced on the pub/sub channel of the same name so guards can refresh at once.
+//!
+//! Every event that must end tokens goes through one method here, used by the grants and the
+//! CLI alike (docs/decisions.md, "Revocation reach"):
+//! - [`DenyList::deny`]: one access token (RFC 7009 §2.1);
+//! - [`DenyList::revoke_family`]: a refresh family (revoked at `/oauth/revoke`, or on reuse)
+//!   and the access tokens issued from it (RFC 7009 §2.1: revoking a refresh token SHOULD
+//!   invalidate the access tokens of the same grant);
+//! - [`DenyList::revoke_user`], [`DenyList::revoke_client`]: every family of a user or client
+//!   and a "not valid before" cutoff on every access token of that `sub` or `client_id`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use time::OffsetDateTime;
+use token_guard::{CutoffKind, Revocation, RevocationSubject, is_revoked_by};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Families, FamilyOwner, Store, StoreError, SubjectCutoff};
+
+/// Leeway resource servers allow on `exp`: a revocation is kept this long past the expiry of
+/// the last token it covers, and retired signing keys stay published this much longer.
+pub const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DenyListError {
@@ -28,12 +44,27 @@ pub fn redis_key(prefix: &str) -> String {
 pub struct DenyList {
     store: Arc<dyn Store>,
     redis: Option<(ConnectionManager, String)>,
+    /// Longest access-token lifetime in use: how long a cutoff must be kept.
+    access_token_ttl: Duration,
+}
+
+/// What a user or client event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    /// Refresh families (sessions) revoked.
+    pub sessions: u64,
+    /// The cutoff set, unix ms: their tokens issued at or before it are revoked.
+    pub not_before_ms: i64,
 }
 
 impl DenyList {
     /// A deny-list in the store only.
-    pub fn store_only(store: Arc<dyn Store>) -> DenyList {
-        DenyList { store, redis: None }
+    pub fn store_only(store: Arc<dyn Store>, access_token_ttl: Duration) -> DenyList {
+        DenyList {
+            store,
+            redis: None,
+            access_token_ttl,
+        }
     }
 
     /// A deny-list in the store and in Redis at `url` under `prefix`.
@@ -41,6 +72,7 @@ impl DenyList {
         store: Arc<dyn Store>,
         url: &str,
         prefix: &str,
+        access_token_ttl: Duration,
     ) -> Result<DenyList, DenyListError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
@@ -51,38 +83,163 @@ impl DenyList {
         Ok(DenyList {
             store,
             redis: Some((conn, redis_key(prefix))),
+            access_token_ttl,
         })
     }
 
-    /// Denies `jti` until `expires_at` (unix seconds) and drops expired entries.
-    pub async fn deny(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), DenyListError> {
-        self.store.deny_access_token(jti, expires_at, now).await?;
-        if let Some((conn, key)) = &self.redis {
-            let mut conn = conn.clone();
-            redis::pipe()
-                .atomic()
-                .cmd("ZADD")
-                .arg(key)
-                .arg(expires_at)
-                .arg(jti)
-                .ignore()
-                .cmd("ZREMRANGEBYSCORE")
-                .arg(key)
-                .arg("-inf")
-                .arg(format!("({now}"))
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(key)
-                .arg(jti)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await?;
+    /// Adds `members` (member, until) to the Redis set, drops expired ones and announces it.
+    async fn publish(&self, members: &[(String, i64)], now: i64) -> Result<(), DenyListError> {
+        let Some((conn, key)) = &self.redis else {
+            return Ok(());
+        };
+        if members.is_empty() {
+            return Ok(());
         }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (member, until) in members {
+            pipe.cmd("ZADD").arg(key).arg(until).arg(member).ignore();
+        }
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(key)
+            .arg("-inf")
+            .arg(format!("({now}"))
+            .ignore();
+        for (member, _) in members {
+            pipe.cmd("PUBLISH").arg(key).arg(member).ignore();
+        }
+        let mut conn = conn.clone();
+        pipe.query_async::<()>(&mut conn).await?;
         Ok(())
     }
 
-    /// Whether `jti` is denied at `now` (from the store, the source of truth).
-    pub async fn is_denied(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
-        self.store.is_access_token_denied(jti, now).await
+    /// Denies `jti`, whose token expires at `expires_at` (unix seconds), and drops entries
+    /// whose tokens are past their `exp` by more than [`VERIFIER_LEEWAY`].
+    pub async fn deny(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), DenyListError> {
+        self.store
+            .deny_access_token(jti, expires_at, purge_before(now))
+            .await?;
+        self.publish(&[(jti.to_owned(), expires_at)], now).await
     }
+
+    /// Denies every unexpired access token issued from `families`.
+    async fn deny_family_tokens(
+        &self,
+        families: Families<'_>,
+        now: i64,
+    ) -> Result<(), DenyListError> {
+        let tokens = self.store.family_access_tokens(families, now).await?;
+        for (jti, expires_at) in &tokens {
+            self.store
+                .deny_access_token(jti, *expires_at, purge_before(now))
+                .await?;
+        }
+        self.publish(&tokens, now).await
+    }
+
+    /// Revokes a refresh family and denies the access tokens issued from it (RFC 7009 §2.1).
+    /// `Ok(false)` when it did not exist or was already revoked (its tokens are denied again,
+    /// which is harmless).
+    pub async fn revoke_family(
+        &self,
+        family_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, DenyListError> {
+        let revoked = self.store.revoke_refresh_family(family_id, at).await?;
+        self.deny_family_tokens(Families::One(family_id), at.unix_timestamp())
+            .await?;
+        Ok(revoked)
+    }
+
+    /// Ends every session and access token of a user (disabled, deleted, password reset,
+    /// `tokens revoke --user`): revokes their refresh families, denies the access tokens
+    /// issued from them and sets a cutoff on `sub` at the current time.
+    pub async fn revoke_user(&self, user_id: &str) -> Result<Revoked, DenyListError> {
+        self.revoke_owner(FamilyOwner::User(user_id), CutoffKind::Subject, user_id)
+            .await
+    }
+
+    /// Ends every session and access token of a client (disabled, deleted,
+    /// `tokens revoke --client`): its refresh families, the access tokens issued from them and
+    /// a cutoff on `client_id` at the current time.
+    pub async fn revoke_client(&self, client_id: &str) -> Result<Revoked, DenyListError> {
+        self.revoke_owner(
+            FamilyOwner::Client(client_id),
+            CutoffKind::Client,
+            client_id,
+        )
+        .await
+    }
+
+    async fn revoke_owner(
+        &self,
+        owner: FamilyOwner<'_>,
+        kind: CutoffKind,
+        subject: &str,
+    ) -> Result<Revoked, DenyListError> {
+        let at = OffsetDateTime::now_utc();
+        let now = at.unix_timestamp();
+        // Families first, so no rotation starts after the tokens are listed.
+        let sessions = self.store.revoke_refresh_families(owner, at).await?;
+        self.deny_family_tokens(Families::Of(owner), now).await?;
+        // The cutoff is the wall-clock time of the event, taken after the families are gone.
+        let cut = OffsetDateTime::now_utc();
+        let not_before_ms =
+            i64::try_from(cut.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let ttl = i64::try_from(self.access_token_ttl.as_secs()).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(VERIFIER_LEEWAY.as_secs()).unwrap_or(i64::MAX);
+        let cutoff = SubjectCutoff {
+            kind,
+            subject: subject.to_owned(),
+            not_before_ms,
+            // Rounded up to whole seconds, then every covered token's `exp` plus the leeway.
+            expires_at: (not_before_ms / 1000 + 1)
+                .saturating_add(ttl)
+                .saturating_add(leeway),
+        };
+        self.store.revoke_subject(&cutoff, now).await?;
+        let member = Revocation::Cutoff {
+            kind,
+            subject: subject.to_owned(),
+            not_before_ms: u64::try_from(not_before_ms).unwrap_or_default(),
+        };
+        self.publish(&[(member.encode(), cutoff.expires_at)], now)
+            .await?;
+        Ok(Revoked {
+            sessions,
+            not_before_ms,
+        })
+    }
+
+    /// Whether `token` is revoked at `now`, by its jti or a cutoff of its `sub` or
+    /// `client_id` (from the store, the source of truth; the rule is
+    /// [`token_guard::is_revoked_by`], as in every resource server).
+    pub async fn is_revoked(
+        &self,
+        token: &RevocationSubject<'_>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        // A denied jti is stored with its token's `exp`; verifiers accept the token up to the
+        // leeway past that, so the denial holds as long.
+        let denied = self
+            .store
+            .is_access_token_denied(token.jti, purge_before(now))
+            .await?;
+        let cutoff = |ms: Option<i64>| ms.map(|ms| u64::try_from(ms).unwrap_or_default());
+        let sub = self
+            .store
+            .subject_cutoff(CutoffKind::Subject, token.sub, now)
+            .await?;
+        let client = self
+            .store
+            .subject_cutoff(CutoffKind::Client, token.client_id, now)
+            .await?;
+        Ok(is_revoked_by(token, denied, cutoff(sub), cutoff(client)))
+    }
+}
+
+/// Denied jtis are stored with their token's `exp`; verifiers accept a token up to
+/// [`VERIFIER_LEEWAY`] past it, so an entry counts (and is kept) until then.
+fn purge_before(now: i64) -> i64 {
+    now.saturating_sub(i64::try_from(VERIFIER_LEEWAY.as_secs()).unwrap_or(i64::MAX))
 }

@@ -320,3 +320,83 @@ async fn a_user_logs_in_refreshes_submits_and_only_they_can_read_it() {
     assert!(unfold(&mail).contains(&format!("To: {}", c.user_email)));
     stack.shutdown().await.unwrap();
 }
+
+/// Without Redis the API's revocation list is a copy of the auth server's store, refreshed
+/// every second: revoking a refresh token, and ending every token of a user, reach the API's
+/// already issued (and cached) access tokens within 5 s; a login afterwards works.
+#[tokio::test]
+async fn revocations_reach_the_apis_issued_tokens_on_sqlite() {
+    let dirs = Dirs::new();
+    let config = dirs.config();
+    let stack = Stack::start(config.clone()).await.unwrap();
+    let client = Client::new(&stack);
+    let c = &stack.credentials;
+    let app = (c.client_id.as_str(), c.client_secret.as_str());
+    let login = async || {
+        let form = [
+            ("grant_type", "password"),
+            ("username", c.user_email.as_str()),
+            ("password", c.user_password.as_str()),
+        ];
+        let body = client.token(app, &form).await;
+        (
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    };
+    let unknown = Uuid::new_v4().to_string();
+    // 404 = the token was accepted (no such transcription), 401 = refused.
+    let status = async |token: &str| client.read(token, &unknown).await.status().as_u16();
+    let until_refused = async |token: &str, what: &str| {
+        let start = Instant::now();
+        while status(token).await != 401 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{what}: still accepted after 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("{what}: refused after {:?}", start.elapsed());
+    };
+
+    // RFC 7009 §2.1: revoking the refresh token ends the access token of the same login.
+    let (first, refresh) = login().await;
+    let (second, _) = login().await;
+    assert_eq!(status(&first).await, 404);
+    let revoked = client
+        .http
+        .post(format!("{}/oauth/revoke", client.auth))
+        .basic_auth(app.0, Some(app.1))
+        .form(&[("token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    until_refused(&first, "refresh token revoked").await;
+    assert_eq!(status(&second).await, 404, "another login is untouched");
+
+    // Ending every token of the user (what `tokens revoke --user` runs).
+    let store = auth_server::store::connect(&format!(
+        "sqlite:{}",
+        config.data_dir.join("auth-server.db").display()
+    ))
+    .await
+    .unwrap();
+    let user = store
+        .find_user_by_email(&c.user_email)
+        .await
+        .unwrap()
+        .unwrap();
+    auth_server::revocation::DenyList::store_only(store, Duration::from_secs(900))
+        .revoke_user(&user.id)
+        .await
+        .unwrap();
+    until_refused(&second, "all the user's tokens revoked").await;
+    let (after, _) = login().await;
+    assert_eq!(
+        status(&after).await,
+        404,
+        "a login after the revocation works"
+    );
+    stack.shutdown().await.unwrap();
+}

@@ -130,6 +130,7 @@ mod tests {
             scopes: Default::default(),
             jti: jti.into(),
             exp,
+            iat: 0,
         })
     }
 

@@ -36,8 +36,9 @@ pub use config::{DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, GuardConfig, MAX_LEEWAY}
 pub use http::{AuthError, AuthFailure, RequireScope, RequireScopeLayer};
 pub use jwks::{JwksCache, JwksError};
 pub use revocation::{
-    RedisRevocationConfig, RedisRevocationList, RevocationError, RevocationList,
-    StaticRevocationList,
+    CutoffKind, RedisRevocationConfig, RedisRevocationList, Revocation, RevocationError,
+    RevocationList, RevocationSubject, Revocations, StaticRevocationList, is_revoked_by,
+    issued_at_ms,
 };
 pub use verify::VerifyError;
 
@@ -57,9 +58,16 @@ pub struct Principal {
     pub jti: String,
     /// Expiry, unix seconds.
     pub exp: u64,
+    /// Issued at, unix seconds.
+    pub iat: u64,
 }
 
 impl Principal {
+    /// What the deny-list needs to know about this token.
+    pub fn revocation_subject(&self) -> RevocationSubject<'_> {
+        RevocationSubject::new(&self.jti, &self.sub, &self.client_id, self.iat)
+    }
+
     /// Whether the token grants `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.contains(scope)
@@ -154,7 +162,10 @@ impl TokenGuard {
         let hash = cache::token_hash(token);
         let now = unix_now();
         if let Some(principal) = inner.verified.get(&hash, now, inner.jwks.generation()) {
-            if inner.revocations.is_revoked(&principal.jti) {
+            if inner
+                .revocations
+                .is_revoked(&principal.revocation_subject())
+            {
                 inner.verified.remove(&hash);
                 return Err(VerifyError::Revoked);
             }
@@ -167,16 +178,20 @@ impl TokenGuard {
             .await
             .ok_or(VerifyError::UnknownKey)?;
         let claims = inner.rules.verify_with_key(token, &header, &key.key)?;
-        if inner.revocations.is_revoked(&claims.jti) {
-            return Err(VerifyError::Revoked);
-        }
         let principal = Principal {
             scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
             sub: claims.sub,
             client_id: claims.client_id,
             jti: claims.jti,
             exp: claims.exp,
+            iat: claims.iat,
         };
+        if inner
+            .revocations
+            .is_revoked(&principal.revocation_subject())
+        {
+            return Err(VerifyError::Revoked);
+        }
         inner
             .verified
             .insert(hash, Arc::new(principal.clone()), unix_now(), generation);

@@ -8,7 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{CliError, Output, connect, split_list};
+use super::{AccessTokenTtl, CliError, Output, connect, deny_list, split_list};
 use crate::config::CommonArgs;
 use crate::secrets::{SecretHasher, generate_client_secret};
 use crate::store::{Client, GrantType};
@@ -31,12 +31,20 @@ pub enum ClientsCommand {
     List,
     /// Show one client.
     Show { id: String },
-    /// Refuse the client's requests from now on.
-    Disable { id: String },
+    /// Refuse the client's requests from now on and end its sessions and access tokens.
+    Disable {
+        id: String,
+        #[command(flatten)]
+        access_token_ttl: AccessTokenTtl,
+    },
     /// Accept the client's requests again.
     Enable { id: String },
-    /// Delete the client.
-    Delete { id: String },
+    /// Delete the client, its sessions and access tokens.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        access_token_ttl: AccessTokenTtl,
+    },
     /// Replace the client's secret; prints the new one.
     RotateSecret { id: String },
 }
@@ -108,9 +116,29 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
                 )
             });
         }
-        ClientsCommand::Disable { id } => set_disabled(store.as_ref(), out, &id, true).await?,
+        ClientsCommand::Disable {
+            id,
+            access_token_ttl,
+        } => {
+            set_disabled(store.as_ref(), out, &id, true).await?;
+            deny_list(common, &store, &access_token_ttl)
+                .await?
+                .revoke_client(&id)
+                .await?;
+        }
         ClientsCommand::Enable { id } => set_disabled(store.as_ref(), out, &id, false).await?,
-        ClientsCommand::Delete { id } => {
+        ClientsCommand::Delete {
+            id,
+            access_token_ttl,
+        } => {
+            if store.find_client(&id).await?.is_none() {
+                return Err(missing(&id));
+            }
+            // Before the delete: it cascades to the families whose access tokens are denied.
+            deny_list(common, &store, &access_token_ttl)
+                .await?
+                .revoke_client(&id)
+                .await?;
             if !store.delete_client(&id).await? {
                 return Err(missing(&id));
             }

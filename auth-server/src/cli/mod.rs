@@ -8,12 +8,14 @@ mod tokens;
 mod users;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::config::{CommonArgs, ConfigError, ServeArgs, ServerConfig};
+use crate::config::{CommonArgs, ConfigError, ServeArgs, ServerConfig, parse_duration};
 use crate::keys::KeyError;
+use crate::revocation::DenyList;
 use crate::secrets::SecretsError;
 use crate::store::{self, Store, StoreError};
 use crate::{Application, StartError};
@@ -111,6 +113,29 @@ async fn connect(common: &CommonArgs) -> Result<Arc<dyn Store>, CliError> {
     let store = store::connect(&common.database_url).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// The access-token lifetime the commands that revoke tokens need: a denied jti or a cutoff
+/// is kept until every token it covers has expired.
+#[derive(Debug, Args)]
+pub struct AccessTokenTtl {
+    /// Longest access-token lifetime in use, so a revocation outlives the tokens it covers.
+    #[arg(long = "access-token-ttl", env = "ACCESS_TOKEN_TTL", default_value = "900", value_parser = parse_duration)]
+    pub value: Duration,
+}
+
+/// The deny-list the admin commands write to: the store, and Redis when `REDIS_URL` is set.
+async fn deny_list(
+    common: &CommonArgs,
+    store: &Arc<dyn Store>,
+    ttl: &AccessTokenTtl,
+) -> Result<DenyList, CliError> {
+    Ok(match &common.redis_url {
+        Some(url) => {
+            DenyList::with_redis(store.clone(), url, &common.queue_prefix, ttl.value).await?
+        }
+        None => DenyList::store_only(store.clone(), ttl.value),
+    })
 }
 
 /// Prints results as text or JSON.

@@ -8,10 +8,10 @@ use clap::Subcommand;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{CliError, Output, connect, split_list};
+use super::{AccessTokenTtl, CliError, Output, connect, deny_list, split_list};
 use crate::config::CommonArgs;
 use crate::passwords::{check_policy, hash_password};
-use crate::store::{FamilyOwner, Store, User};
+use crate::store::{Store, User};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -29,14 +29,27 @@ pub enum UsersCommand {
     Show { user: String },
     /// Replace a user's permissions.
     SetPermissions { user: String, permissions: String },
-    /// Set a new password (from stdin or a prompt) and end the user's sessions.
-    ResetPassword { user: String },
-    /// Refuse the user's logins and end their sessions.
-    Disable { user: String },
+    /// Set a new password (from stdin or a prompt) and end the user's sessions and access
+    /// tokens.
+    ResetPassword {
+        user: String,
+        #[command(flatten)]
+        access_token_ttl: AccessTokenTtl,
+    },
+    /// Refuse the user's logins and end their sessions and access tokens.
+    Disable {
+        user: String,
+        #[command(flatten)]
+        access_token_ttl: AccessTokenTtl,
+    },
     /// Accept the user's logins again.
     Enable { user: String },
-    /// Delete the user and their sessions.
-    Delete { user: String },
+    /// Delete the user, their sessions and access tokens.
+    Delete {
+        user: String,
+        #[command(flatten)]
+        access_token_ttl: AccessTokenTtl,
+    },
 }
 
 pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
@@ -96,14 +109,18 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
                 || format!("permissions of {}: {list}", user.email),
             );
         }
-        UsersCommand::ResetPassword { user } => {
+        UsersCommand::ResetPassword {
+            user,
+            access_token_ttl,
+        } => {
             let user = find(store.as_ref(), &user).await?;
             let password = read_new_password(&user.email)?;
             let hash = tokio::task::spawn_blocking(move || hash_password(&password))
                 .await
                 .map_err(|_| CliError::Invalid("password hashing was interrupted".to_owned()))??;
             store.set_user_password_hash(&user.id, &hash).await?;
-            let revoked = end_sessions(store.as_ref(), &user.id).await?;
+            let deny_list = deny_list(common, &store, &access_token_ttl).await?;
+            let revoked = deny_list.revoke_user(&user.id).await?.sessions;
             out.print(
                 &serde_json::json!({"id": user.id, "revoked_sessions": revoked}),
                 || {
@@ -114,10 +131,14 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
                 },
             );
         }
-        UsersCommand::Disable { user } => {
+        UsersCommand::Disable {
+            user,
+            access_token_ttl,
+        } => {
             let user = find(store.as_ref(), &user).await?;
             store.set_user_disabled(&user.id, true).await?;
-            let revoked = end_sessions(store.as_ref(), &user.id).await?;
+            let deny_list = deny_list(common, &store, &access_token_ttl).await?;
+            let revoked = deny_list.revoke_user(&user.id).await?.sessions;
             out.print(
                 &serde_json::json!({"id": user.id, "disabled": true, "revoked_sessions": revoked}),
                 || format!("user {} disabled; {revoked} session(s) ended", user.email),
@@ -131,8 +152,14 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
                 || format!("user {} enabled", user.email),
             );
         }
-        UsersCommand::Delete { user } => {
+        UsersCommand::Delete {
+            user,
+            access_token_ttl,
+        } => {
             let user = find(store.as_ref(), &user).await?;
+            // Before the delete: it cascades to the families whose access tokens are denied.
+            let deny_list = deny_list(common, &store, &access_token_ttl).await?;
+            deny_list.revoke_user(&user.id).await?;
             store.delete_user(&user.id).await?;
             out.print(&serde_json::json!({"deleted": user.id}), || {
                 format!("user {} deleted", user.email)
@@ -149,12 +176,6 @@ async fn find(store: &dyn Store, id_or_email: &str) -> Result<User, CliError> {
         store.find_user(id_or_email).await?
     };
     found.ok_or_else(|| CliError::NotFound(format!("no user `{id_or_email}`")))
-}
-
-async fn end_sessions(store: &dyn Store, user_id: &str) -> Result<u64, CliError> {
-    Ok(store
-        .revoke_refresh_families(FamilyOwner::User(user_id), OffsetDateTime::now_utc())
-        .await?)
 }
 
 /// Reads a new password: a prompt with confirmation on a terminal, else the first stdin line.

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use token_guard::AccessClaims;
+use token_guard::{AccessClaims, RevocationSubject};
 
 use super::{GrantError, INTROSPECT_SCOPE, Param, TokenRequest, TokenService};
 use crate::store::{Client, RefreshLookup};
@@ -30,10 +30,12 @@ impl TokenService {
             let Ok(claims) = self.rules.verify(token, |kid| keys.public_key(kid)) else {
                 return Ok(None);
             };
+            let subject =
+                RevocationSubject::new(&claims.jti, &claims.sub, &claims.client_id, claims.iat);
             if owned(&claims.client_id)
                 && !self
                     .deny_list
-                    .is_denied(&claims.jti, now.unix_timestamp())
+                    .is_revoked(&subject, now.unix_timestamp())
                     .await?
             {
                 return Ok(Some(Known::Access(claims)));
@@ -87,8 +89,8 @@ impl TokenService {
         })
     }
 
-    /// `POST /oauth/revoke`: a refresh token revokes its whole family; an access token goes
-    /// on the deny-list until it expires.
+    /// `POST /oauth/revoke`: a refresh token revokes its whole family and the access tokens
+    /// issued from it (RFC 7009 §2.1); an access token goes on the deny-list until it expires.
     pub async fn revoke(&self, request: &TokenRequest) -> Result<(), GrantError> {
         let caller = self.clients.authenticate(request).await?;
         let Some(token) = presented_token(request)? else {
@@ -99,18 +101,12 @@ impl TokenService {
             None => {}
             Some(Known::Access(claims)) => {
                 let jti = claims.jti.as_str();
-                // Verifiers accept a token up to their leeway past `exp`: deny it that long.
-                let until = claims.exp.saturating_add(crate::VERIFIER_LEEWAY.as_secs());
-                let until = i64::try_from(until).unwrap_or(i64::MAX);
-                self.deny_list
-                    .deny(jti, until, now.unix_timestamp())
-                    .await?;
+                let exp = i64::try_from(claims.exp).unwrap_or(i64::MAX);
+                self.deny_list.deny(jti, exp, now.unix_timestamp()).await?;
                 tracing::info!(target: "security", jti, by = %caller.id, "access token revoked");
             }
             Some(Known::Refresh(lookup)) => {
-                self.store
-                    .revoke_refresh_family(&lookup.family.id, now)
-                    .await?;
+                self.deny_list.revoke_family(&lookup.family.id, now).await?;
                 tracing::info!(target: "security", family = %lookup.family.id, by = %caller.id, "refresh family revoked");
             }
         }

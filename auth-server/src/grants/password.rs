@@ -62,7 +62,7 @@ pub async fn grant(
         Some(
             service
                 .refresh
-                .start_family(&client.id, &user.id, &scope)
+                .start_family(&client.id, &user.id, &scope, &access)
                 .await?,
         )
     } else {

@@ -18,6 +18,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{GrantError, Param, TokenRequest, TokenResponse, TokenService, required, scope};
+use crate::issuer::IssuedToken;
+use crate::revocation::DenyList;
 use crate::secrets::SecretHasher;
 use crate::store::{Client, RefreshFamily, RefreshLookup, RefreshTokenRecord, Store, StoreError};
 
@@ -60,6 +62,7 @@ impl RefreshTokens {
         token: &str,
         family_id: &str,
         parent: Option<Vec<u8>>,
+        access: &IssuedToken,
         now: OffsetDateTime,
     ) -> RefreshTokenRecord {
         RefreshTokenRecord {
@@ -69,15 +72,19 @@ impl RefreshTokens {
             issued_at: now,
             expires_at: now + self.ttl,
             used_at: None,
+            access_jti: Some(access.jti.clone()),
+            access_expires_at: Some(access.expires_at),
         }
     }
 
-    /// Starts a family at login and returns its first token.
+    /// Starts a family at login and returns its first token; `access` is the access token
+    /// issued with it, denied if the family is revoked.
     pub async fn start_family(
         &self,
         client_id: &str,
         user_id: &str,
         scope: &str,
+        access: &IssuedToken,
     ) -> Result<String, GrantError> {
         let mut bytes = [0u8; 32];
         SystemRandom::new()
@@ -93,7 +100,7 @@ impl RefreshTokens {
             created_at: now,
             revoked_at: None,
         };
-        let first = self.record(&token, &family.id, None, now);
+        let first = self.record(&token, &family.id, None, access, now);
         self.store.create_refresh_family(&family, &first).await?;
         Ok(token)
     }
@@ -114,17 +121,17 @@ impl RefreshTokens {
             && successor.token_hash == self.hash(&self.successor_of(presented))
     }
 
-    /// Revokes the family of a reused token and logs it as a security event.
-    async fn reject_reuse(&self, lookup: &RefreshLookup) -> GrantError {
+    /// Revokes the family of a reused token with the access tokens issued from it, and logs it
+    /// as a security event.
+    async fn reject_reuse(&self, lookup: &RefreshLookup, deny_list: &DenyList) -> GrantError {
         let family = &lookup.family;
         tracing::warn!(
             target: "security",
             family = %family.id, client_id = %family.client_id, user_id = %family.user_id,
             "refresh token reuse detected: family revoked"
         );
-        if let Err(err) = self
-            .store
-            .revoke_refresh_family(&family.id, OffsetDateTime::now_utc())
+        if let Err(err) = deny_list
+            .revoke_family(&family.id, OffsetDateTime::now_utc())
             .await
         {
             return err.into();
@@ -133,8 +140,16 @@ impl RefreshTokens {
     }
 
     /// Exchanges `presented` for its successor, or hands the same successor out again in the
-    /// grace period. Reuse outside it revokes the family.
-    async fn rotate(&self, lookup: RefreshLookup, presented: &str) -> Result<String, GrantError> {
+    /// grace period. Reuse outside it revokes the family. `access` is the access token issued
+    /// with the successor; the one handed out again in the grace period is not linked (the
+    /// successor keeps the access token of its first issue).
+    async fn rotate(
+        &self,
+        lookup: RefreshLookup,
+        presented: &str,
+        access: &IssuedToken,
+        deny_list: &DenyList,
+    ) -> Result<String, GrantError> {
         let now = OffsetDateTime::now_utc();
         let successor = self.successor_of(presented);
         if lookup.token.used_at.is_none() {
@@ -142,6 +157,7 @@ impl RefreshTokens {
                 &successor,
                 &lookup.family.id,
                 Some(lookup.token.token_hash.clone()),
+                access,
                 now,
             );
             if self
@@ -160,7 +176,7 @@ impl RefreshTokens {
         if current.family.revoked_at.is_none() && self.in_grace(&current, presented, now) {
             return Ok(successor);
         }
-        Err(self.reject_reuse(&current).await)
+        Err(self.reject_reuse(&current, deny_list).await)
     }
 }
 
@@ -186,7 +202,7 @@ pub async fn grant(
         return Err(invalid());
     }
     if lookup.token.used_at.is_some() && !refresh.in_grace(&lookup, presented, now) {
-        return Err(refresh.reject_reuse(&lookup).await);
+        return Err(refresh.reject_reuse(&lookup, &service.deny_list).await);
     }
     let user = service.store.find_user(&lookup.family.user_id).await?;
     let Some(user) = user.filter(|u| !u.disabled) else {
@@ -201,8 +217,11 @@ pub async fn grant(
         .map(str::to_owned)
         .collect();
     let scope = scope::negotiate(scope::requested(request)?, &allowed)?;
-    let successor = refresh.rotate(lookup, presented).await?;
+    // Issued before the successor is stored, so the successor records its jti.
     let access = service.issuer.issue(&user.id, &client.id, &scope)?;
+    let successor = refresh
+        .rotate(lookup, presented, &access, &service.deny_list)
+        .await?;
     Ok(TokenResponse {
         access_token: access.token,
         token_type: "Bearer",

@@ -15,6 +15,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::keys::{KeyAlgorithm, KeyState};
+pub use token_guard::CutoffKind;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +158,11 @@ pub struct RefreshTokenRecord {
     pub expires_at: OffsetDateTime,
     /// When it was exchanged for its successor.
     pub used_at: Option<OffsetDateTime>,
+    /// `jti` of the access token issued with it (none for tokens stored before migration 4),
+    /// denied when the family is revoked.
+    pub access_jti: Option<String>,
+    /// `exp` of that access token, unix seconds.
+    pub access_expires_at: Option<i64>,
 }
 
 /// A refresh token with its family and its successor, if it was rotated.
@@ -172,6 +178,28 @@ pub struct RefreshLookup {
 pub enum FamilyOwner<'a> {
     Client(&'a str),
     User(&'a str),
+}
+
+/// Which refresh families' access tokens to list.
+#[derive(Debug, Clone, Copy)]
+pub enum Families<'a> {
+    /// One family, by id.
+    One(&'a str),
+    /// Every family of a client or user.
+    Of(FamilyOwner<'a>),
+}
+
+/// A "not valid before" cutoff: tokens of `subject` issued at or before `not_before_ms` are
+/// revoked (see `token_guard::is_revoked_by`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectCutoff {
+    pub kind: CutoffKind,
+    /// A user id (`sub`) or a client id.
+    pub subject: String,
+    /// Unix milliseconds.
+    pub not_before_ms: i64,
+    /// Unix seconds; past it every covered token has expired.
+    pub expires_at: i64,
 }
 
 /// Metadata of a signing key; the private key itself is a PEM file in the keys directory.
@@ -268,6 +296,25 @@ pub trait Store: Send + Sync + 'static {
     /// Every denied access token not yet expired at `now`: `(jti, expires_at)`. For resource
     /// servers in the same process that cannot read the Redis mirror.
     async fn denied_access_tokens(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
+    /// The access tokens issued with the refresh tokens of `families`, unexpired at `now`:
+    /// `(jti, exp)`.
+    async fn family_access_tokens(
+        &self,
+        families: Families<'_>,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Records a cutoff, keeping the larger `not_before_ms` and `expires_at` when the subject
+    /// already has one, and drops cutoffs expired at `now`.
+    async fn revoke_subject(&self, cutoff: &SubjectCutoff, now: i64) -> Result<(), StoreError>;
+    /// The cutoff (unix ms) of `subject`, if one is in force at `now`.
+    async fn subject_cutoff(
+        &self,
+        kind: CutoffKind,
+        subject: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Every cutoff in force at `now`, for resource servers in the same process.
+    async fn revoked_subjects(&self, now: i64) -> Result<Vec<SubjectCutoff>, StoreError>;
 
     /// Until when (unix seconds) `key` is locked out, if it is at `now`.
     async fn login_locked_until(&self, key: &str, now: i64) -> Result<Option<i64>, StoreError>;

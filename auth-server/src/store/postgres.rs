@@ -45,6 +45,12 @@ impl PostgresStore {
                     "../../../migrations/auth-server/postgres/0002_users_and_sessions.sql"
                 ),
             ),
+            // 3 belongs to another change in flight; `ignore_missing` allows the gap.
+            (
+                4,
+                "revocation reach",
+                include_str!("../../../migrations/auth-server/postgres/0004_revocation_reach.sql"),
+            ),
         ])
     }
 }

@@ -242,6 +242,7 @@ macro_rules! impl_sql_store {
             async fn find_refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshLookup>, StoreError> {
                 let row = sqlx::query(concat!(
                     "SELECT t.token_hash, t.family_id, t.parent_hash, t.issued_at, t.expires_at, t.used_at, ",
+                    "t.access_jti, t.access_expires_at, ",
                     "f.client_id, f.user_id, f.scope, f.created_at, f.revoked_at ",
                     "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = $1"
                 ))
@@ -259,8 +260,8 @@ macro_rules! impl_sql_store {
                     revoked_at: row.try_get("revoked_at")?,
                 };
                 let successor = sqlx::query(
-                    "SELECT token_hash, family_id, parent_hash, issued_at, expires_at, used_at \
-                     FROM refresh_tokens WHERE parent_hash = $1",
+                    "SELECT token_hash, family_id, parent_hash, issued_at, expires_at, used_at, \
+                     access_jti, access_expires_at FROM refresh_tokens WHERE parent_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
@@ -342,6 +343,75 @@ macro_rules! impl_sql_store {
                     .await?;
                 rows.iter()
                     .map(|row| Ok((row.try_get("jti")?, row.try_get("expires_at")?)))
+                    .collect()
+            }
+
+            async fn family_access_tokens(&self, families: Families<'_>, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+                const LIVE: &str = "t.access_jti IS NOT NULL AND t.access_expires_at >= $2";
+                let (filter, id) = match families {
+                    Families::One(id) => ("t.family_id = $1", id),
+                    Families::Of(FamilyOwner::Client(id)) => ("f.client_id = $1", id),
+                    Families::Of(FamilyOwner::User(id)) => ("f.user_id = $1", id),
+                };
+                let sql = format!(
+                    "SELECT t.access_jti, t.access_expires_at FROM refresh_tokens t \
+                     JOIN refresh_families f ON f.id = t.family_id WHERE {filter} AND {LIVE}"
+                );
+                let rows = sqlx::query(&sql).bind(id).bind(now).fetch_all(&self.writer).await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get("access_jti")?, row.try_get("access_expires_at")?)))
+                    .collect()
+            }
+
+            async fn revoke_subject(&self, cutoff: &SubjectCutoff, now: i64) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM revoked_subjects WHERE expires_at < $1").bind(now).execute(&self.writer).await?;
+                sqlx::query(
+                    "INSERT INTO revoked_subjects (kind, subject, not_before_ms, expires_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (kind, subject) DO UPDATE SET \
+                     not_before_ms = CASE WHEN excluded.not_before_ms > revoked_subjects.not_before_ms \
+                         THEN excluded.not_before_ms ELSE revoked_subjects.not_before_ms END, \
+                     expires_at = CASE WHEN excluded.expires_at > revoked_subjects.expires_at \
+                         THEN excluded.expires_at ELSE revoked_subjects.expires_at END",
+                )
+                .bind(cutoff.kind.as_str())
+                .bind(&cutoff.subject)
+                .bind(cutoff.not_before_ms)
+                .bind(cutoff.expires_at)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            async fn subject_cutoff(&self, kind: CutoffKind, subject: &str, now: i64) -> Result<Option<i64>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT not_before_ms FROM revoked_subjects WHERE kind = $1 AND subject = $2 AND expires_at >= $3",
+                )
+                .bind(kind.as_str())
+                .bind(subject)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|row| row.try_get("not_before_ms")).transpose()?)
+            }
+
+            async fn revoked_subjects(&self, now: i64) -> Result<Vec<SubjectCutoff>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT kind, subject, not_before_ms, expires_at FROM revoked_subjects WHERE expires_at >= $1",
+                )
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let kind: String = row.try_get("kind")?;
+                        Ok(SubjectCutoff {
+                            kind: CutoffKind::parse(&kind)
+                                .ok_or_else(|| StoreError::Corrupt(format!("cutoff kind {kind}")))?,
+                            subject: row.try_get("subject")?,
+                            not_before_ms: row.try_get("not_before_ms")?,
+                            expires_at: row.try_get("expires_at")?,
+                        })
+                    })
                     .collect()
             }
 
@@ -529,8 +599,9 @@ macro_rules! impl_sql_store {
             token: &RefreshTokenRecord,
         ) -> Result<(), StoreError> {
             sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, family_id, parent_hash, issued_at, expires_at, used_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO refresh_tokens \
+                 (token_hash, family_id, parent_hash, issued_at, expires_at, used_at, access_jti, access_expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&token.token_hash)
             .bind(&token.family_id)
@@ -538,6 +609,8 @@ macro_rules! impl_sql_store {
             .bind(token.issued_at)
             .bind(token.expires_at)
             .bind(token.used_at)
+            .bind(&token.access_jti)
+            .bind(token.access_expires_at)
             .execute(&mut **tx)
             .await?;
             Ok(())
@@ -551,6 +624,8 @@ macro_rules! impl_sql_store {
                 issued_at: row.try_get("issued_at")?,
                 expires_at: row.try_get("expires_at")?,
                 used_at: row.try_get("used_at")?,
+                access_jti: row.try_get("access_jti")?,
+                access_expires_at: row.try_get("access_expires_at")?,
             })
         }
     };

@@ -57,6 +57,12 @@ impl SqliteStore {
                 "users and sessions",
                 include_str!("../../../migrations/auth-server/sqlite/0002_users_and_sessions.sql"),
             ),
+            // 3 belongs to another change in flight; `ignore_missing` allows the gap.
+            (
+                4,
+                "revocation reach",
+                include_str!("../../../migrations/auth-server/sqlite/0004_revocation_reach.sql"),
+            ),
         ])
     }
 }

@@ -370,3 +370,74 @@ fn the_cli_is_well_formed_and_matches_the_readme() {
     let parsed = auth_server::cli::Cli::try_parse_from(["auth-server", "serve", "--no-migrate"]);
     assert!(parsed.is_ok(), "{parsed:?}");
 }
+
+/// `--access-token-ttl` is not one of the `--jti/--client/--user` alternatives: it combines with
+/// each, an exported `ACCESS_TOKEN_TTL` does not break `tokens revoke`, and the commands that
+/// end a user's or client's tokens take it too. A denied jti is kept for that long.
+#[tokio::test]
+async fn the_access_token_ttl_combines_with_every_revocation() {
+    let app = TestApp::sqlite().await;
+    let db = &app.db;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    json(&run(
+        db,
+        &[
+            "tokens",
+            "revoke",
+            "--jti",
+            "ttl-jti",
+            "--access-token-ttl",
+            "1h",
+            "--json",
+        ],
+    ));
+    let denied = app.store.denied_access_tokens(now).await.unwrap();
+    let (_, until) = denied.iter().find(|(jti, _)| jti == "ttl-jti").unwrap();
+    assert!(
+        (now + 3600..=now + 3600 + 120).contains(until),
+        "kept for the TTL plus the leeway: {until}"
+    );
+
+    let (client_id, _) = app.create_client(&["a"], &[]).await;
+    let user_id = app
+        .create_user("ttl@example.com", "correct horse battery", &["a"])
+        .await;
+    let with_env = |args: &[&str]| {
+        let output = command(db, args)
+            .env("ACCESS_TOKEN_TTL", "30m")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        json(&output)
+    };
+    with_env(&["tokens", "revoke", "--jti", "env-jti", "--json"]);
+    with_env(&["tokens", "revoke", "--user", &user_id, "--json"]);
+    with_env(&["tokens", "revoke", "--client", &client_id, "--json"]);
+    for args in [
+        ["users", "disable", user_id.as_str()],
+        ["clients", "disable", client_id.as_str()],
+        ["users", "delete", user_id.as_str()],
+        ["clients", "delete", client_id.as_str()],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--access-token-ttl", "10m", "--json"]);
+        json(&run(db, &args));
+    }
+    let cutoffs = app.store.revoked_subjects(now).await.unwrap();
+    assert_eq!(cutoffs.len(), 2, "one per user and per client: {cutoffs:?}");
+    for cutoff in cutoffs {
+        let horizon = cutoff.not_before_ms / 1000 + 1800;
+        assert!(
+            (horizon..=horizon + 120).contains(&cutoff.expires_at),
+            "the larger of 30 m and 10 m, plus the leeway: {cutoff:?}"
+        );
+    }
+    assert_failure(
+        &run(db, &["tokens", "revoke", "--access-token-ttl", "1h"]),
+        2,
+    );
+    assert_failure(
+        &run(db, &["tokens", "revoke", "--jti", "a", "--user", "b"]),
+        2,
+    );
+}

@@ -10,6 +10,7 @@ mod hostile_input;
 mod introspection;
 mod keys;
 mod password;
+mod reach;
 mod refresh;
 mod store;
 mod token;

@@ -182,6 +182,8 @@ fn token(hash: u8, family: &str, parent: Option<u8>) -> RefreshTokenRecord {
         issued_at: now,
         expires_at: now + time::Duration::days(30),
         used_at: None,
+        access_jti: None,
+        access_expires_at: None,
     }
 }
 

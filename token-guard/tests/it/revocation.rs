@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use token_guard::{RedisRevocationConfig, RedisRevocationList, RevocationList, TokenGuard};
+use token_guard::{
+    RedisRevocationConfig, RedisRevocationList, RevocationList, RevocationSubject, TokenGuard,
+};
 use uuid::Uuid;
 
 use crate::helpers::{
@@ -41,6 +43,11 @@ fn skip_or_fail<T>(url: &str, reason: &str) -> Option<T> {
     }
     eprintln!("skipping: Redis unreachable at {url} ({reason})");
     None
+}
+
+/// A token known by its jti only (its sub and client carry no cutoff).
+fn by_jti(jti: &str) -> RevocationSubject<'_> {
+    RevocationSubject::new(jti, "nobody", "no-client", 0)
 }
 
 fn random_prefix() -> String {
@@ -99,6 +106,63 @@ async fn a_redis_revocation_reaches_the_guard_within_5_seconds() {
     let _: () = conn.del(&key).await.unwrap();
 }
 
+/// A "not valid before" cutoff (`sub:<ms>:<sub>`, `client:<ms>:<client_id>`) ends the tokens
+/// issued up to it, including tokens whose jti is not a UUIDv7 (judged by `iat`), and spares
+/// tokens issued after it.
+#[tokio::test]
+async fn a_cutoff_in_redis_ends_earlier_tokens_of_its_subject_only() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let prefix = random_prefix();
+    let key = format!("{prefix}:revoked_jti");
+    let list =
+        RedisRevocationList::connect(RedisRevocationConfig::new(redis_url()).with_prefix(&prefix))
+            .await
+            .unwrap();
+    let auth = AuthServer::spawn().await;
+    let guard = TokenGuard::new(guard_config(&auth, &auth.jwks_url()), Arc::new(list))
+        .await
+        .unwrap();
+    let app = ProtectedApp::spawn(guard).await;
+    let client = auth.client(&[READ]).await;
+    let issued = auth.client_token(&client).await;
+    let sub = payload(&issued)["sub"].as_str().unwrap().to_owned();
+    let legacy = auth.sign_claims(&auth.claims(serde_json::json!({
+        "jti": "not-a-uuid-v7", "client_id": "legacy-client", "iat": now() - 5,
+    })));
+    for token in [&issued, &legacy] {
+        assert_eq!(app.get("/me", token).await.status(), 200);
+    }
+
+    let cutoff_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for member in [
+        format!("sub:{cutoff_ms}:{sub}"),
+        format!("client:{cutoff_ms}:legacy-client"),
+    ] {
+        revoke(&mut conn, &key, &member, now() + 600).await;
+    }
+    for token in [&issued, &legacy] {
+        eventually(Duration::from_secs(5), || async {
+            app.get("/me", token).await.status() == 401
+        })
+        .await
+        .expect("cutoff seen within 5 s");
+        assert_eq!(
+            assert_invalid_token(app.get("/me", token).await).await,
+            "the token has been revoked"
+        );
+    }
+    // Issued after the cutoff: its UUIDv7 jti carries a later ms.
+    let later = auth.client_token(&client).await;
+    assert_eq!(payload(&later)["sub"], sub.as_str(), "the same subject");
+    assert_eq!(app.get("/me", &later).await.status(), 200);
+    let _: () = conn.del(&key).await.unwrap();
+}
+
 #[tokio::test]
 async fn expired_revocations_are_not_loaded() {
     let Some(mut conn) = redis_or_skip().await else {
@@ -113,9 +177,9 @@ async fn expired_revocations_are_not_loaded() {
         RedisRevocationList::connect(RedisRevocationConfig::new(redis_url()).with_prefix(&prefix))
             .await
             .unwrap();
-    assert!(!list.is_revoked("long-gone"));
-    assert!(list.is_revoked("inside-leeway"));
-    assert!(list.is_revoked("live"));
+    assert!(!list.is_revoked(&by_jti("long-gone")));
+    assert!(list.is_revoked(&by_jti("inside-leeway")));
+    assert!(list.is_revoked(&by_jti("live")));
     assert_eq!(list.reload().await.unwrap(), 2);
     let _: () = conn.del(&key).await.unwrap();
 }
@@ -201,22 +265,25 @@ async fn the_last_known_list_survives_a_redis_outage() {
         RedisRevocationList::connect(RedisRevocationConfig::new(&proxy.url).with_prefix(&prefix))
             .await
             .unwrap();
-    assert!(list.is_revoked("before-outage"));
+    assert!(list.is_revoked(&by_jti("before-outage")));
 
     proxy.cut();
     assert!(list.reload().await.is_err(), "Redis is unreachable");
-    assert!(list.is_revoked("before-outage"), "last known list kept");
+    assert!(
+        list.is_revoked(&by_jti("before-outage")),
+        "last known list kept"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await; // let the poller fail too
-    assert!(list.is_revoked("before-outage"));
+    assert!(list.is_revoked(&by_jti("before-outage")));
 
     proxy.restore();
     revoke(&mut conn, &key, "after-outage", now() + 600).await;
     let seen = eventually(Duration::from_secs(15), || {
         let list = list.clone();
-        async move { list.is_revoked("after-outage") }
+        async move { list.is_revoked(&by_jti("after-outage")) }
     })
     .await;
     assert!(seen.is_some(), "polling resumes after the outage");
-    assert!(list.is_revoked("before-outage"));
+    assert!(list.is_revoked(&by_jti("before-outage")));
     let _: () = conn.del(&key).await.unwrap();
 }
