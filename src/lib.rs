@@ -158,9 +158,16 @@ impl Stack {
             .as_ref()
             .map(|u| u.expose_secret().to_owned());
 
+        // One recorder per process: the worker's (processing time as a histogram) serves the
+        // /metrics of the auth server and of the API with every part's metrics.
+        let metrics = worker::telemetry::install_prometheus()
+            .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+            .ok();
+
         // The auth server.
         let mut auth_config =
             ServerConfig::new(config.auth_bind, &auth_db, config.keys_dir.clone());
+        auth_config.metrics = metrics.clone();
         auth_config.redis = redis_url
             .clone()
             .map(|url| (url, config.queue_prefix.clone()));
@@ -216,11 +223,7 @@ impl Stack {
             transcription_api::Services {
                 queue: queue.clone(),
                 revocations,
-                // One recorder per process: the worker's (processing time as a histogram)
-                // serves the API's /metrics with every part's metrics.
-                metrics: worker::telemetry::install_prometheus()
-                    .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
-                    .ok(),
+                metrics,
             },
         )
         .await

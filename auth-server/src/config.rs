@@ -107,6 +107,8 @@ pub struct ServerConfig {
     /// Redis URL and key prefix for the deny-list mirror.
     pub redis: Option<(String, String)>,
     pub migrate: bool,
+    /// The process's Prometheus recorder, rendered at `GET /metrics` (404 when `None`).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl ServerConfig {
@@ -161,6 +163,7 @@ impl ServerConfig {
                 .clone()
                 .map(|url| (url, common.queue_prefix.clone())),
             migrate: !serve.no_migrate,
+            metrics: None,
         })
     }
 
@@ -181,6 +184,7 @@ impl ServerConfig {
             throttle: ThrottlePolicy::default(),
             redis: None,
             migrate: true,
+            metrics: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod passwords;
 pub mod revocation;
 pub mod secrets;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod throttle;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     /// The `iss` value and base URL of the metadata.
     pub issuer: Arc<str>,
+    /// Renders `GET /metrics`; `None` answers 404.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Why the server could not start.
@@ -145,6 +148,7 @@ impl Application {
                 keys,
                 tokens,
                 issuer,
+                metrics: config.metrics,
             },
         })
     }

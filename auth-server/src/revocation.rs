@@ -116,6 +116,7 @@ impl DenyList {
     /// Denies `jti`, whose token expires at `expires_at` (unix seconds), and drops entries
     /// whose tokens are past their `exp` by more than [`VERIFIER_LEEWAY`].
     pub async fn deny(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), DenyListError> {
+        metrics::counter!("oauth_revocations_total", "kind" => "access_token").increment(1);
         self.store
             .deny_access_token(jti, expires_at, purge_before(now))
             .await?;
@@ -145,6 +146,7 @@ impl DenyList {
         family_id: &str,
         at: OffsetDateTime,
     ) -> Result<bool, DenyListError> {
+        metrics::counter!("oauth_revocations_total", "kind" => "refresh_family").increment(1);
         let revoked = self.store.revoke_refresh_family(family_id, at).await?;
         self.deny_family_tokens(Families::One(family_id), at.unix_timestamp())
             .await?;
@@ -177,6 +179,11 @@ impl DenyList {
         kind: CutoffKind,
         subject: &str,
     ) -> Result<Revoked, DenyListError> {
+        let label = match kind {
+            CutoffKind::Subject => "user",
+            CutoffKind::Client => "client",
+        };
+        metrics::counter!("oauth_revocations_total", "kind" => label).increment(1);
         let at = OffsetDateTime::now_utc();
         let now = at.unix_timestamp();
         // Families first, so no rotation starts after the tokens are listed.

@@ -88,7 +88,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     };
     match cli.command {
         Command::Serve(args) => {
-            let config = ServerConfig::from_args(&cli.common, &args)?;
+            let mut config = ServerConfig::from_args(&cli.common, &args)?;
+            config.metrics = crate::telemetry::install_prometheus();
             let app = Application::build(config).await?;
             app.run_until(crate::shutdown_signal()).await?;
             Ok(())

@@ -143,13 +143,15 @@ impl TokenService {
         if !client.grant_types.contains(&grant) {
             return Err(GrantError::UnauthorizedClient(grant));
         }
-        match grant {
+        let response = match grant {
             GrantType::ClientCredentials => {
                 client_credentials::grant(&client, request, &self.issuer)
             }
             GrantType::Password => password::grant(self, &client, request).await,
             GrantType::RefreshToken => refresh::grant(self, &client, request).await,
-        }
+        }?;
+        metrics::counter!("oauth_tokens_issued_total", "grant_type" => grant.as_str()).increment(1);
+        Ok(response)
     }
 }
 

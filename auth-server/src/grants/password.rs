@@ -30,6 +30,7 @@ pub async fn grant(
     )?;
     let ip = request.client_ip();
     if let Some(retry_after) = service.throttle.retry_after(username, ip).await? {
+        metrics::counter!("oauth_login_throttled_total").increment(1);
         return Err(GrantError::LoginThrottled { retry_after });
     }
     let user = service.store.find_user_by_email(username).await?;
@@ -45,6 +46,7 @@ pub async fn grant(
     let user = match user {
         Some(user) if matched && !user.disabled => user,
         _ => {
+            metrics::counter!("oauth_login_failures_total").increment(1);
             service.throttle.record_failure(username, ip).await?;
             return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
         }

@@ -130,6 +130,7 @@ impl RefreshTokens {
             family = %family.id, client_id = %family.client_id, user_id = %family.user_id,
             "refresh token reuse detected: family revoked"
         );
+        metrics::counter!("oauth_refresh_reuse_detected_total").increment(1);
         if let Err(err) = deny_list
             .revoke_family(&family.id, OffsetDateTime::now_utc())
             .await

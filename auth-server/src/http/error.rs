@@ -24,6 +24,16 @@ struct ErrorBody<'a> {
     error_description: Option<String>,
 }
 
+impl TokenEndpointError {
+    /// The RFC 6749 §5.2 `error` code of the answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenEndpointError::PayloadTooLarge(_) => "invalid_request",
+            TokenEndpointError::Grant(grant) => grant.code(),
+        }
+    }
+}
+
 impl IntoResponse for TokenEndpointError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {

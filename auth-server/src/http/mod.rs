@@ -28,7 +28,8 @@ pub fn router(state: AppState) -> Router {
             .nest(&path, routes)
             .merge(discovery::path_inserted_metadata(&path))
     };
-    app.with_state(state)
+    app.layer(axum::middleware::from_fn(crate::telemetry::record_requests))
+        .with_state(state)
 }
 
 /// A JSON response with a fixed `Cache-Control`.

@@ -36,7 +36,11 @@ async fn token(
         let response = state.tokens.exchange(&request).await?;
         Ok::<_, TokenEndpointError>(serde_json::to_string(&response).unwrap_or_default())
     };
-    respond(result.await)
+    let result = result.await;
+    if let Err(err) = &result {
+        metrics::counter!("oauth_token_errors_total", "error" => err.code()).increment(1);
+    }
+    respond(result)
 }
 
 async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {

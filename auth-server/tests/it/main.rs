@@ -9,6 +9,7 @@ mod helpers;
 mod hostile_input;
 mod introspection;
 mod keys;
+mod metrics;
 mod password;
 mod reach;
 mod refresh;
