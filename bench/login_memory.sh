@@ -4,14 +4,15 @@
 # argon2-* and the glibc malloc arena heaps (64 MiB-aligned anonymous heap mappings in
 # /proc/PID/maps) idle, during a wrk password-login flood at 4 and then 64 connections, and
 # SETTLE seconds after each flood.
-# Usage: bench/login_memory.sh [seconds=5]  (PASSWORD_HASH_THREADS, MALLOC_ARENA_MAX pass through)
+# Usage: bench/login_memory.sh [seconds=5]  (PASSWORD_HASH_THREADS, MALLOC_ARENA_MAX pass through;
+#        AUTH_SERVER_BIN=path measures that binary instead of building this tree's release one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-5}"
 SETTLE="${SETTLE:-5}"
 
-cargo build --release -q -p auth-server
-BIN="$PWD/target/release/auth-server"
+if [[ -z "${AUTH_SERVER_BIN:-}" ]]; then cargo build --release -q -p auth-server; fi
+BIN="${AUTH_SERVER_BIN:-$PWD/target/release/auth-server}"
 WORK="$(mktemp -d)"
 SERVER=""
 trap '[[ -n "$SERVER" ]] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
