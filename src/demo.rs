@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use auth_server::passwords::hash_password;
+use auth_server::passwords::PasswordPool;
 use auth_server::secrets::{SecretHasher, generate_client_secret};
 use auth_server::store::{Client, GrantType, Scope, Store, StoreError, User};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -63,6 +63,7 @@ pub enum DemoError {
 pub async fn ensure(
     store: &dyn Store,
     hasher: &SecretHasher,
+    passwords: &PasswordPool,
     file: &Path,
     auth_url: &str,
     api_url: &str,
@@ -136,10 +137,10 @@ pub async fn ensure(
         "demo-{}@example.com",
         &Uuid::new_v4().simple().to_string()[..8]
     );
-    let hash_input = password.clone();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&hash_input))
+    // On the auth server's hashing threads: no 19 MiB allocation of its own.
+    let password_hash = passwords
+        .hash(SecretString::from(password.clone()))
         .await
-        .map_err(|e| DemoError::Setup(e.to_string()))?
         .map_err(|e| DemoError::Setup(e.to_string()))?;
     let user = User {
         id: Uuid::new_v4().to_string(),

@@ -177,6 +177,7 @@ impl Stack {
         let auth_url = format!("http://{}", auth.local_addr());
         let issuer = auth.issuer().to_owned();
         let auth_store = auth.store();
+        let auth_tokens = auth.tokens();
         tasks.spawn({
             let stop = stop.clone();
             async move { Ok(auth.run_until(stopped(stop)).await?) }
@@ -240,6 +241,7 @@ impl Stack {
         let (credentials, created) = demo::ensure(
             auth_store.as_ref(),
             &hasher,
+            &auth_tokens.passwords,
             &credentials_file,
             &auth_url,
             &api_url,

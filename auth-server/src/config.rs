@@ -69,7 +69,8 @@ pub struct ServeArgs {
     /// (concurrent refreshes); at most 5 s.
     #[arg(long, env = "REFRESH_GRACE", default_value = "2s", value_parser = parse_duration)]
     pub refresh_grace: Duration,
-    /// Threads verifying passwords (argon2id); default: the number of cores.
+    /// Threads hashing and verifying passwords (argon2id), each holding 19 MiB for life;
+    /// default: the number of cores.
     #[arg(long, env = "PASSWORD_HASH_THREADS")]
     pub password_hash_threads: Option<usize>,
     /// Logins that may wait for a hashing thread before new ones get 503.

@@ -1,16 +1,20 @@
 //! User passwords: argon2id with the OWASP parameters (m = 19456 KiB, t = 2, p = 1), hashed and
-//! verified on a bounded pool off the async runtime. When the pool and its queue are full the
-//! caller gets [`PasswordError::Saturated`] at once (the HTTP layer answers 503), so a login
-//! flood cannot queue without bound or starve token issuance.
+//! verified on a [`PasswordPool`] of dedicated threads off the async runtime. Each thread owns one
+//! block buffer of m_cost KiB for its whole life, so the memory argon2 needs is bounded by
+//! threads × 19 MiB whatever the load (no per-call allocation for the allocator to keep). When the
+//! threads and the queue are full the caller gets [`PasswordError::Saturated`] at once (the HTTP
+//! layer answers 503), so a login flood cannot queue without bound or starve token issuance.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 /// Shortest password `users create` and `users reset-password` accept (NIST SP 800-63B).
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -136,11 +140,14 @@ pub enum PasswordError {
     TooCommon,
     #[error("password hashing failed")]
     Hash,
+    #[error("starting the password hashing threads failed")]
+    Threads(#[source] std::io::Error),
 }
 
-fn argon2id() -> Result<Argon2<'static>, PasswordError> {
-    let params = Params::new(19_456, 2, 1, None).map_err(|_| PasswordError::Hash)?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+/// The OWASP argon2id parameters new hashes get (OWASP Password Storage Cheat Sheet, argon2id:
+/// m = 19 MiB, t = 2, p = 1; RFC 9106 §4 for their meaning).
+fn owasp_params() -> Result<Params, PasswordError> {
+    Params::new(19_456, 2, 1, None).map_err(|_| PasswordError::Hash)
 }
 
 /// Checks a new password against the policy: length and the common-password list.
@@ -158,51 +165,132 @@ pub fn check_policy(password: &str, email: &str) -> Result<(), PasswordError> {
     Ok(())
 }
 
-/// Hashes a password into a PHC string. CPU-heavy: call it off the async runtime.
+/// Hashes a password into a PHC string, allocating the 19 MiB of argon2 blocks for this one
+/// call (the CLI's path). CPU-heavy: call it off the async runtime. A server hashes on its
+/// [`PasswordPool`] instead ([`PasswordPool::hash`]), which reuses its threads' buffers.
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    let mut memory = vec![Block::default(); owasp_params()?.block_count()];
+    hash_with_memory(password.as_bytes(), &mut memory)
+}
+
+/// Hashes `password` with a fresh 16-byte salt (RFC 9106 §3.1 recommends 128 bits) into the
+/// caller's blocks; the PHC string is what `argon2`'s own `PasswordHasher` would produce.
+fn hash_with_memory(password: &[u8], memory: &mut [Block]) -> Result<String, PasswordError> {
+    let params = owasp_params()?;
     let mut salt = [0u8; 16];
     SystemRandom::new()
         .fill(&mut salt)
         .map_err(|_| PasswordError::Hash)?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let memory = memory
+        .get_mut(..params.block_count())
+        .ok_or(PasswordError::Hash)?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password, &salt, &mut out, memory)
+        .map_err(|_| PasswordError::Hash)?;
     let salt = SaltString::encode_b64(&salt).map_err(|_| PasswordError::Hash)?;
-    Ok(argon2id()?
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|_| PasswordError::Hash)?
-        .to_string())
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|_| PasswordError::Hash)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|_| PasswordError::Hash)?),
+    };
+    Ok(phc.to_string())
 }
 
-fn verify_blocking(password: &str, hash: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(hash) else {
+/// Verifies `password` against a PHC string by recomputing the hash with the string's own
+/// algorithm, version, parameters and salt (PHC string format; RFC 9106 §3.1 inputs) into
+/// `memory`, and comparing the outputs in constant time (`Output`'s `PartialEq`). A hash whose
+/// parameters need more blocks than `memory` holds is computed in memory allocated for that call.
+fn verify_with_memory(password: &[u8], phc: &str, memory: &mut [Block]) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    match argon2id() {
-        Ok(argon2) => argon2.verify_password(password.as_bytes(), &parsed).is_ok(),
-        Err(_) => false,
-    }
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version {
+        Some(version) => Version::try_from(version),
+        None => Ok(Version::default()),
+    };
+    let (Ok(version), Ok(params)) = (version, Params::try_from(&parsed)) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut computed = [0u8; Output::MAX_LENGTH];
+    let Some(computed) = computed.get_mut(..expected.len()) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let hashed = match memory.get_mut(..blocks) {
+        Some(memory) => argon2.hash_password_into_with_memory(password, salt, computed, memory),
+        None => argon2.hash_password_into(password, salt, computed),
+    };
+    hashed.is_ok() && Output::new(computed).is_ok_and(|computed| computed == expected)
 }
 
-/// Verifies passwords on at most `pool_size` blocking threads with at most `queue_limit`
-/// callers waiting.
+/// One unit of work for a hashing thread: it gets the thread's block buffer.
+type Job = Box<dyn FnOnce(&mut [Block]) + Send>;
+
+/// Hashes and verifies passwords on `threads` dedicated OS threads (`argon2-0`, `argon2-1`, …),
+/// each reusing one buffer of 19456 blocks (19 MiB) for every job, with at most `queue_limit`
+/// jobs waiting for a thread. Memory is bounded by threads × 19 MiB whatever the load. Dropping
+/// the pool stops its threads (after the jobs they are running).
 pub struct PasswordPool {
-    permits: Arc<Semaphore>,
-    outstanding: AtomicUsize,
-    max_outstanding: usize,
+    jobs: Option<SyncSender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    /// Jobs queued or running; a job frees its place when it has run or been dropped.
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: usize,
     /// Hash of a random password: unknown users are verified against it so they cost the same.
-    dummy_hash: String,
+    dummy_hash: Arc<str>,
     verifications: AtomicU64,
 }
 
-/// Decrements the outstanding count when a verification ends or its caller goes away.
-struct Outstanding<'a>(&'a AtomicUsize);
+/// One place of the pool's bound, held by a job until it has run or been dropped (so a caller
+/// that goes away does not free the place of work still queued).
+struct Place(Arc<AtomicUsize>);
 
-impl Drop for Outstanding<'_> {
+impl Drop for Place {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl PasswordPool {
-    pub async fn new(pool_size: usize, queue_limit: usize) -> Result<PasswordPool, PasswordError> {
+    /// Starts `threads` hashing threads (at least one), each allocating its block buffer once,
+    /// and hashes the dummy password on them.
+    pub async fn new(threads: usize, queue_limit: usize) -> Result<PasswordPool, PasswordError> {
+        let threads = threads.max(1);
+        let max_in_flight = threads + queue_limit;
+        // Room for every admitted job, so admission (`in_flight`) is the only bound.
+        let (sender, receiver) = sync_channel::<Job>(max_in_flight);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let blocks = owasp_params()?.block_count();
+        let mut pool = PasswordPool {
+            jobs: Some(sender),
+            threads: Vec::with_capacity(threads),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight,
+            dummy_hash: Arc::from(""),
+            verifications: AtomicU64::new(0),
+        };
+        for index in 0..threads {
+            let receiver = receiver.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || hashing_thread(&receiver, blocks))
+                .map_err(PasswordError::Threads)?;
+            pool.threads.push(thread);
+        }
         let mut random = [0u8; 24];
         SystemRandom::new()
             .fill(&mut random)
@@ -211,17 +299,8 @@ impl PasswordPool {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<String>();
-        let dummy_hash = tokio::task::spawn_blocking(move || hash_password(&dummy_password))
-            .await
-            .map_err(|_| PasswordError::Hash)??;
-        let pool_size = pool_size.max(1);
-        Ok(PasswordPool {
-            permits: Arc::new(Semaphore::new(pool_size)),
-            outstanding: AtomicUsize::new(0),
-            max_outstanding: pool_size + queue_limit,
-            dummy_hash,
-            verifications: AtomicU64::new(0),
-        })
+        pool.dummy_hash = pool.hash(SecretString::from(dummy_password)).await?.into();
+        Ok(pool)
     }
 
     /// Verifies `password` against `hash`, or against the dummy hash when there is no user
@@ -231,38 +310,122 @@ impl PasswordPool {
         password: SecretString,
         hash: Option<String>,
     ) -> Result<bool, PasswordError> {
-        if self.outstanding.fetch_add(1, Ordering::AcqRel) >= self.max_outstanding {
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(PasswordError::Saturated);
-        }
-        let _outstanding = Outstanding(&self.outstanding);
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PasswordError::Hash)?;
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
-        let matched = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            verify_blocking(password.expose_secret(), &hash)
-        })
-        .await
-        .map_err(|_| PasswordError::Hash)?;
+        let hash: Arc<str> = match hash {
+            Some(hash) => hash.into(),
+            None => self.dummy_hash.clone(),
+        };
+        let matched = self
+            .run(move |memory| {
+                verify_with_memory(password.expose_secret().as_bytes(), &hash, memory)
+            })
+            .await?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
         Ok(known && matched)
+    }
+
+    /// Hashes a new password into a PHC string (argon2id, OWASP parameters) on the pool, so
+    /// creating or resetting users in a running server shares the same memory bound as logins.
+    pub async fn hash(&self, password: SecretString) -> Result<String, PasswordError> {
+        self.run(move |memory| hash_with_memory(password.expose_secret().as_bytes(), memory))
+            .await?
     }
 
     /// How many argon2 verifications have run (unknown users included).
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }
+
+    /// Queues `work` for a hashing thread, or refuses at once when threads and queue are full.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut [Block]) -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(PasswordError::Saturated);
+        }
+        let place = Place(self.in_flight.clone());
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _place = place;
+            // The caller went away (client disconnected): skip the work.
+            if !reply.is_closed() {
+                let _ = reply.send(work(memory));
+            }
+        });
+        let jobs = self.jobs.as_ref().ok_or(PasswordError::Hash)?;
+        jobs.try_send(job).map_err(|err| match err {
+            TrySendError::Full(_) => PasswordError::Saturated,
+            TrySendError::Disconnected(_) => PasswordError::Hash,
+        })?;
+        answer.await.map_err(|_| PasswordError::Hash)
+    }
+}
+
+/// The loop of one hashing thread: allocate the block buffer once, run jobs on it until the
+/// pool is dropped.
+fn hashing_thread(jobs: &Mutex<Receiver<Job>>, blocks: usize) {
+    let mut memory = vec![Block::default(); blocks];
+    loop {
+        // The lock is released before the job runs, so the other threads take the next ones.
+        let job = match jobs.lock() {
+            Ok(jobs) => jobs.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(&mut memory),
+            Err(_) => return,
+        }
+    }
+}
+
+impl Drop for PasswordPool {
+    fn drop(&mut self) {
+        // Closing the channel ends each thread's loop once the queue is drained (jobs of
+        // callers that went away are skipped).
+        self.jobs = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+    /// Tests that create pools run one at a time, so each can count the `argon2-*` threads of
+    /// the process as its own.
+    static POOLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    /// Threads of this process named `argon2-*` (Linux: /proc/self/task/*/comm).
+    fn argon2_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.starts_with("argon2-"))
+            .count()
+    }
+
+    /// Polls (bounded) until the process has `expected` hashing threads; returns the last count.
+    async fn wait_for_argon2_threads(expected: usize) -> usize {
+        let mut count = argon2_threads();
+        for _ in 0..200 {
+            if count == expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            count = argon2_threads();
+        }
+        count
+    }
 
     #[test]
     fn policy_table() {
@@ -287,13 +450,13 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
+        let _serial = POOLS.lock().await;
         let hash = hash_password("correct horse battery").unwrap();
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
         let pool = PasswordPool::new(1, 4).await.unwrap();
-        let secret = |s: &str| SecretString::from(s.to_owned());
         assert!(
             pool.verify(secret("correct horse battery"), Some(hash.clone()))
                 .await
@@ -310,7 +473,109 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pool_verdicts_match_argon2s_own_verify() {
+        let _serial = POOLS.lock().await;
+        let pool = PasswordPool::new(2, 4).await.unwrap();
+        let from_cli = hash_password("correct horse battery").unwrap();
+        let from_pool = pool.hash(secret("correct horse battery")).await.unwrap();
+        assert!(
+            from_pool.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{from_pool}"
+        );
+        assert_ne!(from_cli, from_pool, "each hash has its own salt");
+        let reference = Argon2::default();
+        for hash in [from_cli, from_pool] {
+            let parsed = PasswordHash::new(&hash).unwrap();
+            for (password, expected) in [
+                ("correct horse battery", true),
+                ("correct horse batterY", false),
+                ("", false),
+            ] {
+                let theirs = reference
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok();
+                let ours = pool
+                    .verify(secret(password), Some(hash.clone()))
+                    .await
+                    .unwrap();
+                assert_eq!(theirs, expected, "argon2 on {password:?}");
+                assert_eq!(ours, theirs, "pool on {password:?} against {hash}");
+            }
+        }
+        for malformed in [
+            "",
+            "$argon2id$stub",
+            "plain text",
+            "$argon2id$v=19$m=19456,t=2,p=1$",
+        ] {
+            assert!(
+                !pool
+                    .verify(secret("correct horse battery"), Some(malformed.to_owned()))
+                    .await
+                    .unwrap(),
+                "{malformed:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn hashes_with_other_parameters_verify() {
+        let _serial = POOLS.lock().await;
+        let pool = PasswordPool::new(1, 4).await.unwrap();
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        // Smaller and larger than the threads' buffers, several lanes, other variants, a longer
+        // output.
+        let cases = [
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(8_192, 3, 1, None),
+            ),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(32_768, 2, 1, None),
+            ),
+            (
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(19_456, 2, 4, Some(64)),
+            ),
+            (
+                Algorithm::Argon2i,
+                Version::V0x13,
+                Params::new(4_096, 3, 1, None),
+            ),
+            (
+                Algorithm::Argon2d,
+                Version::V0x10,
+                Params::new(4_096, 1, 2, None),
+            ),
+        ];
+        for (algorithm, version, params) in cases {
+            let hash = Argon2::new(algorithm, version, params.unwrap())
+                .hash_password(b"correct horse battery", &salt)
+                .unwrap()
+                .to_string();
+            assert!(
+                pool.verify(secret("correct horse battery"), Some(hash.clone()))
+                    .await
+                    .unwrap(),
+                "{hash}"
+            );
+            assert!(
+                !pool
+                    .verify(secret("wrong horse battery"), Some(hash.clone()))
+                    .await
+                    .unwrap(),
+                "{hash}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_full_pool_refuses_instead_of_queueing() {
+        let _serial = POOLS.lock().await;
         let pool = Arc::new(PasswordPool::new(1, 1).await.unwrap());
         let hash = hash_password("correct horse battery").unwrap();
         let calls: Vec<_> = (0..8)
@@ -336,6 +601,43 @@ mod tests {
         assert!(
             saturated <= 6,
             "at least the running and the queued call complete"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_pool_runs_on_exactly_its_threads_whatever_the_load() {
+        let _serial = POOLS.lock().await;
+        assert_eq!(wait_for_argon2_threads(0).await, 0, "no pool yet");
+        let pool = Arc::new(PasswordPool::new(2, 64).await.unwrap());
+        assert_eq!(argon2_threads(), 2);
+        let hash = hash_password("correct horse battery").unwrap();
+        let calls: Vec<_> = (0..32)
+            .map(|i| {
+                let pool = pool.clone();
+                let hash = hash.clone();
+                tokio::spawn(async move {
+                    let password = if i % 2 == 0 {
+                        "correct horse battery"
+                    } else {
+                        "nope"
+                    };
+                    let verdict = pool.verify(secret(password), Some(hash)).await.unwrap();
+                    (i, verdict, argon2_threads())
+                })
+            })
+            .collect();
+        for call in calls {
+            let (i, verdict, threads) = call.await.unwrap();
+            assert_eq!(verdict, i % 2 == 0, "call {i}");
+            assert_eq!(threads, 2, "threads seen by call {i}");
+        }
+        assert_eq!(pool.verifications(), 32);
+        assert_eq!(argon2_threads(), 2);
+        drop(Arc::into_inner(pool).expect("the calls are done"));
+        assert_eq!(
+            wait_for_argon2_threads(0).await,
+            0,
+            "dropping the pool stops its threads"
         );
     }
 }
