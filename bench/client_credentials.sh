@@ -8,8 +8,9 @@ DURATION="${1:-20s}"
 CONNECTIONS="${2:-64}"
 PORT="${PORT:-18480}"
 
-cargo build --release -q -p auth-server
-BIN="$PWD/target/release/auth-server"
+# AUTH_SERVER_BIN: measure another build (e.g. the previous commit's) with the same script.
+if [[ -z "${AUTH_SERVER_BIN:-}" ]]; then cargo build --release -q -p auth-server; fi
+BIN="${AUTH_SERVER_BIN:-$PWD/target/release/auth-server}"
 WORK="$(mktemp -d)"
 trap 'kill "$SERVER" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export DATABASE_URL="sqlite:$WORK/auth.db" KEYS_DIR="$WORK/keys" RUST_LOG=warn

@@ -14,8 +14,9 @@ want() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 PORT="${PORT:-18481}"
 URL="http://127.0.0.1:$PORT"
 
-cargo build --release -q -p auth-server
-BIN="$PWD/target/release/auth-server"
+# AUTH_SERVER_BIN: measure another build (e.g. the previous commit's) with the same script.
+if [[ -z "${AUTH_SERVER_BIN:-}" ]]; then cargo build --release -q -p auth-server; fi
+BIN="${AUTH_SERVER_BIN:-$PWD/target/release/auth-server}"
 WORK="$(mktemp -d)"
 trap 'kill "$SERVER" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export DATABASE_URL="sqlite:$WORK/auth.db" KEYS_DIR="$WORK/keys" RUST_LOG=warn
