@@ -7,13 +7,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{AUDIENCE, AuthServer, ProtectedApp, b64, guard, now};
 
-/// Whether the auth server's introspection calls `token` active (asked by a client that may
-/// introspect every token).
-async fn introspection_says_active(
-    auth: &AuthServer,
-    introspector: &(String, String),
-    token: &str,
-) -> bool {
+/// The auth server's introspection answer for `token`, asked by `introspector`.
+async fn introspect(auth: &AuthServer, introspector: &(String, String), token: &str) -> Value {
     let response = reqwest::Client::new()
         .post(format!("{}/oauth/introspect", auth.base))
         .basic_auth(&introspector.0, Some(&introspector.1))
@@ -22,8 +17,7 @@ async fn introspection_says_active(
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    body["active"].as_bool().unwrap()
+    response.json().await.unwrap()
 }
 
 #[tokio::test]
@@ -141,7 +135,7 @@ async fn introspection_and_the_guard_give_every_token_the_same_verdict() {
     ));
     for (case, token, accepted) in cases {
         let guard_accepts = app.get("/me", &token).await.status() == 200;
-        let active = introspection_says_active(&auth, &introspector, &token).await;
+        let active = introspect(&auth, &introspector, &token).await["active"] == true;
         assert_eq!(guard_accepts, accepted, "guard: {case}");
         assert_eq!(active, accepted, "introspection: {case}");
     }
@@ -165,21 +159,18 @@ async fn a_refresh_token_is_told_apart_from_an_access_token() {
         )
         .await;
     let introspector = auth.client(&["oauth:introspect"]).await;
-    let introspect = |token: String| {
-        let (base, introspector) = (auth.base.clone(), introspector.clone());
-        async move {
-            let response = reqwest::Client::new()
-                .post(format!("{base}/oauth/introspect"))
-                .basic_auth(&introspector.0, Some(&introspector.1))
-                .form(&[("token", token)])
-                .send()
-                .await
-                .unwrap();
-            response.json::<Value>().await.unwrap()
-        }
-    };
-    let access = introspect(login["access_token"].as_str().unwrap().to_owned()).await;
-    let refresh = introspect(login["refresh_token"].as_str().unwrap().to_owned()).await;
+    let access = introspect(
+        &auth,
+        &introspector,
+        login["access_token"].as_str().unwrap(),
+    )
+    .await;
+    let refresh = introspect(
+        &auth,
+        &introspector,
+        login["refresh_token"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(
         (access["active"].clone(), access["token_type"].clone()),
         (json!(true), json!("Bearer"))
