@@ -1,7 +1,9 @@
 //! The resource owner password credentials grant (RFC 6749 §4.3) for first-party apps:
 //! `sub` is the user id and the scope is bounded by the user's permissions and the client's
 //! scopes. Unknown users cost one argon2 verification like wrong passwords and get the same
-//! answer; failures are throttled per account and per source address.
+//! answer; attempts are reserved on the throttle per account and per source address before the
+//! password is verified. User names and passwords are compared in their RFC 8265 forms
+//! ([`crate::identifiers`]).
 
 use std::collections::BTreeSet;
 
@@ -10,6 +12,7 @@ use secrecy::SecretString;
 use super::{GrantError, TokenRequest, TokenResponse, TokenService, required, scope};
 use crate::passwords::{MAX_PASSWORD_LEN, PasswordError};
 use crate::store::{Client, GrantType};
+use crate::throttle::Admission;
 
 const BAD_CREDENTIALS: &str = "invalid username or password";
 
@@ -21,9 +24,14 @@ pub async fn grant(
     let username = required(request, "username")?;
     let password = required(request, "password")?;
     let ip = request.client_ip();
-    if let Some(retry_after) = service.throttle.retry_after(username, ip).await? {
-        return Err(GrantError::LoginThrottled { retry_after });
-    }
+    // Counted before verifying: parallel guesses cannot all pass one check.
+    let permit = match service.throttle.reserve(username, ip).await? {
+        Admission::Allowed(permit) => permit,
+        Admission::Locked { retry_after } => {
+            return Err(GrantError::LoginThrottled { retry_after });
+        }
+    };
+    // `None` too for a name RFC 8265 refuses: it is verified against the dummy hash below.
     let user = service.store.find_user_by_email(username).await?;
     // An over-long password never matches: skip hashing it, but still pay for one hash.
     let presented = if password.len() > MAX_PASSWORD_LEN {
@@ -35,22 +43,27 @@ pub async fn grant(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .filter(|_| !presented.is_empty());
-    let matched = service
+    let verified = service
         .passwords
         .verify(SecretString::from(presented.to_owned()), hash)
-        .await
-        .map_err(|err| match err {
-            PasswordError::Saturated => GrantError::Busy { retry_after: 1 },
-            _ => GrantError::Hashing,
-        })?;
+        .await;
+    let matched = match verified {
+        Ok(matched) => matched,
+        Err(PasswordError::Saturated) => {
+            // Nothing was verified: the attempt does not count.
+            service.throttle.cancel(permit).await?;
+            return Err(GrantError::Busy { retry_after: 1 });
+        }
+        Err(_) => return Err(GrantError::Hashing),
+    };
     let user = match user {
         Some(user) if matched && !user.disabled => user,
         _ => {
-            service.throttle.record_failure(username, ip).await?;
+            service.throttle.failed(permit);
             return Err(GrantError::InvalidGrant(BAD_CREDENTIALS.into()));
         }
     };
-    service.throttle.record_success(username).await?;
+    service.throttle.succeeded(permit).await?;
 
     let allowed: BTreeSet<String> = user
         .permissions

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::postgres::PgPoolOptions;
 use time::OffsetDateTime;
 
-use super::sql::{impl_sql_store, migrator};
+use super::sql::{RENORMALIZE_USER_EMAILS, RESERVE_LOGIN_ATTEMPT, impl_sql_store, migrator};
 use super::*;
 
 /// [`Store`] on a PostgreSQL database.
@@ -43,6 +43,13 @@ impl PostgresStore {
                 "users and sessions",
                 include_str!(
                     "../../../migrations/auth-server/postgres/0002_users_and_sessions.sql"
+                ),
+            ),
+            (
+                3,
+                "precis identifiers",
+                include_str!(
+                    "../../../migrations/auth-server/postgres/0003_precis_identifiers.sql"
                 ),
             ),
         ])

@@ -4,6 +4,31 @@
 //!
 //! [`Store`]: super::Store
 
+/// Counts one login attempt on a throttle key unless it is locked at `$2`, and locks it when
+/// the count reaches the threshold. `N` below is the new count (1 when the window is over):
+/// the lock is `$5 << (N − $4)` seconds, or `$6` from `$7` doublings on (no overflow, no
+/// `POWER`, which SQLite lacks). No row comes back when the key is locked.
+/// Binds: key, now, window_start_after, threshold, base_secs, max_secs, max_doublings.
+pub(super) const RESERVE_LOGIN_ATTEMPT: &str = concat!(
+    "INSERT INTO login_failures (throttle_key, failures, window_start, locked_until) ",
+    "VALUES ($1, 1, $2, CASE WHEN 1 < $4 THEN NULL WHEN 1 - $4 >= $7 THEN $2 + $6 ",
+    "ELSE $2 + ($5 << CAST(1 - $4 AS INTEGER)) END) ",
+    "ON CONFLICT (throttle_key) DO UPDATE SET ",
+    "failures = CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END, ",
+    "window_start = CASE WHEN login_failures.window_start < $3 THEN $2 ELSE login_failures.window_start END, ",
+    "locked_until = CASE ",
+    "WHEN (CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END) < $4 THEN NULL ",
+    "WHEN (CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END) - $4 >= $7 ",
+    "THEN $2 + $6 ",
+    "ELSE $2 + ($5 << CAST((CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END) - $4 AS INTEGER)) ",
+    "END ",
+    "WHERE login_failures.locked_until IS NULL OR login_failures.locked_until < $2 ",
+    "RETURNING failures"
+);
+
+/// The `pending_data_migrations` row of migration 0003.
+pub(super) const RENORMALIZE_USER_EMAILS: &str = "renormalize user emails (RFC 8265)";
+
 /// Implements `Store` for a struct with `pool` and `writer` fields (`sqlx::Pool<$db>`; reads go
 /// to `pool`, writes to `writer`) and a `fn migrator() -> sqlx::migrate::Migrator`.
 macro_rules! impl_sql_store {
@@ -12,7 +37,7 @@ macro_rules! impl_sql_store {
         impl $crate::store::Store for $store {
             async fn migrate(&self) -> Result<(), StoreError> {
                 Self::migrator().run(&self.writer).await?;
-                Ok(())
+                renormalize_user_emails(&self.writer).await
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
@@ -141,7 +166,7 @@ macro_rules! impl_sql_store {
                 )
                 .bind(&user.id)
                 .bind(&user.email)
-                .bind(normalize_email(&user.email))
+                .bind(normalize_username(&user.email)?)
                 .bind(&user.password_hash)
                 .bind(user.disabled)
                 .bind(user.created_at)
@@ -165,11 +190,13 @@ macro_rules! impl_sql_store {
             }
 
             async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+                // A name RFC 8265 refuses cannot belong to anyone.
+                let Ok(normalized) = normalize_username(email) else { return Ok(None) };
                 let rows = sqlx::query(concat!(
                     "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, p.scope ",
                     "FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id WHERE u.email_normalized = $1"
                 ))
-                .bind(normalize_email(email))
+                .bind(normalized)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(fold_users(&rows)?.pop())
@@ -354,33 +381,68 @@ macro_rules! impl_sql_store {
                 Ok(row.map(|row| row.try_get("locked_until")).transpose()?)
             }
 
-            async fn record_login_failure(&self, key: &str, now: i64, window_start_after: i64) -> Result<i64, StoreError> {
-                let row = sqlx::query(concat!(
-                    "INSERT INTO login_failures (throttle_key, failures, window_start, locked_until) VALUES ($1, 1, $2, NULL) ",
-                    "ON CONFLICT (throttle_key) DO UPDATE SET ",
-                    "failures = CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END, ",
-                    "window_start = CASE WHEN login_failures.window_start < $3 THEN $2 ELSE login_failures.window_start END ",
-                    "RETURNING failures"
+            async fn reserve_login_attempt(
+                &self,
+                keys: &[ThrottleKey],
+                now: i64,
+                window_start_after: i64,
+            ) -> Result<LoginAttempt, StoreError> {
+                let mut numbers = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let row = sqlx::query(RESERVE_LOGIN_ATTEMPT)
+                        .bind(&key.key)
+                        .bind(now)
+                        .bind(window_start_after)
+                        .bind(key.rule.threshold)
+                        .bind(key.rule.base_secs)
+                        .bind(key.rule.max_secs)
+                        .bind(key.rule.max_doublings)
+                        .fetch_optional(&self.writer)
+                        .await?;
+                    match row {
+                        Some(row) => numbers.push(row.try_get("failures")?),
+                        None => {
+                            // Locked: take back what this request counted on the other keys.
+                            for (key, number) in keys.iter().zip(&numbers) {
+                                self.release_login_attempt(&key.key, *number, Release::One, key.rule.threshold)
+                                    .await?;
+                            }
+                            let mut until = now;
+                            for key in keys {
+                                if let Some(locked) = self.login_locked_until(&key.key, now - 1).await? {
+                                    until = until.max(locked);
+                                }
+                            }
+                            return Ok(LoginAttempt::Locked { until });
+                        }
+                    }
+                }
+                Ok(LoginAttempt::Allowed { numbers })
+            }
+
+            async fn release_login_attempt(
+                &self,
+                key: &str,
+                number: i64,
+                release: Release,
+                threshold: i64,
+            ) -> Result<(), StoreError> {
+                let forget = match release {
+                    Release::One => 1,
+                    Release::UpTo => number,
+                };
+                sqlx::query(concat!(
+                    "UPDATE login_failures SET ",
+                    "failures = CASE WHEN failures > $2 THEN failures - $2 ELSE 0 END, ",
+                    "locked_until = CASE WHEN failures = $3 OR failures - $2 < $4 THEN NULL ELSE locked_until END ",
+                    "WHERE throttle_key = $1"
                 ))
                 .bind(key)
-                .bind(now)
-                .bind(window_start_after)
-                .fetch_one(&self.writer)
+                .bind(forget)
+                .bind(number)
+                .bind(threshold)
+                .execute(&self.writer)
                 .await?;
-                Ok(row.try_get("failures")?)
-            }
-
-            async fn lock_login(&self, key: &str, until: i64) -> Result<(), StoreError> {
-                sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE throttle_key = $2")
-                    .bind(until)
-                    .bind(key)
-                    .execute(&self.writer)
-                    .await?;
-                Ok(())
-            }
-
-            async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM login_failures WHERE throttle_key = $1").bind(key).execute(&self.writer).await?;
                 Ok(())
             }
 
@@ -506,6 +568,87 @@ macro_rules! impl_sql_store {
                 }
             }
             Ok(users)
+        }
+
+/// Re-computes `users.email_normalized` with [`normalize_username`] (RFC 8265) once after
+        /// migration 0003 (its `pending_data_migrations` row), and again on any later run while
+        /// some row carries a [`duplicate_marker`]. Users whose forms collide all get the marker
+        /// (a warning names them); a user whose stored e-mail RFC 8265 refuses keeps the old form
+        /// (no login name can reach it) with a warning. One transaction.
+        async fn renormalize_user_emails(pool: &sqlx::Pool<$db>) -> Result<(), StoreError> {
+            let mut tx = pool.begin().await?;
+            let pending = sqlx::query("DELETE FROM pending_data_migrations WHERE name = $1 RETURNING name")
+                .bind(RENORMALIZE_USER_EMAILS)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            let marked = sqlx::query("SELECT 1 FROM users WHERE email_normalized LIKE '%#dup-%' LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !pending && !marked {
+                return Ok(());
+            }
+            let rows = sqlx::query("SELECT id, email, email_normalized FROM users ORDER BY created_at, id")
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut users = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: String = row.try_get("id")?;
+                let email: String = row.try_get("email")?;
+                let current: String = row.try_get("email_normalized")?;
+                users.push((id, email, current));
+            }
+            let mut by_form: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+            for (index, (id, email, _)) in users.iter().enumerate() {
+                match normalize_username(email) {
+                    Ok(form) => by_form.entry(form).or_default().push(index),
+                    Err(err) => tracing::warn!(
+                        target: "security",
+                        user_id = %id,
+                        %err,
+                        "stored e-mail is not a valid RFC 8265 user name; the user cannot log in until an operator fixes it"
+                    ),
+                }
+            }
+            let mut changes = Vec::new();
+            for (form, indices) in &by_form {
+                if indices.len() > 1 {
+                    let ids: Vec<&str> = indices.iter().map(|&i| users[i].0.as_str()).collect();
+                    tracing::warn!(
+                        target: "security",
+                        user_ids = ?ids,
+                        "users share one RFC 8265 user name; none of them can log in by it until an operator deletes all but one and runs `auth-server migrate`"
+                    );
+                }
+                for &index in indices {
+                    let (id, _, current) = &users[index];
+                    let target = if indices.len() > 1 { duplicate_marker(form, id) } else { form.clone() };
+                    if &target != current {
+                        changes.push((id.as_str(), target));
+                    }
+                }
+            }
+            // Two passes so that one row may take a form another row is giving up.
+            for (id, _) in &changes {
+                sqlx::query("UPDATE users SET email_normalized = $1 WHERE id = $2")
+                    .bind(format!("#renormalizing-{id}"))
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (id, target) in &changes {
+                sqlx::query("UPDATE users SET email_normalized = $1 WHERE id = $2")
+                    .bind(target)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            if !changes.is_empty() {
+                tracing::info!(changed = changes.len(), "re-normalized user e-mails (RFC 8265)");
+            }
+            Ok(())
         }
 
         async fn insert_permissions(

@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
 
-use super::sql::{impl_sql_store, migrator};
+use super::sql::{RENORMALIZE_USER_EMAILS, RESERVE_LOGIN_ATTEMPT, impl_sql_store, migrator};
 use super::*;
 
 /// [`Store`] on a SQLite database file.
@@ -56,6 +56,11 @@ impl SqliteStore {
                 2,
                 "users and sessions",
                 include_str!("../../../migrations/auth-server/sqlite/0002_users_and_sessions.sql"),
+            ),
+            (
+                3,
+                "precis identifiers",
+                include_str!("../../../migrations/auth-server/sqlite/0003_precis_identifiers.sql"),
             ),
         ])
     }
