@@ -8,6 +8,7 @@ mod discovery;
 mod helpers;
 mod introspection;
 mod keys;
+mod lockout;
 mod password;
 mod refresh;
 mod store;
