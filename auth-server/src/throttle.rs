@@ -146,15 +146,16 @@ impl LoginThrottle {
                 rule: self.policy.lock_rule(self.policy.address_threshold),
             });
         }
-        let now = now();
-        let window_start_after = now.saturating_sub(secs(self.policy.window));
+        let asked_at = now();
+        let window_start_after = asked_at.saturating_sub(secs(self.policy.window));
         match self
             .store
-            .reserve_login_attempt(&keys, now, window_start_after)
+            .reserve_login_attempt(&keys, asked_at, window_start_after)
             .await?
         {
+            // Counted from the answer, not the request: the store may have queued it a while.
             LoginAttempt::Locked { until } => Ok(Admission::Locked {
-                retry_after: u64::try_from(until - now).unwrap_or(1).max(1),
+                retry_after: u64::try_from(until - now()).unwrap_or(1).max(1),
             }),
             LoginAttempt::Allowed { numbers } => {
                 let mut reserved = keys.into_iter().map(|k| k.key).zip(numbers);
