@@ -7,5 +7,5 @@ CREATE TABLE pending_data_migrations (
 
 INSERT INTO pending_data_migrations (name) VALUES ('renormalize user emails (RFC 8265)');
 
--- Throttle keys of accounts were built from the lowercase form; start them afresh.
-DELETE FROM login_failures WHERE throttle_key LIKE 'account:%';
+-- Throttle keys of accounts (`account:<form>`) change form too; ASCII names keep theirs, and the
+-- old keys of the others lapse with their window. Locks in force are left alone.
