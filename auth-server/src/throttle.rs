@@ -9,7 +9,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::store::{
-    LockRule, LoginAttempt, Release, Store, StoreError, ThrottleKey, normalize_username,
+    LockRule, LoginAttempt, Release, ReleasedAttempt, Store, StoreError, ThrottleKey,
+    normalize_username,
 };
 
 /// Lock-out policy.
@@ -185,32 +186,32 @@ impl LoginThrottle {
 
     /// The attempt was never verified (the hashing pool was full): take it back everywhere.
     pub async fn cancel(&self, permit: LoginPermit) -> Result<(), StoreError> {
-        let thresholds = [self.policy.account_threshold, self.policy.address_threshold];
-        for ((key, number), threshold) in std::iter::once(permit.account)
-            .chain(permit.address)
-            .zip(thresholds)
-        {
-            self.store
-                .release_login_attempt(&key, number, Release::One, threshold)
-                .await?;
-        }
-        Ok(())
+        self.release(&permit, Release::One).await
     }
 
     /// A successful login clears the account's failures up to this attempt, and takes back
     /// this attempt only from the address (one attacker with one valid account must not reset
-    /// the counter of the address they guess from).
+    /// the counter of the address they guess from). One statement for both.
     pub async fn succeeded(&self, permit: LoginPermit) -> Result<(), StoreError> {
-        let (key, number) = permit.account;
-        self.store
-            .release_login_attempt(&key, number, Release::UpTo, self.policy.account_threshold)
-            .await?;
-        if let Some((key, number)) = permit.address {
-            self.store
-                .release_login_attempt(&key, number, Release::One, self.policy.address_threshold)
-                .await?;
+        self.release(&permit, Release::UpTo).await
+    }
+
+    async fn release(&self, permit: &LoginPermit, account: Release) -> Result<(), StoreError> {
+        let mut attempts = vec![ReleasedAttempt {
+            key: &permit.account.0,
+            number: permit.account.1,
+            release: account,
+            threshold: self.policy.account_threshold,
+        }];
+        if let Some((key, number)) = &permit.address {
+            attempts.push(ReleasedAttempt {
+                key,
+                number: *number,
+                release: Release::One,
+                threshold: self.policy.address_threshold,
+            });
         }
-        Ok(())
+        self.store.release_login_attempts(&attempts).await
     }
 }
 

@@ -173,13 +173,22 @@ pub enum LoginAttempt {
     Locked { until: i64 },
 }
 
-/// How much of a reserved attempt [`Store::release_login_attempt`] takes back.
+/// How much of a reserved attempt [`Store::release_login_attempts`] takes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
     /// This attempt only (a success from an address, or a refused request).
     One,
     /// This attempt and every one counted before it (a success clears the account).
     UpTo,
+}
+
+/// Attempt `number` of `key` (from [`LoginAttempt::Allowed`]), to give back.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleasedAttempt<'a> {
+    pub key: &'a str,
+    pub number: i64,
+    pub release: Release,
+    pub threshold: i64,
 }
 
 /// All refresh tokens descending from one login.
@@ -319,26 +328,24 @@ pub trait Store: Send + Sync + 'static {
     /// Until when (unix seconds, inclusive) `key` is locked out, if it is at `now`.
     async fn login_locked_until(&self, key: &str, now: i64) -> Result<Option<i64>, StoreError>;
     /// Reserves one login attempt on every key, before the password is verified, so parallel
-    /// guesses cannot pass a check together: one atomic `INSERT … ON CONFLICT DO UPDATE …
-    /// RETURNING` per key counts the attempt as a failure (restarting the count when the window
-    /// that began before `window_start_after` is over) and locks the key per its rule when the
-    /// count reaches the threshold — unless the key is locked at `now` (`locked_until` ≥ `now`),
-    /// then nothing is counted on any key and the answer is [`LoginAttempt::Locked`].
+    /// guesses cannot pass a check together. One atomic `INSERT … ON CONFLICT DO UPDATE …
+    /// RETURNING` for all keys counts the attempt as a failure on each (restarting the count
+    /// when the window that began before `window_start_after` is over) and locks a key per its
+    /// rule when its count reaches the threshold — unless the key is locked at `now`
+    /// (`locked_until` ≥ `now`); then what was counted is taken back and the answer is
+    /// [`LoginAttempt::Locked`].
     async fn reserve_login_attempt(
         &self,
         keys: &[ThrottleKey],
         now: i64,
         window_start_after: i64,
     ) -> Result<LoginAttempt, StoreError>;
-    /// Takes back attempt `number` of `key` (from [`LoginAttempt::Allowed`]): one attempt or
-    /// every attempt up to it. The lock goes when the remaining count is below `threshold` or
-    /// no attempt was reserved after this one (the lock was this attempt's).
-    async fn release_login_attempt(
+    /// Takes back reserved attempts, one statement for all keys: one attempt or every attempt
+    /// up to it. A key's lock goes when its remaining count is below the threshold or no
+    /// attempt was reserved after this one (the lock was this attempt's).
+    async fn release_login_attempts(
         &self,
-        key: &str,
-        number: i64,
-        release: Release,
-        threshold: i64,
+        attempts: &[ReleasedAttempt<'_>],
     ) -> Result<(), StoreError>;
 
     async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;

@@ -4,27 +4,105 @@
 //!
 //! [`Store`]: super::Store
 
-/// Counts one login attempt on a throttle key unless it is locked at `$2`, and locks it when
-/// the count reaches the threshold. `N` below is the new count (1 when the window is over):
-/// the lock is `$5 << (N − $4)` seconds, or `$6` from `$7` doublings on (no overflow, no
-/// `POWER`, which SQLite lacks). No row comes back when the key is locked.
-/// Binds: key, now, window_start_after, threshold, base_secs, max_secs, max_doublings.
-pub(super) const RESERVE_LOGIN_ATTEMPT: &str = concat!(
-    "INSERT INTO login_failures (throttle_key, failures, window_start, locked_until) ",
-    "VALUES ($1, 1, $2, CASE WHEN 1 < $4 THEN NULL WHEN 1 - $4 >= $7 THEN $2 + $6 ",
-    "ELSE $2 + ($5 << CAST(1 - $4 AS INTEGER)) END) ",
-    "ON CONFLICT (throttle_key) DO UPDATE SET ",
-    "failures = CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END, ",
-    "window_start = CASE WHEN login_failures.window_start < $3 THEN $2 ELSE login_failures.window_start END, ",
-    "locked_until = CASE ",
-    "WHEN (CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END) < $4 THEN NULL ",
-    "WHEN (CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END) - $4 >= $7 ",
-    "THEN $2 + $6 ",
-    "ELSE $2 + ($5 << CAST((CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END) - $4 AS INTEGER)) ",
-    "END ",
-    "WHERE login_failures.locked_until IS NULL OR login_failures.locked_until < $2 ",
-    "RETURNING failures"
-);
+/// The new failure count of a conflicting `login_failures` row: 1 when its window began
+/// before `$2` (window_start_after), else one more.
+macro_rules! next_failures {
+    () => {
+        "(CASE WHEN login_failures.window_start < $2 THEN 1 ELSE login_failures.failures + 1 END)"
+    };
+}
+
+/// The lock (unix second) after failure `$n` of a key with rule row `$r` of `attempt`, at
+/// `$1` (now): `base << (n − threshold)` seconds, `max_secs` from `max_doublings` doublings on
+/// (no overflow; no `POWER`, which SQLite lacks), none below the threshold.
+macro_rules! lock_after {
+    ($n:expr, $r:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $n,
+            " < ",
+            $r,
+            ".threshold THEN NULL ",
+            "WHEN ",
+            $n,
+            " - ",
+            $r,
+            ".threshold >= ",
+            $r,
+            ".max_doublings THEN $1 + ",
+            $r,
+            ".max_secs ",
+            "ELSE $1 + (",
+            $r,
+            ".base_secs << CAST(",
+            $n,
+            " - ",
+            $r,
+            ".threshold AS INTEGER)) END"
+        )
+    };
+}
+
+/// `attempt (throttle_key, threshold, base_secs, max_secs, max_doublings)` rows for `keys`
+/// keys, binds from `$3` on.
+fn attempt_rows(keys: usize) -> String {
+    (0..keys)
+        .map(|i| {
+            let b = 3 + 5 * i;
+            format!("(${b}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Counts one login attempt on each key unless it is locked at `$1`, and locks a key whose
+/// count reaches its threshold, in one statement. Returns the rows of the keys counted; a key
+/// locked at `$1` returns none. Binds: now, window_start_after, then per key: key, threshold,
+/// base_secs, max_secs, max_doublings.
+pub(super) fn reserve_login_attempt_sql(keys: usize) -> String {
+    format!(
+        concat!(
+            "WITH attempt (throttle_key, threshold, base_secs, max_secs, max_doublings) AS (VALUES {rows}) ",
+            "INSERT INTO login_failures (throttle_key, failures, window_start, locked_until) ",
+            "SELECT a.throttle_key, 1, $1, ",
+            lock_after!("1", "a"),
+            " FROM attempt a WHERE TRUE ",
+            "ON CONFLICT (throttle_key) DO UPDATE SET ",
+            "failures = ",
+            next_failures!(),
+            ", ",
+            "window_start = CASE WHEN login_failures.window_start < $2 THEN $1 ELSE login_failures.window_start END, ",
+            "locked_until = (SELECT ",
+            lock_after!(next_failures!(), "r"),
+            " FROM attempt r WHERE r.throttle_key = login_failures.throttle_key) ",
+            "WHERE login_failures.locked_until IS NULL OR login_failures.locked_until < $1 ",
+            "RETURNING throttle_key, failures"
+        ),
+        rows = attempt_rows(keys)
+    )
+}
+
+/// Takes back attempts: per key `(throttle_key, forget, number, threshold)` from `$1` on.
+pub(super) fn release_login_attempts_sql(keys: usize) -> String {
+    let rows = (0..keys)
+        .map(|i| {
+            let b = 1 + 4 * i;
+            format!("(${b}, ${}, ${}, ${})", b + 1, b + 2, b + 3)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        concat!(
+            "WITH released (throttle_key, forget, number, threshold) AS (VALUES {rows}) ",
+            "UPDATE login_failures SET ",
+            "failures = CASE WHEN failures > r.forget THEN failures - r.forget ELSE 0 END, ",
+            "locked_until = CASE WHEN failures = r.number OR failures - r.forget < r.threshold ",
+            "THEN NULL ELSE locked_until END ",
+            "FROM released r WHERE login_failures.throttle_key = r.throttle_key"
+        ),
+        rows = rows
+    )
+}
 
 /// The `pending_data_migrations` row of migration 0003.
 pub(super) const RENORMALIZE_USER_EMAILS: &str = "renormalize user emails (RFC 8265)";
@@ -387,62 +465,69 @@ macro_rules! impl_sql_store {
                 now: i64,
                 window_start_after: i64,
             ) -> Result<LoginAttempt, StoreError> {
-                let mut numbers = Vec::with_capacity(keys.len());
+                if keys.is_empty() {
+                    return Ok(LoginAttempt::Allowed { numbers: Vec::new() });
+                }
+                let sql = reserve_login_attempt_sql(keys.len());
+                let mut query = sqlx::query(&sql).bind(now).bind(window_start_after);
                 for key in keys {
-                    let row = sqlx::query(RESERVE_LOGIN_ATTEMPT)
+                    query = query
                         .bind(&key.key)
-                        .bind(now)
-                        .bind(window_start_after)
                         .bind(key.rule.threshold)
                         .bind(key.rule.base_secs)
                         .bind(key.rule.max_secs)
-                        .bind(key.rule.max_doublings)
-                        .fetch_optional(&self.writer)
-                        .await?;
-                    match row {
-                        Some(row) => numbers.push(row.try_get("failures")?),
-                        None => {
-                            // Locked: take back what this request counted on the other keys.
-                            for (key, number) in keys.iter().zip(&numbers) {
-                                self.release_login_attempt(&key.key, *number, Release::One, key.rule.threshold)
-                                    .await?;
-                            }
-                            let mut until = now;
-                            for key in keys {
-                                if let Some(locked) = self.login_locked_until(&key.key, now - 1).await? {
-                                    until = until.max(locked);
-                                }
-                            }
-                            return Ok(LoginAttempt::Locked { until });
-                        }
+                        .bind(key.rule.max_doublings);
+                }
+                let rows = query.fetch_all(&self.writer).await?;
+                let mut counted = std::collections::HashMap::with_capacity(rows.len());
+                for row in &rows {
+                    let key: String = row.try_get("throttle_key")?;
+                    let failures: i64 = row.try_get("failures")?;
+                    counted.insert(key, failures);
+                }
+                if counted.len() == keys.len() {
+                    let numbers = keys
+                        .iter()
+                        .map(|k| counted.get(&k.key).copied().ok_or_else(|| StoreError::Corrupt(format!("no count for {}", k.key))))
+                        .collect::<Result<_, _>>()?;
+                    return Ok(LoginAttempt::Allowed { numbers });
+                }
+                // Some key is locked: take back what was counted on the others.
+                let released: Vec<ReleasedAttempt<'_>> = keys
+                    .iter()
+                    .filter_map(|k| {
+                        counted.get(&k.key).map(|&number| ReleasedAttempt {
+                            key: &k.key,
+                            number,
+                            release: Release::One,
+                            threshold: k.rule.threshold,
+                        })
+                    })
+                    .collect();
+                self.release_login_attempts(&released).await?;
+                let mut until = now;
+                for key in keys {
+                    if let Some(locked) = self.login_locked_until(&key.key, now - 1).await? {
+                        until = until.max(locked);
                     }
                 }
-                Ok(LoginAttempt::Allowed { numbers })
+                Ok(LoginAttempt::Locked { until })
             }
 
-            async fn release_login_attempt(
-                &self,
-                key: &str,
-                number: i64,
-                release: Release,
-                threshold: i64,
-            ) -> Result<(), StoreError> {
-                let forget = match release {
-                    Release::One => 1,
-                    Release::UpTo => number,
-                };
-                sqlx::query(concat!(
-                    "UPDATE login_failures SET ",
-                    "failures = CASE WHEN failures > $2 THEN failures - $2 ELSE 0 END, ",
-                    "locked_until = CASE WHEN failures = $3 OR failures - $2 < $4 THEN NULL ELSE locked_until END ",
-                    "WHERE throttle_key = $1"
-                ))
-                .bind(key)
-                .bind(forget)
-                .bind(number)
-                .bind(threshold)
-                .execute(&self.writer)
-                .await?;
+            async fn release_login_attempts(&self, attempts: &[ReleasedAttempt<'_>]) -> Result<(), StoreError> {
+                if attempts.is_empty() {
+                    return Ok(());
+                }
+                let sql = release_login_attempts_sql(attempts.len());
+                let mut query = sqlx::query(&sql);
+                for attempt in attempts {
+                    let forget = match attempt.release {
+                        Release::One => 1,
+                        Release::UpTo => attempt.number,
+                    };
+                    query = query.bind(attempt.key).bind(forget).bind(attempt.number).bind(attempt.threshold);
+                }
+                query.execute(&self.writer).await?;
                 Ok(())
             }
 

@@ -7,7 +7,10 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
 
-use super::sql::{RENORMALIZE_USER_EMAILS, RESERVE_LOGIN_ATTEMPT, impl_sql_store, migrator};
+use super::sql::{
+    RENORMALIZE_USER_EMAILS, impl_sql_store, migrator, release_login_attempts_sql,
+    reserve_login_attempt_sql,
+};
 use super::*;
 
 /// [`Store`] on a SQLite database file.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use auth_server::store::{
     self, Client, FamilyOwner, GrantType, KeyRecord, LockRule, LoginAttempt, RefreshFamily,
-    RefreshTokenRecord, Release, Scope, Store, StoreError, ThrottleKey, User,
+    RefreshTokenRecord, Release, ReleasedAttempt, Scope, Store, StoreError, ThrottleKey, User,
 };
 use auth_server::throttle::ThrottlePolicy;
 use time::OffsetDateTime;
@@ -410,6 +410,20 @@ async fn sessions_conformance(store: Arc<dyn Store>) {
                 .unwrap()
         }
     };
+    let release = |key: &'static str, number: i64, release: Release, threshold: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .release_login_attempts(&[ReleasedAttempt {
+                    key,
+                    number,
+                    release,
+                    threshold,
+                }])
+                .await
+                .unwrap()
+        }
+    };
     assert_eq!(reserve(vec![on("k", 3)], 100, 0).await, allowed(&[1]));
     assert_eq!(reserve(vec![on("k", 3)], 101, 0).await, allowed(&[2]));
     assert_eq!(reserve(vec![on("other", 3)], 101, 0).await, allowed(&[1]));
@@ -454,10 +468,7 @@ async fn sessions_conformance(store: Arc<dyn Store>) {
         Some(5_061 + 120)
     );
     // A success clears every attempt up to it, and its lock.
-    store
-        .release_login_attempt("k", 4, Release::UpTo, 3)
-        .await
-        .unwrap();
+    release("k", 4, Release::UpTo, 3).await;
     assert_eq!(store.login_locked_until("k", 5_061).await.unwrap(), None);
     assert_eq!(reserve(vec![on("k", 3)], 5_062, 1_000).await, allowed(&[1]));
     // Releasing one attempt takes back the lock it set, and only its own count.
@@ -467,20 +478,14 @@ async fn sessions_conformance(store: Arc<dyn Store>) {
         store.login_locked_until("a", 6_000).await.unwrap(),
         Some(6_060)
     );
-    store
-        .release_login_attempt("a", 2, Release::One, 2)
-        .await
-        .unwrap();
+    release("a", 2, Release::One, 2).await;
     assert_eq!(store.login_locked_until("a", 6_000).await.unwrap(), None);
     assert_eq!(reserve(vec![on("a", 2)], 6_000, 0).await, allowed(&[2]));
     // An earlier attempt's success leaves the attempts counted after it.
     assert_eq!(reserve(vec![on("b", 9)], 6_000, 0).await, allowed(&[1]));
     assert_eq!(reserve(vec![on("b", 9)], 6_000, 0).await, allowed(&[2]));
     assert_eq!(reserve(vec![on("b", 9)], 6_000, 0).await, allowed(&[3]));
-    store
-        .release_login_attempt("b", 2, Release::UpTo, 9)
-        .await
-        .unwrap();
+    release("b", 2, Release::UpTo, 9).await;
     assert_eq!(reserve(vec![on("b", 9)], 6_000, 0).await, allowed(&[2]));
 }
 
