@@ -127,8 +127,8 @@ impl LoginThrottle {
         LoginThrottle { store, policy }
     }
 
-    /// Counts this attempt on the account and the address, atomically per key, unless one of
-    /// them is locked out.
+    /// Counts this attempt on the account and the address in one atomic store operation,
+    /// unless one of them is locked out.
     ///
     /// Locks are kept in whole seconds and hold through their last second (`locked_until` ≥ the
     /// current second), so a lock lasts at least its configured length, never less.
