@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod grants;
 mod http;
+pub mod identifiers;
 pub mod issuer;
 pub mod keys;
 pub mod passwords;

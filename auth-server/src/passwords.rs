@@ -4,6 +4,8 @@
 //! threads × 19 MiB whatever the load (no per-call allocation for the allocator to keep). When the
 //! threads and the queue are full the caller gets [`PasswordError::Saturated`] at once (the HTTP
 //! layer answers 503), so a login flood cannot queue without bound or starve token issuance.
+//! Every password is prepared with the RFC 8265 OpaqueString profile ([`prepare_password`])
+//! before it is hashed or verified.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -15,6 +17,8 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
+
+use crate::identifiers::{IdentifierError, normalize_username, prepare_password};
 
 /// Shortest password `users create` and `users reset-password` accept (NIST SP 800-63B).
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -138,6 +142,8 @@ pub enum PasswordError {
     TooLong,
     #[error("password is too common")]
     TooCommon,
+    #[error("{0}")]
+    Invalid(IdentifierError),
     #[error("password hashing failed")]
     Hash,
     #[error("starting the password hashing threads failed")]
@@ -150,27 +156,35 @@ fn owasp_params() -> Result<Params, PasswordError> {
     Params::new(19_456, 2, 1, None).map_err(|_| PasswordError::Hash)
 }
 
-/// Checks a new password against the policy: length and the common-password list.
+/// Checks a new password against the policy: a valid RFC 8265 OpaqueString (§4.2) whose
+/// prepared form has the length bounds, is not on the common-password list and is not the
+/// user name.
 pub fn check_policy(password: &str, email: &str) -> Result<(), PasswordError> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
+    if password.is_empty() {
         return Err(PasswordError::TooShort);
     }
-    if password.len() > MAX_PASSWORD_LEN {
+    let prepared = prepare_password(password).map_err(PasswordError::Invalid)?;
+    if prepared.chars().count() < MIN_PASSWORD_LEN {
+        return Err(PasswordError::TooShort);
+    }
+    if prepared.len() > MAX_PASSWORD_LEN {
         return Err(PasswordError::TooLong);
     }
-    let lower = password.to_lowercase();
-    if COMMON_PASSWORDS.contains(&lower.as_str()) || lower == email.trim().to_lowercase() {
+    let lower = prepared.to_lowercase();
+    let username = normalize_username(email).unwrap_or_else(|_| email.trim().to_lowercase());
+    if COMMON_PASSWORDS.contains(&lower.as_str()) || lower == username {
         return Err(PasswordError::TooCommon);
     }
     Ok(())
 }
 
-/// Hashes a password into a PHC string, allocating the 19 MiB of argon2 blocks for this one
+/// Hashes the RFC 8265 OpaqueString form of a password into a PHC string, allocating the 19 MiB of argon2 blocks for this one
 /// call (the CLI's path). CPU-heavy: call it off the async runtime. A server hashes on its
 /// [`PasswordPool`] instead ([`PasswordPool::hash`]), which reuses its threads' buffers.
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    let prepared = prepare_password(password).map_err(PasswordError::Invalid)?;
     let mut memory = vec![Block::default(); owasp_params()?.block_count()];
-    hash_with_memory(password.as_bytes(), &mut memory)
+    hash_with_memory(prepared.as_bytes(), &mut memory)
 }
 
 /// Hashes `password` with a fresh 16-byte salt (RFC 9106 §3.1 recommends 128 bits) into the
@@ -303,13 +317,19 @@ impl PasswordPool {
         Ok(pool)
     }
 
-    /// Verifies `password` against `hash`, or against the dummy hash when there is no user
-    /// (always `false` then). Takes the same time either way.
+    /// Verifies the RFC 8265 OpaqueString form of `password` against `hash`, or against the
+    /// dummy hash when there is no user or the password is not a valid OpaqueString (always
+    /// `false` then). Takes the same time either way: one argon2 run, never a second try
+    /// with the raw form.
     pub async fn verify(
         &self,
         password: SecretString,
         hash: Option<String>,
     ) -> Result<bool, PasswordError> {
+        let (password, hash) = match prepare_password(password.expose_secret()) {
+            Ok(prepared) => (SecretString::from(prepared.into_owned()), hash),
+            Err(_) => (password, None),
+        };
         let known = hash.is_some();
         let hash: Arc<str> = match hash {
             Some(hash) => hash.into(),
@@ -327,7 +347,11 @@ impl PasswordPool {
     /// Hashes a new password into a PHC string (argon2id, OWASP parameters) on the pool, so
     /// creating or resetting users in a running server shares the same memory bound as logins.
     pub async fn hash(&self, password: SecretString) -> Result<String, PasswordError> {
-        self.run(move |memory| hash_with_memory(password.expose_secret().as_bytes(), memory))
+        let prepared = prepare_password(password.expose_secret())
+            .map_err(PasswordError::Invalid)?
+            .into_owned();
+        let prepared = SecretString::from(prepared);
+        self.run(move |memory| hash_with_memory(prepared.expose_secret().as_bytes(), memory))
             .await?
     }
 
@@ -446,6 +470,50 @@ mod tests {
             check_policy(&"x".repeat(2000), "a@b.c"),
             Err(PasswordError::TooLong)
         ));
+        // RFC 8265: the prepared form is what is checked.
+        assert!(matches!(
+            check_policy("correct\u{7}horse", "a@b.c"),
+            Err(PasswordError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_policy("", "a@b.c"),
+            Err(PasswordError::TooShort)
+        ));
+        assert!(matches!(
+            check_policy("Jose\u{301}@example.com", "jos\u{e9}@Example.com"),
+            Err(PasswordError::TooCommon)
+        ));
+        // 1024 bytes of NFD "é" (3 bytes) shrink to NFC (2 bytes) within the limit.
+        let nfd = "e\u{301}".repeat(MAX_PASSWORD_LEN / 3 + 1);
+        assert!(nfd.len() > MAX_PASSWORD_LEN);
+        assert!(check_policy(&nfd, "a@b.c").is_ok());
+    }
+
+    #[tokio::test]
+    async fn nfd_and_nfc_forms_of_a_password_verify_alike() {
+        let pool = PasswordPool::new(1, 4).await.unwrap();
+        let secret = |s: &str| SecretString::from(s.to_owned());
+        let nfc = "caf\u{e9} cr\u{e8}me br\u{fb}l\u{e9}e";
+        let nfd = "cafe\u{301} cre\u{300}me bru\u{302}le\u{301}e";
+        for (created, presented) in [(nfc, nfd), (nfd, nfc), (nfc, nfc), (nfd, nfd)] {
+            let hash = hash_password(created).unwrap();
+            assert!(
+                pool.verify(secret(presented), Some(hash)).await.unwrap(),
+                "{created:?} / {presented:?}"
+            );
+        }
+        let before = pool.verifications();
+        assert!(
+            !pool
+                .verify(
+                    secret("bad\u{7}password"),
+                    Some(hash_password(nfc).unwrap())
+                )
+                .await
+                .unwrap(),
+            "an invalid OpaqueString never matches"
+        );
+        assert_eq!(pool.verifications() - before, 1, "still one argon2 run");
     }
 
     #[tokio::test]

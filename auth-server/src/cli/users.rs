@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{AccessTokenTtl, CliError, Output, connect, deny_list, split_list};
 use crate::config::CommonArgs;
 use crate::passwords::{check_policy, hash_password};
-use crate::store::{Store, User};
+use crate::store::{Store, User, normalize_username};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -57,7 +57,10 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
     match cmd {
         UsersCommand::Create { email, permissions } => {
             let email = email.trim().to_owned();
-            if !is_email(&email) {
+            // RFC 8265 UsernameCaseMapped: the form logins are compared in must exist.
+            let normalized =
+                normalize_username(&email).map_err(|err| CliError::Invalid(err.to_string()))?;
+            if !is_email(&normalized) {
                 return Err(CliError::Invalid(format!(
                     "`{email}` is not an e-mail address"
                 )));
@@ -196,13 +199,13 @@ fn read_new_password(email: &str) -> Result<String, CliError> {
     Ok(password)
 }
 
-/// A pragmatic syntax check: one `@`, a non-empty local part, a dotted domain, no spaces.
+/// A pragmatic syntax check: one `@`, a non-empty local part, a dotted domain, no spaces. (The
+/// 254-byte limit applies to the RFC 8265 form: [`normalize_username`].)
 pub fn is_email(value: &str) -> bool {
     let Some((local, domain)) = value.split_once('@') else {
         return false;
     };
-    value.len() <= 254
-        && !local.is_empty()
+    !local.is_empty()
         && !domain.contains('@')
         && domain.contains('.')
         && !domain.starts_with('.')

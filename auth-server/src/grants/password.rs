@@ -1,7 +1,9 @@
 //! The resource owner password credentials grant (RFC 6749 §4.3) for first-party apps:
 //! `sub` is the user id and the scope is bounded by the user's permissions and the client's
 //! scopes. Unknown users cost one argon2 verification like wrong passwords and get the same
-//! answer; failures are throttled per account and per source address.
+//! answer; attempts are reserved on the throttle per account and per source address before the
+//! password is verified. User names and passwords are compared in their RFC 8265 forms
+//! ([`crate::identifiers`]).
 
 use std::collections::BTreeSet;
 
@@ -10,6 +12,7 @@ use secrecy::SecretString;
 use super::{GrantError, Param, TokenRequest, TokenResponse, TokenService, required, scope};
 use crate::passwords::PasswordError;
 use crate::store::{Client, GrantType};
+use crate::throttle::Admission;
 
 const BAD_CREDENTIALS: &str = "invalid username or password";
 
@@ -29,29 +32,39 @@ pub async fn grant(
         GrantError::InvalidGrant(BAD_CREDENTIALS),
     )?;
     let ip = request.client_ip();
-    if let Some(retry_after) = service.throttle.retry_after(username, ip).await? {
-        metrics::counter!("oauth_login_throttled_total").increment(1);
-        return Err(GrantError::LoginThrottled { retry_after });
-    }
+    // Counted before verifying: parallel guesses cannot all pass one check.
+    let permit = match service.throttle.reserve(username, ip).await? {
+        Admission::Allowed(permit) => permit,
+        Admission::Locked { retry_after } => {
+            metrics::counter!("oauth_login_throttled_total").increment(1);
+            return Err(GrantError::LoginThrottled { retry_after });
+        }
+    };
+    // `None` too for a name RFC 8265 refuses: it is verified against the dummy hash below.
     let user = service.store.find_user_by_email(username).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matched = service
+    let verified = service
         .passwords
         .verify(SecretString::from(password.to_owned()), hash)
-        .await
-        .map_err(|err| match err {
-            PasswordError::Saturated => GrantError::Busy { retry_after: 1 },
-            _ => GrantError::Hashing,
-        })?;
+        .await;
+    let matched = match verified {
+        Ok(matched) => matched,
+        Err(PasswordError::Saturated) => {
+            // Nothing was verified: the attempt does not count.
+            service.throttle.cancel(permit).await?;
+            return Err(GrantError::Busy { retry_after: 1 });
+        }
+        Err(_) => return Err(GrantError::Hashing),
+    };
     let user = match user {
         Some(user) if matched && !user.disabled => user,
         _ => {
             metrics::counter!("oauth_login_failures_total").increment(1);
-            service.throttle.record_failure(username, ip).await?;
+            service.throttle.failed(permit);
             return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
         }
     };
-    service.throttle.record_success(username).await?;
+    service.throttle.succeeded(permit).await?;
 
     let allowed: BTreeSet<String> = user
         .permissions

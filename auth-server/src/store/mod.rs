@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+use crate::identifiers::IdentifierError;
 use crate::keys::{KeyAlgorithm, KeyState};
 pub use token_guard::CutoffKind;
 
@@ -34,6 +35,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    InvalidIdentifier(#[from] IdentifierError),
 }
 
 /// A permission that tokens can carry.
@@ -107,7 +110,7 @@ impl std::fmt::Debug for Client {
 #[derive(Clone, serde::Serialize)]
 pub struct User {
     pub id: String,
-    /// As entered; uniqueness is on the lowercase form.
+    /// As entered; uniqueness is on the RFC 8265 form ([`normalize_username`]).
     pub email: String,
     /// argon2id PHC string; never serialized.
     #[serde(skip)]
@@ -131,9 +134,62 @@ impl std::fmt::Debug for User {
     }
 }
 
-/// The lowercase form of an e-mail address used for lookups.
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+pub use crate::identifiers::normalize_username;
+
+/// Marks the `email_normalized` of a user whose RFC 8265 form collides with another user's
+/// (found when re-normalizing rows stored before migration 0003): `<form>#dup-<id>`, which no
+/// user name normalizes to, so neither account answers to the ambiguous name until an operator
+/// deletes one of them and runs `auth-server migrate` again.
+pub fn duplicate_marker(normalized: &str, user_id: &str) -> String {
+    format!("{normalized}#dup-{user_id}")
+}
+
+/// The lock-out rule of one throttle key, in the form the store applies atomically: after
+/// `failures` ≥ `threshold` failures (in-flight attempts included) the key locks for
+/// `base_secs · 2^(failures − threshold)` seconds, at most `max_secs` (reached after
+/// `max_doublings` doublings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockRule {
+    pub threshold: i64,
+    pub base_secs: i64,
+    pub max_secs: i64,
+    /// The fewest doublings of `base_secs` that reach `max_secs` (≤ 20).
+    pub max_doublings: i64,
+}
+
+/// One key to reserve a login attempt on.
+#[derive(Debug, Clone)]
+pub struct ThrottleKey {
+    pub key: String,
+    pub rule: LockRule,
+}
+
+/// The answer to [`Store::reserve_login_attempt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Counted as a failure on every key until released; `numbers[i]` is this attempt's
+    /// number in the current window of `keys[i]`.
+    Allowed { numbers: Vec<i64> },
+    /// Some key is locked (nothing was counted) until this unix second, inclusive.
+    Locked { until: i64 },
+}
+
+/// How much of a reserved attempt [`Store::release_login_attempts`] takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// This attempt only (a success from an address, or a refused request).
+    One,
+    /// This attempt and every one counted before it (a success clears the account).
+    UpTo,
+}
+
+/// Attempt `number` of `key` (from [`LoginAttempt::Allowed`]), to give back.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleasedAttempt<'a> {
+    pub key: &'a str,
+    pub number: i64,
+    pub release: Release,
+    pub threshold: i64,
 }
 
 /// All refresh tokens descending from one login.
@@ -316,18 +372,28 @@ pub trait Store: Send + Sync + 'static {
     /// Every cutoff in force at `now`, for resource servers in the same process.
     async fn revoked_subjects(&self, now: i64) -> Result<Vec<SubjectCutoff>, StoreError>;
 
-    /// Until when (unix seconds) `key` is locked out, if it is at `now`.
+    /// Until when (unix seconds, inclusive) `key` is locked out, if it is at `now`.
     async fn login_locked_until(&self, key: &str, now: i64) -> Result<Option<i64>, StoreError>;
-    /// Counts a failed login for `key`, restarting the count when the window that began before
-    /// `window_start_after` is over; returns the failures in the current window.
-    async fn record_login_failure(
+    /// Reserves one login attempt on every key, before the password is verified, so parallel
+    /// guesses cannot pass a check together. One atomic `INSERT … ON CONFLICT DO UPDATE …
+    /// RETURNING` for all keys counts the attempt as a failure on each (restarting the count
+    /// when the window that began before `window_start_after` is over) and locks a key per its
+    /// rule when its count reaches the threshold — unless the key is locked at `now`
+    /// (`locked_until` ≥ `now`); then what was counted is taken back and the answer is
+    /// [`LoginAttempt::Locked`].
+    async fn reserve_login_attempt(
         &self,
-        key: &str,
+        keys: &[ThrottleKey],
         now: i64,
         window_start_after: i64,
-    ) -> Result<i64, StoreError>;
-    async fn lock_login(&self, key: &str, until: i64) -> Result<(), StoreError>;
-    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+    ) -> Result<LoginAttempt, StoreError>;
+    /// Takes back reserved attempts, one statement for all keys: one attempt or every attempt
+    /// up to it. A key's lock goes when its remaining count is below the threshold or no
+    /// attempt was reserved after this one (the lock was this attempt's).
+    async fn release_login_attempts(
+        &self,
+        attempts: &[ReleasedAttempt<'_>],
+    ) -> Result<(), StoreError>;
 
     async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
     /// All keys, newest first.

@@ -6,7 +6,10 @@ use sqlx::Row;
 use sqlx::postgres::PgPoolOptions;
 use time::OffsetDateTime;
 
-use super::sql::{impl_sql_store, migrator};
+use super::sql::{
+    RENORMALIZE_USER_EMAILS, impl_sql_store, migrator, release_login_attempts_sql,
+    reserve_login_attempt_sql,
+};
 use super::*;
 
 /// [`Store`] on a PostgreSQL database.
@@ -45,7 +48,13 @@ impl PostgresStore {
                     "../../../migrations/auth-server/postgres/0002_users_and_sessions.sql"
                 ),
             ),
-            // 3 belongs to another change in flight; `ignore_missing` allows the gap.
+            (
+                3,
+                "precis identifiers",
+                include_str!(
+                    "../../../migrations/auth-server/postgres/0003_precis_identifiers.sql"
+                ),
+            ),
             (
                 4,
                 "revocation reach",

@@ -4,6 +4,109 @@
 //!
 //! [`Store`]: super::Store
 
+/// The new failure count of a conflicting `login_failures` row: 1 when its window began
+/// before `$2` (window_start_after), else one more.
+macro_rules! next_failures {
+    () => {
+        "(CASE WHEN login_failures.window_start < $2 THEN 1 ELSE login_failures.failures + 1 END)"
+    };
+}
+
+/// The lock (unix second) after failure `$n` of a key with rule row `$r` of `attempt`, at
+/// `$1` (now): `base << (n − threshold)` seconds, `max_secs` from `max_doublings` doublings on
+/// (no overflow; no `POWER`, which SQLite lacks), none below the threshold.
+macro_rules! lock_after {
+    ($n:expr, $r:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $n,
+            " < ",
+            $r,
+            ".threshold THEN NULL ",
+            "WHEN ",
+            $n,
+            " - ",
+            $r,
+            ".threshold >= ",
+            $r,
+            ".max_doublings THEN $1 + ",
+            $r,
+            ".max_secs ",
+            "ELSE $1 + (",
+            $r,
+            ".base_secs << CAST(",
+            $n,
+            " - ",
+            $r,
+            ".threshold AS INTEGER)) END"
+        )
+    };
+}
+
+/// `attempt (throttle_key, threshold, base_secs, max_secs, max_doublings)` rows for `keys`
+/// keys, binds from `$3` on.
+fn attempt_rows(keys: usize) -> String {
+    (0..keys)
+        .map(|i| {
+            let b = 3 + 5 * i;
+            format!("(${b}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Counts one login attempt on each key unless it is locked at `$1`, and locks a key whose
+/// count reaches its threshold, in one statement. Returns the rows of the keys counted; a key
+/// locked at `$1` returns none. Binds: now, window_start_after, then per key: key, threshold,
+/// base_secs, max_secs, max_doublings.
+pub(super) fn reserve_login_attempt_sql(keys: usize) -> String {
+    format!(
+        concat!(
+            "WITH attempt (throttle_key, threshold, base_secs, max_secs, max_doublings) AS (VALUES {rows}) ",
+            "INSERT INTO login_failures (throttle_key, failures, window_start, locked_until) ",
+            "SELECT a.throttle_key, 1, $1, ",
+            lock_after!("1", "a"),
+            " FROM attempt a WHERE TRUE ",
+            "ON CONFLICT (throttle_key) DO UPDATE SET ",
+            "failures = ",
+            next_failures!(),
+            ", ",
+            "window_start = CASE WHEN login_failures.window_start < $2 THEN $1 ELSE login_failures.window_start END, ",
+            "locked_until = (SELECT ",
+            lock_after!(next_failures!(), "r"),
+            " FROM attempt r WHERE r.throttle_key = login_failures.throttle_key) ",
+            "WHERE login_failures.locked_until IS NULL OR login_failures.locked_until < $1 ",
+            "RETURNING throttle_key, failures"
+        ),
+        rows = attempt_rows(keys)
+    )
+}
+
+/// Takes back attempts: per key `(throttle_key, forget, number, threshold)` from `$1` on.
+pub(super) fn release_login_attempts_sql(keys: usize) -> String {
+    let rows = (0..keys)
+        .map(|i| {
+            let b = 1 + 4 * i;
+            format!("(${b}, ${}, ${}, ${})", b + 1, b + 2, b + 3)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        concat!(
+            "WITH released (throttle_key, forget, number, threshold) AS (VALUES {rows}) ",
+            "UPDATE login_failures SET ",
+            "failures = CASE WHEN failures > r.forget THEN failures - r.forget ELSE 0 END, ",
+            "locked_until = CASE WHEN failures = r.number OR failures - r.forget < r.threshold ",
+            "THEN NULL ELSE locked_until END ",
+            "FROM released r WHERE login_failures.throttle_key = r.throttle_key"
+        ),
+        rows = rows
+    )
+}
+
+/// The `pending_data_migrations` row of migration 0003.
+pub(super) const RENORMALIZE_USER_EMAILS: &str = "renormalize user emails (RFC 8265)";
+
 /// Implements `Store` for a struct with `pool` and `writer` fields (`sqlx::Pool<$db>`; reads go
 /// to `pool`, writes to `writer`) and a `fn migrator() -> sqlx::migrate::Migrator`.
 macro_rules! impl_sql_store {
@@ -12,7 +115,7 @@ macro_rules! impl_sql_store {
         impl $crate::store::Store for $store {
             async fn migrate(&self) -> Result<(), StoreError> {
                 Self::migrator().run(&self.writer).await?;
-                Ok(())
+                renormalize_user_emails(&self.writer).await
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
@@ -141,7 +244,7 @@ macro_rules! impl_sql_store {
                 )
                 .bind(&user.id)
                 .bind(&user.email)
-                .bind(normalize_email(&user.email))
+                .bind(normalize_username(&user.email)?)
                 .bind(&user.password_hash)
                 .bind(user.disabled)
                 .bind(user.created_at)
@@ -165,11 +268,13 @@ macro_rules! impl_sql_store {
             }
 
             async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+                // A name RFC 8265 refuses cannot belong to anyone.
+                let Ok(normalized) = normalize_username(email) else { return Ok(None) };
                 let rows = sqlx::query(concat!(
                     "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, p.scope ",
                     "FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id WHERE u.email_normalized = $1"
                 ))
-                .bind(normalize_email(email))
+                .bind(normalized)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(fold_users(&rows)?.pop())
@@ -424,33 +529,75 @@ macro_rules! impl_sql_store {
                 Ok(row.map(|row| row.try_get("locked_until")).transpose()?)
             }
 
-            async fn record_login_failure(&self, key: &str, now: i64, window_start_after: i64) -> Result<i64, StoreError> {
-                let row = sqlx::query(concat!(
-                    "INSERT INTO login_failures (throttle_key, failures, window_start, locked_until) VALUES ($1, 1, $2, NULL) ",
-                    "ON CONFLICT (throttle_key) DO UPDATE SET ",
-                    "failures = CASE WHEN login_failures.window_start < $3 THEN 1 ELSE login_failures.failures + 1 END, ",
-                    "window_start = CASE WHEN login_failures.window_start < $3 THEN $2 ELSE login_failures.window_start END ",
-                    "RETURNING failures"
-                ))
-                .bind(key)
-                .bind(now)
-                .bind(window_start_after)
-                .fetch_one(&self.writer)
-                .await?;
-                Ok(row.try_get("failures")?)
+            async fn reserve_login_attempt(
+                &self,
+                keys: &[ThrottleKey],
+                now: i64,
+                window_start_after: i64,
+            ) -> Result<LoginAttempt, StoreError> {
+                if keys.is_empty() {
+                    return Ok(LoginAttempt::Allowed { numbers: Vec::new() });
+                }
+                let sql = reserve_login_attempt_sql(keys.len());
+                let mut query = sqlx::query(&sql).bind(now).bind(window_start_after);
+                for key in keys {
+                    query = query
+                        .bind(&key.key)
+                        .bind(key.rule.threshold)
+                        .bind(key.rule.base_secs)
+                        .bind(key.rule.max_secs)
+                        .bind(key.rule.max_doublings);
+                }
+                let rows = query.fetch_all(&self.writer).await?;
+                let mut counted = std::collections::HashMap::with_capacity(rows.len());
+                for row in &rows {
+                    let key: String = row.try_get("throttle_key")?;
+                    let failures: i64 = row.try_get("failures")?;
+                    counted.insert(key, failures);
+                }
+                if counted.len() == keys.len() {
+                    let numbers = keys
+                        .iter()
+                        .map(|k| counted.get(&k.key).copied().ok_or_else(|| StoreError::Corrupt(format!("no count for {}", k.key))))
+                        .collect::<Result<_, _>>()?;
+                    return Ok(LoginAttempt::Allowed { numbers });
+                }
+                // Some key is locked: take back what was counted on the others.
+                let released: Vec<ReleasedAttempt<'_>> = keys
+                    .iter()
+                    .filter_map(|k| {
+                        counted.get(&k.key).map(|&number| ReleasedAttempt {
+                            key: &k.key,
+                            number,
+                            release: Release::One,
+                            threshold: k.rule.threshold,
+                        })
+                    })
+                    .collect();
+                self.release_login_attempts(&released).await?;
+                let mut until = now;
+                for key in keys {
+                    if let Some(locked) = self.login_locked_until(&key.key, now - 1).await? {
+                        until = until.max(locked);
+                    }
+                }
+                Ok(LoginAttempt::Locked { until })
             }
 
-            async fn lock_login(&self, key: &str, until: i64) -> Result<(), StoreError> {
-                sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE throttle_key = $2")
-                    .bind(until)
-                    .bind(key)
-                    .execute(&self.writer)
-                    .await?;
-                Ok(())
-            }
-
-            async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM login_failures WHERE throttle_key = $1").bind(key).execute(&self.writer).await?;
+            async fn release_login_attempts(&self, attempts: &[ReleasedAttempt<'_>]) -> Result<(), StoreError> {
+                if attempts.is_empty() {
+                    return Ok(());
+                }
+                let sql = release_login_attempts_sql(attempts.len());
+                let mut query = sqlx::query(&sql);
+                for attempt in attempts {
+                    let forget = match attempt.release {
+                        Release::One => 1,
+                        Release::UpTo => attempt.number,
+                    };
+                    query = query.bind(attempt.key).bind(forget).bind(attempt.number).bind(attempt.threshold);
+                }
+                query.execute(&self.writer).await?;
                 Ok(())
             }
 
@@ -576,6 +723,87 @@ macro_rules! impl_sql_store {
                 }
             }
             Ok(users)
+        }
+
+/// Re-computes `users.email_normalized` with [`normalize_username`] (RFC 8265) once after
+        /// migration 0003 (its `pending_data_migrations` row), and again on any later run while
+        /// some row carries a [`duplicate_marker`]. Users whose forms collide all get the marker
+        /// (a warning names them); a user whose stored e-mail RFC 8265 refuses keeps the old form
+        /// (no login name can reach it) with a warning. One transaction.
+        async fn renormalize_user_emails(pool: &sqlx::Pool<$db>) -> Result<(), StoreError> {
+            let mut tx = pool.begin().await?;
+            let pending = sqlx::query("DELETE FROM pending_data_migrations WHERE name = $1 RETURNING name")
+                .bind(RENORMALIZE_USER_EMAILS)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            let marked = sqlx::query("SELECT 1 FROM users WHERE email_normalized LIKE '%#dup-%' LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !pending && !marked {
+                return Ok(());
+            }
+            let rows = sqlx::query("SELECT id, email, email_normalized FROM users ORDER BY created_at, id")
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut users = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: String = row.try_get("id")?;
+                let email: String = row.try_get("email")?;
+                let current: String = row.try_get("email_normalized")?;
+                users.push((id, email, current));
+            }
+            let mut by_form: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+            for (index, (id, email, _)) in users.iter().enumerate() {
+                match normalize_username(email) {
+                    Ok(form) => by_form.entry(form).or_default().push(index),
+                    Err(err) => tracing::warn!(
+                        target: "security",
+                        user_id = %id,
+                        %err,
+                        "stored e-mail is not a valid RFC 8265 user name; the user cannot log in until an operator fixes it"
+                    ),
+                }
+            }
+            let mut changes = Vec::new();
+            for (form, indices) in &by_form {
+                if indices.len() > 1 {
+                    let ids: Vec<&str> = indices.iter().map(|&i| users[i].0.as_str()).collect();
+                    tracing::warn!(
+                        target: "security",
+                        user_ids = ?ids,
+                        "users share one RFC 8265 user name; none of them can log in by it until an operator deletes all but one and runs `auth-server migrate`"
+                    );
+                }
+                for &index in indices {
+                    let (id, _, current) = &users[index];
+                    let target = if indices.len() > 1 { duplicate_marker(form, id) } else { form.clone() };
+                    if &target != current {
+                        changes.push((id.as_str(), target));
+                    }
+                }
+            }
+            // Two passes so that one row may take a form another row is giving up.
+            for (id, _) in &changes {
+                sqlx::query("UPDATE users SET email_normalized = $1 WHERE id = $2")
+                    .bind(format!("#renormalizing-{id}"))
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (id, target) in &changes {
+                sqlx::query("UPDATE users SET email_normalized = $1 WHERE id = $2")
+                    .bind(target)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            if !changes.is_empty() {
+                tracing::info!(changed = changes.len(), "re-normalized user e-mails (RFC 8265)");
+            }
+            Ok(())
         }
 
         async fn insert_permissions(

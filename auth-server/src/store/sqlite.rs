@@ -7,7 +7,10 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
 
-use super::sql::{impl_sql_store, migrator};
+use super::sql::{
+    RENORMALIZE_USER_EMAILS, impl_sql_store, migrator, release_login_attempts_sql,
+    reserve_login_attempt_sql,
+};
 use super::*;
 
 /// [`Store`] on a SQLite database file.
@@ -57,7 +60,11 @@ impl SqliteStore {
                 "users and sessions",
                 include_str!("../../../migrations/auth-server/sqlite/0002_users_and_sessions.sql"),
             ),
-            // 3 belongs to another change in flight; `ignore_missing` allows the gap.
+            (
+                3,
+                "precis identifiers",
+                include_str!("../../../migrations/auth-server/sqlite/0003_precis_identifiers.sql"),
+            ),
             (
                 4,
                 "revocation reach",

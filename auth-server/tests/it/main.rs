@@ -9,6 +9,7 @@ mod helpers;
 mod hostile_input;
 mod introspection;
 mod keys;
+mod lockout;
 mod metrics;
 mod password;
 mod reach;

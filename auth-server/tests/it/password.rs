@@ -236,6 +236,86 @@ async fn repeated_failures_lock_the_account_until_the_lock_expires(app: &TestApp
     );
 }
 
+/// RFC 8265: the NFD spelling macOS input methods produce logs into the account created with
+/// the NFC spelling and vice versa; case and full-width forms too.
+async fn nfd_and_nfc_user_names_reach_the_same_account(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    let nfc_user = app
+        .create_user("jos\u{e9}@example.com", PASSWORD, &["a"])
+        .await;
+    let nfd_user = app
+        .create_user("rene\u{301}@example.com", PASSWORD, &["a"])
+        .await;
+    let cases = [
+        ("jose\u{301}@example.com", &nfc_user),
+        ("JOSE\u{301}@Example.com", &nfc_user),
+        ("\u{ff4a}os\u{e9}@example.com", &nfc_user),
+        ("jos\u{e9}@example.com", &nfc_user),
+        ("ren\u{e9}@example.com", &nfd_user),
+        ("REN\u{c9}@example.com", &nfd_user),
+    ];
+    for (username, user) in cases {
+        let response = login(app, (&id, &secret), username, PASSWORD, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{username:?}");
+        let body: Value = response.json().await.unwrap();
+        let claims = verify(app, body["access_token"].as_str().unwrap()).await;
+        assert_eq!(claims["sub"], user.as_str(), "{username:?}");
+    }
+}
+
+/// RFC 8265 OpaqueString: a password set in one normalization form is accepted in the other.
+async fn nfd_and_nfc_passwords_log_in(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    let nfc = "cr\u{e8}me br\u{fb}l\u{e9}e";
+    let nfd = "cre\u{300}me bru\u{302}le\u{301}e";
+    app.create_user("nfc-pw@example.com", nfc, &["a"]).await;
+    app.create_user("nfd-pw@example.com", nfd, &["a"]).await;
+    for (username, password) in [
+        ("nfc-pw@example.com", nfd),
+        ("nfc-pw@example.com", nfc),
+        ("nfd-pw@example.com", nfc),
+        ("nfd-pw@example.com", nfd),
+    ] {
+        assert_eq!(
+            login(app, (&id, &secret), username, password, None)
+                .await
+                .status(),
+            StatusCode::OK,
+            "{username} with {password:?}"
+        );
+    }
+}
+
+/// A user name RFC 8265 refuses is an unknown user: same answer, one argon2 run. A name with
+/// a control character is refused by the request check before any lookup (no account can have
+/// it, so answering at once tells nothing about accounts): the same answer, no argon2 run.
+async fn a_user_name_precis_refuses_answers_like_an_unknown_user(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    let unknown = error_of(
+        login(app, (&id, &secret), "nobody@example.com", PASSWORD, None).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    for (refused, verifications) in [
+        ("a b@example.com", 1),
+        ("ada\u{2603}@example.com", 1),
+        ("ada\u{7}@example.com", 0),
+    ] {
+        let before = app.tokens.passwords.verifications();
+        let body = error_of(
+            login(app, (&id, &secret), refused, PASSWORD, None).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(body, unknown, "{refused:?}");
+        assert_eq!(
+            app.tokens.passwords.verifications() - before,
+            verifications,
+            "{refused:?} argon2 runs"
+        );
+    }
+}
+
 crate::on_both_backends!(
     tweak = |config| config.throttle.base_lock = std::time::Duration::from_secs(1),
     password_grant_issues_user_tokens_within_permissions,
@@ -245,4 +325,7 @@ crate::on_both_backends!(
     disabled_user_is_refused,
     a_client_without_the_password_grant_is_unauthorized,
     repeated_failures_lock_the_account_until_the_lock_expires,
+    nfd_and_nfc_user_names_reach_the_same_account,
+    nfd_and_nfc_passwords_log_in,
+    a_user_name_precis_refuses_answers_like_an_unknown_user,
 );

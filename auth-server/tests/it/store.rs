@@ -4,10 +4,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use auth_server::keys::{KeyAlgorithm, KeyState};
+use std::time::Duration;
+
 use auth_server::store::{
-    self, Client, FamilyOwner, GrantType, KeyRecord, RefreshFamily, RefreshTokenRecord, Scope,
-    Store, StoreError, User,
+    self, Client, FamilyOwner, GrantType, KeyRecord, LockRule, LoginAttempt, RefreshFamily,
+    RefreshTokenRecord, Release, ReleasedAttempt, Scope, Store, StoreError, ThrottleKey, User,
 };
+use auth_server::throttle::ThrottlePolicy;
 use time::OffsetDateTime;
 
 use crate::helpers::TestDb;
@@ -202,6 +205,43 @@ async fn sessions_conformance(store: Arc<dyn Store>) {
         store.create_user(&user("u2", "ada@example.COM", &[])).await,
         Err(StoreError::AlreadyExists(_))
     ));
+    // RFC 8265: the NFD, full-width and upper-case spellings are the same user name.
+    store
+        .create_user(&user("u-nfc", "jos\u{e9}@example.com", &[]))
+        .await
+        .unwrap();
+    for twin in [
+        "jose\u{301}@example.com",
+        "JOSE\u{301}@EXAMPLE.COM",
+        "\u{ff4a}os\u{e9}@example.com",
+    ] {
+        assert!(
+            matches!(
+                store.create_user(&user("u-twin", twin, &[])).await,
+                Err(StoreError::AlreadyExists(_))
+            ),
+            "{twin:?}"
+        );
+        assert_eq!(
+            store.find_user_by_email(twin).await.unwrap().unwrap().id,
+            "u-nfc",
+            "{twin:?}"
+        );
+    }
+    assert!(matches!(
+        store
+            .create_user(&user("u-space", "a b@example.com", &[]))
+            .await,
+        Err(StoreError::InvalidIdentifier(_))
+    ));
+    assert!(
+        store
+            .find_user_by_email("a b@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.delete_user("u-nfc").await.unwrap());
     assert!(matches!(
         store
             .create_user(&user("u3", "x@example.com", &["nope"]))
@@ -348,20 +388,59 @@ async fn sessions_conformance(store: Arc<dyn Store>) {
         "re-denying extends"
     );
 
-    // Login throttling: counts per key within a window, locks, clears.
-    assert_eq!(store.record_login_failure("k", 100, 0).await.unwrap(), 1);
-    assert_eq!(store.record_login_failure("k", 101, 0).await.unwrap(), 2);
+    // Login throttling: reservations count per key within a window, lock at the threshold,
+    // and are taken back by releases.
+    let rule = |threshold| LockRule {
+        threshold,
+        base_secs: 60,
+        max_secs: 900,
+        max_doublings: 4,
+    };
+    let on = |name: &str, threshold| ThrottleKey {
+        key: name.to_owned(),
+        rule: rule(threshold),
+    };
+    let allowed = |numbers: &[i64]| LoginAttempt::Allowed {
+        numbers: numbers.to_vec(),
+    };
+    let reserve = |keys: Vec<ThrottleKey>, now: i64, window_start_after: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .reserve_login_attempt(&keys, now, window_start_after)
+                .await
+                .unwrap()
+        }
+    };
+    let release = |key: &'static str, number: i64, release: Release, threshold: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .release_login_attempts(&[ReleasedAttempt {
+                    key,
+                    number,
+                    release,
+                    threshold,
+                }])
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(reserve(vec![on("k", 3)], 100, 0).await, allowed(&[1]));
+    assert_eq!(reserve(vec![on("k", 3)], 101, 0).await, allowed(&[2]));
+    assert_eq!(reserve(vec![on("other", 3)], 101, 0).await, allowed(&[1]));
     assert_eq!(
-        store.record_login_failure("other", 101, 0).await.unwrap(),
-        1
-    );
-    assert_eq!(
-        store.record_login_failure("k", 5_000, 1_000).await.unwrap(),
-        1,
+        reserve(vec![on("k", 3)], 5_000, 1_000).await,
+        allowed(&[1]),
         "a new window restarts the count"
     );
     assert_eq!(store.login_locked_until("k", 5_000).await.unwrap(), None);
-    store.lock_login("k", 5_060).await.unwrap();
+    assert_eq!(reserve(vec![on("k", 3)], 5_000, 1_000).await, allowed(&[2]));
+    assert_eq!(
+        reserve(vec![on("k", 3)], 5_000, 1_000).await,
+        allowed(&[3]),
+        "the attempt that reaches the threshold is allowed and locks"
+    );
     assert_eq!(
         store.login_locked_until("k", 5_000).await.unwrap(),
         Some(5_060)
@@ -371,11 +450,136 @@ async fn sessions_conformance(store: Arc<dyn Store>) {
         None,
         "the lock has expired"
     );
-    store.clear_login_failures("k").await.unwrap();
+    for now in [5_001, 5_060] {
+        assert_eq!(
+            reserve(vec![on("k", 3)], now, 1_000).await,
+            LoginAttempt::Locked { until: 5_060 },
+            "locked through its last second ({now})"
+        );
+    }
+    // A locked key counts nothing on the other keys of the request either.
     assert_eq!(
-        store.record_login_failure("k", 5_001, 1_000).await.unwrap(),
-        1
+        reserve(vec![on("other", 3), on("k", 3)], 5_030, 0).await,
+        LoginAttempt::Locked { until: 5_060 }
     );
+    assert_eq!(reserve(vec![on("other", 3)], 5_030, 0).await, allowed(&[2]));
+    // After the lock, the next attempt is failure 4: the lock doubles.
+    assert_eq!(reserve(vec![on("k", 3)], 5_061, 1_000).await, allowed(&[4]));
+    assert_eq!(
+        store.login_locked_until("k", 5_061).await.unwrap(),
+        Some(5_061 + 120)
+    );
+    // A success clears every attempt up to it, and its lock.
+    release("k", 4, Release::UpTo, 3).await;
+    assert_eq!(store.login_locked_until("k", 5_061).await.unwrap(), None);
+    assert_eq!(reserve(vec![on("k", 3)], 5_062, 1_000).await, allowed(&[1]));
+    // Releasing one attempt takes back the lock it set, and only its own count.
+    assert_eq!(reserve(vec![on("a", 2)], 6_000, 0).await, allowed(&[1]));
+    assert_eq!(reserve(vec![on("a", 2)], 6_000, 0).await, allowed(&[2]));
+    assert_eq!(
+        store.login_locked_until("a", 6_000).await.unwrap(),
+        Some(6_060)
+    );
+    release("a", 2, Release::One, 2).await;
+    assert_eq!(store.login_locked_until("a", 6_000).await.unwrap(), None);
+    assert_eq!(reserve(vec![on("a", 2)], 6_000, 0).await, allowed(&[2]));
+    // An earlier attempt's success leaves the attempts counted after it.
+    assert_eq!(reserve(vec![on("b", 9)], 6_000, 0).await, allowed(&[1]));
+    assert_eq!(reserve(vec![on("b", 9)], 6_000, 0).await, allowed(&[2]));
+    assert_eq!(reserve(vec![on("b", 9)], 6_000, 0).await, allowed(&[3]));
+    release("b", 2, Release::UpTo, 9).await;
+    assert_eq!(reserve(vec![on("b", 9)], 6_000, 0).await, allowed(&[2]));
+}
+
+/// The lock each failure sets is `ThrottlePolicy::lock_for` to the second: doubling from the
+/// threshold, capped, for policies whose cap is reached by `max_lock` or by 20 doublings.
+async fn lock_durations_follow_the_policy(store: Arc<dyn Store>) {
+    store.migrate().await.unwrap();
+    let policies = [
+        ThrottlePolicy::default(),
+        ThrottlePolicy {
+            base_lock: Duration::from_secs(1),
+            max_lock: Duration::from_secs(100 * 365 * 86_400),
+            ..ThrottlePolicy::default()
+        },
+        ThrottlePolicy {
+            base_lock: Duration::from_secs(600),
+            max_lock: Duration::from_secs(60),
+            ..ThrottlePolicy::default()
+        },
+    ];
+    for (index, policy) in policies.iter().enumerate() {
+        for threshold in [1, 5] {
+            let key = ThrottleKey {
+                key: format!("policy-{index}-{threshold}"),
+                rule: policy.lock_rule(threshold),
+            };
+            let mut now = 1_000_000;
+            for failures in 1..30 {
+                let attempt = store
+                    .reserve_login_attempt(std::slice::from_ref(&key), now, 0)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    attempt,
+                    LoginAttempt::Allowed {
+                        numbers: vec![failures]
+                    }
+                );
+                let until = store.login_locked_until(&key.key, now - 1).await.unwrap();
+                let expected = policy
+                    .lock_for(failures, threshold)
+                    .map(|lock| now + i64::try_from(lock.as_secs()).unwrap());
+                assert_eq!(
+                    until, expected,
+                    "{policy:?}, threshold {threshold}, failure {failures}"
+                );
+                now = until.unwrap_or(now) + 1;
+            }
+        }
+    }
+}
+
+/// N parallel reservations against a threshold L, spread over two store handles (two server
+/// instances on one database): exactly L are allowed, the rest see the lock.
+async fn parallel_reservations_allow_the_threshold(url: &str) {
+    let first = store::connect(url).await.unwrap();
+    first.migrate().await.unwrap();
+    let second = store::connect(url).await.unwrap();
+    let rule = ThrottlePolicy::default().lock_rule(5);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let attempts: Vec<_> = (0..24)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            let keys = vec![ThrottleKey {
+                key: "account:race@example.com".to_owned(),
+                rule,
+            }];
+            tokio::spawn(async move { store.reserve_login_attempt(&keys, now, 0).await })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    let mut locked = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap().unwrap() {
+            LoginAttempt::Allowed { numbers: n } => numbers.extend(n),
+            LoginAttempt::Locked { until } => {
+                assert_eq!(until, now + 60);
+                locked += 1;
+            }
+        }
+    }
+    numbers.sort_unstable();
+    assert_eq!(
+        numbers,
+        vec![1, 2, 3, 4, 5],
+        "each allowed attempt has its own number"
+    );
+    assert_eq!(locked, 19);
 }
 
 #[tokio::test]
@@ -390,6 +594,172 @@ async fn postgres_sessions_conformance() {
         return;
     };
     sessions_conformance(store::connect(&db.url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_lock_durations_follow_the_policy() {
+    let db = TestDb::sqlite();
+    lock_durations_follow_the_policy(store::connect(&db.url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_lock_durations_follow_the_policy() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    lock_durations_follow_the_policy(store::connect(&db.url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_parallel_reservations_allow_the_threshold() {
+    let db = TestDb::sqlite();
+    parallel_reservations_allow_the_threshold(&db.url).await;
+}
+
+#[tokio::test]
+async fn postgres_parallel_reservations_allow_the_threshold() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    parallel_reservations_allow_the_threshold(&db.url).await;
+}
+
+/// Runs one statement with text binds on the database at `url` (what an older release left).
+async fn execute(url: &str, sql: &str, binds: &[&str]) {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        query.execute(&pool).await.unwrap();
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        query.execute(&pool).await.unwrap();
+    }
+}
+
+async fn normalized_email(url: &str, id: &str) -> String {
+    use sqlx::Row;
+    let sql = "SELECT email_normalized FROM users WHERE id = $1";
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0)
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// Migration 0003's Rust step on rows stored with the old trim-and-lowercase form: each gets
+/// its RFC 8265 form; two that now collide both get `#dup-<id>` and answer to neither spelling
+/// until one is deleted and `migrate` runs again; a name RFC 8265 refuses keeps its old form.
+async fn existing_users_are_renormalized(url: &str) {
+    let store = store::connect(url).await.unwrap();
+    store.migrate().await.unwrap();
+    // Rows as the previous release stored them (email, its lowercase form).
+    let old_rows = [
+        ("u1", "Jos\u{e9}@Example.com", "jos\u{e9}@example.com"),
+        ("u2", "jose\u{301}@example.com", "jose\u{301}@example.com"),
+        (
+            "u3",
+            "\u{ff21}\u{ff24}\u{ff21}@example.com",
+            "\u{ff41}\u{ff44}\u{ff41}@example.com",
+        ),
+        ("u4", "Bob@Example.com", "bob@example.com"),
+        ("u5", "bad name@example.com", "bad name@example.com"),
+    ];
+    for (id, _, _) in &old_rows {
+        store
+            .create_user(&user(id, &format!("{id}@example.com"), &[]))
+            .await
+            .unwrap();
+    }
+    for (id, email, old) in &old_rows {
+        execute(
+            url,
+            "UPDATE users SET email = $1, email_normalized = $2 WHERE id = $3",
+            &[email, old, id],
+        )
+        .await;
+    }
+    execute(
+        url,
+        "INSERT INTO pending_data_migrations (name) VALUES ($1)",
+        &["renormalize user emails (RFC 8265)"],
+    )
+    .await;
+
+    store.migrate().await.unwrap();
+    assert_eq!(
+        normalized_email(url, "u1").await,
+        "jos\u{e9}@example.com#dup-u1"
+    );
+    assert_eq!(
+        normalized_email(url, "u2").await,
+        "jos\u{e9}@example.com#dup-u2"
+    );
+    for ambiguous in ["jos\u{e9}@example.com", "jose\u{301}@example.com"] {
+        assert!(store.find_user_by_email(ambiguous).await.unwrap().is_none());
+    }
+    assert_eq!(normalized_email(url, "u3").await, "ada@example.com");
+    assert_eq!(
+        store
+            .find_user_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "u3"
+    );
+    assert_eq!(normalized_email(url, "u4").await, "bob@example.com");
+    assert_eq!(normalized_email(url, "u5").await, "bad name@example.com");
+
+    // Idempotent; and once the operator deletes one twin, the next migrate frees the name.
+    store.migrate().await.unwrap();
+    assert_eq!(
+        normalized_email(url, "u1").await,
+        "jos\u{e9}@example.com#dup-u1"
+    );
+    assert!(store.delete_user("u2").await.unwrap());
+    store.migrate().await.unwrap();
+    assert_eq!(
+        store
+            .find_user_by_email("JOSE\u{301}@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "u1"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_existing_users_are_renormalized() {
+    let db = TestDb::sqlite();
+    existing_users_are_renormalized(&db.url).await;
+}
+
+#[tokio::test]
+async fn postgres_existing_users_are_renormalized() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    existing_users_are_renormalized(&db.url).await;
 }
 
 #[tokio::test]
