@@ -14,10 +14,12 @@
 //! | `http_requests_total` | counter | `method`, `route`, `status` |
 //! | `http_request_duration_seconds` | histogram | `method`, `route` |
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -51,19 +53,82 @@ pub fn install_prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Counts requests and records their durations per route template and status.
+/// Counts requests and records their durations per route template and status. Every label
+/// is a `&'static str`, so a request allocates nothing for its metrics.
 pub async fn record_requests(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+        .map_or("unmatched", |path| route_label(path.as_str()));
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!(REQUEST_DURATION, "method" => method.clone(), "route" => route.clone())
+    let status = status_label(response.status());
+    metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status)
         .increment(1);
     response
+}
+
+/// The route template as a `'static` label. Templates come from the router, a fixed set, so
+/// each is leaked once.
+fn route_label(template: &str) -> &'static str {
+    static ROUTES: OnceLock<RwLock<HashMap<String, &'static str>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(RwLock::default);
+    if let Ok(known) = routes.read()
+        && let Some(label) = known.get(template)
+    {
+        return label;
+    }
+    match routes.write() {
+        Ok(mut known) => known
+            .entry(template.to_owned())
+            .or_insert_with(|| Box::leak(template.to_owned().into_boxed_str())),
+        Err(_) => "unmatched",
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_label(status: StatusCode) -> &'static str {
+    const KNOWN: [(u16, &str); 14] = [
+        (200, "200"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (413, "413"),
+        (429, "429"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(code, _)| *code == status.as_u16())
+        .map_or(
+            match status.as_u16() {
+                100..=199 => "1xx",
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            },
+            |(_, label)| label,
+        )
 }
