@@ -403,7 +403,8 @@ async fn mirror_revocations(
                 let now = i64::try_from(now).unwrap_or(i64::MAX);
                 let read = async {
                     Ok::<_, auth_server::store::StoreError>((
-                        store.denied_access_tokens(now).await?,
+                        // Kept until a verifier's largest leeway past `exp` has passed.
+                        store.denied_access_tokens(auth_server::revocation::purge_before(now)).await?,
                         store.revoked_subjects(now).await?,
                     ))
                 };

@@ -188,14 +188,22 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let keys = self.state.keys.clone();
+        let tokens = self.state.tokens.clone();
         let reloader = tokio::spawn(async move {
             let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
             tick.tick().await;
+            let mut republish = tokio::time::interval(revocation::REPUBLISH_INTERVAL);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         if let Err(err) = keys.reload().await {
                             tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set");
+                        }
+                    }
+                    _ = republish.tick() => {
+                        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                        if let Err(err) = tokens.deny_list.republish(now).await {
+                            tracing::warn!(error = %err, "copying revocations to Redis failed; retrying");
                         }
                     }
                     _ = stop_rx.changed() => break,

@@ -22,9 +22,18 @@ use token_guard::{CutoffKind, Revocation, RevocationSubject, is_revoked_by};
 
 use crate::store::{Families, FamilyOwner, Store, StoreError, SubjectCutoff};
 
-/// Leeway resource servers allow on `exp`: a revocation is kept this long past the expiry of
-/// the last token it covers, and retired signing keys stay published this much longer.
+/// Leeway resource servers allow on `exp`: retired signing keys stay published this much
+/// longer than the tokens they signed.
 pub const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
+
+/// How often a running server copies the store's revocations into Redis again
+/// ([`DenyList::republish`]).
+pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long past the `exp` of the last token it covers a revocation is kept: the largest
+/// leeway a guard may be configured with ([`token_guard::MAX_LEEWAY`]), so no verifier can
+/// still accept a token whose revocation was already dropped.
+pub const RETENTION_AFTER_EXP: Duration = token_guard::MAX_LEEWAY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DenyListError {
@@ -87,8 +96,39 @@ impl DenyList {
         })
     }
 
+    /// Copies every revocation still in force from the store (the source of truth) into
+    /// Redis. A revocation is written to the store first; when its Redis write then fails, the
+    /// caller gets an error and a retry finds nothing left to revoke, so a running server calls
+    /// this periodically ([`REPUBLISH_INTERVAL`]) to repair such gaps. No-op without Redis.
+    pub async fn republish(&self, now: i64) -> Result<(), DenyListError> {
+        if self.redis.is_none() {
+            return Ok(());
+        }
+        let mut members = self.store.denied_access_tokens(purge_before(now)).await?;
+        for cutoff in self.store.revoked_subjects(now).await? {
+            let member = Revocation::Cutoff {
+                kind: cutoff.kind,
+                subject: cutoff.subject,
+                not_before_ms: u64::try_from(cutoff.not_before_ms).unwrap_or_default(),
+            };
+            members.push((member.encode(), cutoff.expires_at));
+        }
+        // Guards poll the set; announcing thousands of old entries would only wake them.
+        self.write_redis(&members, now, false).await
+    }
+
     /// Adds `members` (member, until) to the Redis set, drops expired ones and announces it.
     async fn publish(&self, members: &[(String, i64)], now: i64) -> Result<(), DenyListError> {
+        self.write_redis(members, now, true).await
+    }
+
+    /// `publish`, announcing each member on the channel only when `announce`.
+    async fn write_redis(
+        &self,
+        members: &[(String, i64)],
+        now: i64,
+        announce: bool,
+    ) -> Result<(), DenyListError> {
         let Some((conn, key)) = &self.redis else {
             return Ok(());
         };
@@ -103,9 +143,9 @@ impl DenyList {
         pipe.cmd("ZREMRANGEBYSCORE")
             .arg(key)
             .arg("-inf")
-            .arg(format!("({now}"))
+            .arg(format!("({}", purge_before(now)))
             .ignore();
-        for (member, _) in members {
+        for (member, _) in members.iter().filter(|_| announce) {
             pipe.cmd("PUBLISH").arg(key).arg(member).ignore();
         }
         let mut conn = conn.clone();
@@ -114,7 +154,7 @@ impl DenyList {
     }
 
     /// Denies `jti`, whose token expires at `expires_at` (unix seconds), and drops entries
-    /// whose tokens are past their `exp` by more than [`VERIFIER_LEEWAY`].
+    /// whose tokens are past their `exp` by more than [`RETENTION_AFTER_EXP`].
     pub async fn deny(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), DenyListError> {
         metrics::counter!("oauth_revocations_total", "kind" => "access_token").increment(1);
         self.store
@@ -129,7 +169,10 @@ impl DenyList {
         families: Families<'_>,
         now: i64,
     ) -> Result<(), DenyListError> {
-        let tokens = self.store.family_access_tokens(families, now).await?;
+        let tokens = self
+            .store
+            .family_access_tokens(families, purge_before(now))
+            .await?;
         for (jti, expires_at) in &tokens {
             self.store
                 .deny_access_token(jti, *expires_at, purge_before(now))
@@ -157,8 +200,13 @@ impl DenyList {
     /// `tokens revoke --user`): revokes their refresh families, denies the access tokens
     /// issued from them and sets a cutoff on `sub` at the current time.
     pub async fn revoke_user(&self, user_id: &str) -> Result<Revoked, DenyListError> {
-        self.revoke_owner(FamilyOwner::User(user_id), CutoffKind::Subject, user_id)
-            .await
+        self.revoke_owner(
+            FamilyOwner::User(user_id),
+            CutoffKind::Subject,
+            user_id,
+            Duration::ZERO,
+        )
+        .await
     }
 
     /// Ends every session and access token of a client (disabled, deleted,
@@ -169,6 +217,24 @@ impl DenyList {
             FamilyOwner::Client(client_id),
             CutoffKind::Client,
             client_id,
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    /// [`revoke_client`](Self::revoke_client) for a client that was just disabled or
+    /// deleted: running servers authenticate it from their client cache for up to
+    /// `cache_ttl` more, so the cutoff lies that far ahead and covers what they issue meanwhile.
+    pub async fn revoke_removed_client(
+        &self,
+        client_id: &str,
+        cache_ttl: Duration,
+    ) -> Result<Revoked, DenyListError> {
+        self.revoke_owner(
+            FamilyOwner::Client(client_id),
+            CutoffKind::Client,
+            client_id,
+            cache_ttl,
         )
         .await
     }
@@ -178,6 +244,7 @@ impl DenyList {
         owner: FamilyOwner<'_>,
         kind: CutoffKind,
         subject: &str,
+        ahead: Duration,
     ) -> Result<Revoked, DenyListError> {
         let label = match kind {
             CutoffKind::Subject => "user",
@@ -189,12 +256,13 @@ impl DenyList {
         // Families first, so no rotation starts after the tokens are listed.
         let sessions = self.store.revoke_refresh_families(owner, at).await?;
         self.deny_family_tokens(Families::Of(owner), now).await?;
-        // The cutoff is the wall-clock time of the event, taken after the families are gone.
-        let cut = OffsetDateTime::now_utc();
+        // The cutoff is the wall-clock time of the event, taken after the families are gone
+        // (plus `ahead` where servers may still issue from cached state).
+        let cut = OffsetDateTime::now_utc() + ahead;
         let not_before_ms =
             i64::try_from(cut.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let ttl = i64::try_from(self.access_token_ttl.as_secs()).unwrap_or(i64::MAX);
-        let leeway = i64::try_from(VERIFIER_LEEWAY.as_secs()).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(RETENTION_AFTER_EXP.as_secs()).unwrap_or(i64::MAX);
         let cutoff = SubjectCutoff {
             kind,
             subject: subject.to_owned(),
@@ -245,8 +313,8 @@ impl DenyList {
     }
 }
 
-/// Denied jtis are stored with their token's `exp`; verifiers accept a token up to
-/// [`VERIFIER_LEEWAY`] past it, so an entry counts (and is kept) until then.
-fn purge_before(now: i64) -> i64 {
-    now.saturating_sub(i64::try_from(VERIFIER_LEEWAY.as_secs()).unwrap_or(i64::MAX))
+/// Denied jtis are stored with their token's `exp`; a verifier may accept a token up to
+/// [`RETENTION_AFTER_EXP`] past it, so an entry counts (and is kept) until then.
+pub fn purge_before(now: i64) -> i64 {
+    now.saturating_sub(i64::try_from(RETENTION_AFTER_EXP.as_secs()).unwrap_or(i64::MAX))
 }

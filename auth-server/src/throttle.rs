@@ -101,12 +101,20 @@ pub enum Admission {
 }
 
 /// The throttle key of an account: its RFC 8265 form, so every spelling of one name shares
-/// one counter. A name RFC 8265 refuses (no account can have it) is keyed on its trimmed
-/// lowercase form under a prefix of its own, and is throttled like any unknown name.
+/// one counter. A name RFC 8265 refuses (no account can have it) is throttled like any unknown
+/// name under a prefix of its own, keyed by the SHA-256 of its trimmed lowercase form: such
+/// "names" are often passwords typed into the wrong field, and keys appear in security logs.
 fn account_key(username: &str) -> String {
     match normalize_username(username) {
         Ok(normalized) => format!("account:{normalized}"),
-        Err(_) => format!("account-invalid:{}", username.trim().to_lowercase()),
+        Err(_) => {
+            let digest = aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                username.trim().to_lowercase().as_bytes(),
+            );
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            format!("account-invalid:{hex}")
+        }
     }
 }
 
@@ -275,9 +283,9 @@ mod tests {
             account_key(" Jose\u{301}@Example.com"),
             account_key("jos\u{e9}@example.com")
         );
-        assert_eq!(
-            account_key("a b@example.com"),
-            "account-invalid:a b@example.com"
-        );
+        let invalid = account_key("a b@example.com");
+        assert!(invalid.starts_with("account-invalid:"), "{invalid}");
+        assert!(!invalid.contains("example"), "{invalid}");
+        assert_eq!(invalid, account_key(" A B@example.com "));
     }
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{AccessTokenTtl, CliError, Output, connect, deny_list, split_list};
 use crate::config::CommonArgs;
+use crate::grants::client_auth::CLIENT_CACHE_TTL;
 use crate::secrets::{SecretHasher, generate_client_secret};
 use crate::store::{Client, GrantType};
 
@@ -123,7 +124,7 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
             set_disabled(store.as_ref(), out, &id, true).await?;
             deny_list(common, &store, &access_token_ttl)
                 .await?
-                .revoke_client(&id)
+                .revoke_removed_client(&id, CLIENT_CACHE_TTL)
                 .await?;
         }
         ClientsCommand::Enable { id } => set_disabled(store.as_ref(), out, &id, false).await?,
@@ -137,7 +138,7 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
             // Before the delete: it cascades to the families whose access tokens are denied.
             deny_list(common, &store, &access_token_ttl)
                 .await?
-                .revoke_client(&id)
+                .revoke_removed_client(&id, CLIENT_CACHE_TTL)
                 .await?;
             if !store.delete_client(&id).await? {
                 return Err(missing(&id));

@@ -53,11 +53,24 @@ pub async fn run(cmd: TokensCommand, common: &CommonArgs, out: &Output) -> Resul
         return Ok(());
     }
     let (revoked, label) = match (client, user) {
-        (Some(client), _) => (
-            deny_list.revoke_client(&client).await?,
-            format!("client {client}"),
-        ),
-        (None, Some(user)) => (deny_list.revoke_user(&user).await?, format!("user {user}")),
+        (Some(client), _) => {
+            // A typo must not "revoke" the tokens of a client nobody has.
+            if store.find_client(&client).await?.is_none() {
+                return Err(CliError::NotFound(format!("no client with id `{client}`")));
+            }
+            (
+                deny_list.revoke_client(&client).await?,
+                format!("client {client}"),
+            )
+        }
+        (None, Some(user)) => {
+            // An id or an e-mail, as for the `users` commands; the cutoff is on the id (`sub`).
+            let user = super::users::find(store.as_ref(), &user).await?;
+            (
+                deny_list.revoke_user(&user.id).await?,
+                format!("user {}", user.email),
+            )
+        }
         (None, None) => {
             return Err(CliError::Invalid(
                 "give --jti, --client or --user".to_owned(),

@@ -172,7 +172,8 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
     Ok(())
 }
 
-async fn find(store: &dyn Store, id_or_email: &str) -> Result<User, CliError> {
+/// The user named by an id or an e-mail address (`NotFound` otherwise).
+pub(super) async fn find(store: &dyn Store, id_or_email: &str) -> Result<User, CliError> {
     let found = if id_or_email.contains('@') {
         store.find_user_by_email(id_or_email).await?
     } else {

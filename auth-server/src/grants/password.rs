@@ -65,6 +65,14 @@ pub async fn grant(
         }
     };
     service.throttle.succeeded(permit).await?;
+    // The record was read before a verification that can take a while: a password reset,
+    // disabling or deletion in the meantime (whose cutoff is already set) must win, or this
+    // login would start a session after the revocation.
+    let current = service.store.find_user(&user.id).await?;
+    let Some(user) = current.filter(|now| !now.disabled && now.password_hash == user.password_hash)
+    else {
+        return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
+    };
 
     let allowed: BTreeSet<String> = user
         .permissions

@@ -174,7 +174,11 @@ impl RefreshTokens {
             .find(presented)
             .await?
             .ok_or(GrantError::InvalidGrant(INVALID))?;
-        if current.family.revoked_at.is_none() && self.in_grace(&current, presented, now) {
+        if current.family.revoked_at.is_some() {
+            // Revoked while this request ran: nothing to hand out, and no reuse to report.
+            return Err(GrantError::InvalidGrant(INVALID));
+        }
+        if self.in_grace(&current, presented, now) {
             return Ok(successor);
         }
         Err(self.reject_reuse(&current, deny_list).await)

@@ -137,11 +137,12 @@ impl std::fmt::Debug for User {
 pub use crate::identifiers::normalize_username;
 
 /// Marks the `email_normalized` of a user whose RFC 8265 form collides with another user's
-/// (found when re-normalizing rows stored before migration 0003): `<form>#dup-<id>`, which no
-/// user name normalizes to, so neither account answers to the ambiguous name until an operator
-/// deletes one of them and runs `auth-server migrate` again.
+/// (found when re-normalizing rows stored before migration 0003): `<form> #dup <id>`. It holds
+/// spaces, which RFC 8265's UsernameCaseMapped never produces, so no typed name reaches it and
+/// neither account answers to the ambiguous name until an operator deletes one of them and
+/// runs `auth-server migrate` again.
 pub fn duplicate_marker(normalized: &str, user_id: &str) -> String {
-    format!("{normalized}#dup-{user_id}")
+    format!("{normalized} #dup {user_id}")
 }
 
 /// The lock-out rule of one throttle key, in the form the store applies atomically: after

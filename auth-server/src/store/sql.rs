@@ -383,7 +383,11 @@ macro_rules! impl_sql_store {
                 successor: &RefreshTokenRecord,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.writer.begin().await?;
-                let done = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+                // Not for a family revoked meanwhile: a refresh racing a revocation issues nothing.
+                let done = sqlx::query(concat!(
+                    "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL ",
+                    "AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL)"
+                ))
                     .bind(used_at)
                     .bind(parent_hash)
                     .execute(&mut *tx)
@@ -737,7 +741,7 @@ macro_rules! impl_sql_store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some();
-            let marked = sqlx::query("SELECT 1 FROM users WHERE email_normalized LIKE '%#dup-%' LIMIT 1")
+            let marked = sqlx::query("SELECT 1 FROM users WHERE email_normalized LIKE '% #dup %' LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some();

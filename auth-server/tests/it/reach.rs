@@ -364,6 +364,49 @@ async fn revoking_a_clients_tokens_ends_earlier_access_tokens_only(reach: &Reach
         .await;
 }
 
+/// A revocation whose Redis write was lost (here: the set deleted behind the server's back)
+/// is copied from the store again by the server's periodic republish, and guards refuse the
+/// token again.
+async fn a_revocation_lost_on_its_way_to_redis_is_copied_again(reach: &Reach) {
+    let token = reach.client_token().await;
+    let response = reach
+        .app
+        .post_form("/oauth/revoke", &[("token", &token)], reach.client())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    reach
+        .assert_all_revoked(std::slice::from_ref(&token), "revoked")
+        .await;
+    let client = redis::Client::open(reach.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // The key name is the contract with every resource server: a literal, not the code's.
+    let key = format!("{}:revoked_jti", reach.prefix);
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now()
+        + auth_server::revocation::REPUBLISH_INTERVAL
+        + Duration::from_secs(5);
+    loop {
+        let members: i64 = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if members > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation was not copied to Redis again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reach.assert_all_revoked(&[token], "copied again").await;
+}
+
 macro_rules! on_both_backends_with_redis {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -404,4 +447,5 @@ on_both_backends_with_redis!(
     disabling_a_client_ends_its_access_tokens,
     deleting_a_client_ends_its_access_tokens,
     revoking_a_clients_tokens_ends_earlier_access_tokens_only,
+    a_revocation_lost_on_its_way_to_redis_is_copied_again,
 );

@@ -337,6 +337,14 @@ async fn sessions_conformance(store: Arc<dyn Store>) {
     assert_eq!(used.successor.unwrap().token_hash, vec![2; 32]);
     assert!(store.revoke_refresh_family("f1", at).await.unwrap());
     assert!(!store.revoke_refresh_family("f1", at).await.unwrap());
+    assert!(
+        !store
+            .rotate_refresh_token(&[2; 32], at, &token(6, "f1", Some(2)))
+            .await
+            .unwrap(),
+        "a refresh racing its family's revocation rotates nothing"
+    );
+    assert!(store.find_refresh_token(&[6; 32]).await.unwrap().is_none());
     assert_eq!(
         store
             .find_refresh_token(&[2; 32])
@@ -666,7 +674,7 @@ async fn normalized_email(url: &str, id: &str) -> String {
 }
 
 /// Migration 0003's Rust step on rows stored with the old trim-and-lowercase form: each gets
-/// its RFC 8265 form; two that now collide both get `#dup-<id>` and answer to neither spelling
+/// its RFC 8265 form; two that now collide both get ` #dup <id>` and answer to neither spelling
 /// until one is deleted and `migrate` runs again; a name RFC 8265 refuses keeps its old form.
 async fn existing_users_are_renormalized(url: &str) {
     let store = store::connect(url).await.unwrap();
@@ -707,11 +715,11 @@ async fn existing_users_are_renormalized(url: &str) {
     store.migrate().await.unwrap();
     assert_eq!(
         normalized_email(url, "u1").await,
-        "jos\u{e9}@example.com#dup-u1"
+        "jos\u{e9}@example.com #dup u1"
     );
     assert_eq!(
         normalized_email(url, "u2").await,
-        "jos\u{e9}@example.com#dup-u2"
+        "jos\u{e9}@example.com #dup u2"
     );
     for ambiguous in ["jos\u{e9}@example.com", "jose\u{301}@example.com"] {
         assert!(store.find_user_by_email(ambiguous).await.unwrap().is_none());
@@ -733,7 +741,7 @@ async fn existing_users_are_renormalized(url: &str) {
     store.migrate().await.unwrap();
     assert_eq!(
         normalized_email(url, "u1").await,
-        "jos\u{e9}@example.com#dup-u1"
+        "jos\u{e9}@example.com #dup u1"
     );
     assert!(store.delete_user("u2").await.unwrap());
     store.migrate().await.unwrap();
