@@ -118,6 +118,23 @@ fn caller(principal: &Principal) -> Caller {
     }
 }
 
+/// The request's `Idempotency-Key`, if any: given twice it is ambiguous (which request would a
+/// replay answer?), so 400 as for a malformed key (draft-ietf-httpapi-idempotency-key-header §2).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").into_iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(
+            "The Idempotency-Key header must be given once.".into(),
+        ));
+    }
+    validate::check_idempotency_key(value.as_bytes())
+        .map(Some)
+        .map_err(ApiError::BadRequest)
+}
+
 /// Submit audio for transcription.
 #[utoipa::path(
     post,
@@ -132,12 +149,12 @@ fn caller(principal: &Principal) -> Caller {
     responses(
         (status = 202, description = "Queued", body = Accepted,
          headers(("Location" = String, description = "URL of the new transcription"))),
-        (status = 400, description = "Unparseable body or bad Idempotency-Key", body = ErrorBody),
+        (status = 400, description = "Unparseable body, or a malformed or repeated Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No or invalid token"),
         (status = 403, description = "Token lacks transcriptions:write"),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Neither JSON nor a form", body = ErrorBody),
-        (status = 422, description = "Invalid fields, or the key was used with another body", body = ValidationErrors),
+        (status = 422, description = "Invalid or repeated fields, or the key was used with another body", body = ValidationErrors),
         (status = 503, description = "Queue unreachable; nothing was stored", body = ErrorBody,
          headers(("Retry-After" = u32))),
     ),
@@ -149,12 +166,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let key = match headers.get("idempotency-key") {
-        Some(value) => {
-            Some(validate::check_idempotency_key(value.as_bytes()).map_err(ApiError::BadRequest)?)
-        }
-        None => None,
-    };
+    let key = idempotency_key(&headers)?;
     let bytes = read_body(&headers, body, MAX_SUBMISSION_BYTES).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)

@@ -5,6 +5,7 @@
 
 mod auth;
 mod helpers;
+mod input;
 mod outbox;
 mod read;
 mod report;
