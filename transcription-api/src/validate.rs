@@ -426,6 +426,52 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
     }
 }
 
+/// The notifier's report on the e-mail: `{"status": "sent"}` or
+/// `{"status": "failed", "reason": …}` (`pending` is where a record starts, never a report).
+pub fn notification(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<crate::store::Notification, BodyError> {
+    use crate::store::Notification;
+    if format_of(content_type) != Some(Format::Json) {
+        return Err(BodyError::UnsupportedMediaType);
+    }
+    let fields = read_fields(content_type, body)?;
+    let mut errors = FieldErrors::default();
+    refuse_repeated(&fields, &mut errors);
+    let status = string_field(&fields, "status", None, &mut errors);
+    let notification = match status.as_deref() {
+        None => None,
+        Some("sent") => Some(Notification::Sent),
+        Some("failed") => match string_field(&fields, "reason", None, &mut errors) {
+            Some(reason) if reason.len() > MAX_ERROR_LEN => {
+                errors.add(
+                    "reason",
+                    format!("The reason field must not be longer than {MAX_ERROR_LEN} bytes."),
+                );
+                None
+            }
+            Some(reason) if !is_storable_text(&reason) => {
+                errors.add(
+                    "reason",
+                    "The reason field must not contain control characters.",
+                );
+                None
+            }
+            Some(reason) => Some(Notification::Failed { reason }),
+            None => None,
+        },
+        Some(_) => {
+            errors.add("status", "The status field must be one of sent, failed.");
+            None
+        }
+    };
+    match notification {
+        Some(notification) if errors.is_empty() => Ok(notification),
+        _ => Err(BodyError::Invalid(errors)),
+    }
+}
+
 /// Text that every store keeps as sent: no control characters but tab, line feed and carriage
 /// return (PostgreSQL's `text` cannot hold NUL at all).
 fn is_storable_text(text: &str) -> bool {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody, ValidationErrors};
 use super::read_body;
 use crate::AppState;
-use crate::store::{Status, Transcription};
+use crate::store::{Notification, Status, Transcription};
 use crate::submissions::{Caller, Submitted};
 use crate::validate::{self, FieldErrors};
 
@@ -78,6 +78,8 @@ pub struct TranscriptionView {
     /// Present once failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether the result was e-mailed: `pending`, then `sent` or `failed` (with a reason).
+    pub notification: Notification,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -97,6 +99,7 @@ impl From<Transcription> for TranscriptionView {
             audio_url: t.audio_url,
             transcript: t.transcript,
             error: t.error,
+            notification: t.notification,
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
         }

@@ -6,6 +6,7 @@
 mod auth;
 mod helpers;
 mod input;
+mod notification;
 mod outbox;
 mod read;
 mod report;
