@@ -21,8 +21,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::store::{
-    IdempotencyKey, Inserted, Page, Report, ReportOutcome, Status, StoreError, Transcription,
-    TranscriptionStore,
+    IdempotencyKey, Inserted, Notification, NotificationOutcome, Page, Report, ReportOutcome,
+    Status, StoreError, Transcription, TranscriptionStore,
 };
 use crate::validate::Submission;
 
@@ -149,6 +149,7 @@ impl Transcriptions {
             status: Status::Queued,
             transcript: None,
             error: None,
+            notification: Notification::Pending,
             created_at: now,
             updated_at: now,
         };
@@ -229,6 +230,23 @@ impl Transcriptions {
             .await?;
         if outcome == ReportOutcome::Applied {
             metrics::counter!("transcriptions_reported_total", "status" => report.status().as_str())
+                .increment(1);
+        }
+        Ok(outcome)
+    }
+
+    /// Applies the notifier's report on the e-mail of `id`.
+    pub async fn report_notification(
+        &self,
+        id: Uuid,
+        notification: &Notification,
+    ) -> Result<NotificationOutcome, StoreError> {
+        let outcome = self
+            .store
+            .report_notification(id, notification, OffsetDateTime::now_utc())
+            .await?;
+        if outcome == NotificationOutcome::Applied {
+            metrics::counter!("transcriptions_notified_total", "status" => notification.as_str())
                 .increment(1);
         }
         Ok(outcome)

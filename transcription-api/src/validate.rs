@@ -88,15 +88,16 @@ fn read_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields, BodyEr
     let mut fields = Fields::new();
     match format {
         Format::Json => {
-            let value: Value = serde_json::from_str(text)
+            let value: JsonBody = serde_json::from_str(text)
                 .map_err(|e| BodyError::Malformed(format!("the body is not valid JSON: {e}")))?;
-            let Value::Object(map) = value else {
+            let JsonBody::Object(members) = value else {
                 return Err(BodyError::Malformed(
                     "the body must be a JSON object".into(),
                 ));
             };
-            for (name, value) in map {
-                fields.insert(name, vec![value]);
+            // Every member is kept, so a repeated name is seen (and refused) as a form's is.
+            for (name, value) in members {
+                fields.entry(name).or_default().push(value);
             }
         }
         Format::Form => {
@@ -114,6 +115,86 @@ fn read_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields, BodyEr
         }
     }
     Ok(fields)
+}
+
+/// A JSON body as written: an object's members in order with repeated names kept (RFC 8259
+/// §4 leaves their meaning to the reader, and `serde_json::Value` silently keeps the last one),
+/// or any other value.
+enum JsonBody {
+    Object(Vec<(String, Value)>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for BodyVisitor {
+            type Value = JsonBody;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonBody, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, Value>()? {
+                    members.push(member);
+                }
+                Ok(JsonBody::Object(members))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<JsonBody, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(JsonBody::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<JsonBody, E> {
+                Ok(JsonBody::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<JsonBody, E> {
+                Ok(JsonBody::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<JsonBody, E> {
+                Ok(JsonBody::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<JsonBody, E> {
+                Ok(JsonBody::Other)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<JsonBody, E> {
+                Ok(JsonBody::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<JsonBody, E> {
+                Ok(JsonBody::Other)
+            }
+        }
+
+        deserializer.deserialize_any(BodyVisitor)
+    }
+}
+
+/// Records every field given more than once that has no message yet: a repeated name is
+/// ambiguous whatever the field (the reader cannot know which value the sender meant).
+fn refuse_repeated(fields: &Fields, errors: &mut FieldErrors) {
+    for (name, values) in fields {
+        if values.len() > 1 && errors.get(name).is_none() {
+            errors.add(
+                name,
+                format!("The {} field must be given once.", name.replace('_', " ")),
+            );
+        }
+    }
 }
 
 /// Takes the one string value of `name` (or of its `alias`), recording what is wrong with it.
@@ -146,7 +227,10 @@ fn string_field(
             None
         }
         Some(_) => {
-            errors.add(name, format!("The {label} field must be given once."));
+            // Already named by `refuse_repeated` when it was the one repeated.
+            if errors.get(name).is_none() {
+                errors.add(name, format!("The {label} field must be given once."));
+            }
             None
         }
     }
@@ -156,6 +240,7 @@ fn string_field(
 pub fn submission(content_type: Option<&str>, body: &[u8]) -> Result<Submission, BodyError> {
     let fields = read_fields(content_type, body)?;
     let mut errors = FieldErrors::default();
+    refuse_repeated(&fields, &mut errors);
     let email = string_field(&fields, "email", None, &mut errors);
     if fields.contains_key("audio_url") && fields.contains_key("audio-file-url") {
         errors.add(
@@ -183,7 +268,13 @@ pub fn submission(content_type: Option<&str>, body: &[u8]) -> Result<Submission,
     }
 }
 
-/// E-mail syntax as the WHATWG "valid e-mail address" (what browsers check), at most 254 bytes.
+/// Longest accepted local part (RFC 5321 §4.5.3.1.1).
+pub const MAX_EMAIL_LOCAL_LEN: usize = 64;
+
+/// An address the notifier can mail: what the mailer's own parser (`lettre::Address`, RFC 5322
+/// §3.4.1 dot-atoms, so no leading, trailing or doubled dot) accepts, in ASCII (a non-ASCII
+/// address needs the SMTP server's SMTPUTF8 extension, RFC 6531, which no relay promises), no
+/// domain literal, and within the RFC 5321 §4.5.3.1 limits (local part ≤ 64, path ≤ 254).
 pub fn check_email(email: &str) -> Result<(), String> {
     const MESSAGE: &str = "The email field must be a valid email address.";
     if email.len() > MAX_EMAIL_LEN {
@@ -191,25 +282,30 @@ pub fn check_email(email: &str) -> Result<(), String> {
             "The email field must not be longer than {MAX_EMAIL_LEN} characters."
         ));
     }
-    let Some((local, domain)) = email.split_once('@') else {
-        return Err(MESSAGE.into());
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&b));
-    let domain_ok = !domain.is_empty()
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if local_ok && domain_ok {
+    if !email.is_ascii() {
+        return Err("The email field must be an ASCII email address.".into());
+    }
+    if email
+        .rsplit_once('@')
+        .is_some_and(|(local, _)| local.len() > MAX_EMAIL_LOCAL_LEN)
+    {
+        return Err(format!(
+            "The part of the email before @ must not be longer than {MAX_EMAIL_LOCAL_LEN} characters."
+        ));
+    }
+    let address: lettre::Address = email.parse().map_err(|_| MESSAGE.to_owned())?;
+    // Host names only (RFC 1035 letters, digits, hyphens): the parser also takes domain
+    // literals such as `[192.0.2.1]`, which are no customer's mailbox.
+    let domain_ok = address.domain().split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if domain_ok {
         Ok(())
     } else {
         Err(MESSAGE.into())
@@ -269,6 +365,7 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
     }
     let fields = read_fields(content_type, body)?;
     let mut errors = FieldErrors::default();
+    refuse_repeated(&fields, &mut errors);
     let status = string_field(&fields, "status", None, &mut errors);
     let report = match status.as_deref() {
         None => None,
@@ -283,6 +380,7 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
                     None
                 }
                 Some([Value::String(text)]) => Some(text.clone()),
+                Some([_, _, ..]) => None, // named by `refuse_repeated`
                 _ => {
                     errors.add(
                         "transcript",
@@ -324,6 +422,52 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
     };
     match report {
         Some(report) if errors.is_empty() => Ok(report),
+        _ => Err(BodyError::Invalid(errors)),
+    }
+}
+
+/// The notifier's report on the e-mail: `{"status": "sent"}` or
+/// `{"status": "failed", "reason": …}` (`pending` is where a record starts, never a report).
+pub fn notification(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<crate::store::Notification, BodyError> {
+    use crate::store::Notification;
+    if format_of(content_type) != Some(Format::Json) {
+        return Err(BodyError::UnsupportedMediaType);
+    }
+    let fields = read_fields(content_type, body)?;
+    let mut errors = FieldErrors::default();
+    refuse_repeated(&fields, &mut errors);
+    let status = string_field(&fields, "status", None, &mut errors);
+    let notification = match status.as_deref() {
+        None => None,
+        Some("sent") => Some(Notification::Sent),
+        Some("failed") => match string_field(&fields, "reason", None, &mut errors) {
+            Some(reason) if reason.len() > MAX_ERROR_LEN => {
+                errors.add(
+                    "reason",
+                    format!("The reason field must not be longer than {MAX_ERROR_LEN} bytes."),
+                );
+                None
+            }
+            Some(reason) if !is_storable_text(&reason) => {
+                errors.add(
+                    "reason",
+                    "The reason field must not contain control characters.",
+                );
+                None
+            }
+            Some(reason) => Some(Notification::Failed { reason }),
+            None => None,
+        },
+        Some(_) => {
+            errors.add("status", "The status field must be one of sent, failed.");
+            None
+        }
+    };
+    match notification {
+        Some(notification) if errors.is_empty() => Ok(notification),
         _ => Err(BodyError::Invalid(errors)),
     }
 }
@@ -410,13 +554,16 @@ mod tests {
     }
 
     #[test]
-    fn emails_follow_the_whatwg_rule() {
+    fn emails_are_what_the_mailer_accepts() {
         for good in [
             "a@example.com",
             "first.last+tag@sub.example.co",
+            "first.last+tag@sub.example.co.uk",
             "x@localhost",
             "o'neil@example.org",
+            "o'brien@example.com",
         ] {
+            assert!(good.parse::<lettre::Address>().is_ok(), "{good}");
             assert_eq!(check_email(good), Ok(()), "{good}");
         }
         let long = format!("{}@example.com", "a".repeat(250));
@@ -432,9 +579,84 @@ mod tests {
             "a@exa_mple.com",
             "ä@example.com",
             &long,
+            // Refused by the mailer (RFC 5322 dot-atom): these used to get 202.
+            "a..b@example.com",
+            ".a@example.com",
+            "a.@example.com",
+            "a@[127.0.0.1]",
+            "a@example.com.",
         ] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
+        let long_local = format!("{}@example.com", "a".repeat(MAX_EMAIL_LOCAL_LEN + 1));
+        assert!(check_email(&long_local).unwrap_err().contains("64"));
+        let fits = format!("{}@example.com", "a".repeat(MAX_EMAIL_LOCAL_LEN));
+        assert_eq!(check_email(&fits), Ok(()));
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_in_json_as_in_a_form() {
+        for (content_type, body, field) in [
+            (
+                JSON,
+                r#"{"email":"first@example.com","email":"second@example.com","audio_url":"https://cdn.example.com/a.mp3"}"#,
+                "email",
+            ),
+            (
+                JSON,
+                r#"{"email":"a@example.com","audio_url":"https://cdn.example.com/a.mp3","audio_url":"https://cdn.example.com/b.mp3"}"#,
+                "audio_url",
+            ),
+            (
+                JSON,
+                r#"{"email":"a@example.com","audio-file-url":"https://cdn.example.com/a.mp3","audio-file-url":"https://cdn.example.com/a.mp3"}"#,
+                "audio-file-url",
+            ),
+            (
+                JSON,
+                r#"{"email":"a@example.com","audio_url":"https://cdn.example.com/a.mp3","note":1,"note":2}"#,
+                "note",
+            ),
+            (
+                FORM,
+                "email=first@example.com&email=second@example.com&audio_url=https://cdn.example.com/a.mp3",
+                "email",
+            ),
+            (
+                FORM,
+                "email=a@example.com&audio_url=https://cdn.example.com/a.mp3&note=1&note=2",
+                "note",
+            ),
+        ] {
+            let errors = invalid(submission(content_type, body.as_bytes()));
+            let label = field.replace('_', " ");
+            assert_eq!(
+                errors.get(field),
+                Some(&[format!("The {label} field must be given once.")][..]),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"status":"processing","status":"failed"}"#,
+            r#"{"status":"completed","transcript":"a","transcript":"b"}"#,
+            r#"{"status":"failed","error":"a","error":"a"}"#,
+        ] {
+            let Err(BodyError::Invalid(errors)) = report(JSON, body.as_bytes()) else {
+                panic!("{body} was accepted");
+            };
+            let repeated = ["status", "transcript", "error"]
+                .into_iter()
+                .filter(|field| body.matches(&format!("\"{field}\"")).count() > 1);
+            for field in repeated {
+                assert_eq!(
+                    errors.get(field),
+                    Some(&[format!("The {field} field must be given once.")][..]),
+                    "{body}"
+                );
+            }
+        }
+        // Members of nested values and members with distinct names are not repeats.
+        assert!(submission(JSON, br#"{"email":"a@example.com","audio_url":"https://cdn.example.com/a.mp3","x":{"y":1},"z":{"y":2}}"#).is_ok());
     }
 
     #[test]

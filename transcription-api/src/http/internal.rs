@@ -1,5 +1,6 @@
-//! `PUT /internal/transcriptions/{id}/result`: the worker reports progress and results with its
-//! own client_credentials token (`transcriptions:report`).
+//! `PUT /internal/transcriptions/{id}/result` and `…/notification`: the worker reports progress,
+//! results and the fate of the owner's e-mail with its own client_credentials token
+//! (`transcriptions:report`).
 
 use axum::Router;
 use axum::body::Body;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody, ValidationErrors};
 use super::read_body;
 use crate::AppState;
-use crate::store::ReportOutcome;
+use crate::store::{Notification, NotificationOutcome, ReportOutcome};
 use crate::validate;
 
 /// Largest accepted report body: transcripts of long recordings are large.
@@ -20,10 +21,16 @@ pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
 pub const SCOPE_REPORT: &str = "transcriptions:report";
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new().route(
-        "/internal/transcriptions/{id}/result",
-        put(report).route_layer(state.guard.require_scope(SCOPE_REPORT)),
-    )
+    let report_scope = state.guard.require_scope(SCOPE_REPORT);
+    Router::new()
+        .route(
+            "/internal/transcriptions/{id}/result",
+            put(report).route_layer(report_scope.clone()),
+        )
+        .route(
+            "/internal/transcriptions/{id}/notification",
+            put(notification).route_layer(report_scope),
+        )
 }
 
 /// A worker report, by `status`.
@@ -83,6 +90,64 @@ pub async fn report(
         ReportOutcome::Conflict(current) => Err(ApiError::Conflict(format!(
             "The transcription is {current}; it cannot become {}.",
             report.status()
+        ))),
+    }
+}
+
+/// Largest accepted notification report: a status and a reason of at most 4096 bytes.
+pub const MAX_NOTIFICATION_BYTES: usize = 16 * 1024;
+
+/// Report whether the owner's e-mail went out (notifier only).
+///
+/// `pending → sent | failed`. Repeating the final state is accepted (the notifier retries after a
+/// lost answer); changing it is refused. A body with `"status": "pending"` is refused (422).
+#[utoipa::path(
+    put,
+    path = "/internal/transcriptions/{id}/notification",
+    tag = "internal",
+    params(("id" = Uuid, Path, description = "Transcription id")),
+    request_body(content = Notification, content_type = "application/json",
+                 description = "`sent`, or `failed` with its `reason` (≤ 4096 bytes)"),
+    responses(
+        (status = 204, description = "Recorded (or already so)"),
+        (status = 401, description = "No or invalid token"),
+        (status = 403, description = "Token lacks transcriptions:report"),
+        (status = 404, description = "Unknown transcription", body = ErrorBody),
+        (status = 409, description = "Already final with another state or reason", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid report", body = ValidationErrors),
+    ),
+    security(("bearer" = ["transcriptions:report"]))
+)]
+pub async fn notification(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let bytes = read_body(&headers, body, MAX_NOTIFICATION_BYTES).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let notification = validate::notification(content_type, &bytes).map_err(|e| match e {
+        validate::BodyError::UnsupportedMediaType => {
+            ApiError::UnsupportedMediaType("application/json")
+        }
+        other => other.into(),
+    })?;
+    match state
+        .transcriptions
+        .report_notification(id, &notification)
+        .await?
+    {
+        NotificationOutcome::Applied | NotificationOutcome::Unchanged => Ok(StatusCode::NO_CONTENT),
+        NotificationOutcome::NotFound => Err(ApiError::NotFound),
+        NotificationOutcome::Conflict(current) => Err(ApiError::Conflict(format!(
+            "The notification is already {}; it cannot become {}.",
+            current.as_str(),
+            notification.as_str()
         ))),
     }
 }

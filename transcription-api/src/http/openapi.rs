@@ -20,6 +20,7 @@ use crate::AppState;
         super::transcriptions::show,
         super::transcriptions::list,
         super::internal::report,
+        super::internal::notification,
         super::health::healthz,
         super::health::readyz,
         super::health::metrics,
@@ -27,7 +28,7 @@ use crate::AppState;
     modifiers(&BearerScheme),
     tags(
         (name = "transcriptions", description = "For token holders"),
-        (name = "internal", description = "For the worker"),
+        (name = "internal", description = "For the worker (transcriber and notifier)"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

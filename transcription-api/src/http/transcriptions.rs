@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody, ValidationErrors};
 use super::read_body;
 use crate::AppState;
-use crate::store::{Status, Transcription};
+use crate::store::{Notification, Status, Transcription};
 use crate::submissions::{Caller, Submitted};
 use crate::validate::{self, FieldErrors};
 
@@ -78,6 +78,8 @@ pub struct TranscriptionView {
     /// Present once failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether the result was e-mailed: `pending`, then `sent` or `failed` (with a reason).
+    pub notification: Notification,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -97,6 +99,7 @@ impl From<Transcription> for TranscriptionView {
             audio_url: t.audio_url,
             transcript: t.transcript,
             error: t.error,
+            notification: t.notification,
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
         }
@@ -118,6 +121,23 @@ fn caller(principal: &Principal) -> Caller {
     }
 }
 
+/// The request's `Idempotency-Key`, if any: given twice it is ambiguous (which request would a
+/// replay answer?), so 400 as for a malformed key (draft-ietf-httpapi-idempotency-key-header §2).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").into_iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(
+            "The Idempotency-Key header must be given once.".into(),
+        ));
+    }
+    validate::check_idempotency_key(value.as_bytes())
+        .map(Some)
+        .map_err(ApiError::BadRequest)
+}
+
 /// Submit audio for transcription.
 #[utoipa::path(
     post,
@@ -132,12 +152,12 @@ fn caller(principal: &Principal) -> Caller {
     responses(
         (status = 202, description = "Queued", body = Accepted,
          headers(("Location" = String, description = "URL of the new transcription"))),
-        (status = 400, description = "Unparseable body or bad Idempotency-Key", body = ErrorBody),
+        (status = 400, description = "Unparseable body, or a malformed or repeated Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No or invalid token"),
         (status = 403, description = "Token lacks transcriptions:write"),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Neither JSON nor a form", body = ErrorBody),
-        (status = 422, description = "Invalid fields, or the key was used with another body", body = ValidationErrors),
+        (status = 422, description = "Invalid or repeated fields, or the key was used with another body", body = ValidationErrors),
         (status = 503, description = "Queue unreachable; nothing was stored", body = ErrorBody,
          headers(("Retry-After" = u32))),
     ),
@@ -149,12 +169,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let key = match headers.get("idempotency-key") {
-        Some(value) => {
-            Some(validate::check_idempotency_key(value.as_bytes()).map_err(ApiError::BadRequest)?)
-        }
-        None => None,
-    };
+    let key = idempotency_key(&headers)?;
     let bytes = read_body(&headers, body, MAX_SUBMISSION_BYTES).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)

@@ -59,6 +59,68 @@ impl fmt::Display for Status {
     }
 }
 
+/// Whether the owner was told by e-mail, as the notifier reported it: the `notification` object
+/// of a transcription, `{"status": "pending"}` until `{"status": "sent"}` or
+/// `{"status": "failed", "reason": "…"}`. Sent and failed are final.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Notification {
+    /// Not reported yet (the transcription is still running, or the e-mail is being sent).
+    Pending,
+    /// The mail server accepted the e-mail.
+    Sent,
+    /// The e-mail could not be delivered (a permanent SMTP refusal, or retries exhausted).
+    Failed {
+        /// Why, as the notifier saw it.
+        #[schema(example = "550 5.1.1 mailbox unavailable")]
+        reason: String,
+    },
+}
+
+impl Notification {
+    /// The stored `notification` column.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Notification::Pending => "pending",
+            Notification::Sent => "sent",
+            Notification::Failed { .. } => "failed",
+        }
+    }
+
+    /// The stored `notification_reason` column.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Notification::Failed { reason } => Some(reason),
+            Notification::Pending | Notification::Sent => None,
+        }
+    }
+
+    fn parse(status: &str, reason: Option<String>) -> Result<Notification, StoreError> {
+        match (status, reason) {
+            ("pending", _) => Ok(Notification::Pending),
+            ("sent", _) => Ok(Notification::Sent),
+            ("failed", reason) => Ok(Notification::Failed {
+                reason: reason.unwrap_or_default(),
+            }),
+            (other, _) => Err(StoreError::Corrupt(format!(
+                "unknown notification `{other}`"
+            ))),
+        }
+    }
+}
+
+/// What [`TranscriptionStore::report_notification`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// The notification was pending and now is final.
+    Applied,
+    /// It already was exactly this (a repeated report).
+    Unchanged,
+    /// It is final with another state or reason: it stays so.
+    Conflict(Notification),
+    NotFound,
+}
+
 /// One transcription request and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transcription {
@@ -75,6 +137,8 @@ pub struct Transcription {
     pub transcript: Option<String>,
     /// Set once failed.
     pub error: Option<String>,
+    /// Whether the owner was told by e-mail; [`Notification::Pending`] at creation.
+    pub notification: Notification,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -201,6 +265,15 @@ pub trait TranscriptionStore: Send + Sync {
         report: &Report,
         now: OffsetDateTime,
     ) -> Result<ReportOutcome, StoreError>;
+
+    /// Records the notifier's report: `pending → sent | failed`; repeating the final state is
+    /// [`NotificationOutcome::Unchanged`], changing it a [`NotificationOutcome::Conflict`].
+    async fn report_notification(
+        &self,
+        id: Uuid,
+        notification: &Notification,
+        now: OffsetDateTime,
+    ) -> Result<NotificationOutcome, StoreError>;
 
     /// Claims up to `limit` outbox entries due at `now_ms` by pushing their due time to
     /// `lease_until_ms`, so concurrent relays do not take the same entry.

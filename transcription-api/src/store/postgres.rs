@@ -33,11 +33,22 @@ impl PostgresStore {
     }
 
     fn migrator() -> sqlx::migrate::Migrator {
-        migrator(&[(
-            1001,
-            "transcriptions",
-            include_str!("../../../migrations/transcription-api/postgres/1001_transcriptions.sql"),
-        )])
+        migrator(&[
+            (
+                1001,
+                "transcriptions",
+                include_str!(
+                    "../../../migrations/transcription-api/postgres/1001_transcriptions.sql"
+                ),
+            ),
+            (
+                1003,
+                "notification",
+                include_str!(
+                    "../../../migrations/transcription-api/postgres/1003_notification.sql"
+                ),
+            ),
+        ])
     }
 }
 

@@ -33,8 +33,8 @@ macro_rules! impl_sql_store {
                 }
                 sqlx::query(
                     "INSERT INTO transcriptions (id, owner, client_id, email, audio_url, status, \
-                     transcript, error, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     transcript, error, notification, notification_reason, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&id)
                 .bind(&t.owner)
@@ -44,6 +44,8 @@ macro_rules! impl_sql_store {
                 .bind(t.status.as_str())
                 .bind(&t.transcript)
                 .bind(&t.error)
+                .bind(t.notification.as_str())
+                .bind(t.notification.reason())
                 .bind(t.created_at)
                 .bind(t.updated_at)
                 .execute(&mut *tx)
@@ -202,6 +204,47 @@ macro_rules! impl_sql_store {
                 })
             }
 
+            async fn report_notification(
+                &self,
+                id: Uuid,
+                notification: &Notification,
+                now: OffsetDateTime,
+            ) -> Result<NotificationOutcome, StoreError> {
+                let key = id.to_string();
+                let changed = sqlx::query(
+                    "UPDATE transcriptions SET notification = $1, notification_reason = $2, \
+                     updated_at = $3 WHERE id = $4 AND notification = 'pending'",
+                )
+                .bind(notification.as_str())
+                .bind(notification.reason())
+                .bind(now)
+                .bind(&key)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+                if changed > 0 {
+                    return Ok(NotificationOutcome::Applied);
+                }
+                let row = sqlx::query(
+                    "SELECT notification, notification_reason FROM transcriptions WHERE id = $1",
+                )
+                .bind(&key)
+                .fetch_optional(&self.writer)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(NotificationOutcome::NotFound);
+                };
+                let current = Notification::parse(
+                    &row.try_get::<String, _>("notification")?,
+                    row.try_get("notification_reason")?,
+                )?;
+                Ok(if &current == notification {
+                    NotificationOutcome::Unchanged
+                } else {
+                    NotificationOutcome::Conflict(current)
+                })
+            }
+
             async fn claim_outbox(
                 &self,
                 now_ms: i64,
@@ -292,6 +335,10 @@ macro_rules! impl_sql_store {
                     status: Status::parse(&row.try_get::<String, _>("status")?)?,
                     transcript: row.try_get("transcript")?,
                     error: row.try_get("error")?,
+                    notification: Notification::parse(
+                        &row.try_get::<String, _>("notification")?,
+                        row.try_get("notification_reason")?,
+                    )?,
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
                 })
@@ -305,7 +352,8 @@ pub(crate) use impl_sql_store;
 /// The columns [`Transcription`](super::Transcription) is read from.
 macro_rules! transcription_columns {
     () => {
-        "id, owner, client_id, email, audio_url, status, transcript, error, created_at, updated_at"
+        "id, owner, client_id, email, audio_url, status, transcript, error, notification, \
+         notification_reason, created_at, updated_at"
     };
 }
 

@@ -47,11 +47,20 @@ impl SqliteStore {
     }
 
     fn migrator() -> sqlx::migrate::Migrator {
-        migrator(&[(
-            1001,
-            "transcriptions",
-            include_str!("../../../migrations/transcription-api/sqlite/1001_transcriptions.sql"),
-        )])
+        migrator(&[
+            (
+                1001,
+                "transcriptions",
+                include_str!(
+                    "../../../migrations/transcription-api/sqlite/1001_transcriptions.sql"
+                ),
+            ),
+            (
+                1003,
+                "notification",
+                include_str!("../../../migrations/transcription-api/sqlite/1003_notification.sql"),
+            ),
+        ])
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use token_guard::{RevocationList, StaticRevocationList};
 use transcription_api::config::ApiConfig;
-use transcription_api::store::{Status, Transcription};
+use transcription_api::store::{Notification, Status, Transcription};
 use transcription_api::submissions::{OutboxConfig, Transcriptions};
 use transcription_api::{Application, Services};
 use uuid::Uuid;
@@ -183,6 +183,7 @@ pub fn record(owner: &str) -> Transcription {
         status: Status::Queued,
         transcript: None,
         error: None,
+        notification: Notification::Pending,
         created_at: now,
         updated_at: now,
     }

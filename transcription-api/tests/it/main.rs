@@ -5,6 +5,8 @@
 
 mod auth;
 mod helpers;
+mod input;
+mod notification;
 mod outbox;
 mod read;
 mod report;

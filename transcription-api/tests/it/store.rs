@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use transcription_api::store::{
-    self, IdempotencyKey, Inserted, Report, ReportOutcome, Status, TranscriptionStore,
+    self, IdempotencyKey, Inserted, Notification, NotificationOutcome, Report, ReportOutcome,
+    Status, TranscriptionStore,
 };
 use uuid::Uuid;
 
@@ -162,6 +163,45 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
     assert_eq!(
         (read.status, read.transcript.as_deref()),
         (Status::Completed, Some("hi"))
+    );
+
+    // The notification: pending at creation, then one final state; repeats recognised.
+    assert_eq!(read.notification, Notification::Pending);
+    let failed = Notification::Failed {
+        reason: "550 no such user".into(),
+    };
+    assert_eq!(
+        store
+            .report_notification(first.id, &failed, now)
+            .await
+            .unwrap(),
+        NotificationOutcome::Applied
+    );
+    assert_eq!(
+        store
+            .report_notification(first.id, &failed, now)
+            .await
+            .unwrap(),
+        NotificationOutcome::Unchanged
+    );
+    assert_eq!(
+        store
+            .report_notification(first.id, &Notification::Sent, now)
+            .await
+            .unwrap(),
+        NotificationOutcome::Conflict(failed.clone())
+    );
+    assert_eq!(
+        store
+            .report_notification(Uuid::new_v4(), &Notification::Sent, now)
+            .await
+            .unwrap(),
+        NotificationOutcome::NotFound
+    );
+    let read = store.get(first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.status, read.notification),
+        (Status::Completed, failed)
     );
 
     // Pages: newest first, per owner, with a cursor.
