@@ -174,10 +174,16 @@ impl TranscribeHandler {
             Ok(downloaded) => {
                 tracing::info!(bytes = downloaded.bytes, "audio downloaded");
             }
-            Err(err) if err.is_permanent() => {
-                return Ok(Transcription::Impossible(err.to_string()));
+            // The owner sees only the generic text and the class; the details go to the log.
+            Err(err) => {
+                tracing::warn!(error = %err, "audio download failed");
+                let public = err.public_message();
+                return if err.is_permanent() {
+                    Ok(Transcription::Impossible(public))
+                } else {
+                    Err(JobError::Transient(public))
+                };
             }
-            Err(err) => return Err(JobError::Transient(err.to_string())),
         }
         match self.engine.transcribe(&file.0).await {
             Ok(text) => Ok(Transcription::Text(text)),
