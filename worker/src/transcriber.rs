@@ -8,8 +8,8 @@
 //!   failure) → reported `failed`, the user is notified, the job is acked;
 //! * anything transient (5xx, timeouts, API or queue unreachable) → the job is failed and
 //!   retried with backoff; when it finally goes dead the user is told it failed (best effort);
-//! * API 404 (unknown transcription) or a bad payload → failed without compensation (the
-//!   queue retries it up to `max_attempts`, then it is dead);
+//! * API 404 (unknown transcription) or a bad payload → a permanent failure without
+//!   compensation: the job goes to the dead list at once;
 //! * API 409 (already final) counts as success. A redelivered job whose transcription is
 //!   already final is still processed again (the engine is deterministic) so that a crash
 //!   between the final report and the notify enqueue cannot lose the e-mail.
