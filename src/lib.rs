@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use transcription_api::config::ApiConfig;
 use worker::api::ClientCredentials;
 use worker::download::DownloadLimits;
-use worker::notifier::MailConfig;
+use worker::notifier::{DEFAULT_SMTP_TIMEOUT, MailConfig, ReportConfig};
 use worker::{EngineConfig, Notifier, NotifierConfig, RunConfig, Transcriber, TranscriberConfig};
 
 use demo::DemoCredentials;
@@ -62,6 +62,9 @@ pub struct StackConfig {
     pub mail_from: String,
     /// Simulated transcription time.
     pub transcribe_delay: Duration,
+    /// Let the transcriber fetch audio from any private address. Off: of all non-public
+    /// addresses only the stack's own sample origin (scheme, host and port of `/samples/`).
+    pub allow_private_urls: bool,
 }
 
 impl StackConfig {
@@ -79,6 +82,7 @@ impl StackConfig {
             smtp_url: None,
             mail_from: "Transcriptions <transcriptions@localhost>".to_owned(),
             transcribe_delay: Duration::from_secs(2),
+            allow_private_urls: false,
         }
     }
 
@@ -248,20 +252,25 @@ impl Stack {
         )
         .await?;
 
+        let worker_credentials = ClientCredentials {
+            token_url: format!("{auth_url}/oauth/token"),
+            client_id: credentials.worker_client_id.clone(),
+            client_secret: SecretString::from(credentials.worker_client_secret.clone()),
+            scope: "transcriptions:report".to_owned(),
+        };
         let transcriber = Transcriber::new(
             TranscriberConfig {
                 run: run_config("transcriber", TRANSCRIBE_QUEUE),
                 notify_queue: NOTIFY_QUEUE.to_owned(),
                 api_url: api_url.clone(),
-                credentials: ClientCredentials {
-                    token_url: format!("{auth_url}/oauth/token"),
-                    client_id: credentials.worker_client_id.clone(),
-                    client_secret: SecretString::from(credentials.worker_client_secret.clone()),
-                    scope: "transcriptions:report".to_owned(),
-                },
-                // One-process dev mode: the sample is served from the stack's own address.
+                credentials: worker_credentials.clone(),
+                // The sample is served from the stack's own address: that origin, and no other
+                // private one, may be fetched (unless the operator allows them all).
                 download: DownloadLimits {
-                    allow_private: true,
+                    allow_private: config.allow_private_urls,
+                    allowed_origins: vec![
+                        reqwest::Url::parse(&api_url).context("the API's own URL")?,
+                    ],
                     ..DownloadLimits::default()
                 },
                 engine: EngineConfig::Simulated {
@@ -285,8 +294,12 @@ impl Stack {
                     smtp_url: config.smtp_url.clone(),
                     from: config.mail_from.clone(),
                     outbox_dir: config.outbox_dir(),
-                    sent_dir: config.data_dir.join("notify-sent"),
+                    smtp_timeout: DEFAULT_SMTP_TIMEOUT,
                 },
+                report: Some(ReportConfig {
+                    api_url: api_url.clone(),
+                    credentials: worker_credentials.clone(),
+                }),
             },
             queue.clone(),
         )?;

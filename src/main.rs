@@ -66,6 +66,12 @@ struct Args {
     /// Simulated transcription time in milliseconds.
     #[arg(long, env = "TRANSCRIBE_DELAY_MS", default_value_t = 2000)]
     transcribe_delay_ms: u64,
+    /// Let the transcriber fetch audio from any loopback/private address (default: only the
+    /// stack's own sample origin).
+    #[arg(long, env = "ALLOW_PRIVATE_URLS", action = clap::ArgAction::Set, num_args = 0..=1,
+          default_value = "false", default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    allow_private_urls: bool,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -98,6 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         smtp_url: args.smtp_url.clone(),
         mail_from: args.mail_from,
         transcribe_delay: Duration::from_millis(args.transcribe_delay_ms),
+        allow_private_urls: args.allow_private_urls,
         ..StackConfig::new(args.data_dir, args.keys_dir)
     };
     let stack = Stack::start(config).await.context("starting the stack")?;

@@ -208,6 +208,12 @@ pub trait ReliableQueue: Send + Sync {
     /// Records a failed delivery: retry after a backoff, or dead after `max_attempts`.
     async fn fail(&self, job: &Reserved, error: &str) -> Result<FailOutcome, QueueError>;
 
+    /// Records a delivery that failed for good (retrying cannot help, e.g. an SMTP 5xx reply):
+    /// the job goes to the dead list at once with `error` as its reason, whatever its attempt
+    /// count. [`FailOutcome::Dead`], or [`FailOutcome::NotHeld`] when the worker no longer held
+    /// it.
+    async fn bury(&self, job: &Reserved, error: &str) -> Result<FailOutcome, QueueError>;
+
     /// Gives a job back unprocessed (e.g. on shutdown): it goes to the front of the ready queue
     /// and no failure is counted. `false` when the worker no longer held it.
     async fn release(&self, job: &Reserved) -> Result<bool, QueueError>;
@@ -248,6 +254,15 @@ pub trait ReliableQueue: Send + Sync {
     /// Empties the dead list of `queue`, releasing the ids. Returns how many entries went.
     async fn purge_dead(&self, queue: &str) -> Result<u64, QueueError>;
 
+    /// Sets the marker `name` for `ttl` unless it is already set: `true` when this call set
+    /// it. Markers live with the queue (Redis `SET NX PX`, a table of the SQLite database), so
+    /// every worker of a deployment sees them, on whatever machine it runs; handlers use them
+    /// to remember that an external side effect (an e-mail) already happened.
+    async fn set_marker(&self, name: &str, ttl: Duration) -> Result<bool, QueueError>;
+
+    /// Whether the marker `name` is set (and not expired).
+    async fn has_marker(&self, name: &str) -> Result<bool, QueueError>;
+
     /// Job counts of `queue`.
     async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError>;
 
@@ -271,6 +286,28 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), QueueErro
             name: name.chars().take(64).collect(),
         })
     }
+}
+
+/// Checks a marker name: 1–200 characters of `[A-Za-z0-9_.:-]`.
+pub(crate) fn check_marker(name: &str) -> Result<(), QueueError> {
+    let valid = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(QueueError::InvalidName {
+            what: "marker",
+            name: name.chars().take(64).collect(),
+        })
+    }
+}
+
+/// Dead-list reason for a job that failed for good at its first try (see `bury`).
+pub(crate) fn buried_reason(error: &str) -> String {
+    format!("failed permanently: {error}")
 }
 
 /// Dead-list reason for a job that exhausted its attempts.

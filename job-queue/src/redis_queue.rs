@@ -15,6 +15,7 @@
 //! | `P:_heartbeat:W` | string | worker `W` is alive while this key exists (`SET … PX ttl`) |
 //! | `P:_workers` | set | workers that may hold processing lists (for the reaper) |
 //! | `P:_queues` | set | queue names ever enqueued to (for the reaper) |
+//! | `P:_marker:N` | string | marker `N` (`set_marker`: `SET … NX PX ttl`) |
 //!
 //! Queue and worker names cannot start with `_`, so the `P:_…` keys never clash with a queue.
 //!
@@ -49,7 +50,7 @@ use crate::envelope::{Envelope, EnvelopeError, JobId, SigningKey, now_ms, peek_u
 use crate::error::QueueError;
 use crate::queue::{
     DeadJob, Enqueued, FailOutcome, NewJob, QueueConfig, QueueStats, ReliableQueue, Reserved,
-    check_name, exhausted_reason,
+    buried_reason, check_marker, check_name, exhausted_reason,
 };
 
 /// Idle blocking connections kept for reuse.
@@ -238,6 +239,44 @@ impl RedisQueue {
 
     fn processing_key(&self, queue: &str, worker: &str) -> String {
         format!("{}:{queue}:processing:{worker}", self.inner.prefix)
+    }
+
+    fn marker_key(&self, name: &str) -> String {
+        format!("{}:_marker:{name}", self.inner.prefix)
+    }
+
+    /// Moves a held job to the dead list with `reason`.
+    async fn to_dead(
+        &self,
+        job: &Reserved,
+        attempt: u32,
+        reason: String,
+    ) -> Result<FailOutcome, QueueError> {
+        let entry = encode_dead(&DeadJob {
+            id: job.envelope.id.to_string(),
+            kind: Some(job.envelope.kind.clone()),
+            attempt,
+            reason,
+            died_at: now_ms(),
+            verified: true,
+            job: job.receipt.clone(),
+        })?;
+        let dead_key = self.queue_key(&job.queue, "dead");
+        let moved = self
+            .take_from_processing(
+                &job.queue,
+                &job.worker_id,
+                &job.receipt,
+                &dead_key,
+                &entry,
+                "back",
+            )
+            .await?;
+        Ok(if moved {
+            FailOutcome::Dead
+        } else {
+            FailOutcome::NotHeld
+        })
     }
 
     fn heartbeat_key(&self, worker: &str) -> String {
@@ -508,35 +547,41 @@ impl ReliableQueue for RedisQueue {
         Ok(removed > 0)
     }
 
+    async fn bury(&self, job: &Reserved, error: &str) -> Result<FailOutcome, QueueError> {
+        let attempt = job.envelope.attempt.saturating_add(1);
+        self.to_dead(job, attempt, buried_reason(error)).await
+    }
+
+    async fn set_marker(&self, name: &str, ttl: Duration) -> Result<bool, QueueError> {
+        check_marker(name)?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.marker_key(name))
+            .arg(now_ms())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn has_marker(&self, name: &str) -> Result<bool, QueueError> {
+        check_marker(name)?;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(self.marker_key(name))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(exists)
+    }
+
     async fn fail(&self, job: &Reserved, error: &str) -> Result<FailOutcome, QueueError> {
         let config = &self.inner.config;
         let attempt = job.envelope.attempt.saturating_add(1);
         if attempt >= config.max_attempts {
-            let entry = encode_dead(&DeadJob {
-                id: job.envelope.id.to_string(),
-                kind: Some(job.envelope.kind.clone()),
-                attempt,
-                reason: exhausted_reason(config.max_attempts, error),
-                died_at: now_ms(),
-                verified: true,
-                job: job.receipt.clone(),
-            })?;
-            let dead_key = self.queue_key(&job.queue, "dead");
-            let moved = self
-                .take_from_processing(
-                    &job.queue,
-                    &job.worker_id,
-                    &job.receipt,
-                    &dead_key,
-                    &entry,
-                    "back",
-                )
-                .await?;
-            return Ok(if moved {
-                FailOutcome::Dead
-            } else {
-                FailOutcome::NotHeld
-            });
+            return self
+                .to_dead(job, attempt, exhausted_reason(config.max_attempts, error))
+                .await;
         }
         let delay = config.backoff(attempt);
         let retry = Envelope {

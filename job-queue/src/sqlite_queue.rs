@@ -30,7 +30,7 @@ use crate::envelope::{Envelope, JobId, SigningKey, now_ms, peek_unverified};
 use crate::error::QueueError;
 use crate::queue::{
     DeadJob, Enqueued, FailOutcome, NewJob, QueueConfig, QueueStats, ReliableQueue, Reserved,
-    check_name, exhausted_reason,
+    buried_reason, check_marker, check_name, exhausted_reason,
 };
 
 /// [`ReliableQueue`] on SQLite. Cheap to clone; clones share the pool and the wake-ups.
@@ -165,15 +165,51 @@ impl SqliteQueue {
     }
 }
 
+impl SqliteQueue {
+    /// Moves a held job to the dead list with `reason`.
+    async fn to_dead(
+        &self,
+        job: &Reserved,
+        attempt: u32,
+        reason: &str,
+    ) -> Result<FailOutcome, QueueError> {
+        let done = sqlx::query(
+            "UPDATE queue_jobs SET state = 'dead', attempt = $1, reason = $2, died_at = $3, \
+             verified = 1, worker = NULL, reservation = NULL, reserved_at = NULL \
+             WHERE queue = $4 AND id = $5 AND state = 'processing' AND reservation = $6",
+        )
+        .bind(to_i64(attempt))
+        .bind(reason)
+        .bind(now_ms())
+        .bind(&job.queue)
+        .bind(job.envelope.id.as_str())
+        .bind(&job.receipt)
+        .execute(self.pool())
+        .await?;
+        Ok(if done.rows_affected() > 0 {
+            FailOutcome::Dead
+        } else {
+            FailOutcome::NotHeld
+        })
+    }
+}
+
 /// The embedded migrations, built by hand because sqlx's macros are not enabled.
 fn migrator() -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     use std::borrow::Cow;
-    let files: [(i64, &'static str, &'static str); 1] = [(
-        1,
-        "queue",
-        include_str!("../../migrations/job-queue/sqlite/0001_queue.sql"),
-    )];
+    let files: [(i64, &'static str, &'static str); 2] = [
+        (
+            1,
+            "queue",
+            include_str!("../../migrations/job-queue/sqlite/0001_queue.sql"),
+        ),
+        (
+            2,
+            "markers",
+            include_str!("../../migrations/job-queue/sqlite/0002_markers.sql"),
+        ),
+    ];
     let migrations = files
         .iter()
         .map(|(version, description, sql)| {
@@ -289,28 +325,46 @@ impl ReliableQueue for SqliteQueue {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn bury(&self, job: &Reserved, error: &str) -> Result<FailOutcome, QueueError> {
+        let attempt = job.envelope.attempt.saturating_add(1);
+        self.to_dead(job, attempt, &buried_reason(error)).await
+    }
+
+    async fn set_marker(&self, name: &str, ttl: Duration) -> Result<bool, QueueError> {
+        check_marker(name)?;
+        let now = now_ms();
+        // An expired marker is taken over; a live one is left alone.
+        let done = sqlx::query(
+            "INSERT INTO queue_markers (name, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE queue_markers.expires_at <= $3",
+        )
+        .bind(name)
+        .bind(now.saturating_add(duration_ms(ttl)))
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn has_marker(&self, name: &str) -> Result<bool, QueueError> {
+        check_marker(name)?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM queue_markers WHERE name = $1 AND expires_at > $2")
+                .bind(name)
+                .bind(now_ms())
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(found.is_some())
+    }
+
     async fn fail(&self, job: &Reserved, error: &str) -> Result<FailOutcome, QueueError> {
         let config = &self.inner.config;
         let attempt = job.envelope.attempt.saturating_add(1);
         if attempt >= config.max_attempts {
-            let done = sqlx::query(
-                "UPDATE queue_jobs SET state = 'dead', attempt = $1, reason = $2, died_at = $3, \
-                 verified = 1, worker = NULL, reservation = NULL, reserved_at = NULL \
-                 WHERE queue = $4 AND id = $5 AND state = 'processing' AND reservation = $6",
-            )
-            .bind(to_i64(attempt))
-            .bind(exhausted_reason(config.max_attempts, error))
-            .bind(now_ms())
-            .bind(&job.queue)
-            .bind(job.envelope.id.as_str())
-            .bind(&job.receipt)
-            .execute(self.pool())
-            .await?;
-            return Ok(if done.rows_affected() > 0 {
-                FailOutcome::Dead
-            } else {
-                FailOutcome::NotHeld
-            });
+            return self
+                .to_dead(job, attempt, &exhausted_reason(config.max_attempts, error))
+                .await;
         }
         let delay = config.backoff(attempt);
         let retry = Envelope {

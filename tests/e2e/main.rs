@@ -78,11 +78,16 @@ impl Client {
     }
 
     async fn submit(&self, token: &str, email: &str) -> String {
+        let sample = format!("{}{SAMPLE_PATH}", self.api);
+        self.submit_url(token, email, &sample).await
+    }
+
+    async fn submit_url(&self, token: &str, email: &str, audio_url: &str) -> String {
         let response = self
             .http
             .post(format!("{}/transcriptions", self.api))
             .bearer_auth(token)
-            .json(&json!({"email": email, "audio_url": format!("{}{SAMPLE_PATH}", self.api)}))
+            .json(&json!({"email": email, "audio_url": audio_url}))
             .send()
             .await
             .unwrap();
@@ -180,6 +185,52 @@ async fn a_client_transcription_completes_on_sqlite_with_the_embedded_queue() {
     );
     assert!(mail.contains(&id) && mail.contains(&transcript), "{mail}");
     assert_eq!(outbox_mails(&stack).len(), 1);
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_stack_fetches_its_own_sample_and_no_other_private_address() {
+    let dirs = Dirs::new();
+    let stack = Stack::start(dirs.config()).await.unwrap();
+    let client = Client::new(&stack);
+    let c = &stack.credentials;
+    let token = client
+        .token(
+            (&c.client_id, &c.client_secret),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let token = token["access_token"].as_str().unwrap();
+
+    // The auth server's JWKS, on the same loopback host but another port: refused, and the
+    // owner learns nothing about the host (no address, port or connection error).
+    let jwks = format!("{}/.well-known/jwks.json", stack.auth_url);
+    let refused = client.submit_url(token, "owner@example.com", &jwks).await;
+    let record = client.until_final(token, &refused).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(
+        record["error"], "the audio could not be downloaded (refused_address)",
+        "{record}"
+    );
+    // A closed port on the loopback host gets exactly the same answer as an open one.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let scan = client
+        .submit_url(
+            token,
+            "owner@example.com",
+            &format!("http://127.0.0.1:{closed}/x"),
+        )
+        .await;
+    let scanned = client.until_final(token, &scan).await;
+    assert_eq!(scanned["error"], record["error"], "{scanned}");
+
+    // Its own sample origin is allowed.
+    let sample = client.submit(token, "owner@example.com").await;
+    let record = client.until_final(token, &sample).await;
+    assert_eq!(record["status"], "completed", "{record}");
     stack.shutdown().await.unwrap();
 }
 

@@ -1,5 +1,6 @@
-//! The transcriber's client of transcription-api: `PUT /internal/transcriptions/{id}/result`
-//! with the worker's own client_credentials access token, which [`TokenSource`] fetches from
+//! The worker's client of transcription-api: `PUT /internal/transcriptions/{id}/result` (the
+//! transcriber) and `PUT /internal/transcriptions/{id}/notification` (the notifier), with the
+//! worker's own client_credentials access token, which [`TokenSource`] fetches from
 //! the auth server (HTTP Basic client authentication) and caches until 30 s before expiry.
 
 use std::sync::Arc;
@@ -179,6 +180,17 @@ pub enum ResultReport {
     Failed { error: String },
 }
 
+/// A report body for `PUT /internal/transcriptions/{id}/notification`: what became of the
+/// e-mail telling the owner about the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum NotificationReport {
+    /// The mail server accepted the message (or it was written to the outbox).
+    Sent,
+    /// The message can never be delivered; `reason` is shown to the owner.
+    Failed { reason: String },
+}
+
 /// How the API took a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportOutcome {
@@ -206,9 +218,30 @@ impl TranscriptionApi {
         }
     }
 
-    /// Sends one report; on 401 fetches a new token and tries once more.
+    /// Sends one result report; on 401 fetches a new token and tries once more.
     pub async fn report(&self, id: Uuid, report: &ResultReport) -> Result<ReportOutcome, ApiError> {
-        let url = format!("{}/internal/transcriptions/{id}/result", self.base_url);
+        self.put(id, "result", report).await
+    }
+
+    /// Reports the notification state of transcription `id` (409: a different final state
+    /// was reported before).
+    pub async fn report_notification(
+        &self,
+        id: Uuid,
+        report: &NotificationReport,
+    ) -> Result<ReportOutcome, ApiError> {
+        self.put(id, "notification", report).await
+    }
+
+    /// `PUT /internal/transcriptions/{id}/{what}`; on 401 fetches a new token and tries once
+    /// more.
+    async fn put(
+        &self,
+        id: Uuid,
+        what: &str,
+        body: &impl Serialize,
+    ) -> Result<ReportOutcome, ApiError> {
+        let url = format!("{}/internal/transcriptions/{id}/{what}", self.base_url);
         let mut retried = false;
         loop {
             let token = self.tokens.token().await?;
@@ -216,7 +249,7 @@ impl TranscriptionApi {
                 .http
                 .put(&url)
                 .bearer_auth(token.expose_secret())
-                .json(report)
+                .json(body)
                 .timeout(CALL_TIMEOUT)
                 .send()
                 .await
@@ -280,6 +313,21 @@ mod tests {
         assert_eq!(
             serde_json::to_value(ResultReport::Failed { error: "x".into() }).unwrap(),
             serde_json::json!({"status": "failed", "error": "x"})
+        );
+    }
+
+    #[test]
+    fn notification_reports_serialize_as_the_contract_says() {
+        assert_eq!(
+            serde_json::to_value(NotificationReport::Sent).unwrap(),
+            serde_json::json!({"status": "sent"})
+        );
+        assert_eq!(
+            serde_json::to_value(NotificationReport::Failed {
+                reason: "550 no such user".into()
+            })
+            .unwrap(),
+            serde_json::json!({"status": "failed", "reason": "550 no such user"})
         );
     }
 

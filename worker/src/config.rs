@@ -13,7 +13,7 @@ use crate::api::ClientCredentials;
 use crate::download::DownloadLimits;
 use crate::engine::split_command_line;
 use crate::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
-use crate::notifier::{MailConfig, NotifierConfig};
+use crate::notifier::{MailConfig, NotifierConfig, ReportConfig};
 use crate::runner::{RunConfig, new_worker_id};
 use crate::transcriber::{EngineConfig, TranscriberConfig};
 
@@ -309,9 +309,29 @@ pub struct NotifierArgs {
     /// Where .eml files go without SMTP_URL.
     #[arg(long, env = "OUTBOX_DIR", default_value = "data/outbox")]
     pub outbox_dir: PathBuf,
-    /// SMTP mode: where markers of sent messages are kept (idempotency).
-    #[arg(long, env = "NOTIFY_SENT_DIR", default_value = "data/notify-sent")]
-    pub sent_dir: PathBuf,
+    /// SMTP mode: seconds one whole send (connect, greeting, every command) may take.
+    #[arg(long, env = "SMTP_TIMEOUT_SECS", default_value_t = 60)]
+    pub smtp_timeout_secs: u64,
+    /// transcription-api base URL; with the worker's client below, the notifier reports each
+    /// notification's state (`sent` / `failed`) there.
+    #[arg(long, env = "TRANSCRIPTION_API_URL")]
+    pub transcription_api_url: Option<String>,
+    /// Auth server base URL (the token endpoint is `<AUTH_URL>/oauth/token`).
+    #[arg(long, env = "AUTH_URL")]
+    pub auth_url: Option<String>,
+    /// The worker's OAuth2 client id.
+    #[arg(long, env = "WORKER_CLIENT_ID")]
+    pub worker_client_id: Option<String>,
+    /// The worker's OAuth2 client secret.
+    #[arg(long, env = "WORKER_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub worker_client_secret: Option<SecretString>,
+    /// Scope requested for the reporting token.
+    #[arg(
+        long,
+        env = "WORKER_TOKEN_SCOPE",
+        default_value = "transcriptions:report"
+    )]
+    pub token_scope: String,
 }
 
 impl NotifierArgs {
@@ -322,14 +342,48 @@ impl NotifierArgs {
                 self.mail_from
             )));
         }
+        if self.smtp_timeout_secs == 0 {
+            return Err(invalid("SMTP_TIMEOUT_SECS must be positive"));
+        }
+        let report = match &self.transcription_api_url {
+            None => None,
+            Some(api_url) => {
+                let api_url = http_url("TRANSCRIPTION_API_URL", Some(api_url))?;
+                let auth_url = http_url("AUTH_URL", self.auth_url.as_deref())?;
+                let client_id = self
+                    .worker_client_id
+                    .clone()
+                    .filter(|id| !id.is_empty())
+                    .ok_or_else(|| {
+                        invalid("WORKER_CLIENT_ID is required with TRANSCRIPTION_API_URL")
+                    })?;
+                let client_secret = self
+                    .worker_client_secret
+                    .clone()
+                    .filter(|s| !s.expose_secret().is_empty())
+                    .ok_or_else(|| {
+                        invalid("WORKER_CLIENT_SECRET is required with TRANSCRIPTION_API_URL")
+                    })?;
+                Some(ReportConfig {
+                    api_url,
+                    credentials: ClientCredentials {
+                        token_url: format!("{auth_url}/oauth/token"),
+                        client_id,
+                        client_secret,
+                        scope: self.token_scope.clone(),
+                    },
+                })
+            }
+        };
         Ok(NotifierConfig {
             run: self.run.to_config("notifier", NOTIFY_QUEUE)?,
             mail: MailConfig {
                 smtp_url: self.smtp_url.clone(),
                 from: self.mail_from.clone(),
                 outbox_dir: self.outbox_dir.clone(),
-                sent_dir: self.sent_dir.clone(),
+                smtp_timeout: Duration::from_secs(self.smtp_timeout_secs),
             },
+            report,
         })
     }
 }

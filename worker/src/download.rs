@@ -3,6 +3,12 @@
 //! the connection pinned to the checked addresses (so a second DNS answer cannot differ),
 //! redirects followed by hand (at most `max_redirects`, each hop checked again), a byte limit
 //! enforced while streaming and one timeout over the whole download.
+//!
+//! Non-public addresses are refused unless `allow_private` is set, except for the exact origins
+//! (scheme, host, port) listed in `allowed_origins` (the one-process stack's own `/samples/`).
+//! What the owner of a transcription is told about a failed download is
+//! [`DownloadError::public_message`]: one generic text and a reason class, never the address,
+//! port or connection error of the host, so the error cannot be used to scan internal networks.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -24,6 +30,10 @@ pub struct DownloadLimits {
     pub max_redirects: usize,
     /// Allow loopback, private, link-local and other non-public addresses (tests, dev setups).
     pub allow_private: bool,
+    /// Origins fetched even when they resolve to non-public addresses, compared as scheme,
+    /// host and port (e.g. the stack's own `http://127.0.0.1:8081`). Everything else private
+    /// stays refused.
+    pub allowed_origins: Vec<Url>,
 }
 
 impl Default for DownloadLimits {
@@ -34,6 +44,7 @@ impl Default for DownloadLimits {
             connect_timeout: Duration::from_secs(10),
             max_redirects: 3,
             allow_private: false,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -66,6 +77,28 @@ pub enum DownloadError {
 }
 
 impl DownloadError {
+    /// The reason class shown to the owner (`refused_address`, `timeout`, `too_large`,
+    /// `http_status`, `unreachable`, …): what kind of failure, without any detail of the host.
+    pub fn class(&self) -> &'static str {
+        match self {
+            DownloadError::InvalidUrl(_) => "invalid_url",
+            DownloadError::Scheme(_) => "unsupported_scheme",
+            DownloadError::Blocked { .. } => "refused_address",
+            DownloadError::TooManyRedirects(_) | DownloadError::BadRedirect => "bad_redirect",
+            DownloadError::TooLarge { .. } => "too_large",
+            DownloadError::Status(_) => "http_status",
+            DownloadError::Timeout(_) => "timeout",
+            DownloadError::Resolve { .. } | DownloadError::Transport(_) => "unreachable",
+            DownloadError::Io(_) => "internal",
+        }
+    }
+
+    /// The text the owner of the transcription sees: `the audio could not be downloaded
+    /// (<class>)`. The full error (`Display`) is for the operator's logs only.
+    pub fn public_message(&self) -> String {
+        format!("the audio could not be downloaded ({})", self.class())
+    }
+
     /// `true` when the same request can never succeed: the job should fail for good.
     pub fn is_permanent(&self) -> bool {
         match self {
@@ -198,7 +231,7 @@ impl AudioDownloader {
                 reason: "no addresses".into(),
             });
         }
-        if !self.limits.allow_private {
+        if !self.limits.allow_private && !self.is_allowed_origin(url) {
             // Any non-public answer refuses the host: connecting to "the public one" would let
             // a hostile DNS answer steer retries.
             if let Some(blocked) = addrs.iter().find(|a| !is_public(a.ip())) {
@@ -219,6 +252,16 @@ impl AudioDownloader {
         }
         let client = builder.build().map_err(transport)?;
         client.get(url.clone()).send().await.map_err(transport)
+    }
+}
+
+impl AudioDownloader {
+    /// Whether `url` has exactly the scheme, host and port of one of `allowed_origins`.
+    fn is_allowed_origin(&self, url: &Url) -> bool {
+        self.limits
+            .allowed_origins
+            .iter()
+            .any(|allowed| allowed.origin() == url.origin())
     }
 }
 
@@ -345,6 +388,57 @@ mod tests {
         for (ip, public) in cases {
             let parsed: IpAddr = ip.parse().unwrap();
             assert_eq!(is_public(parsed), public, "{ip}");
+        }
+    }
+
+    #[test]
+    fn public_messages_name_the_class_only() {
+        let blocked = DownloadError::Blocked {
+            host: "db.internal".into(),
+            addr: "10.0.0.5".parse().unwrap(),
+        };
+        assert_eq!(
+            blocked.public_message(),
+            "the audio could not be downloaded (refused_address)"
+        );
+        let refused = DownloadError::Transport("error sending request: Connection refused".into());
+        let dns = DownloadError::Resolve {
+            host: "db.internal".into(),
+            reason: "no such host".into(),
+        };
+        assert_eq!(refused.public_message(), dns.public_message());
+        assert_eq!(
+            DownloadError::Status(404).public_message(),
+            "the audio could not be downloaded (http_status)"
+        );
+        assert_eq!(
+            DownloadError::Timeout(Duration::from_secs(1)).public_message(),
+            "the audio could not be downloaded (timeout)"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_allowed_origin_may_be_private() {
+        let downloader = AudioDownloader::new(DownloadLimits {
+            allowed_origins: vec![Url::parse("http://127.0.0.1:9/samples/").unwrap()],
+            ..DownloadLimits::default()
+        });
+        assert!(
+            downloader.is_allowed_origin(&Url::parse("http://127.0.0.1:9/samples/a.wav").unwrap())
+        );
+        for other in [
+            "http://127.0.0.1:10/samples/a.wav",
+            "https://127.0.0.1:9/samples/a.wav",
+            "http://localhost:9/samples/a.wav",
+            "http://127.0.0.2:9/samples/a.wav",
+        ] {
+            assert!(
+                !downloader.is_allowed_origin(&Url::parse(other).unwrap()),
+                "{other}"
+            );
+            let dest = std::env::temp_dir().join(format!("dl-{}", uuid::Uuid::new_v4().simple()));
+            let err = downloader.fetch_to(other, &dest).await.unwrap_err();
+            assert_eq!(err.class(), "refused_address", "{other}: {err}");
         }
     }
 

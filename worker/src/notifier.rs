@@ -3,11 +3,23 @@
 //! aws-lc-rs) or, without `SMTP_URL`, as `<outbox-dir>/<transcription_id>.eml` files.
 //!
 //! Idempotency by job id (`notify-<transcription_id>`): the outbox file is written once
-//! (atomically, by rename) and a redelivery finds it and does nothing; in SMTP mode a marker
-//! file `<sent-dir>/<transcription_id>.sent` is written after the server accepted the message
-//! and a redelivery finds it and skips sending. The Message-ID is derived from the job id too,
-//! so a duplicate that slips through the crash window between send and marker can be
-//! recognised by the mail system.
+//! (atomically, by rename) and a redelivery finds it and does nothing; in SMTP mode the marker
+//! `notify-sent:<transcription_id>` is set in the queue backend ([`ReliableQueue::set_marker`]:
+//! Redis, or the embedded queue's database, so replicas on different machines share it) after
+//! the server accepted the message, and a redelivery finds it and skips sending. The
+//! Message-ID is derived from the job id too, so a duplicate that slips through the crash
+//! window between send and marker can be recognised by the mail system.
+//!
+//! Failures: a whole SMTP send (connect, greeting, every command) has one deadline
+//! ([`MailConfig::smtp_timeout`]; lettre's own timeout bounds only the connect), and a send
+//! that runs out of it is a transient failure, retried with back-off. A permanent one (a 5xx
+//! reply, a refused recipient, an address lettre cannot parse) is a
+//! [`JobError::Permanent`]: the job goes to the dead list at once.
+//!
+//! Notification state: with [`NotifierConfig::report`] set, the notifier reports `sent` after
+//! a delivery and `failed` with the reason when the job dies, through
+//! `PUT /internal/transcriptions/{id}/notification`. An API that answers 404 (an unknown id, or
+//! a version without the route) is logged and otherwise ignored: it never fails the job.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +35,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::api::{
+    ApiError, ClientCredentials, NotificationReport, ReportOutcome, TokenSource, TranscriptionApi,
+};
 use crate::jobs::{NOTIFY_KIND, NotifyJob, NotifyStatus};
 use crate::runner::{JobError, JobHandler, RunConfig, RunError, RunSummary, WorkerLoop};
 
@@ -35,8 +50,23 @@ pub struct MailConfig {
     /// The From address, e.g. `Transcriptions <noreply@example.com>`.
     pub from: String,
     pub outbox_dir: PathBuf,
-    /// SMTP mode: where "already sent" markers are kept.
-    pub sent_dir: PathBuf,
+    /// SMTP mode: deadline of one whole send (connect, greeting and every command).
+    pub smtp_timeout: Duration,
+}
+
+/// Default of [`MailConfig::smtp_timeout`].
+pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a "sent" marker is kept: longer than any redelivery of a notify job can take.
+pub const SENT_MARKER_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Where the notifier reports the notification state of a transcription.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    /// transcription-api base URL (`TRANSCRIPTION_API_URL`).
+    pub api_url: String,
+    /// The worker's client (scope `transcriptions:report`).
+    pub credentials: ClientCredentials,
 }
 
 /// Everything the notifier needs.
@@ -44,6 +74,8 @@ pub struct MailConfig {
 pub struct NotifierConfig {
     pub run: RunConfig,
     pub mail: MailConfig,
+    /// `None`: the notification state is not reported (only logged).
+    pub report: Option<ReportConfig>,
 }
 
 /// Why mail configuration or delivery failed.
@@ -59,6 +91,10 @@ pub enum MailError {
     Message(String),
     #[error("SMTP: {0}")]
     Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("SMTP: no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("sent markers: {0}")]
+    Marker(#[from] job_queue::QueueError),
     #[error("outbox: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -137,21 +173,29 @@ pub struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     /// `host:port` for logs (never the credentials).
     server: String,
-    sent_dir: PathBuf,
+    /// Deadline of one whole send.
+    timeout: Duration,
+    /// Holds the "sent" markers (the queue backend).
+    markers: Arc<dyn ReliableQueue>,
 }
 
 impl std::fmt::Debug for SmtpMailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpMailer")
             .field("server", &self.server)
-            .field("sent_dir", &self.sent_dir)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl SmtpMailer {
-    /// Parses `smtp_url` (see [`MailConfig::smtp_url`]).
-    pub fn new(smtp_url: &SecretString, sent_dir: impl Into<PathBuf>) -> Result<Self, MailError> {
+    /// Parses `smtp_url` (see [`MailConfig::smtp_url`]); `markers` keeps the "sent" markers,
+    /// `timeout` bounds each whole send.
+    pub fn new(
+        smtp_url: &SecretString,
+        timeout: Duration,
+        markers: Arc<dyn ReliableQueue>,
+    ) -> Result<Self, MailError> {
         let url =
             Url::parse(smtp_url.expose_secret()).map_err(|e| MailError::SmtpUrl(e.to_string()))?;
         let host = url
@@ -186,7 +230,7 @@ impl SmtpMailer {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
             .port(port)
             .tls(tls)
-            .timeout(Some(Duration::from_secs(30)));
+            .timeout(Some(timeout));
         if !url.username().is_empty() {
             let user = percent_decode(url.username());
             let password = percent_decode(url.password().unwrap_or(""));
@@ -195,12 +239,14 @@ impl SmtpMailer {
         Ok(SmtpMailer {
             transport: builder.build(),
             server: format!("{host}:{port}"),
-            sent_dir: sent_dir.into(),
+            timeout,
+            markers,
         })
     }
 
-    fn marker(&self, transcription_id: uuid::Uuid) -> PathBuf {
-        self.sent_dir.join(format!("{transcription_id}.sent"))
+    /// The name of the "sent" marker of a transcription's message.
+    pub fn marker(transcription_id: uuid::Uuid) -> String {
+        format!("notify-sent:{transcription_id}")
     }
 }
 
@@ -235,15 +281,16 @@ impl Mailer for SmtpMailer {
         transcription_id: uuid::Uuid,
         message: Message,
     ) -> Result<(), MailError> {
-        let marker = self.marker(transcription_id);
-        if tokio::fs::try_exists(&marker).await? {
+        let marker = SmtpMailer::marker(transcription_id);
+        if self.markers.has_marker(&marker).await? {
             tracing::info!(%transcription_id, "message was sent before; not sending again");
             return Ok(());
         }
-        let response = self.transport.send(message).await?;
+        let response = tokio::time::timeout(self.timeout, self.transport.send(message))
+            .await
+            .map_err(|_| MailError::Timeout(self.timeout))??;
         tracing::info!(server = %self.server, code = %response.code(), "message accepted by the SMTP server");
-        tokio::fs::create_dir_all(&self.sent_dir).await?;
-        if let Err(err) = write_atomically(&self.sent_dir, &marker, b"").await {
+        if let Err(err) = self.markers.set_marker(&marker, SENT_MARKER_TTL).await {
             // The mail is out; failing the job now would send it again.
             tracing::warn!(error = %err, "could not record the sent message");
         }
@@ -263,7 +310,7 @@ impl Notifier {
     pub fn new(config: NotifierConfig, queue: Arc<dyn ReliableQueue>) -> Result<Self, RunError> {
         let mailer: Arc<dyn Mailer> = match &config.mail.smtp_url {
             Some(url) => Arc::new(
-                SmtpMailer::new(url, config.mail.sent_dir.clone())
+                SmtpMailer::new(url, config.mail.smtp_timeout, queue.clone())
                     .map_err(|e| RunError::Config(e.to_string()))?,
             ),
             None => Arc::new(OutboxMailer::new(config.mail.outbox_dir.clone())),
@@ -281,10 +328,21 @@ impl Notifier {
             config.mail.from.parse().map_err(|_| {
                 RunError::Config(MailError::From(config.mail.from.clone()).to_string())
             })?;
+        let api = match &config.report {
+            Some(report) => {
+                let http = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| RunError::Config(format!("HTTP client: {e}")))?;
+                let tokens = Arc::new(TokenSource::new(http.clone(), report.credentials.clone()));
+                Some(TranscriptionApi::new(http, &report.api_url, tokens))
+            }
+            None => None,
+        };
         Ok(Notifier {
             run: config.run,
             queue,
-            handler: Arc::new(NotifyHandler { from, mailer }),
+            handler: Arc::new(NotifyHandler { from, mailer, api }),
         })
     }
 
@@ -308,9 +366,42 @@ impl Notifier {
 pub struct NotifyHandler {
     from: Mailbox,
     mailer: Arc<dyn Mailer>,
+    /// Where the notification state is reported, if anywhere.
+    api: Option<TranscriptionApi>,
 }
 
 impl NotifyHandler {
+    /// Reports the notification state of `id`. Only an unreachable API is an error (the job is
+    /// retried; the "sent" marker keeps the mail from going out twice); anything else is
+    /// logged.
+    async fn report(&self, id: uuid::Uuid, report: &NotificationReport) -> Result<(), JobError> {
+        let Some(api) = &self.api else {
+            tracing::debug!(%id, ?report, "notification state not reported (no API configured)");
+            return Ok(());
+        };
+        match api.report_notification(id, report).await {
+            Ok(ReportOutcome::Accepted) => {
+                tracing::info!(%id, ?report, "notification state reported");
+                Ok(())
+            }
+            Ok(ReportOutcome::AlreadyFinal) => {
+                tracing::warn!(%id, ?report, "the API holds a different final notification state (409)");
+                Ok(())
+            }
+            Err(ApiError::NotFound(_)) => {
+                tracing::warn!(%id, ?report, "notification state not reported: the API answered 404 (unknown transcription, or no notification route)");
+                Ok(())
+            }
+            Err(err @ ApiError::Unavailable(_)) => Err(JobError::Transient(format!(
+                "cannot report the notification state: {err}"
+            ))),
+            Err(err) => {
+                tracing::warn!(%id, ?report, error = %err, "notification state not reported");
+                Ok(())
+            }
+        }
+    }
+
     /// The e-mail for a notify job.
     pub fn compose(&self, job: &NotifyJob) -> Result<Message, MailError> {
         let to: Mailbox = job
@@ -365,7 +456,22 @@ impl JobHandler for NotifyHandler {
         self.mailer
             .deliver(job.transcription_id, message)
             .await
-            .map_err(mail_error)
+            .map_err(mail_error)?;
+        self.report(job.transcription_id, &NotificationReport::Sent)
+            .await
+    }
+
+    async fn on_dead(&self, envelope: &Envelope, error: &JobError) {
+        let Ok(job) = serde_json::from_value::<NotifyJob>(envelope.payload.clone()) else {
+            return;
+        };
+        let reason = match error {
+            JobError::Permanent(reason) | JobError::Transient(reason) => reason.clone(),
+        };
+        let failed = NotificationReport::Failed { reason };
+        if let Err(err) = self.report(job.transcription_id, &failed).await {
+            tracing::warn!(error = %err, "could not report the failed notification");
+        }
     }
 }
 
@@ -381,8 +487,21 @@ fn mail_error(err: MailError) -> JobError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn smtp_urls_are_parsed() {
+    /// Parsing never touches the markers; an unmigrated in-memory queue is enough.
+    async fn markers() -> Arc<dyn ReliableQueue> {
+        let key = job_queue::SigningKey::new(&[7; 32]).unwrap();
+        let queue = job_queue::SqliteQueue::connect(
+            "sqlite::memory:",
+            key,
+            job_queue::QueueConfig::default(),
+        )
+        .await
+        .unwrap();
+        Arc::new(queue)
+    }
+
+    #[tokio::test]
+    async fn smtp_urls_are_parsed() {
         let ok = [
             "smtp://mail.example.com",
             "smtp://user:p%40ss@mail.example.com:587",
@@ -391,12 +510,22 @@ mod tests {
             "smtps://mail.example.com",
         ];
         for url in ok {
-            let mailer = SmtpMailer::new(&SecretString::from(url), "/tmp/x").unwrap();
+            let mailer = SmtpMailer::new(
+                &SecretString::from(url),
+                DEFAULT_SMTP_TIMEOUT,
+                markers().await,
+            )
+            .unwrap();
             assert!(!format!("{mailer:?}").contains("p%40ss"));
         }
         for bad in ["http://x", "smtp://x?tls=maybe", "not a url"] {
             assert!(
-                SmtpMailer::new(&SecretString::from(bad), "/tmp/x").is_err(),
+                SmtpMailer::new(
+                    &SecretString::from(bad),
+                    DEFAULT_SMTP_TIMEOUT,
+                    markers().await
+                )
+                .is_err(),
                 "{bad}"
             );
         }

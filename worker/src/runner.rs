@@ -103,8 +103,8 @@ pub enum JobError {
     /// Worth retrying: the network, a dependency or a timeout.
     #[error("{0}")]
     Transient(String),
-    /// Retrying cannot help (bad payload, unknown transcription). The queue has no way to
-    /// bury a job at once, so it still goes through the retries.
+    /// Retrying cannot help (bad payload, unknown transcription, an SMTP 5xx reply): the job
+    /// goes to the dead list at once ([`ReliableQueue::bury`]), without further retries.
     #[error("permanent: {0}")]
     Permanent(String),
 }
@@ -383,7 +383,16 @@ async fn process(slot: &Slot, job: &Reserved) {
             slot.counters.failed.fetch_add(1, Ordering::Relaxed);
             telemetry::count(telemetry::JOBS_FAILED, queue_name, kind);
             let reason = error.to_string();
-            match with_retries(|| slot.queue.fail(job, &reason)).await {
+            let permanent = matches!(error, JobError::Permanent(_));
+            let outcome = with_retries(|| async {
+                if permanent {
+                    slot.queue.bury(job, &reason).await
+                } else {
+                    slot.queue.fail(job, &reason).await
+                }
+            })
+            .await;
+            match outcome {
                 Ok(FailOutcome::Retrying { attempt, delay }) => {
                     telemetry::count(telemetry::JOBS_RETRIED, queue_name, kind);
                     tracing::warn!(parent: &span, error = %reason, attempt, retry_in = ?delay, "job failed; will retry");

@@ -8,8 +8,8 @@
 //!   failure) → reported `failed`, the user is notified, the job is acked;
 //! * anything transient (5xx, timeouts, API or queue unreachable) → the job is failed and
 //!   retried with backoff; when it finally goes dead the user is told it failed (best effort);
-//! * API 404 (unknown transcription) or a bad payload → failed without compensation (the
-//!   queue retries it up to `max_attempts`, then it is dead);
+//! * API 404 (unknown transcription) or a bad payload → a permanent failure without
+//!   compensation: the job goes to the dead list at once;
 //! * API 409 (already final) counts as success. A redelivered job whose transcription is
 //!   already final is still processed again (the engine is deterministic) so that a crash
 //!   between the final report and the notify enqueue cannot lose the e-mail.
@@ -174,10 +174,16 @@ impl TranscribeHandler {
             Ok(downloaded) => {
                 tracing::info!(bytes = downloaded.bytes, "audio downloaded");
             }
-            Err(err) if err.is_permanent() => {
-                return Ok(Transcription::Impossible(err.to_string()));
+            // The owner sees only the generic text and the class; the details go to the log.
+            Err(err) => {
+                tracing::warn!(error = %err, "audio download failed");
+                let public = err.public_message();
+                return if err.is_permanent() {
+                    Ok(Transcription::Impossible(public))
+                } else {
+                    Err(JobError::Transient(public))
+                };
             }
-            Err(err) => return Err(JobError::Transient(err.to_string())),
         }
         match self.engine.transcribe(&file.0).await {
             Ok(text) => Ok(Transcription::Text(text)),

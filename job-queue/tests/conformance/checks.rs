@@ -567,3 +567,82 @@ pub async fn names_are_validated(h: &Harness) {
     }
     q.ping().await.unwrap();
 }
+
+pub async fn buried_jobs_go_to_the_dead_list_at_once(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let id = q.enqueue("jobs", "test", json!({ "n": 1 })).await.unwrap();
+    let job = take(q, "jobs", "w1").await;
+    assert_eq!(
+        q.bury(&job, "550 no such user").await.unwrap(),
+        FailOutcome::Dead
+    );
+    assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 1));
+    let dead = q.dead("jobs").await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, id.as_str());
+    assert_eq!(dead[0].attempt, 1, "died at its first delivery");
+    assert!(dead[0].verified);
+    assert!(
+        dead[0].reason.contains("550 no such user"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(
+        q.bury(&job, "again").await.unwrap(),
+        FailOutcome::NotHeld,
+        "burying a job no longer held changes nothing"
+    );
+    assert_eq!(q.dead("jobs").await.unwrap().len(), 1);
+}
+
+pub async fn markers_are_set_once_until_they_expire(h: &Harness) {
+    let q = h.q();
+    assert!(!q.has_marker("sent:notify-a").await.unwrap());
+    assert!(q.set_marker("sent:notify-a", LONG_TTL).await.unwrap());
+    assert!(q.has_marker("sent:notify-a").await.unwrap());
+    assert!(
+        !q.set_marker("sent:notify-a", LONG_TTL).await.unwrap(),
+        "a live marker is set only once"
+    );
+    assert!(!q.has_marker("sent:notify-b").await.unwrap());
+
+    // Concurrent setters: exactly one wins.
+    let (a, b, c, d) = tokio::join!(
+        q.set_marker("race", LONG_TTL),
+        q.set_marker("race", LONG_TTL),
+        q.set_marker("race", LONG_TTL),
+        q.set_marker("race", LONG_TTL),
+    );
+    let wins = [a, b, c, d]
+        .into_iter()
+        .filter(|won| *won.as_ref().unwrap());
+    assert_eq!(wins.count(), 1);
+
+    // A marker expires after its TTL and can then be set again.
+    assert!(
+        q.set_marker("short", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    let mut expired = false;
+    for _ in 0..500 {
+        if !q.has_marker("short").await.unwrap() {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(expired, "the marker never expired");
+    assert!(q.set_marker("short", LONG_TTL).await.unwrap());
+
+    for bad in ["", "a b", "x\n", &"m".repeat(201)] {
+        assert!(
+            matches!(
+                q.set_marker(bad, LONG_TTL).await,
+                Err(QueueError::InvalidName { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+}

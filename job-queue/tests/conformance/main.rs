@@ -48,4 +48,6 @@ conformance!(
     concurrent_consumers_never_share_a_job,
     waiting_reserve_gets_a_job_enqueued_later,
     names_are_validated,
+    buried_jobs_go_to_the_dead_list_at_once,
+    markers_are_set_once_until_they_expire,
 );

@@ -27,13 +27,14 @@
 //! identical: 204) and enqueues `notify-<transcription_id>` again. Then
 //! * while the first notify job is still pending, the queue suppresses the duplicate id;
 //! * once it was acked (mail sent), the id is free again and a second notify job exists; the
-//!   notifier finds the sent-marker `<NOTIFY_SENT_DIR>/<transcription_id>.sent` that it wrote
-//!   after the SMTP server accepted the first mail, before the ack, and does not send again.
+//!   notifier finds the sent-marker `notify-sent:<transcription_id>` that it set in the queue
+//!   backend after the SMTP server accepted the first mail, before the ack, and does not send
+//!   again.
 //!
 //! The remaining window is a notifier killed between the SMTP server's acceptance and the
 //! marker write; that mail goes out twice, with the same `Message-ID: <notify-<id>@…>` so the
-//! mail system can fold it. The markers are files: notifiers that must not send twice share
-//! one `NOTIFY_SENT_DIR` (one volume).
+//! mail system can fold it. The markers live where the queue is (Redis, or the embedded
+//! queue's database), so every notifier of the deployment sees them.
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
@@ -114,10 +115,6 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
         (
             "MAIL_FROM",
             "Transcriptions <noreply@transcribe.test>".to_owned(),
-        ),
-        (
-            "NOTIFY_SENT_DIR",
-            dir.path().join("sent").display().to_string(),
         ),
     ]);
 

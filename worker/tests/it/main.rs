@@ -12,6 +12,7 @@ mod fault;
 mod helpers;
 mod metrics_endpoint;
 mod notifier;
+mod notifier_failures;
 mod redis;
 mod smtp_sink;
 mod transcriber;

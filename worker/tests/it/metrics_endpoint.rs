@@ -41,7 +41,8 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
         .enqueue_job(NOTIFY_QUEUE, good.to_job().unwrap())
         .await
         .unwrap();
-    // Fails (bad payload), is retried once, then dies (QUEUE_MAX_ATTEMPTS=2).
+    // Fails permanently (bad payload): dead at once, never retried (QUEUE_MAX_ATTEMPTS=2 does
+    // not apply to a permanent failure).
     queue
         .enqueue_job(
             NOTIFY_QUEUE,
@@ -107,20 +108,24 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
 
     let counter = |name: &str| sample(&text, &format!("{name}{{{labels}}}"));
     assert_eq!(counter("worker_jobs_succeeded_total"), Some(1.0), "{text}");
-    assert_eq!(counter("worker_jobs_failed_total"), Some(2.0), "{text}");
-    assert_eq!(counter("worker_jobs_retried_total"), Some(1.0), "{text}");
+    assert_eq!(counter("worker_jobs_failed_total"), Some(1.0), "{text}");
+    assert_eq!(
+        counter("worker_jobs_retried_total"),
+        None,
+        "a permanent failure is not retried: {text}"
+    );
     assert_eq!(counter("worker_jobs_dead_total"), Some(1.0), "{text}");
     assert_eq!(
         counter("worker_job_processing_seconds_count"),
-        Some(3.0),
-        "three deliveries timed: {text}"
+        Some(2.0),
+        "two deliveries timed: {text}"
     );
     assert_eq!(
         sample(
             &text,
             &format!("worker_job_processing_seconds_bucket{{{labels},le=\"+Inf\"}}")
         ),
-        Some(3.0),
+        Some(2.0),
         "{text}"
     );
     assert!(

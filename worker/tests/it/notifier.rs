@@ -26,8 +26,9 @@ pub fn notifier_config(smtp: Option<String>, dir: &TempDir) -> NotifierConfig {
             smtp_url: smtp.map(SecretString::from),
             from: "Transcriptions <noreply@transcribe.test>".into(),
             outbox_dir: dir.path().join("outbox"),
-            sent_dir: dir.path().join("sent"),
+            smtp_timeout: Duration::from_secs(10),
         },
+        report: None,
     }
 }
 

@@ -216,14 +216,21 @@ async fn jobs_of_another_kind_fail() {
         let _ = rx.await;
     }));
     let q = queue.queue.clone();
-    let delayed = eventually(Duration::from_secs(5), || {
+    // A job of another kind can never be handled here: a permanent failure, dead at once.
+    let dead = eventually(Duration::from_secs(5), || {
         let q = q.clone();
-        async move { q.stats(QUEUE).await.unwrap().delayed == 1 }
+        async move { q.stats(QUEUE).await.unwrap().dead == 1 }
     })
     .await;
     let _ = tx.send(());
     running.await.unwrap().unwrap();
-    assert!(delayed);
+    assert!(dead);
+    let entry = &queue.queue.dead(QUEUE).await.unwrap()[0];
+    assert_eq!(entry.attempt, 1, "{entry:?}");
+    assert!(
+        entry.reason.contains("unexpected job kind `other`"),
+        "{entry:?}"
+    );
     assert_eq!(handler.started.load(Ordering::SeqCst), 0);
 }
 
