@@ -185,6 +185,17 @@ async fn a_client_transcription_completes_on_sqlite_with_the_embedded_queue() {
     );
     assert!(mail.contains(&id) && mail.contains(&transcript), "{mail}");
     assert_eq!(outbox_mails(&stack).len(), 1);
+    // The notifier reports the delivery to the API: the owner sees it on the record.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let record: Value = client.read(token, &id).await.json().await.unwrap();
+        if record["notification"]["status"] == "sent" {
+            break;
+        }
+        assert_eq!(record["notification"]["status"], "pending", "{record}");
+        assert!(Instant::now() < deadline, "notification still {record}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stack.shutdown().await.unwrap();
 }
 
