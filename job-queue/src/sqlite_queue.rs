@@ -12,6 +12,9 @@
 //!   requeued) through the same `SqliteQueue`, and polls every `poll_interval` for jobs written
 //!   by other processes.
 //! * Multi-statement operations run in `BEGIN IMMEDIATE` transactions (no lock upgrades).
+//! * The stored job is read as bytes: a row whose job cannot be opened (oversized, not UTF-8
+//!   or a BLOB, not JSON, wrong shape, bad signature, id not the row's) is moved to the dead
+//!   list with the reason by `reserve` and by `held`; no row makes them fail.
 //! * `synchronous = FULL` in WAL mode: a committed job survives a crash of the process or of
 //!   the machine.
 
@@ -26,7 +29,7 @@ use sqlx::sqlite::{
 };
 use tokio::sync::Notify;
 
-use crate::envelope::{Envelope, JobId, SigningKey, now_ms, peek_unverified};
+use crate::envelope::{Envelope, JobId, SigningKey, dead_text, now_ms, peek_unverified_bytes};
 use crate::error::QueueError;
 use crate::queue::{
     DeadJob, Enqueued, FailOutcome, NewJob, QueueConfig, QueueStats, ReliableQueue, Reserved,
@@ -108,7 +111,7 @@ impl SqliteQueue {
         &self,
         queue: &str,
         worker: &str,
-    ) -> Result<Option<(String, String, String)>, QueueError> {
+    ) -> Result<Option<(String, Vec<u8>, String)>, QueueError> {
         let reservation = uuid::Uuid::new_v4().to_string();
         let row = sqlx::query(
             "UPDATE queue_jobs SET state = 'processing', worker = $1, reservation = $2, reserved_at = $3 \
@@ -128,9 +131,9 @@ impl SqliteQueue {
         }
     }
 
-    /// Verifies a claimed job; `Err(reason)` when it must be rejected.
-    fn verify(&self, id: &str, job: &str) -> Result<Envelope, String> {
-        let envelope = self.inner.key.open(job).map_err(|e| e.to_string())?;
+    /// Verifies a claimed job (stored bytes); `Err(reason)` when it must be rejected.
+    fn verify(&self, id: &str, job: Vec<u8>) -> Result<Envelope, String> {
+        let (envelope, _) = self.inner.key.open_bytes(job).map_err(|e| e.to_string())?;
         if envelope.id.as_str() != id {
             return Err("envelope id does not match the stored job id".into());
         }
@@ -142,15 +145,18 @@ impl SqliteQueue {
         &self,
         queue: &str,
         id: &str,
-        job: &str,
+        job: &[u8],
         reservation: &str,
         reason: &str,
     ) -> Result<(), QueueError> {
-        let claimed = peek_unverified(job);
+        let claimed = peek_unverified_bytes(job);
         tracing::warn!(queue, id, reason, "rejected job moved to the dead list");
+        // The job is rewritten as text (a lossy preview when it was not UTF-8 or oversized),
+        // so the dead list can always be read back.
         sqlx::query(
             "UPDATE queue_jobs SET state = 'dead', reason = $1, died_at = $2, verified = 0, \
-             kind = COALESCE($3, kind), worker = NULL, reservation = NULL, reserved_at = NULL \
+             kind = COALESCE($3, kind), job = $7, worker = NULL, reservation = NULL, \
+             reserved_at = NULL \
              WHERE queue = $4 AND id = $5 AND reservation = $6",
         )
         .bind(reason)
@@ -159,6 +165,7 @@ impl SqliteQueue {
         .bind(queue)
         .bind(id)
         .bind(reservation)
+        .bind(dead_text(job))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -251,7 +258,7 @@ impl ReliableQueue for SqliteQueue {
             tokio::pin!(woken);
             woken.as_mut().enable();
             if let Some((id, job, reservation)) = self.claim(queue, worker_id).await? {
-                match self.verify(&id, &job) {
+                match self.verify(&id, job.clone()) {
                     Ok(envelope) => {
                         return Ok(Some(Reserved {
                             queue: queue.to_owned(),
@@ -372,14 +379,18 @@ impl ReliableQueue for SqliteQueue {
         let mut held = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: String = row.try_get("id")?;
-            let job: String = row.try_get("job")?;
-            if let Ok(envelope) = self.verify(&id, &job) {
-                held.push(Reserved {
+            let job: Vec<u8> = row.try_get("job")?;
+            let reservation: String = row.try_get("reservation")?;
+            match self.verify(&id, job.clone()) {
+                Ok(envelope) => held.push(Reserved {
                     queue: queue.to_owned(),
                     worker_id: worker_id.to_owned(),
                     envelope,
-                    receipt: row.try_get("reservation")?,
-                });
+                    receipt: reservation,
+                }),
+                Err(reason) => {
+                    self.reject(queue, &id, &job, &reservation, &reason).await?;
+                }
             }
         }
         Ok(held)
@@ -512,7 +523,7 @@ impl ReliableQueue for SqliteQueue {
                         .try_get::<Option<i64>, _>("died_at")?
                         .unwrap_or_default(),
                     verified: row.try_get("verified")?,
-                    job: row.try_get("job")?,
+                    job: dead_text(&row.try_get::<Vec<u8>, _>("job")?),
                 })
             })
             .collect()
@@ -541,7 +552,8 @@ impl ReliableQueue for SqliteQueue {
                     .unwrap_or_default(),
             ));
         }
-        let stored: String = row.try_get("job")?;
+        let stored = String::from_utf8(row.try_get::<Vec<u8>, _>("job")?)
+            .map_err(|_| not_requeueable("stored job is not UTF-8".into()))?;
         let mut envelope = self
             .inner
             .key
