@@ -671,8 +671,7 @@ pub async fn unreadable_held_entries_stall_neither_the_audit_nor_the_reaper(h: &
     live_worker(q, "w1").await;
     let good = q.enqueue("jobs", "test", json!({ "n": 1 })).await.unwrap();
     take(q, "jobs", "w1").await;
-    h.inject_held("jobs", "w1", "held-poison", b"\xff\xfe")
-        .await;
+    h.inject_held("jobs", "w1", b"held-\xff", b"\xff\xfe").await;
 
     let held = q.held("jobs", "w1").await.unwrap();
     assert_eq!(
@@ -690,12 +689,22 @@ pub async fn unreadable_held_entries_stall_neither_the_audit_nor_the_reaper(h: &
 
     // A worker that died holding poison: reaped back to ready, then rejected by `reserve`.
     q.heartbeat("gone", Duration::from_millis(1)).await.unwrap();
-    h.inject_held("jobs", "gone", "gone-poison", b"{\"envelope\":")
+    h.inject_held("jobs", "gone", b"gone-\xfe", b"{\"envelope\":")
         .await;
     let after = q.enqueue("jobs", "test", json!({ "n": 2 })).await.unwrap();
     reap_until_moved(q).await;
     assert_eq!(drain(q, "jobs", "w1").await, [after]);
     assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 2));
+    let dead = q.dead("jobs").await.unwrap();
+    assert!(
+        dead.iter().any(|d| d.reason.contains("not UTF-8")),
+        "{dead:?}"
+    );
+    assert!(
+        dead.iter().any(|d| d.reason.contains("unparsable")),
+        "{dead:?}"
+    );
+    assert_eq!(q.purge_dead("jobs").await.unwrap(), 2);
 }
 
 pub async fn concurrent_consumers_never_share_a_job(h: &Harness) {

@@ -88,15 +88,16 @@ impl Harness {
     /// `<prefix>:<queue>:ready` on Redis; on SQLite a row whose `job` is TEXT when the bytes
     /// are UTF-8 and a BLOB otherwise (what a foreign writer could store).
     pub async fn inject_bytes(&self, queue: &str, id: &str, raw: &[u8]) {
-        self.inject_raw(queue, id, raw, None).await;
+        self.inject_raw(queue, id.as_bytes(), raw, None).await;
     }
 
     /// Writes any bytes straight into `worker`'s processing area, as if it had reserved them.
-    pub async fn inject_held(&self, queue: &str, worker: &str, id: &str, raw: &[u8]) {
+    /// On SQLite `id` (the row's id) may be any bytes too: a BLOB when not UTF-8.
+    pub async fn inject_held(&self, queue: &str, worker: &str, id: &[u8], raw: &[u8]) {
         self.inject_raw(queue, id, raw, Some(worker)).await;
     }
 
-    async fn inject_raw(&self, queue: &str, id: &str, raw: &[u8], held_by: Option<&str>) {
+    async fn inject_raw(&self, queue: &str, id: &[u8], raw: &[u8], held_by: Option<&str>) {
         match &self.backend {
             Backend::Redis { url, prefix } => {
                 let client = redis::Client::open(url.as_str()).unwrap();
@@ -128,9 +129,16 @@ impl Harness {
                      VALUES ($1, $2, $3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM queue_jobs), $4, 0, 0, \
                              $5, $6, $7)",
                 )
-                .bind(queue)
-                .bind(id)
-                .bind(if held_by.is_some() { "processing" } else { "ready" });
+                .bind(queue);
+                let query = match std::str::from_utf8(id) {
+                    Ok(text) => query.bind(text.to_owned()),
+                    Err(_) => query.bind(id.to_vec()),
+                };
+                let query = query.bind(if held_by.is_some() {
+                    "processing"
+                } else {
+                    "ready"
+                });
                 let query = match std::str::from_utf8(raw) {
                     Ok(text) => query.bind(text.to_owned()),
                     Err(_) => query.bind(raw.to_vec()),
