@@ -632,11 +632,20 @@ impl ReliableQueue for RedisQueue {
 
     async fn reap(&self) -> Result<u64, QueueError> {
         let mut conn = self.conn();
-        let (workers, queues): (Vec<String>, Vec<String>) = redis::pipe()
+        let (workers, queues): (Vec<Vec<u8>>, Vec<Vec<u8>>) = redis::pipe()
             .smembers(self.workers_key())
             .smembers(self.queues_key())
             .query_async(&mut conn)
             .await?;
+        // Read as bytes: a member this code did not write (not UTF-8) is skipped, never an
+        // error that would stop every later reap.
+        let names = |members: Vec<Vec<u8>>| {
+            members
+                .into_iter()
+                .filter_map(|m| String::from_utf8(m).ok())
+                .collect::<Vec<_>>()
+        };
+        let (workers, queues) = (names(workers), names(queues));
         if workers.is_empty() {
             return Ok(0);
         }

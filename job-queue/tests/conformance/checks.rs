@@ -688,6 +688,7 @@ pub async fn unreadable_held_entries_stall_neither_the_audit_nor_the_reaper(h: &
     assert!(q.ack(&held[0]).await.unwrap());
 
     // A worker that died holding poison: reaped back to ready, then rejected by `reserve`.
+    h.inject_foreign_names().await;
     q.heartbeat("gone", Duration::from_millis(1)).await.unwrap();
     h.inject_held("jobs", "gone", b"gone-\xfe", b"{\"envelope\":")
         .await;

@@ -97,6 +97,27 @@ impl Harness {
         self.inject_raw(queue, id, raw, Some(worker)).await;
     }
 
+    /// Redis: adds a non-UTF-8 member to the reaper's worker and queue sets (names this code
+    /// never writes). SQLite has no such sets: nothing to do.
+    pub async fn inject_foreign_names(&self) {
+        if let Backend::Redis { url, prefix } = &self.backend {
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            redis::pipe()
+                .cmd("SADD")
+                .arg(format!("{prefix}:_workers"))
+                .arg(&b"\xff\xfe"[..])
+                .ignore()
+                .cmd("SADD")
+                .arg(format!("{prefix}:_queues"))
+                .arg(&b"\xfe"[..])
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+
     async fn inject_raw(&self, queue: &str, id: &[u8], raw: &[u8], held_by: Option<&str>) {
         match &self.backend {
             Backend::Redis { url, prefix } => {
