@@ -277,6 +277,7 @@ impl Stack {
                     delay: config.transcribe_delay,
                 },
                 scratch_dir: config.data_dir.join("scratch"),
+                api_timeout: worker::api::DEFAULT_CALL_TIMEOUT,
             },
             queue.clone(),
         )?;

@@ -11,6 +11,11 @@
 //! value and never re-serializes), so no canonical-JSON rules are needed: the producer signs
 //! what it writes and the consumer checks what it reads. Verification is constant time
 //! (`aws_lc_rs::hmac::verify`). The envelope is parsed only after its signature checks out.
+//!
+//! Every step that reads a stored job, from its raw bytes on, is part of [`SigningKey::open_bytes`]
+//! and fails with an [`EnvelopeError`] (never a panic or a storage error): an entry that is
+//! larger than [`MAX_JOB_BYTES`], not UTF-8, not JSON, of the wrong shape or badly signed is a
+//! rejection reason, so the queues can move it to the dead list instead of stalling on it.
 
 use std::fmt;
 
@@ -30,6 +35,13 @@ pub const MIN_KEY_LEN: usize = 32;
 /// Longest job id accepted, in bytes.
 const MAX_ID_LEN: usize = 200;
 
+/// Largest stored job (wire form) that is sealed or opened, in bytes (1 MiB). Larger entries
+/// are rejected before any parsing, so one huge entry costs no more than reading it.
+pub const MAX_JOB_BYTES: usize = 1024 * 1024;
+
+/// How much of an unreadable job a dead-list entry keeps (the rest is dropped).
+const DEAD_PREVIEW_BYTES: usize = 4096;
+
 /// Why a job could not be sealed or opened. Each message is a dead-list reason, so it never
 /// contains the key or the payload.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +50,12 @@ pub enum EnvelopeError {
     /// does not have the expected fields.
     #[error("unparsable job: {0}")]
     Unparsable(String),
+    /// The stored job is larger than [`MAX_JOB_BYTES`].
+    #[error("oversized job: {len} bytes, at most {max} are accepted")]
+    Oversized { len: usize, max: usize },
+    /// The stored job is not UTF-8 text.
+    #[error("unreadable job: not UTF-8 ({0})")]
+    NotUtf8(String),
     /// The job carries no signature.
     #[error("unsigned job")]
     Unsigned,
@@ -165,11 +183,24 @@ impl SigningKey {
         let body = serde_json::to_string(envelope).map_err(EnvelopeError::Encode)?;
         let tag = hmac::sign(&self.0, body.as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(tag.as_ref());
-        Ok(format!(r#"{{"envelope":{body},"sig":"{sig}"}}"#))
+        let wire = format!(r#"{{"envelope":{body},"sig":"{sig}"}}"#);
+        check_size(wire.len())?;
+        Ok(wire)
+    }
+
+    /// Opens a job as stored (any bytes): checks its size and UTF-8 before [`open`](Self::open).
+    /// Returns the wire text with the envelope, so the caller keeps the exact stored form.
+    pub fn open_bytes(&self, raw: Vec<u8>) -> Result<(Envelope, String), EnvelopeError> {
+        check_size(raw.len())?;
+        let wire = String::from_utf8(raw)
+            .map_err(|e| EnvelopeError::NotUtf8(e.utf8_error().to_string()))?;
+        let envelope = self.open(&wire)?;
+        Ok((envelope, wire))
     }
 
     /// Verifies a wire string (constant time) and only then parses its envelope.
     pub fn open(&self, wire: &str) -> Result<Envelope, EnvelopeError> {
+        check_size(wire.len())?;
         let sealed: Sealed<'_> =
             serde_json::from_str(wire).map_err(|e| EnvelopeError::Unparsable(e.to_string()))?;
         let sig = sealed.sig.ok_or(EnvelopeError::Unsigned)?;
@@ -195,6 +226,16 @@ struct Sealed<'a> {
     sig: Option<String>,
 }
 
+fn check_size(len: usize) -> Result<(), EnvelopeError> {
+    if len > MAX_JOB_BYTES {
+        return Err(EnvelopeError::Oversized {
+            len,
+            max: MAX_JOB_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// What an unverified job claims to be, read leniently to label a rejected job on the dead
 /// list. Nothing here is trusted.
 #[derive(Debug, Default)]
@@ -202,6 +243,26 @@ pub(crate) struct Claimed {
     pub id: Option<String>,
     pub kind: Option<String>,
     pub attempt: Option<u32>,
+}
+
+/// Reads the claimed id, kind and attempt of a stored job (any bytes) without checking its
+/// signature; nothing for entries that are oversized or not UTF-8.
+pub(crate) fn peek_unverified_bytes(raw: &[u8]) -> Claimed {
+    if raw.len() > MAX_JOB_BYTES {
+        return Claimed::default();
+    }
+    std::str::from_utf8(raw).map_or_else(|_| Claimed::default(), peek_unverified)
+}
+
+/// The text a dead-list entry keeps of a rejected job: the job itself when it is UTF-8 and not
+/// oversized, else a lossy (U+FFFD for bad bytes) preview of its first 4 KiB.
+pub(crate) fn dead_text(raw: &[u8]) -> String {
+    if raw.len() <= MAX_JOB_BYTES
+        && let Ok(text) = std::str::from_utf8(raw)
+    {
+        return text.to_owned();
+    }
+    String::from_utf8_lossy(&raw[..raw.len().min(DEAD_PREVIEW_BYTES)]).into_owned()
 }
 
 /// Reads the claimed id, kind and attempt of a job without checking its signature.
@@ -336,6 +397,34 @@ mod tests {
         assert!(JobId::new("x".repeat(201)).is_err());
         assert_eq!(JobId::new("order-42").unwrap().as_str(), "order-42");
         assert_eq!(format!("{:?}", key(1)), "SigningKey(***)");
+    }
+
+    #[test]
+    fn unreadable_bytes_are_rejected_with_a_reason() {
+        let wire = key(1).seal(&sample()).unwrap();
+        let (envelope, text) = key(1).open_bytes(wire.clone().into_bytes()).unwrap();
+        assert_eq!(text, wire);
+        assert_eq!(envelope.kind, "notify");
+        assert!(matches!(
+            key(1).open_bytes(vec![0xff, 0xfe]),
+            Err(EnvelopeError::NotUtf8(_))
+        ));
+        let huge = vec![b' '; MAX_JOB_BYTES + 1];
+        assert!(matches!(
+            key(1).open_bytes(huge.clone()),
+            Err(EnvelopeError::Oversized { .. })
+        ));
+        assert_eq!(dead_text(&huge).len(), DEAD_PREVIEW_BYTES);
+        assert_eq!(dead_text(&[0xff, b'a']), "\u{fffd}a");
+        let too_big = Envelope::new(
+            JobId::random(),
+            "notify",
+            serde_json::json!({ "x": "y".repeat(MAX_JOB_BYTES) }),
+        );
+        assert!(matches!(
+            key(1).seal(&too_big),
+            Err(EnvelopeError::Oversized { .. })
+        ));
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod redis_queue;
 mod sqlite_queue;
 
 pub use connect::connect;
-pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, JobId, SigningKey};
+pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, JobId, MAX_JOB_BYTES, SigningKey};
 pub use error::QueueError;
 pub use queue::{
     DeadJob, Enqueued, FailOutcome, NewJob, QueueConfig, QueueStats, ReliableQueue, Reserved,

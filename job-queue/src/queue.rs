@@ -193,8 +193,10 @@ pub trait ReliableQueue: Send + Sync {
 
     /// Takes the oldest ready job of `queue` for `worker_id`, waiting up to `wait` for one
     /// (`Duration::ZERO`: do not wait). The move to the worker's processing area is atomic, so
-    /// no two workers get the same job. Jobs whose envelope fails verification are moved to the
-    /// dead list with the reason and skipped; they are never returned.
+    /// no two workers get the same job. Entries that cannot be opened (larger than
+    /// [`MAX_JOB_BYTES`](crate::MAX_JOB_BYTES), not UTF-8, not JSON, wrong shape, bad
+    /// signature) are moved to the dead list with the reason and skipped; they are never
+    /// returned, and no entry, whatever its bytes, makes `reserve` fail.
     async fn reserve(
         &self,
         queue: &str,
@@ -222,7 +224,8 @@ pub trait ReliableQueue: Send + Sync {
     /// handed out (so it can be `release`d or `ack`ed). For a worker to find jobs it reserved
     /// without ever receiving them: a `reserve` whose reply was lost (connection reset, client
     /// time-out) leaves the job with a worker that is alive, so the reaper will not return it.
-    /// Held jobs whose envelope does not verify are left out. Backends that cannot tell return
+    /// Held entries that cannot be opened are moved to the dead list with the reason (as in
+    /// `reserve`) and left out, so no entry makes this fail. Backends that cannot tell return
     /// nothing.
     async fn held(&self, _queue: &str, _worker_id: &str) -> Result<Vec<Reserved>, QueueError> {
         Ok(Vec::new())

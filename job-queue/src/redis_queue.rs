@@ -34,6 +34,11 @@
 //! `BLMOVE` stalls every other command on its connection; everything else shares one
 //! multiplexed, auto-reconnecting connection. Due times use the client's clock.
 //!
+//! Entries are read as bytes: one that cannot be opened (oversized, not UTF-8, not JSON, wrong
+//! shape, bad signature) is moved from the processing list to the dead list with the reason, by
+//! `reserve` and by `held`, so no entry, whatever its bytes, stays in a processing list or
+//! stalls a consumer, the held-jobs audit or the reaper (whose scripts move bytes unread).
+//!
 //! If a `reserve` future is dropped while `BLMOVE` is blocked (e.g. at shutdown), a job moved
 //! at that instant stays in the worker's processing list until the worker stops heartbeating
 //! (or calls `retire`) and the reaper returns it, or the worker finds it with `held` and
@@ -46,7 +51,9 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Script};
 
-use crate::envelope::{Envelope, EnvelopeError, JobId, SigningKey, now_ms, peek_unverified};
+use crate::envelope::{
+    Envelope, EnvelopeError, JobId, SigningKey, dead_text, now_ms, peek_unverified_bytes,
+};
 use crate::error::QueueError;
 use crate::queue::{
     DeadJob, Enqueued, FailOutcome, NewJob, QueueConfig, QueueStats, ReliableQueue, Reserved,
@@ -266,7 +273,7 @@ impl RedisQueue {
             .take_from_processing(
                 &job.queue,
                 &job.worker_id,
-                &job.receipt,
+                job.receipt.as_bytes(),
                 &dead_key,
                 &entry,
                 "back",
@@ -327,8 +334,8 @@ impl RedisQueue {
         pipe
     }
 
-    async fn take_now(&self, queue: &str, worker: &str) -> Result<Option<String>, QueueError> {
-        let (job,): (Option<String>,) = self
+    async fn take_now(&self, queue: &str, worker: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        let (job,): (Option<Vec<u8>>,) = self
             .take_pipeline(queue, worker, None)
             .query_async(&mut self.conn())
             .await?;
@@ -340,7 +347,7 @@ impl RedisQueue {
         queue: &str,
         worker: &str,
         wait: Duration,
-    ) -> Result<Option<String>, QueueError> {
+    ) -> Result<Option<Vec<u8>>, QueueError> {
         let mut conn = match self.pop_blocking_conn() {
             Some(conn) => conn,
             None => {
@@ -358,7 +365,7 @@ impl RedisQueue {
         // server that stopped answering.
         let answer = tokio::time::timeout(
             wait + Duration::from_secs(5),
-            pipe.query_async::<(Option<String>,)>(&mut conn),
+            pipe.query_async::<(Option<Vec<u8>>,)>(&mut conn),
         )
         .await;
         match answer {
@@ -397,7 +404,7 @@ impl RedisQueue {
         &self,
         queue: &str,
         worker: &str,
-        held: &str,
+        held: &[u8],
         target: &str,
         value: &str,
         mode: &str,
@@ -416,15 +423,15 @@ impl RedisQueue {
         Ok(moved > 0)
     }
 
-    /// Sends a job whose envelope failed verification to the dead list.
+    /// Sends a held job that cannot be opened (see [`SigningKey::open_bytes`]) to the dead list.
     async fn reject(
         &self,
         queue: &str,
         worker: &str,
-        raw: &str,
+        raw: &[u8],
         error: &EnvelopeError,
     ) -> Result<(), QueueError> {
-        let claimed = peek_unverified(raw);
+        let claimed = peek_unverified_bytes(raw);
         tracing::warn!(queue, worker, claimed_id = ?claimed.id, reason = %error, "rejected job moved to the dead list");
         let entry = DeadJob {
             id: claimed.id.unwrap_or_else(|| JobId::random().to_string()),
@@ -433,7 +440,7 @@ impl RedisQueue {
             reason: error.to_string(),
             died_at: now_ms(),
             verified: false,
-            job: raw.to_owned(),
+            job: dead_text(raw),
         };
         let entry = encode_dead(&entry)?;
         self.take_from_processing(
@@ -452,8 +459,8 @@ impl RedisQueue {
     async fn dead_entries(
         &self,
         queue: &str,
-    ) -> Result<Vec<(String, Option<DeadJob>)>, QueueError> {
-        let raw: Vec<String> = redis::cmd("LRANGE")
+    ) -> Result<Vec<(Vec<u8>, Option<DeadJob>)>, QueueError> {
+        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
             .arg(self.queue_key(queue, "dead"))
             .arg(0)
             .arg(-1)
@@ -462,7 +469,7 @@ impl RedisQueue {
         Ok(raw
             .into_iter()
             .map(|entry| {
-                let parsed = serde_json::from_str::<DeadJob>(&entry).ok();
+                let parsed = serde_json::from_slice::<DeadJob>(&entry).ok();
                 (entry, parsed)
             })
             .collect())
@@ -519,13 +526,13 @@ impl ReliableQueue for RedisQueue {
             let Some(raw) = raw else {
                 return Ok(None);
             };
-            match self.inner.key.open(&raw) {
-                Ok(envelope) => {
+            match self.inner.key.open_bytes(raw.clone()) {
+                Ok((envelope, receipt)) => {
                     return Ok(Some(Reserved {
                         queue: queue.to_owned(),
                         worker_id: worker_id.to_owned(),
                         envelope,
-                        receipt: raw,
+                        receipt,
                     }));
                 }
                 Err(error) => self.reject(queue, worker_id, &raw, &error).await?,
@@ -595,7 +602,7 @@ impl ReliableQueue for RedisQueue {
             .take_from_processing(
                 &job.queue,
                 &job.worker_id,
-                &job.receipt,
+                job.receipt.as_bytes(),
                 &delayed_key,
                 &wire,
                 &due.to_string(),
@@ -613,7 +620,7 @@ impl ReliableQueue for RedisQueue {
         self.take_from_processing(
             &job.queue,
             &job.worker_id,
-            &job.receipt,
+            job.receipt.as_bytes(),
             &ready,
             &job.receipt,
             "front",
@@ -624,26 +631,26 @@ impl ReliableQueue for RedisQueue {
     async fn held(&self, queue: &str, worker_id: &str) -> Result<Vec<Reserved>, QueueError> {
         check_name("queue", queue)?;
         check_name("worker", worker_id)?;
-        let raw: Vec<String> = redis::cmd("LRANGE")
+        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
             .arg(self.processing_key(queue, worker_id))
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn())
             .await?;
         // Newest reservation at the left.
-        Ok(raw
-            .into_iter()
-            .rev()
-            .filter_map(|receipt| {
-                let envelope = self.inner.key.open(&receipt).ok()?;
-                Some(Reserved {
+        let mut held = Vec::with_capacity(raw.len());
+        for entry in raw.into_iter().rev() {
+            match self.inner.key.open_bytes(entry.clone()) {
+                Ok((envelope, receipt)) => held.push(Reserved {
                     queue: queue.to_owned(),
                     worker_id: worker_id.to_owned(),
                     envelope,
                     receipt,
-                })
-            })
-            .collect())
+                }),
+                Err(error) => self.reject(queue, worker_id, &entry, &error).await?,
+            }
+        }
+        Ok(held)
     }
 
     async fn heartbeat(&self, worker_id: &str, ttl: Duration) -> Result<(), QueueError> {
@@ -670,11 +677,20 @@ impl ReliableQueue for RedisQueue {
 
     async fn reap(&self) -> Result<u64, QueueError> {
         let mut conn = self.conn();
-        let (workers, queues): (Vec<String>, Vec<String>) = redis::pipe()
+        let (workers, queues): (Vec<Vec<u8>>, Vec<Vec<u8>>) = redis::pipe()
             .smembers(self.workers_key())
             .smembers(self.queues_key())
             .query_async(&mut conn)
             .await?;
+        // Read as bytes: a member this code did not write (not UTF-8) is skipped, never an
+        // error that would stop every later reap.
+        let names = |members: Vec<Vec<u8>>| {
+            members
+                .into_iter()
+                .filter_map(|m| String::from_utf8(m).ok())
+                .collect::<Vec<_>>()
+        };
+        let (workers, queues) = (names(workers), names(queues));
         if workers.is_empty() {
             return Ok(0);
         }
@@ -743,7 +759,7 @@ impl ReliableQueue for RedisQueue {
                     reason: "unreadable dead-list entry".into(),
                     died_at: 0,
                     verified: false,
-                    job: raw,
+                    job: dead_text(&raw),
                 })
             })
             .collect())

@@ -12,6 +12,9 @@
 //!   requeued) through the same `SqliteQueue`, and polls every `poll_interval` for jobs written
 //!   by other processes.
 //! * Multi-statement operations run in `BEGIN IMMEDIATE` transactions (no lock upgrades).
+//! * The stored job is read as bytes: a row whose job cannot be opened (oversized, not UTF-8
+//!   or a BLOB, not JSON, wrong shape, bad signature, id not the row's) is moved to the dead
+//!   list with the reason by `reserve` and by `held`; no row makes them fail.
 //! * `synchronous = FULL` in WAL mode: a committed job survives a crash of the process or of
 //!   the machine.
 
@@ -26,7 +29,7 @@ use sqlx::sqlite::{
 };
 use tokio::sync::Notify;
 
-use crate::envelope::{Envelope, JobId, SigningKey, now_ms, peek_unverified};
+use crate::envelope::{Envelope, JobId, SigningKey, dead_text, now_ms, peek_unverified_bytes};
 use crate::error::QueueError;
 use crate::queue::{
     DeadJob, Enqueued, FailOutcome, NewJob, QueueConfig, QueueStats, ReliableQueue, Reserved,
@@ -103,18 +106,15 @@ impl SqliteQueue {
         self.inner.ready.notify_waiters();
     }
 
-    /// Claims the front ready job of `queue`: `(id, job, reservation)`.
-    async fn claim(
-        &self,
-        queue: &str,
-        worker: &str,
-    ) -> Result<Option<(String, String, String)>, QueueError> {
+    /// Claims the front ready job of `queue`.
+    async fn claim(&self, queue: &str, worker: &str) -> Result<Option<HeldRow>, QueueError> {
         let reservation = uuid::Uuid::new_v4().to_string();
         let row = sqlx::query(
             "UPDATE queue_jobs SET state = 'processing', worker = $1, reservation = $2, reserved_at = $3 \
              WHERE rowid = (SELECT rowid FROM queue_jobs WHERE queue = $4 AND state = 'ready' \
                             ORDER BY seq LIMIT 1) \
-             RETURNING id, job",
+             RETURNING rowid, CAST(id AS BLOB) AS id, CAST(job AS BLOB) AS job, \
+                       CAST(reservation AS BLOB) AS reservation",
         )
         .bind(worker)
         .bind(&reservation)
@@ -122,43 +122,41 @@ impl SqliteQueue {
         .bind(queue)
         .fetch_optional(self.pool())
         .await?;
-        match row {
-            Some(row) => Ok(Some((row.try_get("id")?, row.try_get("job")?, reservation))),
-            None => Ok(None),
-        }
+        row.as_ref().map(HeldRow::read).transpose()
     }
 
-    /// Verifies a claimed job; `Err(reason)` when it must be rejected.
-    fn verify(&self, id: &str, job: &str) -> Result<Envelope, String> {
-        let envelope = self.inner.key.open(job).map_err(|e| e.to_string())?;
-        if envelope.id.as_str() != id {
+    /// Verifies a held row; `Err(reason)` when it must be rejected.
+    fn verify(&self, row: &HeldRow) -> Result<Envelope, String> {
+        let (envelope, _) = self
+            .inner
+            .key
+            .open_bytes(row.job.clone())
+            .map_err(|e| e.to_string())?;
+        if envelope.id.as_str().as_bytes() != row.id.as_slice() {
             return Err("envelope id does not match the stored job id".into());
         }
         Ok(envelope)
     }
 
-    /// Moves a claimed job that failed verification to the dead list.
-    async fn reject(
-        &self,
-        queue: &str,
-        id: &str,
-        job: &str,
-        reservation: &str,
-        reason: &str,
-    ) -> Result<(), QueueError> {
-        let claimed = peek_unverified(job);
-        tracing::warn!(queue, id, reason, "rejected job moved to the dead list");
+    /// Moves a held row that failed verification to the dead list (unless it changed hands).
+    async fn reject(&self, queue: &str, row: &HeldRow, reason: &str) -> Result<(), QueueError> {
+        let claimed = peek_unverified_bytes(&row.job);
+        let id = String::from_utf8_lossy(&row.id);
+        tracing::warn!(queue, %id, reason, "rejected job moved to the dead list");
+        // The job is rewritten as text (a lossy preview when it was not UTF-8 or oversized),
+        // so the dead list can always be read back.
         sqlx::query(
             "UPDATE queue_jobs SET state = 'dead', reason = $1, died_at = $2, verified = 0, \
-             kind = COALESCE($3, kind), worker = NULL, reservation = NULL, reserved_at = NULL \
-             WHERE queue = $4 AND id = $5 AND reservation = $6",
+             kind = COALESCE($3, kind), job = $4, worker = NULL, reservation = NULL, \
+             reserved_at = NULL \
+             WHERE rowid = $5 AND state = 'processing' AND CAST(reservation AS BLOB) IS $6",
         )
         .bind(reason)
         .bind(now_ms())
         .bind(claimed.kind)
-        .bind(queue)
-        .bind(id)
-        .bind(reservation)
+        .bind(dead_text(&row.job))
+        .bind(row.rowid)
+        .bind(row.reservation.as_deref())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -191,6 +189,33 @@ impl SqliteQueue {
         } else {
             FailOutcome::NotHeld
         })
+    }
+}
+
+/// A processing row as stored, every user-writable column read as bytes so that no stored
+/// value can make reading it fail.
+struct HeldRow {
+    rowid: i64,
+    id: Vec<u8>,
+    job: Vec<u8>,
+    reservation: Option<Vec<u8>>,
+}
+
+impl HeldRow {
+    fn read(row: &sqlx::sqlite::SqliteRow) -> Result<Self, QueueError> {
+        Ok(HeldRow {
+            rowid: row.try_get("rowid")?,
+            id: row.try_get::<Option<Vec<u8>>, _>("id")?.unwrap_or_default(),
+            job: row
+                .try_get::<Option<Vec<u8>>, _>("job")?
+                .unwrap_or_default(),
+            reservation: row.try_get("reservation")?,
+        })
+    }
+
+    /// The reservation token (the receipt of a verified job).
+    fn receipt(&self) -> String {
+        String::from_utf8_lossy(self.reservation.as_deref().unwrap_or_default()).into_owned()
     }
 }
 
@@ -228,6 +253,10 @@ fn migrator() -> sqlx::migrate::Migrator {
         locking: true,
         no_tx: false,
     }
+}
+
+fn lossy(bytes: Option<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
 }
 
 fn to_i64(n: u32) -> i64 {
@@ -286,18 +315,18 @@ impl ReliableQueue for SqliteQueue {
             let woken = self.inner.ready.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            if let Some((id, job, reservation)) = self.claim(queue, worker_id).await? {
-                match self.verify(&id, &job) {
+            if let Some(row) = self.claim(queue, worker_id).await? {
+                match self.verify(&row) {
                     Ok(envelope) => {
                         return Ok(Some(Reserved {
                             queue: queue.to_owned(),
                             worker_id: worker_id.to_owned(),
                             envelope,
-                            receipt: reservation,
+                            receipt: row.receipt(),
                         }));
                     }
                     Err(reason) => {
-                        self.reject(queue, &id, &job, &reservation, &reason).await?;
+                        self.reject(queue, &row, &reason).await?;
                         continue;
                     }
                 }
@@ -415,7 +444,8 @@ impl ReliableQueue for SqliteQueue {
         check_name("queue", queue)?;
         check_name("worker", worker_id)?;
         let rows = sqlx::query(
-            "SELECT id, job, reservation FROM queue_jobs \
+            "SELECT rowid, CAST(id AS BLOB) AS id, CAST(job AS BLOB) AS job, \
+                    CAST(reservation AS BLOB) AS reservation FROM queue_jobs \
              WHERE state = 'processing' AND worker = $1 AND queue = $2 \
              ORDER BY reserved_at, seq",
         )
@@ -425,15 +455,15 @@ impl ReliableQueue for SqliteQueue {
         .await?;
         let mut held = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id: String = row.try_get("id")?;
-            let job: String = row.try_get("job")?;
-            if let Ok(envelope) = self.verify(&id, &job) {
-                held.push(Reserved {
+            let row = HeldRow::read(row)?;
+            match self.verify(&row) {
+                Ok(envelope) => held.push(Reserved {
                     queue: queue.to_owned(),
                     worker_id: worker_id.to_owned(),
                     envelope,
-                    receipt: row.try_get("reservation")?,
-                });
+                    receipt: row.receipt(),
+                }),
+                Err(reason) => self.reject(queue, &row, &reason).await?,
             }
         }
         Ok(held)
@@ -466,7 +496,7 @@ impl ReliableQueue for SqliteQueue {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         // Newest reservation first, so the oldest one ends up frontmost.
         let orphans = sqlx::query(
-            "SELECT queue, id, reservation FROM queue_jobs AS j WHERE state = 'processing' \
+            "SELECT rowid FROM queue_jobs AS j WHERE state = 'processing' \
              AND NOT EXISTS (SELECT 1 FROM queue_workers AS w \
                              WHERE w.worker = j.worker AND w.alive_until > $1) \
              ORDER BY reserved_at DESC, seq DESC",
@@ -481,15 +511,15 @@ impl ReliableQueue for SqliteQueue {
                 .await?
                 .try_get("front")?;
             for (offset, row) in (1i64..).zip(&orphans) {
+                // By rowid: the transaction holds the write lock, and no stored value (a
+                // foreign id, say) can make reading the orphans fail.
                 let done = sqlx::query(
                     "UPDATE queue_jobs SET state = 'ready', seq = $1, worker = NULL, \
                      reservation = NULL, reserved_at = NULL \
-                     WHERE queue = $2 AND id = $3 AND reservation = $4",
+                     WHERE rowid = $2 AND state = 'processing'",
                 )
                 .bind(front - offset)
-                .bind(row.try_get::<String, _>("queue")?)
-                .bind(row.try_get::<String, _>("id")?)
-                .bind(row.try_get::<String, _>("reservation")?)
+                .bind(row.try_get::<i64, _>("rowid")?)
                 .execute(&mut *tx)
                 .await?;
                 moved += done.rows_affected();
@@ -511,7 +541,7 @@ impl ReliableQueue for SqliteQueue {
         check_name("queue", queue)?;
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let due = sqlx::query(
-            "SELECT id FROM queue_jobs WHERE queue = $1 AND state = 'delayed' AND due_at <= $2 \
+            "SELECT rowid FROM queue_jobs WHERE queue = $1 AND state = 'delayed' AND due_at <= $2 \
              ORDER BY due_at, seq",
         )
         .bind(queue)
@@ -527,11 +557,10 @@ impl ReliableQueue for SqliteQueue {
             for (offset, row) in (1i64..).zip(&due) {
                 let done = sqlx::query(
                     "UPDATE queue_jobs SET state = 'ready', seq = $1, due_at = NULL \
-                     WHERE queue = $2 AND id = $3 AND state = 'delayed'",
+                     WHERE rowid = $2 AND state = 'delayed'",
                 )
                 .bind(back + offset)
-                .bind(queue)
-                .bind(row.try_get::<String, _>("id")?)
+                .bind(row.try_get::<i64, _>("rowid")?)
                 .execute(&mut *tx)
                 .await?;
                 moved += done.rows_affected();
@@ -547,7 +576,8 @@ impl ReliableQueue for SqliteQueue {
     async fn dead(&self, queue: &str) -> Result<Vec<DeadJob>, QueueError> {
         check_name("queue", queue)?;
         let rows = sqlx::query(
-            "SELECT id, kind, attempt, reason, died_at, verified, job FROM queue_jobs \
+            "SELECT CAST(id AS BLOB) AS id, CAST(kind AS BLOB) AS kind, attempt, reason, died_at, \
+                    verified, CAST(job AS BLOB) AS job FROM queue_jobs \
              WHERE queue = $1 AND state = 'dead' ORDER BY died_at DESC, rowid DESC",
         )
         .bind(queue)
@@ -556,8 +586,11 @@ impl ReliableQueue for SqliteQueue {
         rows.iter()
             .map(|row| {
                 Ok(DeadJob {
-                    id: row.try_get("id")?,
-                    kind: row.try_get("kind")?,
+                    // A rejected row keeps whatever id and kind a foreign writer stored.
+                    id: lossy(row.try_get::<Option<Vec<u8>>, _>("id")?),
+                    kind: row
+                        .try_get::<Option<Vec<u8>>, _>("kind")?
+                        .map(|kind| lossy(Some(kind))),
                     attempt: to_u32(row.try_get("attempt")?),
                     reason: row
                         .try_get::<Option<String>, _>("reason")?
@@ -566,7 +599,10 @@ impl ReliableQueue for SqliteQueue {
                         .try_get::<Option<i64>, _>("died_at")?
                         .unwrap_or_default(),
                     verified: row.try_get("verified")?,
-                    job: row.try_get("job")?,
+                    job: dead_text(
+                        &row.try_get::<Option<Vec<u8>>, _>("job")?
+                            .unwrap_or_default(),
+                    ),
                 })
             })
             .collect()
@@ -595,7 +631,8 @@ impl ReliableQueue for SqliteQueue {
                     .unwrap_or_default(),
             ));
         }
-        let stored: String = row.try_get("job")?;
+        let stored = String::from_utf8(row.try_get::<Vec<u8>, _>("job")?)
+            .map_err(|_| not_requeueable("stored job is not UTF-8".into()))?;
         let mut envelope = self
             .inner
             .key

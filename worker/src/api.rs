@@ -2,6 +2,10 @@
 //! transcriber) and `PUT /internal/transcriptions/{id}/notification` (the notifier), with the
 //! worker's own client_credentials access token, which [`TokenSource`] fetches from
 //! the auth server (HTTP Basic client authentication) and caches until 30 s before expiry.
+//!
+//! Every call has a deadline covering connect, request, response headers and the whole body
+//! (`API_TIMEOUT_SECS`, default 30 s), so a server that accepts and never answers, or stalls
+//! mid-body, fails the call as [`ApiError::Unavailable`] (retried with the job's back-off).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +17,8 @@ use uuid::Uuid;
 
 /// A token is refreshed this long before it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(30);
-/// Timeout of one call to the auth server or the API.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default deadline of one call to the auth server or the API.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The worker's OAuth2 client.
 #[derive(Debug, Clone)]
@@ -70,6 +74,7 @@ pub struct TokenSource {
     http: reqwest::Client,
     credentials: ClientCredentials,
     cache: Mutex<Option<CachedToken>>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -86,7 +91,14 @@ impl TokenSource {
             http,
             credentials,
             cache: Mutex::new(None),
+            timeout: DEFAULT_CALL_TIMEOUT,
         }
+    }
+
+    /// Sets the deadline of one token request (the default is [`DEFAULT_CALL_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// A valid access token: the cached one, or a fresh one.
@@ -121,7 +133,7 @@ impl TokenSource {
                 ("grant_type", "client_credentials"),
                 ("scope", creds.scope.as_str()),
             ])
-            .timeout(CALL_TIMEOUT)
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| ApiError::Unavailable(format!("token endpoint: {}", chain(&e))))?;
@@ -138,10 +150,13 @@ impl TokenSource {
                 body.chars().take(200).collect::<String>()
             )));
         }
-        let body: TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| ApiError::Token(format!("unreadable token response: {e}")))?;
+        let body: TokenResponse = response.json().await.map_err(|e| {
+            if e.is_timeout() {
+                ApiError::Unavailable(format!("token endpoint: {}", chain(&e)))
+            } else {
+                ApiError::Token(format!("unreadable token response: {e}"))
+            }
+        })?;
         let lifetime = Duration::from_secs(body.expires_in.unwrap_or(60));
         let usable = if lifetime > REFRESH_MARGIN * 2 {
             lifetime - REFRESH_MARGIN
@@ -206,6 +221,7 @@ pub struct TranscriptionApi {
     http: reqwest::Client,
     base_url: String,
     tokens: Arc<TokenSource>,
+    timeout: Duration,
 }
 
 impl TranscriptionApi {
@@ -215,7 +231,14 @@ impl TranscriptionApi {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             tokens,
+            timeout: DEFAULT_CALL_TIMEOUT,
         }
+    }
+
+    /// Sets the deadline of one report (the default is [`DEFAULT_CALL_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Sends one result report; on 401 fetches a new token and tries once more.
@@ -250,7 +273,7 @@ impl TranscriptionApi {
                 .put(&url)
                 .bearer_auth(token.expose_secret())
                 .json(body)
-                .timeout(CALL_TIMEOUT)
+                .timeout(self.timeout)
                 .send()
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("transcription-api: {}", chain(&e))))?;

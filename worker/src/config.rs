@@ -26,6 +26,12 @@ pub enum ConfigError {
     Queue(#[from] QueueError),
 }
 
+/// Default `JOB_TIMEOUT_SECS` of the transcriber: the default download (120 s) and engine
+/// (600 s) deadlines plus room for the reports.
+const TRANSCRIBER_JOB_TIMEOUT: Duration = Duration::from_secs(900);
+/// Default `JOB_TIMEOUT_SECS` of the notifier: one SMTP conversation with its timeouts.
+const NOTIFIER_JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
 }
@@ -116,6 +122,10 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long in-flight jobs may finish before they are returned.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Deadline of one whole job in seconds (default: 900 for the transcriber, 120 for the
+    /// notifier); a job still running then is cancelled and retried with back-off.
+    #[arg(long, env = "JOB_TIMEOUT_SECS")]
+    pub job_timeout_secs: Option<u64>,
     /// Worker id (default: `<role>-<pid>-<random>`).
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: Option<String>,
@@ -126,7 +136,12 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn to_config(&self, role: &str, default_queue: &str) -> Result<RunConfig, ConfigError> {
+    fn to_config(
+        &self,
+        role: &str,
+        default_queue: &str,
+        default_job_timeout: Duration,
+    ) -> Result<RunConfig, ConfigError> {
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(invalid("WORKER_CONCURRENCY must be between 1 and 1024"));
         }
@@ -137,6 +152,11 @@ impl RunArgs {
         config.concurrency = self.concurrency;
         config.heartbeat_ttl = Duration::from_secs(self.heartbeat_ttl_secs);
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
+        config.job_timeout = match self.job_timeout_secs {
+            Some(0) => return Err(invalid("JOB_TIMEOUT_SECS must be positive")),
+            Some(secs) => Duration::from_secs(secs),
+            None => default_job_timeout,
+        };
         config.worker_id = self
             .worker_id
             .clone()
@@ -187,7 +207,10 @@ pub struct TranscriberArgs {
     /// Largest audio file accepted, in bytes.
     #[arg(long, env = "MAX_AUDIO_BYTES", default_value_t = 50 * 1024 * 1024)]
     pub max_audio_bytes: u64,
-    /// Time for one whole download, in seconds.
+    /// Deadline of one call to the auth server or transcription-api, in seconds.
+    #[arg(long, env = "API_TIMEOUT_SECS", default_value_t = 30)]
+    pub api_timeout_secs: u64,
+    /// Time for one whole download (headers and body), in seconds.
     #[arg(long, env = "DOWNLOAD_TIMEOUT_SECS", default_value_t = 120)]
     pub download_timeout_secs: u64,
     /// Transcription engine.
@@ -232,7 +255,10 @@ impl TranscriberArgs {
         if self.max_audio_bytes == 0 {
             return Err(invalid("MAX_AUDIO_BYTES must be positive"));
         }
-        if self.download_timeout_secs == 0 || self.engine_timeout_secs == 0 {
+        if self.download_timeout_secs == 0
+            || self.engine_timeout_secs == 0
+            || self.api_timeout_secs == 0
+        {
             return Err(invalid("timeouts must be positive"));
         }
         let engine = match self.engine {
@@ -256,7 +282,9 @@ impl TranscriberArgs {
             }
         };
         Ok(TranscriberConfig {
-            run: self.run.to_config("transcriber", TRANSCRIBE_QUEUE)?,
+            run: self
+                .run
+                .to_config("transcriber", TRANSCRIBE_QUEUE, TRANSCRIBER_JOB_TIMEOUT)?,
             notify_queue: self.notify_queue.clone(),
             api_url,
             credentials: ClientCredentials {
@@ -276,6 +304,7 @@ impl TranscriberArgs {
                 .scratch_dir
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join("transcription-worker")),
+            api_timeout: Duration::from_secs(self.api_timeout_secs),
         })
     }
 }
@@ -376,7 +405,9 @@ impl NotifierArgs {
             }
         };
         Ok(NotifierConfig {
-            run: self.run.to_config("notifier", NOTIFY_QUEUE)?,
+            run: self
+                .run
+                .to_config("notifier", NOTIFY_QUEUE, NOTIFIER_JOB_TIMEOUT)?,
             mail: MailConfig {
                 smtp_url: self.smtp_url.clone(),
                 from: self.mail_from.clone(),
@@ -422,6 +453,8 @@ mod tests {
         assert!(config.download.allow_private);
         assert_eq!(config.run.concurrency, 3);
         assert_eq!(config.run.queue, "transcribe");
+        assert_eq!(config.run.job_timeout, super::TRANSCRIBER_JOB_TIMEOUT);
+        assert_eq!(config.api_timeout, std::time::Duration::from_secs(30));
         assert_eq!(config.api_url, "http://api.test");
         assert_eq!(config.credentials.token_url, "http://auth.test/oauth/token");
         assert!(!format!("{config:?}").contains("very-secret-value"));
@@ -454,6 +487,20 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         assert!(transcriber(&["--concurrency", "0"]).to_config().is_err());
+        assert!(
+            transcriber(&["--job-timeout-secs", "0"])
+                .to_config()
+                .is_err()
+        );
+        assert!(
+            transcriber(&["--api-timeout-secs", "0"])
+                .to_config()
+                .is_err()
+        );
+        let short = transcriber(&["--job-timeout-secs", "7"])
+            .to_config()
+            .unwrap();
+        assert_eq!(short.run.job_timeout, std::time::Duration::from_secs(7));
         let mut args = transcriber(&[]);
         args.transcription_api_url = Some("ftp://x".into());
         assert!(args.to_config().is_err());

@@ -9,6 +9,13 @@
 //! its reply never arrived (released by the maintenance loop once such a job has been seen
 //! unworked for `stranded_after`).
 //!
+//! Deadline: every job runs under `job_timeout` (`JOB_TIMEOUT_SECS`, per worker loop and so per
+//! queue). A handler still running then is cancelled (its future dropped, which kills a
+//! command engine's child and closes its connections) and the job is failed as
+//! [`JobError::Transient`], so it is retried with back-off like any failure; the slot takes
+//! the next job at once, and the other slots never wait for it. `on_dead` runs under the same
+//! deadline.
+//!
 //! Shutdown: when the shutdown future completes the slots stop reserving; jobs in flight may
 //! finish for up to `shutdown_grace`, after which they are cancelled and `release`d (returned
 //! to the front of the queue without counting a failure). Then the worker id is `retire`d and
@@ -41,6 +48,8 @@ pub struct RunConfig {
     pub heartbeat_ttl: Duration,
     /// How long in-flight jobs may run on after shutdown is requested.
     pub shutdown_grace: Duration,
+    /// Deadline of one job (see the module docs).
+    pub job_timeout: Duration,
     /// How often `reap`, `promote_due` and the depth gauge run.
     pub maintenance_interval: Duration,
     /// Longest single `reserve` wait.
@@ -60,6 +69,7 @@ impl RunConfig {
             concurrency: 1,
             heartbeat_ttl: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            job_timeout: Duration::from_secs(600),
             maintenance_interval: Duration::from_secs(2),
             reserve_wait: Duration::from_secs(5),
             stranded_after: Duration::from_secs(30),
@@ -74,6 +84,9 @@ impl RunConfig {
             return Err(RunError::Config(
                 "heartbeat TTL must be at least 1 second".into(),
             ));
+        }
+        if self.job_timeout.is_zero() {
+            return Err(RunError::Config("job timeout must be positive".into()));
         }
         if self.maintenance_interval.is_zero() {
             return Err(RunError::Config(
@@ -358,8 +371,19 @@ async fn process(slot: &Slot, job: &Reserved) {
     let kind = envelope.kind.as_str();
     let span = tracing::info_span!("job", job_id = %envelope.id, kind, attempt = envelope.attempt);
     let started = Instant::now();
+    let deadline = slot.config.job_timeout;
     let result = if kind == slot.handler.kind() {
-        slot.handler.handle(envelope).instrument(span.clone()).await
+        let handled = slot.handler.handle(envelope).instrument(span.clone());
+        match tokio::time::timeout(deadline, handled).await {
+            Ok(result) => result,
+            Err(_) => {
+                telemetry::count(telemetry::JOBS_TIMED_OUT, queue_name, kind);
+                Err(JobError::Transient(format!(
+                    "job timed out after {} s (JOB_TIMEOUT_SECS)",
+                    deadline.as_secs_f64()
+                )))
+            }
+        }
     } else {
         Err(JobError::Permanent(format!(
             "unexpected job kind `{kind}` on queue `{queue_name}`"
@@ -400,10 +424,13 @@ async fn process(slot: &Slot, job: &Reserved) {
                 Ok(FailOutcome::Dead) => {
                     telemetry::count(telemetry::JOBS_DEAD, queue_name, kind);
                     tracing::error!(parent: &span, error = %reason, "job failed for the last time: moved to the dead list");
-                    slot.handler
+                    let compensation = slot
+                        .handler
                         .on_dead(envelope, &error)
-                        .instrument(span.clone())
-                        .await;
+                        .instrument(span.clone());
+                    if tokio::time::timeout(deadline, compensation).await.is_err() {
+                        tracing::error!(parent: &span, "on_dead compensation timed out");
+                    }
                 }
                 Ok(FailOutcome::NotHeld) => {
                     tracing::warn!(parent: &span, error = %reason, "job failed, but it had been reaped already");

@@ -28,6 +28,8 @@ pub const JOBS_FAILED: &str = "worker_jobs_failed_total";
 pub const JOBS_RETRIED: &str = "worker_jobs_retried_total";
 /// Counter: jobs moved to the dead list by this process (labels `queue`, `kind`).
 pub const JOBS_DEAD: &str = "worker_jobs_dead_total";
+/// Counter: jobs cancelled at their `JOB_TIMEOUT_SECS` deadline (each also counts as failed).
+pub const JOBS_TIMED_OUT: &str = "worker_jobs_timed_out_total";
 /// Histogram: seconds from reservation to ack/fail (labels `queue`, `kind`).
 pub const PROCESSING_SECONDS: &str = "worker_job_processing_seconds";
 /// Gauge: jobs per queue and state (`ready`, `processing`, `delayed`, `dead`).
@@ -169,6 +171,10 @@ pub fn describe() {
     metrics::describe_counter!(JOBS_FAILED, "Failed job deliveries");
     metrics::describe_counter!(JOBS_RETRIED, "Failed deliveries scheduled for retry");
     metrics::describe_counter!(JOBS_DEAD, "Jobs moved to the dead list");
+    metrics::describe_counter!(
+        JOBS_TIMED_OUT,
+        "Jobs cancelled at their JOB_TIMEOUT_SECS deadline"
+    );
     metrics::describe_histogram!(
         PROCESSING_SECONDS,
         metrics::Unit::Seconds,

@@ -70,6 +70,8 @@ pub struct TranscriberConfig {
     pub engine: EngineConfig,
     /// Where downloaded audio is kept while it is transcribed.
     pub scratch_dir: PathBuf,
+    /// Deadline of one call to the auth server or transcription-api (`API_TIMEOUT_SECS`).
+    pub api_timeout: Duration,
 }
 
 /// The transcriber: a [`WorkerLoop`] over [`TranscribeHandler`].
@@ -96,9 +98,13 @@ impl Transcriber {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| RunError::Config(format!("HTTP client: {e}")))?;
-        let tokens = Arc::new(TokenSource::new(http.clone(), config.credentials.clone()));
+        let tokens = Arc::new(
+            TokenSource::new(http.clone(), config.credentials.clone())
+                .with_timeout(config.api_timeout),
+        );
         let handler = TranscribeHandler {
-            api: TranscriptionApi::new(http, &config.api_url, tokens),
+            api: TranscriptionApi::new(http, &config.api_url, tokens)
+                .with_timeout(config.api_timeout),
             downloader: AudioDownloader::new(config.download.clone()),
             engine,
             queue: queue.clone(),

@@ -489,6 +489,225 @@ pub async fn bad_envelopes_go_to_the_dead_list(h: &Harness) {
     assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 0));
 }
 
+/// Reserves until the queue is empty, acking every job; returns the ids in order.
+async fn drain(q: &dyn ReliableQueue, queue: &str, worker: &str) -> Vec<JobId> {
+    let mut done = Vec::new();
+    while let Some(job) = q.reserve(queue, worker, Duration::ZERO).await.unwrap() {
+        assert!(q.ack(&job).await.unwrap());
+        done.push(job.envelope.id);
+    }
+    done
+}
+
+/// The issue's repro (`printf '\xff\xfe' | redis-cli -x lpush <prefix>:transcribe:ready`) and
+/// every other way an entry can be unreadable before its signature is checked.
+pub async fn unreadable_entries_go_to_the_dead_list(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let before = q
+        .enqueue("transcribe", "test", json!({ "n": 1 }))
+        .await
+        .unwrap();
+    h.inject_bytes("transcribe", "not-utf8", b"\xff\xfe").await;
+    h.inject_bytes("transcribe", "empty", b"").await;
+    h.inject_bytes("transcribe", "array", b"[1,2]").await;
+    h.inject_bytes(
+        "transcribe",
+        "wrong-shape",
+        br#"{"envelope":7,"sig":"abc"}"#,
+    )
+    .await;
+    let oversized = format!(
+        r#"{{"envelope":{{"pad":"{}"}},"sig":"x"}}"#,
+        "a".repeat(job_queue::MAX_JOB_BYTES)
+    );
+    h.inject_bytes("transcribe", "oversized", oversized.as_bytes())
+        .await;
+    let after = q
+        .enqueue("transcribe", "test", json!({ "n": 2 }))
+        .await
+        .unwrap();
+
+    assert_eq!(drain(q, "transcribe", "w1").await, [before, after]);
+    assert_eq!(stats(q, "transcribe").await, counts(0, 0, 0, 5));
+    let dead = q.dead("transcribe").await.unwrap();
+    assert!(dead.iter().all(|d| !d.verified), "{dead:?}");
+    let reason_of = |job: &str| {
+        dead.iter()
+            .find(|d| d.job == job)
+            .unwrap_or_else(|| panic!("no dead entry with job {job:?} in {dead:?}"))
+            .reason
+            .clone()
+    };
+    assert!(reason_of("\u{fffd}\u{fffd}").contains("not UTF-8"));
+    assert!(reason_of("").contains("unparsable"));
+    assert!(reason_of("[1,2]").contains("unparsable"));
+    assert!(reason_of(r#"{"envelope":7,"sig":"abc"}"#).contains("bad signature"));
+    let big = dead
+        .iter()
+        .find(|d| d.reason.contains("oversized"))
+        .unwrap_or_else(|| panic!("no oversized entry in {dead:?}"));
+    assert!(
+        big.job.len() < 10_000,
+        "only a preview of an oversized job is kept"
+    );
+    assert_eq!(q.purge_dead("transcribe").await.unwrap(), 5);
+}
+
+/// A small seeded PRNG (xorshift64*), so the property check needs no extra dependency and a
+/// failure can be replayed with `JOB_QUEUE_FUZZ_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A random entry that is not a valid job: random bytes, random ASCII/JSON-ish text, or a
+/// genuine job with one byte changed.
+fn poison(rng: &mut Rng, genuine: &str) -> Vec<u8> {
+    match rng.below(4) {
+        0 => {
+            let len = rng.below(80) as usize;
+            rng.bytes(len)
+        }
+        1 => {
+            const ALPHABET: &[u8] = br#"{}[]":,\ envelopesig0123456789.-tfnul"#;
+            let len = rng.below(60) as usize;
+            (0..len)
+                .map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize])
+                .collect()
+        }
+        2 => {
+            let mut bytes = b"\xff\xfe".to_vec();
+            let len = rng.below(20) as usize;
+            bytes.extend(rng.bytes(len));
+            bytes
+        }
+        _ => {
+            let mut bytes = genuine.as_bytes().to_vec();
+            let at = rng.below(bytes.len() as u64) as usize;
+            let flip = 1 + rng.below(255) as u8;
+            bytes[at] ^= flip;
+            bytes
+        }
+    }
+}
+
+/// Property: whatever bytes are pushed straight into the ready queue, each entry ends on the
+/// dead list (as the lossy text of its bytes) and the valid jobs around them all complete.
+pub async fn random_bytes_end_on_the_dead_list_and_valid_jobs_complete(h: &Harness) {
+    const ROUNDS: usize = 150;
+    let seed = std::env::var("JOB_QUEUE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0 | 1);
+    eprintln!("JOB_QUEUE_FUZZ_SEED={seed}");
+    let mut rng = Rng(seed);
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let genuine = crate::harness::signing_key()
+        .seal(&Envelope::new(
+            JobId::new("genuine").unwrap(),
+            "test",
+            json!({ "to": "a@example.com" }),
+        ))
+        .unwrap();
+    let mut valid = Vec::new();
+    let mut expected_dead = Vec::new();
+    for n in 0..ROUNDS {
+        if rng.below(3) == 0 {
+            valid.push(q.enqueue("jobs", "test", json!({ "n": n })).await.unwrap());
+        }
+        let raw = poison(&mut rng, &genuine);
+        h.inject_bytes("jobs", &format!("poison-{n}"), &raw).await;
+        expected_dead.push(String::from_utf8_lossy(&raw).into_owned());
+    }
+    valid.push(
+        q.enqueue("jobs", "test", json!({ "n": "last" }))
+            .await
+            .unwrap(),
+    );
+
+    assert_eq!(
+        drain(q, "jobs", "w1").await,
+        valid,
+        "seed {seed}: every valid job completes, in order"
+    );
+    let dead = q.dead("jobs").await.unwrap();
+    assert_eq!(
+        stats(q, "jobs").await,
+        counts(0, 0, 0, ROUNDS as u64),
+        "seed {seed}"
+    );
+    assert!(
+        dead.iter().all(|d| !d.verified && !d.reason.is_empty()),
+        "seed {seed}: {dead:?}"
+    );
+    let mut got = dead.into_iter().map(|d| d.job).collect::<Vec<_>>();
+    got.sort();
+    expected_dead.sort();
+    assert_eq!(got, expected_dead, "seed {seed}");
+}
+
+/// An unreadable entry in a worker's processing area (a crash between the move and the
+/// rejection, or a foreign write) is dead-listed by `held`, which still lists the good jobs;
+/// the reaper moves a dead worker's unreadable entries like any other, and `reserve` then
+/// dead-lists them.
+pub async fn unreadable_held_entries_stall_neither_the_audit_nor_the_reaper(h: &Harness) {
+    let q = h.q();
+    live_worker(q, "w1").await;
+    let good = q.enqueue("jobs", "test", json!({ "n": 1 })).await.unwrap();
+    take(q, "jobs", "w1").await;
+    h.inject_held("jobs", "w1", b"held-\xff", b"\xff\xfe").await;
+
+    let held = q.held("jobs", "w1").await.unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|j| j.envelope.id.clone())
+            .collect::<Vec<_>>(),
+        [good]
+    );
+    assert_eq!(stats(q, "jobs").await, counts(0, 1, 0, 1));
+    assert!(
+        q.held("jobs", "w1").await.is_ok(),
+        "the audit keeps working"
+    );
+    assert!(q.ack(&held[0]).await.unwrap());
+
+    // A worker that died holding poison: reaped back to ready, then rejected by `reserve`.
+    h.inject_foreign_names().await;
+    q.heartbeat("gone", Duration::from_millis(1)).await.unwrap();
+    h.inject_held("jobs", "gone", b"gone-\xfe", b"{\"envelope\":")
+        .await;
+    let after = q.enqueue("jobs", "test", json!({ "n": 2 })).await.unwrap();
+    reap_until_moved(q).await;
+    assert_eq!(drain(q, "jobs", "w1").await, [after]);
+    assert_eq!(stats(q, "jobs").await, counts(0, 0, 0, 2));
+    let dead = q.dead("jobs").await.unwrap();
+    assert!(
+        dead.iter().any(|d| d.reason.contains("not UTF-8")),
+        "{dead:?}"
+    );
+    assert!(
+        dead.iter().any(|d| d.reason.contains("unparsable")),
+        "{dead:?}"
+    );
+    assert_eq!(q.purge_dead("jobs").await.unwrap(), 2);
+}
+
 pub async fn concurrent_consumers_never_share_a_job(h: &Harness) {
     const JOBS: usize = 60;
     let mut expected = HashSet::new();

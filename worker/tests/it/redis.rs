@@ -71,3 +71,95 @@ async fn queue_stats_cli_reads_redis() {
     let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(stats["transcribe"]["ready"], 1);
 }
+
+/// Counts the jobs it completes.
+#[derive(Default)]
+struct CountingHandler {
+    done: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl worker::JobHandler for CountingHandler {
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+
+    async fn handle(&self, _job: &job_queue::Envelope) -> Result<(), worker::JobError> {
+        self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Issue 12's repro, verbatim: `printf '\xff\xfe' | redis-cli -x lpush <prefix>:transcribe:ready`
+/// used to leave the bytes in the worker's processing list for ever (and fail its held-jobs
+/// audit every 2 s). Now they go to the dead list and the jobs around them complete.
+#[tokio::test]
+async fn non_utf8_bytes_pushed_with_redis_cli_are_dead_lettered() {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let Some(redis) = RedisTestQueue::connect().await else {
+        return;
+    };
+    let queue = redis.queue.clone();
+    queue
+        .enqueue("transcribe", "test", serde_json::json!({ "n": 1 }))
+        .await
+        .unwrap();
+    let child = Command::new("redis-cli")
+        .args(["-u", &redis.url, "-x", "lpush"])
+        .arg(format!("{}:transcribe:ready", redis.prefix))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if !crate::helpers::in_ci() => {
+            eprintln!("skipping: redis-cli not runnable ({e})");
+            return;
+        }
+        Err(e) => panic!("redis-cli is required when CI=true: {e}"),
+    };
+    child.stdin.take().unwrap().write_all(b"\xff\xfe").unwrap();
+    assert!(child.wait().unwrap().success());
+    queue
+        .enqueue("transcribe", "test", serde_json::json!({ "n": 2 }))
+        .await
+        .unwrap();
+
+    let handler = std::sync::Arc::new(CountingHandler::default());
+    let mut config = worker::RunConfig::new("poison", "transcribe");
+    config.reserve_wait = Duration::from_millis(100);
+    config.maintenance_interval = Duration::from_millis(50);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(
+        worker::WorkerLoop::new(queue.clone(), handler.clone(), config).run(async {
+            let _ = rx.await;
+        }),
+    );
+    let h = handler.clone();
+    let q = queue.clone();
+    let settled = crate::helpers::eventually(Duration::from_secs(10), || {
+        let (h, q) = (h.clone(), q.clone());
+        async move {
+            let stats = q.stats("transcribe").await.unwrap();
+            h.done.load(Ordering::SeqCst) == 2 && stats.dead == 1 && stats.processing == 0
+        }
+    })
+    .await;
+    let _ = tx.send(());
+    let summary = running.await.unwrap().unwrap();
+    assert!(settled, "{summary:?} {:?}", queue.stats("transcribe").await);
+    assert_eq!(summary.succeeded, 2);
+    let dead = queue.dead("transcribe").await.unwrap();
+    assert!(!dead[0].verified);
+    assert!(dead[0].reason.contains("not UTF-8"), "{:?}", dead[0]);
+    assert_eq!(
+        queue.stats("transcribe").await.unwrap(),
+        job_queue::QueueStats {
+            dead: 1,
+            ..Default::default()
+        }
+    );
+}

@@ -162,6 +162,7 @@ pub fn transcriber_config(
             delay: Duration::from_millis(10),
         },
         scratch_dir: scratch.path().to_path_buf(),
+        api_timeout: Duration::from_secs(5),
     }
 }
 
