@@ -33,11 +33,22 @@ impl PostgresStore {
     }
 
     fn migrator() -> sqlx::migrate::Migrator {
-        migrator(&[(
-            1001,
-            "transcriptions",
-            include_str!("../../../migrations/transcription-api/postgres/1001_transcriptions.sql"),
-        )])
+        migrator(&[
+            (
+                1001,
+                "transcriptions",
+                include_str!(
+                    "../../../migrations/transcription-api/postgres/1001_transcriptions.sql"
+                ),
+            ),
+            (
+                1004,
+                "outbox in flight requeue",
+                include_str!(
+                    "../../../migrations/transcription-api/postgres/1004_outbox_in_flight_requeue.sql"
+                ),
+            ),
+        ])
     }
 }
 

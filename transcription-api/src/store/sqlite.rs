@@ -47,11 +47,22 @@ impl SqliteStore {
     }
 
     fn migrator() -> sqlx::migrate::Migrator {
-        migrator(&[(
-            1001,
-            "transcriptions",
-            include_str!("../../../migrations/transcription-api/sqlite/1001_transcriptions.sql"),
-        )])
+        migrator(&[
+            (
+                1001,
+                "transcriptions",
+                include_str!(
+                    "../../../migrations/transcription-api/sqlite/1001_transcriptions.sql"
+                ),
+            ),
+            (
+                1004,
+                "outbox in flight requeue",
+                include_str!(
+                    "../../../migrations/transcription-api/sqlite/1004_outbox_in_flight_requeue.sql"
+                ),
+            ),
+        ])
     }
 }
 
