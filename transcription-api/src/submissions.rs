@@ -337,7 +337,8 @@ impl Transcriptions {
         Ok(settled)
     }
 
-    /// Runs [`relay_once`](Self::relay_once) every `relay_interval` until `shutdown` resolves.
+    /// Runs [`relay_once`](Self::relay_once) every `relay_interval`, and at once when a request
+    /// could not queue its job, until `shutdown` resolves.
     pub async fn run_relay(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         let period = self.config.relay_interval;
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -346,16 +347,11 @@ impl Transcriptions {
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = self.relay_wake.notified() => {
-                    if let Err(e) = self.relay_once().await {
-                        tracing::warn!(error = %e, "outbox relay pass failed");
-                    }
-                }
-                _ = ticks.tick() => {
-                    if let Err(e) = self.relay_once().await {
-                        tracing::warn!(error = %e, "outbox relay pass failed");
-                    }
-                }
+                _ = self.relay_wake.notified() => {}
+                _ = ticks.tick() => {}
+            }
+            if let Err(e) = self.relay_once().await {
+                tracing::warn!(error = %e, "outbox relay pass failed");
             }
         }
     }
