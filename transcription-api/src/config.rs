@@ -91,6 +91,11 @@ pub struct ServeArgs {
     /// How often the outbox relay re-queues jobs whose enqueue was not confirmed, in seconds.
     #[arg(long, env = "OUTBOX_RELAY_INTERVAL", default_value_t = 5)]
     pub outbox_relay_interval: u64,
+    /// Seconds a record may stay `queued` since it was handed to the queue before the relay
+    /// hands it over again (a no-op while the queue holds its job; repairs a queue that lost
+    /// its data).
+    #[arg(long, env = "REQUEUE_STALE_AFTER", default_value_t = 600)]
+    pub requeue_stale_after: u64,
     /// Do not apply pending migrations at start.
     #[arg(long)]
     pub no_migrate: bool,
@@ -154,6 +159,11 @@ impl ServeArgs {
                 "OUTBOX_RELAY_INTERVAL must be at least 1 second".into(),
             ));
         }
+        if self.requeue_stale_after == 0 {
+            return Err(ConfigError::Invalid(
+                "REQUEUE_STALE_AFTER must be at least 1 second".into(),
+            ));
+        }
         let mut guard = GuardConfig::new(issuer, self.audience.trim());
         if let Some(url) = &self.jwks_url {
             guard = guard.with_jwks_url(url.clone());
@@ -165,6 +175,7 @@ impl ServeArgs {
             guard,
             outbox: OutboxConfig {
                 relay_interval: Duration::from_secs(self.outbox_relay_interval),
+                requeue_stale_after: Duration::from_secs(self.requeue_stale_after),
                 ..OutboxConfig::default()
             },
         })

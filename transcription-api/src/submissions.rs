@@ -1,15 +1,27 @@
 //! Accepting transcriptions and keeping their jobs queued: the record and the job are tied
-//! together by an outbox, so neither can exist for long without the other.
+//! together by a transactional outbox, the only path from a record to the queue (see
+//! "The record and the job stay together" in the README).
 //!
-//! A submission writes the record, its outbox entry and its idempotency key in one transaction,
-//! then enqueues the job (job id = transcription id) and drops the outbox entry.
-//! - The queue is unreachable: the transaction is undone ([`TranscriptionStore::withdraw`]) and
-//!   the client gets 503 — nothing half-written remains.
-//! - The process dies between the commit and the enqueue (or before dropping the entry): the
-//!   entry stays, and the [`OutboxRelay`] of any instance enqueues it once it is older than the
-//!   grace period. Enqueueing an id the queue still holds is a no-op (the queue suppresses
-//!   duplicates of pending ids), and a record that moved past `queued` is not enqueued again,
-//!   so the relay cannot make a job run twice.
+//! A submission writes the record, its outbox entry and its idempotency key in one transaction.
+//! From that commit on the request has succeeded (202), whatever the queue does: the request
+//! then tries once to enqueue the job (job id = transcription id, bounded by
+//! `enqueue_timeout`) and drops the outbox entry when that worked.
+//! - The queue is down or slow: the entry is made due at once and the [`OutboxRelay`] is woken;
+//!   it enqueues immediately and again on every `relay_interval` until the queue answers.
+//!   Redis down means "accepted, delayed", never "lost".
+//! - An enqueue that timed out may still happen later (a paused Redis runs it when resumed):
+//!   enqueueing an id the queue still holds is a no-op (the queue suppresses duplicates of
+//!   pending ids), so the late command and the relay's enqueue give one job.
+//! - The process dies between commit and enqueue: the entry stays and the relay of any
+//!   instance enqueues it once it is due.
+//! - The queue lost its data (Redis without persistence): a record still `queued` after
+//!   `requeue_stale_after` goes back into the outbox and the relay enqueues it again.
+//!
+//! A replay of an `Idempotency-Key` whose request is still in flight is refused with
+//! [`SubmitError::InFlight`] (409 with `Retry-After`, IETF Idempotency-Key draft section 2.6):
+//! only a request's final outcome is replayed.
+//!
+//! [`OutboxRelay`]: Transcriptions::run_relay
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +62,9 @@ pub enum Submitted {
 pub enum SubmitError {
     #[error("the idempotency key was used with a different request")]
     KeyReused,
-    #[error("the job queue is unavailable: {0}")]
-    QueueUnavailable(String),
+    /// The request that holds the key has not answered yet: retry after this many seconds.
+    #[error("a request with this idempotency key is still in flight")]
+    InFlight { retry_after_secs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -59,20 +72,26 @@ pub enum SubmitError {
 /// Tuning of submissions and of the relay.
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
-    /// Longest wait for the queue during a request before answering 503.
+    /// Longest wait for the queue during a request (it answers 202 either way) or per job in
+    /// a relay pass.
     pub enqueue_timeout: Duration,
-    /// How old an outbox entry must be before the relay takes it (longer than a request).
+    /// How long the relay leaves a fresh or claimed outbox entry alone (the request, or another
+    /// relay, is enqueueing it). Only efficiency depends on it: a duplicate enqueue is a no-op.
     pub grace: Duration,
     /// How often the relay looks.
     pub relay_interval: Duration,
+    /// A record `queued` this long since it was last handed to the queue is handed over again
+    /// (a no-op when the queue still holds its job; `REQUEUE_STALE_AFTER`).
+    pub requeue_stale_after: Duration,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             enqueue_timeout: Duration::from_secs(3),
-            grace: Duration::from_secs(30),
+            grace: Duration::from_secs(5),
             relay_interval: Duration::from_secs(5),
+            requeue_stale_after: Duration::from_secs(600),
         }
     }
 }
@@ -82,6 +101,8 @@ pub struct Transcriptions {
     store: Arc<dyn TranscriptionStore>,
     queue: Arc<dyn ReliableQueue>,
     config: OutboxConfig,
+    /// Wakes the relay when a request could not queue its job.
+    relay_wake: tokio::sync::Notify,
 }
 
 fn unix_ms(at: OffsetDateTime) -> i64 {
@@ -116,6 +137,7 @@ impl Transcriptions {
             store,
             queue,
             config,
+            relay_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -135,10 +157,14 @@ impl Transcriptions {
         idempotency_key: Option<String>,
     ) -> Result<Submitted, SubmitError> {
         let now = OffsetDateTime::now_utc();
+        // In flight while the request may still be enqueueing, plus a margin for the commit.
+        let in_flight_until_ms =
+            unix_ms(now) + millis(self.config.enqueue_timeout) + millis(Duration::from_secs(1));
         let key = idempotency_key.map(|key| IdempotencyKey {
             owner: caller.sub.clone(),
             key,
             request_hash: request_hash(&submission),
+            in_flight_until_ms,
         });
         let transcription = Transcription {
             id: Uuid::new_v4(),
@@ -156,12 +182,24 @@ impl Transcriptions {
         let due = unix_ms(now) + millis(self.config.grace);
         match self.store.insert(&transcription, key.as_ref(), due).await? {
             Inserted::Replayed {
-                transcription_id,
-                same_request: true,
+                same_request: false,
+                ..
+            } => return Err(SubmitError::KeyReused),
+            Inserted::Replayed {
+                in_flight_until_ms, ..
+            } if in_flight_until_ms > unix_ms(now) => {
+                let wait_ms = u64::try_from(in_flight_until_ms - unix_ms(now)).unwrap_or(1);
+                return Err(SubmitError::InFlight {
+                    retry_after_secs: wait_ms.div_ceil(1000).max(1),
+                });
+            }
+            Inserted::Replayed {
+                transcription_id, ..
             } => return Ok(Submitted::Replayed(transcription_id)),
-            Inserted::Replayed { .. } => return Err(SubmitError::KeyReused),
             Inserted::Created => {}
         }
+        // Committed: the request has succeeded; the queue only decides how soon the job runs.
+        metrics::counter!("transcriptions_submitted_total").increment(1);
         let id = transcription.id;
         let job = TranscribeJob {
             transcription_id: id,
@@ -169,29 +207,36 @@ impl Transcriptions {
             email: transcription.email,
         };
         match self.enqueue(&job).await {
-            Ok(()) => {
+            Ok(_) => {
                 if let Err(e) = self.store.outbox_done(id).await {
-                    // The relay will find the entry and see the job is pending: harmless.
+                    // The relay will find the entry and enqueue a duplicate: a no-op.
                     tracing::warn!(%id, error = %e, "could not clear the outbox entry");
                 }
-                metrics::counter!("transcriptions_submitted_total").increment(1);
-                Ok(Submitted::Created(id))
             }
-            Err(reason) => match self.store.withdraw(id).await {
-                Ok(true) => Err(SubmitError::QueueUnavailable(reason)),
-                // The relay took the entry meanwhile: the job is (being) queued after all.
-                Ok(false) => Ok(Submitted::Created(id)),
-                Err(e) => {
-                    // The record and its outbox entry stay: the relay queues the job later, so
-                    // the request did succeed.
-                    tracing::warn!(%id, error = %e, "could not withdraw the record; the outbox relay will queue it");
-                    Ok(Submitted::Created(id))
+            Err(reason) => {
+                tracing::warn!(%id, %reason, "the queue did not take the job; the outbox relay will");
+                metrics::counter!("transcriptions_enqueue_deferred_total").increment(1);
+                let now_ms = unix_ms(OffsetDateTime::now_utc());
+                if let Err(e) = self.store.outbox_due(id, now_ms).await {
+                    tracing::warn!(%id, error = %e, "could not make the outbox entry due");
                 }
-            },
+                self.relay_wake.notify_one();
+            }
         }
+        if let Some(key) = &key
+            && let Err(e) = self
+                .store
+                .settle_idempotency_key(&key.owner, &key.key)
+                .await
+        {
+            // Replays get 409 until the in-flight window lapses, then the result.
+            tracing::warn!(%id, error = %e, "could not settle the idempotency key");
+        }
+        Ok(Submitted::Created(id))
     }
 
-    async fn enqueue(&self, job: &TranscribeJob) -> Result<(), String> {
+    /// Enqueues `job` within `enqueue_timeout`; `Ok(true)` when the queue already held it.
+    async fn enqueue(&self, job: &TranscribeJob) -> Result<bool, String> {
         let job = job.to_job().map_err(|e| e.to_string())?;
         match tokio::time::timeout(
             self.config.enqueue_timeout,
@@ -199,7 +244,7 @@ impl Transcriptions {
         )
         .await
         {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(enqueued)) => Ok(enqueued.duplicate),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(
                 "no answer within {:?}",
@@ -213,13 +258,15 @@ impl Transcriptions {
         Ok(self.store.get(id).await?.filter(|t| t.owner == owner))
     }
 
+    /// A page of `owner`'s transcriptions after `owner`'s transcription `after`; `None` when
+    /// `after` is not one of theirs.
     pub async fn list(
         &self,
         owner: &str,
-        before: Option<i64>,
+        after: Option<Uuid>,
         limit: u32,
-    ) -> Result<Page, StoreError> {
-        self.store.list(owner, before, limit).await
+    ) -> Result<Option<Page>, StoreError> {
+        self.store.list(owner, after, limit).await
     }
 
     /// Applies a worker's report.
@@ -252,10 +299,19 @@ impl Transcriptions {
         Ok(outcome)
     }
 
-    /// One pass of the relay: queues the jobs of outbox entries older than the grace period.
-    /// Returns how many entries were settled.
+    /// One pass of the relay: puts records `queued` for longer than `requeue_stale_after` back
+    /// into the outbox, then queues the jobs of due outbox entries, stopping at the first the
+    /// queue does not take (it is down: the next pass tries again). Returns how many entries
+    /// were settled.
     pub async fn relay_once(&self) -> Result<usize, StoreError> {
         let now = unix_ms(OffsetDateTime::now_utc());
+        let stale = self
+            .store
+            .requeue_stale(now - millis(self.config.requeue_stale_after), now, 100)
+            .await?;
+        if stale > 0 {
+            tracing::info!(stale, "records queued too long go back to the outbox");
+        }
         let lease_until = now + millis(self.config.grace);
         let entries = self.store.claim_outbox(now, lease_until, 100).await?;
         let mut settled = 0;
@@ -273,14 +329,22 @@ impl Transcriptions {
                 email: entry.email,
             };
             match self.enqueue(&job).await {
-                Ok(()) => {
+                Ok(held) => {
                     self.store.outbox_done(id).await?;
-                    metrics::counter!("outbox_relayed_total").increment(1);
-                    tracing::info!(%id, "outbox relay queued a transcription job");
                     settled += 1;
+                    if held {
+                        tracing::debug!(%id, "the queue already held the job");
+                    } else {
+                        metrics::counter!("outbox_relayed_total").increment(1);
+                        tracing::info!(%id, "outbox relay queued a transcription job");
+                    }
                 }
-                // The lease expires and a later pass tries again.
-                Err(reason) => tracing::warn!(%id, %reason, "outbox relay could not queue a job"),
+                Err(reason) => {
+                    // The queue is down: this and the other claimed entries become due again
+                    // once their lease expires.
+                    tracing::warn!(%id, %reason, "outbox relay could not queue a job");
+                    break;
+                }
             }
         }
         let cutoff = now - millis(IDEMPOTENCY_KEY_TTL);
@@ -291,7 +355,8 @@ impl Transcriptions {
         Ok(settled)
     }
 
-    /// Runs [`relay_once`](Self::relay_once) every `relay_interval` until `shutdown` resolves.
+    /// Runs [`relay_once`](Self::relay_once) every `relay_interval`, and at once when a request
+    /// could not queue its job, until `shutdown` resolves.
     pub async fn run_relay(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         let period = self.config.relay_interval;
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -300,11 +365,11 @@ impl Transcriptions {
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = ticks.tick() => {
-                    if let Err(e) = self.relay_once().await {
-                        tracing::warn!(error = %e, "outbox relay pass failed");
-                    }
-                }
+                _ = self.relay_wake.notified() => {}
+                _ = ticks.tick() => {}
+            }
+            if let Err(e) = self.relay_once().await {
+                tracing::warn!(error = %e, "outbox relay pass failed");
             }
         }
     }

@@ -8,8 +8,12 @@
 //!   failure) → reported `failed`, the user is notified, the job is acked;
 //! * anything transient (5xx, timeouts, API or queue unreachable) → the job is failed and
 //!   retried with backoff; when it finally goes dead the user is told it failed (best effort);
-//! * API 404 (unknown transcription) or a bad payload → a permanent failure without
-//!   compensation: the job goes to the dead list at once;
+//! * API 404 (no record of the transcription) → the job is obsolete: acknowledged without
+//!   downloading, reporting or notifying, never dead-lettered. Records reach the queue only
+//!   through transcription-api's outbox, so a job without a record is a late duplicate of a
+//!   record that is gone, not work that was lost;
+//! * a bad payload → a permanent failure without compensation: the job goes to the dead list
+//!   at once;
 //! * API 409 (already final) counts as success. A redelivered job whose transcription is
 //!   already final is still processed again (the engine is deterministic) so that a crash
 //!   between the final report and the notify enqueue cannot lose the e-mail.
@@ -144,6 +148,15 @@ pub struct TranscribeHandler {
     scratch_dir: PathBuf,
 }
 
+/// What a report to the API found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reported {
+    /// Accepted, or the transcription was already final (409, continuing idempotently).
+    Recorded,
+    /// The API has no record of the transcription (404): the job is obsolete.
+    NoRecord,
+}
+
 /// How the download + engine step ended.
 enum Transcription {
     Text(String),
@@ -152,13 +165,14 @@ enum Transcription {
 }
 
 impl TranscribeHandler {
-    async fn report(&self, id: Uuid, report: &ResultReport) -> Result<(), JobError> {
+    async fn report(&self, id: Uuid, report: &ResultReport) -> Result<Reported, JobError> {
         match self.api.report(id, report).await {
-            Ok(ReportOutcome::Accepted) => Ok(()),
+            Ok(ReportOutcome::Accepted) => Ok(Reported::Recorded),
             Ok(ReportOutcome::AlreadyFinal) => {
                 tracing::info!(%id, "transcription already final (409); continuing idempotently");
-                Ok(())
+                Ok(Reported::Recorded)
             }
+            Err(ApiError::NotFound(_)) => Ok(Reported::NoRecord),
             Err(err) => Err(api_error(err)),
         }
     }
@@ -225,7 +239,10 @@ impl JobHandler for TranscribeHandler {
     async fn handle(&self, envelope: &Envelope) -> Result<(), JobError> {
         let job = parse(envelope)?;
         let id = job.transcription_id;
-        self.report(id, &ResultReport::Processing).await?;
+        if self.report(id, &ResultReport::Processing).await? == Reported::NoRecord {
+            tracing::info!(%id, "no record of this transcription: job acknowledged as obsolete");
+            return Ok(());
+        }
         let (report, notify) = match self.transcribe(&job).await? {
             Transcription::Text(transcript) => (
                 ResultReport::Completed {
@@ -243,7 +260,10 @@ impl JobHandler for TranscribeHandler {
                 (ResultReport::Failed { error: reason }, failed_notice(&job))
             }
         };
-        self.report(id, &report).await?;
+        if self.report(id, &report).await? == Reported::NoRecord {
+            tracing::info!(%id, "the record went away during the job: acknowledged as obsolete");
+            return Ok(());
+        }
         self.enqueue_notify(&notify).await
     }
 

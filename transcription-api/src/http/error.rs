@@ -42,6 +42,10 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// 409 with `Retry-After`: a request with the same `Idempotency-Key` has not answered yet
+    /// (IETF Idempotency-Key draft, section 2.6).
+    #[error("a request with this idempotency key is in flight")]
+    InFlight { retry_after_secs: u64 },
     #[error("the body exceeds {0} bytes")]
     PayloadTooLarge(usize),
     #[error("unsupported media type")]
@@ -82,9 +86,7 @@ impl From<SubmitError> for ApiError {
                 "idempotency_key",
                 "This Idempotency-Key was already used with a different request.",
             )),
-            SubmitError::QueueUnavailable(reason) => {
-                ApiError::Unavailable(format!("the job queue is unavailable: {reason}"))
-            }
+            SubmitError::InFlight { retry_after_secs } => ApiError::InFlight { retry_after_secs },
             SubmitError::Store(e) => e.into(),
         }
     }
@@ -111,6 +113,18 @@ impl IntoResponse for ApiError {
                 "No such transcription.".into(),
             ),
             ApiError::Conflict(message) => body(StatusCode::CONFLICT, "conflict", message),
+            ApiError::InFlight { retry_after_secs } => {
+                let mut response = body(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "A request with this Idempotency-Key is still being processed; retry later."
+                        .into(),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                response
+            }
             ApiError::PayloadTooLarge(limit) => body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -8,6 +8,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -150,7 +152,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     params(("Idempotency-Key" = Option<String>, Header,
             description = "Repeat the request safely: the same key and body give the same answer for 24 h")),
     responses(
-        (status = 202, description = "Queued", body = Accepted,
+        (status = 202, description = "Stored and queued (at once, or by the outbox relay once the queue answers)", body = Accepted,
          headers(("Location" = String, description = "URL of the new transcription"))),
         (status = 400, description = "Unparseable body, or a malformed or repeated Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No or invalid token"),
@@ -158,7 +160,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Neither JSON nor a form", body = ErrorBody),
         (status = 422, description = "Invalid or repeated fields, or the key was used with another body", body = ValidationErrors),
-        (status = 503, description = "Queue unreachable; nothing was stored", body = ErrorBody,
+        (status = 409, description = "A request with this Idempotency-Key is still in flight", body = ErrorBody,
+         headers(("Retry-After" = u32))),
+        (status = 503, description = "Database unreachable; nothing was stored", body = ErrorBody,
          headers(("Retry-After" = u32))),
     ),
     security(("bearer" = ["transcriptions:write"]))
@@ -230,8 +234,27 @@ pub async fn show(
     Ok(Json(transcription.into()))
 }
 
+/// A page cursor: base64url of the owner's last transcription id on the previous page. It names
+/// a position among the caller's own transcriptions only, so it tells nothing about others';
+/// a cursor of another owner or a tampered one is refused like a malformed one.
+fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Option<Uuid> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    Uuid::from_slice(&bytes).ok()
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::Validation(FieldErrors::single(
+        "cursor",
+        "The cursor is not one this API gave out.",
+    ))
+}
+
 /// `limit` and `cursor` of a list request.
-fn page_params(query: Option<&str>) -> Result<(u32, Option<i64>), ApiError> {
+fn page_params(query: Option<&str>) -> Result<(u32, Option<Uuid>), ApiError> {
     let mut errors = FieldErrors::default();
     let mut limit = DEFAULT_PAGE_SIZE;
     let mut cursor = None;
@@ -244,9 +267,9 @@ fn page_params(query: Option<&str>) -> Result<(u32, Option<i64>), ApiError> {
                     format!("The limit must be an integer from 1 to {MAX_PAGE_SIZE}."),
                 ),
             },
-            "cursor" => match value.parse::<i64>() {
-                Ok(n) if n > 0 => cursor = Some(n),
-                _ => errors.add("cursor", "The cursor is not one this API gave out."),
+            "cursor" => match decode_cursor(&value) {
+                Some(id) => cursor = Some(id),
+                None => errors.add("cursor", "The cursor is not one this API gave out."),
             },
             _ => {}
         }
@@ -281,12 +304,13 @@ pub async fn list(
     principal: Principal,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (limit, before) = page_params(query.as_deref())?;
+    let (limit, after) = page_params(query.as_deref())?;
     let page = state
         .transcriptions
-        .list(&principal.sub, before, limit)
-        .await?;
-    let next_cursor = page.next_cursor.map(|seq| seq.to_string());
+        .list(&principal.sub, after, limit)
+        .await?
+        .ok_or_else(bad_cursor)?;
+    let next_cursor = page.next_cursor.map(encode_cursor);
     let link = next_cursor.as_ref().and_then(|cursor| {
         HeaderValue::try_from(format!(
             "</transcriptions?limit={limit}&cursor={cursor}>; rel=\"next\""

@@ -150,6 +150,11 @@ pub struct IdempotencyKey {
     pub key: String,
     /// Hex SHA-256 of the validated request fields.
     pub request_hash: String,
+    /// Until when (unix milliseconds) the request that wrote the key is still in flight; a
+    /// replay before then gets 409 (IETF Idempotency-Key draft, section 2.6). The request sets
+    /// it to 0 once it has answered ([`TranscriptionStore::settle_idempotency_key`]); a request
+    /// that died lets it lapse.
+    pub in_flight_until_ms: i64,
 }
 
 /// The result of [`TranscriptionStore::insert`].
@@ -162,6 +167,8 @@ pub enum Inserted {
         transcription_id: Uuid,
         /// Whether the earlier request had the same hash.
         same_request: bool,
+        /// The earlier request's [`IdempotencyKey::in_flight_until_ms`].
+        in_flight_until_ms: i64,
     },
 }
 
@@ -199,8 +206,8 @@ pub enum ReportOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     pub items: Vec<Transcription>,
-    /// Pass as `before` to get the next page; `None` on the last one.
-    pub next_cursor: Option<i64>,
+    /// The last item's id: pass it as `after` to get the next page; `None` on the last one.
+    pub next_cursor: Option<Uuid>,
 }
 
 /// A job to (re)queue, claimed from the outbox by the relay.
@@ -248,15 +255,24 @@ pub trait TranscriptionStore: Send + Sync {
     /// The job of `id` is queued: drops its outbox entry.
     async fn outbox_done(&self, id: Uuid) -> Result<(), StoreError>;
 
-    /// Undoes [`insert`](Self::insert) when the job could not be queued: deletes the record,
-    /// its key and its outbox entry, but only while the outbox entry is still there (the relay
-    /// has not taken it). `false` when the relay got there first (the record stays).
-    async fn withdraw(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// Makes the outbox entry of `id` due at `due_ms` (the request could not queue the job
+    /// itself, so the relay should at once).
+    async fn outbox_due(&self, id: Uuid, due_ms: i64) -> Result<(), StoreError>;
+
+    /// The request that wrote `owner`'s `key` has answered: replays get its result from now on.
+    async fn settle_idempotency_key(&self, owner: &str, key: &str) -> Result<(), StoreError>;
 
     async fn get(&self, id: Uuid) -> Result<Option<Transcription>, StoreError>;
 
-    /// `owner`'s transcriptions, newest first, `limit` per page, starting after cursor `before`.
-    async fn list(&self, owner: &str, before: Option<i64>, limit: u32) -> Result<Page, StoreError>;
+    /// `owner`'s transcriptions, newest first, `limit` per page, starting after `owner`'s
+    /// transcription `after` (a page's `next_cursor`). `None` when `after` is not one of
+    /// `owner`'s transcriptions.
+    async fn list(
+        &self,
+        owner: &str,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Option<Page>, StoreError>;
 
     /// Applies a worker report: `queued → processing`, `queued | processing → completed | failed`.
     async fn report(
@@ -283,6 +299,16 @@ pub trait TranscriptionStore: Send + Sync {
         lease_until_ms: i64,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Puts back into the outbox, due at `now_ms`, up to `limit` records still `queued` that were
+    /// last handed to the queue at or before `stale_before_ms` and have no outbox entry (the
+    /// queue may have lost their jobs), and marks them handed over at `now_ms`. Returns how many.
+    async fn requeue_stale(
+        &self,
+        stale_before_ms: i64,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 
     /// Entries waiting in the outbox.
     async fn outbox_len(&self) -> Result<u64, StoreError>;

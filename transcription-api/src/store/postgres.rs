@@ -48,6 +48,13 @@ impl PostgresStore {
                     "../../../migrations/transcription-api/postgres/1003_notification.sql"
                 ),
             ),
+            (
+                1004,
+                "outbox in flight requeue",
+                include_str!(
+                    "../../../migrations/transcription-api/postgres/1004_outbox_in_flight_requeue.sql"
+                ),
+            ),
         ])
     }
 }

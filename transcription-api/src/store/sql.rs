@@ -33,8 +33,8 @@ macro_rules! impl_sql_store {
                 }
                 sqlx::query(
                     "INSERT INTO transcriptions (id, owner, client_id, email, audio_url, status, \
-                     transcript, error, notification, notification_reason, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     transcript, error, notification, notification_reason, created_at, updated_at, \
+                     queued_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&id)
                 .bind(&t.owner)
@@ -48,6 +48,7 @@ macro_rules! impl_sql_store {
                 .bind(t.notification.reason())
                 .bind(t.created_at)
                 .bind(t.updated_at)
+                .bind(t.created_at.unix_timestamp() * 1000)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
@@ -60,14 +61,15 @@ macro_rules! impl_sql_store {
                 if let Some(key) = idempotency {
                     let inserted = sqlx::query(
                         "INSERT INTO idempotency_keys \
-                         (owner, key, request_hash, transcription_id, created_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5)",
+                         (owner, key, request_hash, transcription_id, created_at_ms, \
+                         in_flight_until_ms) VALUES ($1, $2, $3, $4, $5, $6)",
                     )
                     .bind(&key.owner)
                     .bind(&key.key)
                     .bind(&key.request_hash)
                     .bind(&id)
                     .bind(t.created_at.unix_timestamp() * 1000)
+                    .bind(key.in_flight_until_ms)
                     .execute(&mut *tx)
                     .await;
                     match inserted {
@@ -94,28 +96,22 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn withdraw(&self, id: Uuid) -> Result<bool, StoreError> {
-                let id = id.to_string();
-                let mut tx = self.writer.begin().await?;
-                let taken = sqlx::query("DELETE FROM transcription_outbox WHERE transcription_id = $1")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if taken == 0 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                sqlx::query("DELETE FROM idempotency_keys WHERE transcription_id = $1")
-                    .bind(&id)
-                    .execute(&mut *tx)
+            async fn outbox_due(&self, id: Uuid, due_ms: i64) -> Result<(), StoreError> {
+                sqlx::query("UPDATE transcription_outbox SET due_at_ms = $1 WHERE transcription_id = $2")
+                    .bind(due_ms)
+                    .bind(id.to_string())
+                    .execute(&self.writer)
                     .await?;
-                sqlx::query("DELETE FROM transcriptions WHERE id = $1")
-                    .bind(&id)
-                    .execute(&mut *tx)
+                Ok(())
+            }
+
+            async fn settle_idempotency_key(&self, owner: &str, key: &str) -> Result<(), StoreError> {
+                sqlx::query("UPDATE idempotency_keys SET in_flight_until_ms = 0 WHERE owner = $1 AND key = $2")
+                    .bind(owner)
+                    .bind(key)
+                    .execute(&self.writer)
                     .await?;
-                tx.commit().await?;
-                Ok(true)
+                Ok(())
             }
 
             async fn get(&self, id: Uuid) -> Result<Option<Transcription>, StoreError> {
@@ -129,27 +125,44 @@ macro_rules! impl_sql_store {
             async fn list(
                 &self,
                 owner: &str,
-                before: Option<i64>,
+                after: Option<Uuid>,
                 limit: u32,
-            ) -> Result<Page, StoreError> {
+            ) -> Result<Option<Page>, StoreError> {
+                // The cursor is a transcription of this owner: its row number stays internal.
+                let before = match after {
+                    None => i64::MAX,
+                    Some(after) => {
+                        let row = sqlx::query("SELECT seq FROM transcriptions WHERE id = $1 AND owner = $2")
+                            .bind(after.to_string())
+                            .bind(owner)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                        match row {
+                            Some(row) => row.try_get::<i64, _>("seq")?,
+                            None => return Ok(None),
+                        }
+                    }
+                };
                 // One row more than asked tells whether there is a next page.
                 let rows = sqlx::query(concat!(
                     "SELECT seq, ", transcription_columns!(), " FROM transcriptions \
                      WHERE owner = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
                 ))
                 .bind(owner)
-                .bind(before.unwrap_or(i64::MAX))
+                .bind(before)
                 .bind(i64::from(limit) + 1)
                 .fetch_all(&self.pool)
                 .await?;
                 let mut items = Vec::with_capacity(rows.len());
-                let mut last_seq = None;
                 for row in rows.iter().take(limit as usize) {
-                    last_seq = Some(row.try_get::<i64, _>("seq")?);
                     items.push(Self::transcription(row)?);
                 }
-                let next_cursor = if rows.len() > limit as usize { last_seq } else { None };
-                Ok(Page { items, next_cursor })
+                let next_cursor = if rows.len() > limit as usize {
+                    items.last().map(|t| t.id)
+                } else {
+                    None
+                };
+                Ok(Some(Page { items, next_cursor }))
             }
 
             async fn report(
@@ -285,6 +298,39 @@ macro_rules! impl_sql_store {
                 Ok(claimed)
             }
 
+            async fn requeue_stale(
+                &self,
+                stale_before_ms: i64,
+                now_ms: i64,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let rows = sqlx::query(
+                    "UPDATE transcriptions SET queued_at_ms = $1 WHERE id IN (\
+                     SELECT t.id FROM transcriptions t WHERE t.status = 'queued' \
+                     AND t.queued_at_ms <= $2 AND NOT EXISTS (SELECT 1 FROM transcription_outbox o \
+                     WHERE o.transcription_id = t.id) ORDER BY t.queued_at_ms LIMIT $3) \
+                     AND status = 'queued' RETURNING id",
+                )
+                .bind(now_ms)
+                .bind(stale_before_ms)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in &rows {
+                    sqlx::query(
+                        "INSERT INTO transcription_outbox (transcription_id, due_at_ms) \
+                         VALUES ($1, $2) ON CONFLICT (transcription_id) DO NOTHING",
+                    )
+                    .bind(row.try_get::<String, _>("id")?)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(rows.len() as u64)
+            }
+
             async fn outbox_len(&self) -> Result<u64, StoreError> {
                 let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM transcription_outbox")
                     .fetch_one(&self.pool)
@@ -309,7 +355,7 @@ macro_rules! impl_sql_store {
                 E: sqlx::Executor<'e, Database = $db>,
             {
                 let row = sqlx::query(
-                    "SELECT request_hash, transcription_id FROM idempotency_keys \
+                    "SELECT request_hash, transcription_id, in_flight_until_ms FROM idempotency_keys \
                      WHERE owner = $1 AND key = $2",
                 )
                 .bind(&key.owner)
@@ -322,6 +368,7 @@ macro_rules! impl_sql_store {
                 Ok(Some(Inserted::Replayed {
                     transcription_id: parse_id(&earlier)?,
                     same_request: hash == key.request_hash,
+                    in_flight_until_ms: row.try_get("in_flight_until_ms")?,
                 }))
             }
 

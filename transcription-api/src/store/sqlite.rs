@@ -60,6 +60,13 @@ impl SqliteStore {
                 "notification",
                 include_str!("../../../migrations/transcription-api/sqlite/1003_notification.sql"),
             ),
+            (
+                1004,
+                "outbox in flight requeue",
+                include_str!(
+                    "../../../migrations/transcription-api/sqlite/1004_outbox_in_flight_requeue.sql"
+                ),
+            ),
         ])
     }
 }

@@ -1,5 +1,7 @@
-//! The record and its job stay together: a queue that is down at request time gives 503 and
-//! leaves nothing behind; a crash between commit and enqueue is repaired by the outbox relay.
+//! The record and its job stay together: the outbox is the only path from a record to the
+//! queue. A queue that is down or paused at request time gives 202 and the relay queues the job
+//! once it answers; a late duplicate of a timed-out enqueue is suppressed by the queue; a crash
+//! between commit and enqueue, or a queue that lost its data, is repaired by the relay.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,9 @@ use crate::helpers::*;
 struct SwitchableProxy {
     addr: std::net::SocketAddr,
     up: Arc<AtomicBool>,
+    /// While `true`, live connections forward nothing (bytes wait in the proxy), like a
+    /// `kill -STOP`ped Redis; set back to `false`, everything held is delivered in order.
+    paused: tokio::sync::watch::Sender<bool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -33,18 +38,25 @@ impl SwitchableProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
+        let (paused, _) = tokio::sync::watch::channel(false);
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = tokio::spawn({
-            let (up, links) = (up.clone(), links.clone());
+            let (up, links, paused) = (up.clone(), links.clone(), paused.clone());
             async move {
-                while let Ok((mut client, _)) = listener.accept().await {
+                while let Ok((client, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
                         continue; // dropped: the connection is closed at once
                     }
                     let upstream = upstream.clone();
+                    let paused = paused.clone();
                     links.lock().unwrap().push(tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        if let Ok(server) = TcpStream::connect(upstream).await {
+                            let (client_read, client_write) = client.into_split();
+                            let (server_read, server_write) = server.into_split();
+                            tokio::join!(
+                                pump(client_read, server_write, paused.subscribe()),
+                                pump(server_read, client_write, paused.subscribe()),
+                            );
                         }
                     }));
                 }
@@ -53,6 +65,7 @@ impl SwitchableProxy {
         SwitchableProxy {
             addr,
             up,
+            paused,
             links,
             accept,
         }
@@ -69,6 +82,14 @@ impl SwitchableProxy {
         self.up.store(true, Ordering::SeqCst);
     }
 
+    fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+
     fn url(&self) -> String {
         format!("redis://{}", self.addr)
     }
@@ -78,6 +99,28 @@ impl Drop for SwitchableProxy {
     fn drop(&mut self) {
         self.cut();
         self.accept.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding the bytes while `paused` is `true`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if paused.wait_for(|paused| !paused).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -108,14 +151,14 @@ async fn delete_prefix(prefix: &str) {
 }
 
 #[tokio::test]
-async fn queue_down_gives_503_with_retry_after_and_no_record_then_recovers() {
+async fn queue_down_gives_202_and_the_relay_queues_the_job_once_it_is_back() {
     let Some((proxy, queue, direct, prefix)) = redis_behind_proxy().await else {
         return;
     };
     let api = TestApi::spawn_with(Options {
         queue: Some(queue),
         outbox: OutboxConfig {
-            enqueue_timeout: Duration::from_secs(2),
+            enqueue_timeout: Duration::from_secs(1),
             relay_interval: Duration::from_secs(3600),
             ..OutboxConfig::default()
         },
@@ -126,45 +169,211 @@ async fn queue_down_gives_503_with_retry_after_and_no_record_then_recovers() {
 
     proxy.cut();
     let response = api.submit(&token, &sample_body()).await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.headers()[RETRY_AFTER], "5");
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["error"],
-        "service_unavailable"
-    );
-    let listed: Value = api
-        .get(&token, "/transcriptions")
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "accepted, delayed");
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown: Value = api
+        .get(&token, &format!("/transcriptions/{id}"))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        listed["data"],
-        Value::Array(vec![]),
-        "no half-written record"
-    );
-    assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 0);
-    let ready = api.http.get(api.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shown["status"], "queued");
+    assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 1);
 
     proxy.restore();
-    let mut accepted = None;
-    // The connection manager reconnects on the next command; allow it a few attempts.
-    for _ in 0..10 {
-        let response = api.submit(&token, &sample_body()).await;
-        if response.status() == StatusCode::ACCEPTED {
-            accepted = Some(response.json::<Value>().await.unwrap());
+    // The relay was woken at once and failed while Redis was away; its lease (grace) makes the
+    // entry due again, and a pass once Redis answers queues the job.
+    let mut settled = 0;
+    for _ in 0..50 {
+        settled += api.transcriptions.relay_once().await.unwrap();
+        if api.transcriptions.store().outbox_len().await.unwrap() == 0 {
             break;
         }
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let accepted = accepted.expect("accepted once Redis is back");
+    assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 0);
+    assert!(settled <= 1);
     let job = direct
         .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
         .await
         .unwrap()
         .expect("the job is in Redis");
-    assert_eq!(job.envelope.id.as_str(), accepted["id"].as_str().unwrap());
+    assert_eq!(job.envelope.id.as_str(), id);
+    drop(api);
+    delete_prefix(&prefix).await;
+}
+
+#[tokio::test]
+async fn redis_paused_in_flight_replay_is_409_then_one_job_and_the_record_stays() {
+    let Some((proxy, queue, direct, prefix)) = redis_behind_proxy().await else {
+        return;
+    };
+    let api = TestApi::spawn_with(Options {
+        queue: Some(queue),
+        outbox: OutboxConfig {
+            enqueue_timeout: Duration::from_secs(2),
+            grace: Duration::from_millis(100),
+            // The application's own relay runs: nothing here calls `relay_once`.
+            relay_interval: Duration::from_secs(1),
+            ..OutboxConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let token = api.token(&[WRITE, READ]).await;
+    let keyed = |api: &TestApi| {
+        api.http
+            .post(api.url("/transcriptions"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "k1")
+            .json(&sample_body())
+    };
+
+    proxy.pause();
+    let first = tokio::spawn(keyed(&api).send());
+    // Wait until the record is committed and the request is waiting for the paused Redis.
+    let mut committed = false;
+    for _ in 0..100 {
+        let listed: Value = api
+            .get(&token, "/transcriptions")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if listed["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            committed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(committed);
+    let retry = keyed(&api).send().await.unwrap();
+    assert_eq!(
+        retry.status(),
+        StatusCode::CONFLICT,
+        "in flight: not replayed"
+    );
+    let wait: u64 = retry.headers()[RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3).contains(&wait), "Retry-After {wait}");
+    assert_eq!(retry.json::<Value>().await.unwrap()["error"], "conflict");
+
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(
+        first.status(),
+        StatusCode::ACCEPTED,
+        "the enqueue timed out: 202 anyway"
+    );
+    let id = first.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let replay = keyed(&api).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::ACCEPTED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap()["id"], id.as_str());
+    let shown = api.get(&token, &format!("/transcriptions/{id}")).await;
+    assert_eq!(shown.status(), StatusCode::OK, "the record stays");
+
+    // Resumed, Redis runs the timed-out enqueue late; the relay enqueues too: one job.
+    proxy.resume();
+    for _ in 0..100 {
+        if api.transcriptions.store().outbox_len().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 0);
+    let stats = direct.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    assert_eq!(
+        stats.ready, 1,
+        "the late command and the relay give one job"
+    );
+    let job = direct
+        .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.envelope.id.as_str(), id);
+    drop(api);
+    delete_prefix(&prefix).await;
+}
+
+/// The relay re-queues a record still `queued` after `requeue_stale_after` when the queue lost
+/// its job, and adds nothing while the queue holds it.
+async fn stale_record_is_requeued(api: &TestApi, lose_data: impl AsyncFnOnce()) {
+    let token = api.token(&[WRITE]).await;
+    let id = api.create(&token).await;
+    let queue = &api.queue;
+    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 1);
+    api.transcriptions.relay_once().await.unwrap();
+    assert_eq!(
+        queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready,
+        1,
+        "the queue holds the job: nothing added"
+    );
+
+    lose_data().await;
+    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 0);
+    api.transcriptions.relay_once().await.unwrap();
+    let job = queue
+        .reserve(TRANSCRIBE_QUEUE, "w2", Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("requeued");
+    assert_eq!(job.envelope.id.as_str(), id.to_string());
+}
+
+fn stale_at_once() -> OutboxConfig {
+    OutboxConfig {
+        relay_interval: Duration::from_secs(3600),
+        requeue_stale_after: Duration::ZERO,
+        ..OutboxConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_queued_record_whose_job_the_embedded_queue_lost_is_requeued() {
+    let api = TestApi::spawn_with(Options {
+        outbox: stale_at_once(),
+        ..Options::default()
+    })
+    .await;
+    let queue = api.queue.clone();
+    stale_record_is_requeued(&api, async || {
+        // Gone without a report (the queue's data lost): taken and acked.
+        let job = queue
+            .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(queue.ack(&job).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_queued_record_whose_job_redis_lost_is_requeued() {
+    let Some(url) = auth_server::testing::redis_url().await else {
+        return;
+    };
+    let prefix = format!("api-it-{}", Uuid::new_v4().simple());
+    let queue = RedisQueue::connect(&url, &prefix, signing_key(), QueueConfig::default())
+        .await
+        .unwrap();
+    let api = TestApi::spawn_with(Options {
+        queue: Some(Arc::new(queue)),
+        outbox: stale_at_once(),
+        ..Options::default()
+    })
+    .await;
+    stale_record_is_requeued(&api, async || delete_prefix(&prefix).await).await;
     drop(api);
     delete_prefix(&prefix).await;
 }
@@ -213,6 +422,7 @@ async fn the_relay_keeps_an_entry_while_the_queue_is_down_and_queues_it_once_bac
             // Entries are due at once and a failed claim is retried on the next pass.
             grace: Duration::ZERO,
             relay_interval: Duration::from_secs(3600),
+            ..OutboxConfig::default()
         },
         ..Options::default()
     })

@@ -113,3 +113,65 @@ async fn bad_paging_parameters_get_422() {
         assert!(errors["errors"][field].is_array(), "{query}: {errors}");
     }
 }
+
+#[tokio::test]
+async fn cursors_are_opaque_owner_scoped_and_refused_for_another_owner_or_tampered() {
+    let api = TestApi::spawn().await;
+    let alice = api.token(&[WRITE, READ]).await;
+    let bob = api.token(&[WRITE, READ]).await;
+    for _ in 0..3 {
+        api.create(&alice).await;
+    }
+    // Bob's submissions in between do not show in alice's cursors.
+    let first: Value = api
+        .get(&alice, "/transcriptions?limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        api.create(&bob).await;
+    }
+    let again: Value = api
+        .get(&alice, "/transcriptions?limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again["next_cursor"],
+        cursor.as_str(),
+        "no global row number"
+    );
+    assert!(cursor.parse::<i64>().is_err(), "not a row number: {cursor}");
+    assert!(
+        cursor
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "base64url: {cursor}"
+    );
+
+    let next = format!("/transcriptions?limit=1&cursor={cursor}");
+    assert_eq!(api.get(&alice, &next).await.status(), StatusCode::OK);
+    let foreign = api.get(&bob, &next).await;
+    assert_eq!(
+        foreign.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "another owner's cursor"
+    );
+    let errors: Value = foreign.json().await.unwrap();
+    assert!(errors["errors"]["cursor"].is_array(), "{errors}");
+
+    let mut tampered = cursor.into_bytes();
+    tampered[0] = if tampered[0] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let response = api
+        .get(&alice, &format!("/transcriptions?cursor={tampered}"))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "tampered"
+    );
+}

@@ -41,6 +41,7 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
         owner: owner.to_owned(),
         key: "k1".to_owned(),
         request_hash: hash.to_owned(),
+        in_flight_until_ms: 5,
     };
     let keyed = record("alice");
     assert_eq!(
@@ -57,7 +58,8 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
             .unwrap(),
         Inserted::Replayed {
             transcription_id: keyed.id,
-            same_request: true
+            same_request: true,
+            in_flight_until_ms: 5,
         }
     );
     assert_eq!(
@@ -67,7 +69,8 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
             .unwrap(),
         Inserted::Replayed {
             transcription_id: keyed.id,
-            same_request: false
+            same_request: false,
+            in_flight_until_ms: 5,
         }
     );
     assert_eq!(
@@ -78,7 +81,21 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
         Inserted::Created
     );
 
-    // Outbox: claim due entries once, settle them, withdraw unsettled ones.
+    // A settled key replays as final.
+    store.settle_idempotency_key("alice", "k1").await.unwrap();
+    assert_eq!(
+        store
+            .insert(&record("alice"), Some(&key("alice", "h1")), 0)
+            .await
+            .unwrap(),
+        Inserted::Replayed {
+            transcription_id: keyed.id,
+            same_request: true,
+            in_flight_until_ms: 0,
+        }
+    );
+
+    // Outbox: claim due entries once, settle them, make one due again at once.
     assert_eq!(store.outbox_len().await.unwrap(), 3);
     let claimed = store.claim_outbox(10, 1_000, 10).await.unwrap();
     assert_eq!(claimed.len(), 3);
@@ -92,20 +109,23 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
         "lease over; limit 1"
     );
     store.outbox_done(first.id).await.unwrap();
-    assert!(
-        !store.withdraw(first.id).await.unwrap(),
-        "already settled: stays"
-    );
-    assert!(store.get(first.id).await.unwrap().is_some());
-    assert!(store.withdraw(keyed.id).await.unwrap());
-    assert!(store.get(keyed.id).await.unwrap().is_none());
+    assert_eq!(store.outbox_len().await.unwrap(), 2);
     assert_eq!(
+        store.claim_outbox(10_000, 20_000, 10).await.unwrap().len(),
+        2
+    );
+    assert!(
         store
-            .insert(&record("alice"), Some(&key("alice", "h2")), 0)
+            .claim_outbox(15_000, 30_000, 10)
             .await
-            .unwrap(),
-        Inserted::Created,
-        "a withdrawn request's key is free again"
+            .unwrap()
+            .is_empty()
+    );
+    store.outbox_due(keyed.id, 15_000).await.unwrap();
+    let due = store.claim_outbox(15_000, 30_000, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|e| e.transcription_id).collect::<Vec<_>>(),
+        [keyed.id]
     );
 
     // Reports follow queued → processing → final, and repeats are recognised.
@@ -212,12 +232,30 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
         ids.push(t.id);
     }
     ids.reverse();
-    let page = store.list("carol", None, 2).await.unwrap();
+    let page = store.list("carol", None, 2).await.unwrap().unwrap();
     assert_eq!(
         page.items.iter().map(|t| t.id).collect::<Vec<_>>(),
         ids[..2]
     );
-    let rest = store.list("carol", page.next_cursor, 2).await.unwrap();
+    assert_eq!(
+        page.next_cursor,
+        Some(ids[1]),
+        "the cursor is the owner's own last item"
+    );
+    assert_eq!(
+        store.list("dave", page.next_cursor, 2).await.unwrap(),
+        None,
+        "another owner's position is no cursor"
+    );
+    assert_eq!(
+        store.list("carol", Some(Uuid::new_v4()), 2).await.unwrap(),
+        None
+    );
+    let rest = store
+        .list("carol", page.next_cursor, 2)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         rest.items.iter().map(|t| t.id).collect::<Vec<_>>(),
         ids[2..]
@@ -228,8 +266,43 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
             .list("nobody", None, 10)
             .await
             .unwrap()
+            .unwrap()
             .items
             .is_empty()
+    );
+
+    // Records queued too long without an outbox entry go back into it, once per period.
+    store.outbox_done(keyed.id).await.unwrap();
+    let now_ms =
+        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap();
+    let before = store.outbox_len().await.unwrap();
+    assert_eq!(
+        store
+            .requeue_stale(now_ms - 60_000, now_ms, 100)
+            .await
+            .unwrap(),
+        0,
+        "nothing queued for a minute yet"
+    );
+    let stale = store
+        .requeue_stale(now_ms + 60_000, now_ms, 100)
+        .await
+        .unwrap();
+    assert!(stale >= 1, "keyed is queued and has no entry");
+    assert_eq!(store.outbox_len().await.unwrap(), before + stale);
+    let entries = store.claim_outbox(now_ms, now_ms + 1, 100).await.unwrap();
+    assert!(entries.iter().any(|e| e.transcription_id == keyed.id));
+    assert!(
+        entries.iter().all(|e| e.transcription_id != first.id),
+        "a completed record is not requeued"
+    );
+    assert_eq!(
+        store
+            .requeue_stale(now_ms - 1, now_ms + 2, 100)
+            .await
+            .unwrap(),
+        0,
+        "handed over again at now_ms: not stale before it"
     );
 
     // Old idempotency keys are forgotten.

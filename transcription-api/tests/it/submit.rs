@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use job_queue::jobs::TRANSCRIBE_QUEUE;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -252,7 +252,7 @@ async fn the_same_idempotency_key_and_body_give_the_same_answer_once() {
 }
 
 #[tokio::test]
-async fn idempotency_keys_are_per_caller_and_concurrent_repeats_create_one_record() {
+async fn idempotency_keys_are_per_caller_and_concurrent_repeats_create_one_record_or_get_409() {
     let api = TestApi::spawn().await;
     let alice = api.token(&[WRITE]).await;
     let bob = api.token(&[WRITE]).await;
@@ -273,9 +273,20 @@ async fn idempotency_keys_are_per_caller_and_concurrent_repeats_create_one_recor
         send(bob.clone()),
     ])
     .await;
+    // A repeat that arrives while the first request is in flight gets 409 with Retry-After
+    // (IETF Idempotency-Key draft, section 2.6); one that arrives after it answered, its result.
     let mut ids = Vec::new();
-    for response in answers {
+    let mut created = 0;
+    for (i, response) in answers.into_iter().enumerate() {
+        if i < 4 && response.status() == StatusCode::CONFLICT {
+            assert!(response.headers().contains_key(RETRY_AFTER));
+            assert_eq!(response.json::<Value>().await.unwrap()["error"], "conflict");
+            continue;
+        }
         assert_eq!(response.status(), StatusCode::ACCEPTED);
+        if i < 4 && !response.headers().contains_key("idempotent-replayed") {
+            created += 1;
+        }
         ids.push(
             response.json::<Value>().await.unwrap()["id"]
                 .as_str()
@@ -283,8 +294,16 @@ async fn idempotency_keys_are_per_caller_and_concurrent_repeats_create_one_recor
                 .to_owned(),
         );
     }
-    assert!(ids[..4].iter().all(|id| id == &ids[0]), "{ids:?}");
-    assert_ne!(ids[4], ids[0]);
+    assert_eq!(created, 1, "one of alice's requests created the record");
+    let bob_id = ids.pop().unwrap();
+    let replay = send(alice.clone()).await;
+    assert_eq!(replay.status(), StatusCode::ACCEPTED, "settled: replayed");
+    let alice_id = replay.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(ids.iter().all(|id| id == &alice_id), "{ids:?}");
+    assert_ne!(bob_id, alice_id);
     assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 2);
 }
 

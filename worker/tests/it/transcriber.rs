@@ -383,7 +383,7 @@ async fn a_401_drops_the_cached_token_and_retries_once() {
 }
 
 #[tokio::test]
-async fn unknown_transcription_is_a_permanent_failure() {
+async fn a_job_without_a_record_is_acknowledged_as_obsolete_not_dead_lettered() {
     let auth = AuthFixture::start().await;
     let api = StubApi::start(ApiMode::NotFound).await;
     let queue = TestQueue::sqlite().await;
@@ -395,12 +395,16 @@ async fn unknown_transcription_is_a_permanent_failure() {
     .unwrap();
     let job = transcribe_job("http://203.0.113.1/never-fetched".into());
 
-    let err = transcriber
+    transcriber
         .handler()
         .handle(&envelope(&job))
         .await
-        .unwrap_err();
-    assert!(matches!(err, JobError::Permanent(_)), "{err:?}");
+        .expect("an obsolete job is acknowledged");
+    assert_eq!(
+        statuses(&api.reports()),
+        ["processing"],
+        "nothing is reported after the 404"
+    );
     assert_eq!(queue.queue.stats(NOTIFY_QUEUE).await.unwrap().ready, 0);
 }
 
