@@ -392,25 +392,7 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
             transcript.map(|transcript| Report::Completed { transcript })
         }
         Some("failed") => {
-            let error = string_field(&fields, "error", None, &mut errors);
-            match error {
-                Some(error) if error.len() > MAX_ERROR_LEN => {
-                    errors.add(
-                        "error",
-                        format!("The error field must not be longer than {MAX_ERROR_LEN} bytes."),
-                    );
-                    None
-                }
-                Some(error) if !is_storable_text(&error) => {
-                    errors.add(
-                        "error",
-                        "The error field must not contain control characters.",
-                    );
-                    None
-                }
-                Some(error) => Some(Report::Failed { error }),
-                None => None,
-            }
+            bounded_text(&fields, "error", &mut errors).map(|error| Report::Failed { error })
         }
         Some(_) => {
             errors.add(
@@ -443,24 +425,8 @@ pub fn notification(
     let notification = match status.as_deref() {
         None => None,
         Some("sent") => Some(Notification::Sent),
-        Some("failed") => match string_field(&fields, "reason", None, &mut errors) {
-            Some(reason) if reason.len() > MAX_ERROR_LEN => {
-                errors.add(
-                    "reason",
-                    format!("The reason field must not be longer than {MAX_ERROR_LEN} bytes."),
-                );
-                None
-            }
-            Some(reason) if !is_storable_text(&reason) => {
-                errors.add(
-                    "reason",
-                    "The reason field must not contain control characters.",
-                );
-                None
-            }
-            Some(reason) => Some(Notification::Failed { reason }),
-            None => None,
-        },
+        Some("failed") => bounded_text(&fields, "reason", &mut errors)
+            .map(|reason| Notification::Failed { reason }),
         Some(_) => {
             errors.add("status", "The status field must be one of sent, failed.");
             None
@@ -470,6 +436,27 @@ pub fn notification(
         Some(notification) if errors.is_empty() => Ok(notification),
         _ => Err(BodyError::Invalid(errors)),
     }
+}
+
+/// A required string field of at most [`MAX_ERROR_LEN`] bytes that the store can keep as
+/// sent (an error or a reason text); `None` with the field's error otherwise.
+fn bounded_text(fields: &Fields, name: &str, errors: &mut FieldErrors) -> Option<String> {
+    let text = string_field(fields, name, None, errors)?;
+    if text.len() > MAX_ERROR_LEN {
+        errors.add(
+            name,
+            format!("The {name} field must not be longer than {MAX_ERROR_LEN} bytes."),
+        );
+        return None;
+    }
+    if !is_storable_text(&text) {
+        errors.add(
+            name,
+            format!("The {name} field must not contain control characters."),
+        );
+        return None;
+    }
+    Some(text)
 }
 
 /// Text that every store keeps as sent: no control characters but tab, line feed and carriage

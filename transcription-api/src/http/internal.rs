@@ -73,17 +73,8 @@ pub async fn report(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    let bytes = read_body(&headers, body, MAX_REPORT_BYTES).await?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let report = validate::report(content_type, &bytes).map_err(|e| match e {
-        validate::BodyError::UnsupportedMediaType => {
-            ApiError::UnsupportedMediaType("application/json")
-        }
-        other => other.into(),
-    })?;
+    let (id, report) =
+        read_json_report(&id, &headers, body, MAX_REPORT_BYTES, validate::report).await?;
     match state.transcriptions.report(id, &report).await? {
         ReportOutcome::Applied | ReportOutcome::Unchanged => Ok(StatusCode::NO_CONTENT),
         ReportOutcome::NotFound => Err(ApiError::NotFound),
@@ -126,17 +117,14 @@ pub async fn notification(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    let bytes = read_body(&headers, body, MAX_NOTIFICATION_BYTES).await?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let notification = validate::notification(content_type, &bytes).map_err(|e| match e {
-        validate::BodyError::UnsupportedMediaType => {
-            ApiError::UnsupportedMediaType("application/json")
-        }
-        other => other.into(),
-    })?;
+    let (id, notification) = read_json_report(
+        &id,
+        &headers,
+        body,
+        MAX_NOTIFICATION_BYTES,
+        validate::notification,
+    )
+    .await?;
     match state
         .transcriptions
         .report_notification(id, &notification)
@@ -150,4 +138,27 @@ pub async fn notification(
             notification.as_str()
         ))),
     }
+}
+
+/// The transcription id of an internal route (404 when it is not a UUID) and its JSON body of
+/// at most `limit` bytes, parsed by `parse` (415 for another media type, 422 per field).
+async fn read_json_report<T>(
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    parse: fn(Option<&str>, &[u8]) -> Result<T, validate::BodyError>,
+) -> Result<(Uuid, T), ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound)?;
+    let bytes = read_body(headers, body, limit).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let parsed = parse(content_type, &bytes).map_err(|e| match e {
+        validate::BodyError::UnsupportedMediaType => {
+            ApiError::UnsupportedMediaType("application/json")
+        }
+        other => other.into(),
+    })?;
+    Ok((id, parsed))
 }
