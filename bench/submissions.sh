@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load test of POST /transcriptions (202, record + outbox entry + enqueue) on SQLite with the
-# embedded queue, against 127.0.0.1 only.
-# Usage: bench/submissions.sh [duration=15s] [connections=32]
+# embedded queue, or with BACKEND=postgres-redis on a fresh PostgreSQL database and Redis key
+# prefix (PostgreSQL at 127.0.0.1:5432 as postgres, Redis at 127.0.0.1:6379), 127.0.0.1 only.
+# Usage: [BACKEND=sqlite|postgres-redis] bench/submissions.sh [duration=15s] [connections=32]
 # API_BIN / AUTH_SERVER_BIN: measure other builds (e.g. the previous commit's) with the same
 # script; without them the release builds of this tree are used (built first).
 # Needs wrk (apt-get install wrk). Prints wrk's report with latency percentiles.
@@ -18,7 +19,18 @@ fi
 AUTH="${AUTH_SERVER_BIN:-$PWD/target/release/auth-server}"
 API="${API_BIN:-$PWD/target/release/transcription-api}"
 WORK="$(mktemp -d)"
-trap 'kill $PIDS 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+BACKEND="${BACKEND:-sqlite}"
+RUN_ID="bench_$(date +%s)_$$"
+cleanup() {
+    kill $PIDS 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+    if [[ "$BACKEND" == postgres-redis ]]; then
+        psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $RUN_ID" >/dev/null 2>&1 || true
+        redis-cli -h 127.0.0.1 --scan --pattern "$RUN_ID:*" | xargs -r redis-cli -h 127.0.0.1 del >/dev/null || true
+    fi
+}
+trap cleanup EXIT
 export KEYS_DIR="$WORK/keys" RUST_LOG=warn
 export JOB_SIGNING_KEY="bench-only-job-signing-key-0123456789abcdef"
 
@@ -31,8 +43,15 @@ CLIENT_SECRET="$(sed -n 's/.*"client_secret": "\(.*\)".*/\1/p' <<<"$CREDS")"
 PIDS="$!"
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$AUTH_PORT/healthz" >/dev/null && break; sleep 0.1; done
 
-DATABASE_URL="sqlite:$WORK/api.db" QUEUE_DATABASE_URL="sqlite:$WORK/queue.db" \
-    AUTH_ISSUER="http://127.0.0.1:$AUTH_PORT" "$API" serve --bind "127.0.0.1:$API_PORT" &
+if [[ "$BACKEND" == postgres-redis ]]; then
+    psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $RUN_ID" >/dev/null
+    API_ENV=(DATABASE_URL="postgres://postgres@127.0.0.1:5432/$RUN_ID"
+             REDIS_URL="redis://127.0.0.1:6379" QUEUE_PREFIX="$RUN_ID")
+else
+    API_ENV=(DATABASE_URL="sqlite:$WORK/api.db" QUEUE_DATABASE_URL="sqlite:$WORK/queue.db")
+fi
+env "${API_ENV[@]}" AUTH_ISSUER="http://127.0.0.1:$AUTH_PORT" \
+    "$API" serve --bind "127.0.0.1:$API_PORT" &
 PIDS="$PIDS $!"
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$API_PORT/healthz" >/dev/null && break; sleep 0.1; done
 
@@ -44,7 +63,7 @@ curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: applic
     "http://127.0.0.1:$API_PORT/transcriptions"
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "== POST /transcriptions ($API)"
+echo "== POST /transcriptions ($API, $BACKEND)"
 wrk -t1 -c10 -d3s -s bench/submissions.lua "http://127.0.0.1:$API_PORT/transcriptions" >/dev/null  # warm-up
 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/submissions.lua \
     "http://127.0.0.1:$API_PORT/transcriptions"
