@@ -144,6 +144,67 @@ async fn redis_behind_proxy()
     Some((proxy, Arc::new(through_proxy), direct, prefix))
 }
 
+/// A `redis-server` process of the test's own on a free loopback port (no persistence), so it
+/// can be stopped and continued without touching the shared server; killed on drop.
+struct OwnRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnRedis {
+    /// `None` (a skip) when `redis-server` cannot run outside CI; under `CI=true` it must.
+    async fn start() -> Option<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if !auth_server::testing::in_ci() => {
+                eprintln!("skipping: redis-server not runnable ({e})");
+                return None;
+            }
+            Err(e) => panic!("redis-server must run under CI=true: {e}"),
+        };
+        let redis = OwnRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Some(redis);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {port} did not start");
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`) to the server process.
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn delete_prefix(prefix: &str) {
     if let Some(url) = auth_server::testing::redis_url().await {
         auth_server::testing::delete_redis_prefix(&url, prefix).await;
@@ -211,6 +272,41 @@ async fn redis_paused_in_flight_replay_is_409_then_one_job_and_the_record_stays(
     let Some((proxy, queue, direct, prefix)) = redis_behind_proxy().await else {
         return;
     };
+    in_flight_replay_while_redis_is_paused(queue, direct, || proxy.pause(), || proxy.resume())
+        .await;
+    delete_prefix(&prefix).await;
+}
+
+/// The same with a real Redis process of its own, stopped with `kill -STOP` and resumed with
+/// `kill -CONT`, as the reproduction did.
+#[tokio::test]
+async fn a_real_redis_stopped_and_continued_gives_409_then_one_job_and_the_record_stays() {
+    let Some(redis) = OwnRedis::start().await else {
+        return;
+    };
+    let prefix = format!("api-it-{}", Uuid::new_v4().simple());
+    let connect =
+        || RedisQueue::connect(&redis.url, &prefix, signing_key(), QueueConfig::default());
+    let queue: Arc<dyn ReliableQueue> = Arc::new(connect().await.unwrap());
+    let direct = connect().await.unwrap();
+    in_flight_replay_while_redis_is_paused(
+        queue,
+        direct,
+        || redis.signal("-STOP"),
+        || redis.signal("-CONT"),
+    )
+    .await;
+}
+
+/// A keyed submission while Redis does not answer: a repeat in flight gets 409, the first gets
+/// 202 once its enqueue times out, the record stays, and after Redis resumes (running the
+/// timed-out enqueue late) the application's own relay leaves exactly one job.
+async fn in_flight_replay_while_redis_is_paused(
+    queue: Arc<dyn ReliableQueue>,
+    direct: RedisQueue,
+    pause: impl Fn(),
+    resume: impl Fn(),
+) {
     let api = TestApi::spawn_with(Options {
         queue: Some(queue),
         outbox: OutboxConfig {
@@ -232,7 +328,7 @@ async fn redis_paused_in_flight_replay_is_409_then_one_job_and_the_record_stays(
             .json(&sample_body())
     };
 
-    proxy.pause();
+    pause();
     let first = tokio::spawn(keyed(&api).send());
     // Wait until the record is committed and the request is waiting for the paused Redis.
     let mut committed = false;
@@ -282,7 +378,7 @@ async fn redis_paused_in_flight_replay_is_409_then_one_job_and_the_record_stays(
     assert_eq!(shown.status(), StatusCode::OK, "the record stays");
 
     // Resumed, Redis runs the timed-out enqueue late; the relay enqueues too: one job.
-    proxy.resume();
+    resume();
     for _ in 0..100 {
         if api.transcriptions.store().outbox_len().await.unwrap() == 0 {
             break;
@@ -302,7 +398,6 @@ async fn redis_paused_in_flight_replay_is_409_then_one_job_and_the_record_stays(
         .unwrap();
     assert_eq!(job.envelope.id.as_str(), id);
     drop(api);
-    delete_prefix(&prefix).await;
 }
 
 /// The relay re-queues a record still `queued` after `requeue_stale_after` when the queue lost
