@@ -172,15 +172,12 @@ pub enum EngineKind {
     Command,
 }
 
-/// Flags of `worker transcriber`.
+/// How a worker reaches transcription-api: the transcriber reports results there (required),
+/// the notifier notification states (optional).
 #[derive(Debug, Clone, Args)]
-pub struct TranscriberArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// Queue the notify jobs go to.
-    #[arg(long, env = "NOTIFY_QUEUE", default_value = NOTIFY_QUEUE)]
-    pub notify_queue: String,
-    /// transcription-api base URL.
+pub struct ApiClientArgs {
+    /// transcription-api base URL: where the transcriber reports results and the notifier
+    /// reports each notification's state (`sent` / `failed`).
     #[arg(long, env = "TRANSCRIPTION_API_URL")]
     pub transcription_api_url: Option<String>,
     /// Auth server base URL (the token endpoint is `<AUTH_URL>/oauth/token`).
@@ -199,6 +196,50 @@ pub struct TranscriberArgs {
         default_value = "transcriptions:report"
     )]
     pub token_scope: String,
+}
+
+impl ApiClientArgs {
+    /// The validated API URL and the worker's client credentials; `requirement` ends the
+    /// message of a missing client id or secret (e.g. " with TRANSCRIPTION_API_URL").
+    fn resolve(
+        &self,
+        api_url: Option<&str>,
+        requirement: &str,
+    ) -> Result<ReportConfig, ConfigError> {
+        let api_url = http_url("TRANSCRIPTION_API_URL", api_url)?;
+        let auth_url = http_url("AUTH_URL", self.auth_url.as_deref())?;
+        let client_id = self
+            .worker_client_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| invalid(format!("WORKER_CLIENT_ID is required{requirement}")))?;
+        let client_secret = self
+            .worker_client_secret
+            .clone()
+            .filter(|s| !s.expose_secret().is_empty())
+            .ok_or_else(|| invalid(format!("WORKER_CLIENT_SECRET is required{requirement}")))?;
+        Ok(ReportConfig {
+            api_url,
+            credentials: ClientCredentials {
+                token_url: format!("{auth_url}/oauth/token"),
+                client_id,
+                client_secret,
+                scope: self.token_scope.clone(),
+            },
+        })
+    }
+}
+
+/// Flags of `worker transcriber`.
+#[derive(Debug, Clone, Args)]
+pub struct TranscriberArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Queue the notify jobs go to.
+    #[arg(long, env = "NOTIFY_QUEUE", default_value = NOTIFY_QUEUE)]
+    pub notify_queue: String,
+    #[command(flatten)]
+    pub api: ApiClientArgs,
     /// Allow audio URLs on loopback/private/link-local addresses.
     #[arg(long, env = "ALLOW_PRIVATE_URLS", action = ArgAction::Set, num_args = 0..=1,
           default_value = "false", default_missing_value = "true",
@@ -237,21 +278,12 @@ pub struct TranscriberArgs {
 
 impl TranscriberArgs {
     pub fn to_config(&self) -> Result<TranscriberConfig, ConfigError> {
-        let api_url = http_url(
-            "TRANSCRIPTION_API_URL",
-            self.transcription_api_url.as_deref(),
-        )?;
-        let auth_url = http_url("AUTH_URL", self.auth_url.as_deref())?;
-        let client_id = self
-            .worker_client_id
-            .clone()
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| invalid("WORKER_CLIENT_ID is required"))?;
-        let client_secret = self
-            .worker_client_secret
-            .clone()
-            .filter(|s| !s.expose_secret().is_empty())
-            .ok_or_else(|| invalid("WORKER_CLIENT_SECRET is required"))?;
+        let ReportConfig {
+            api_url,
+            credentials,
+        } = self
+            .api
+            .resolve(self.api.transcription_api_url.as_deref(), "")?;
         if self.max_audio_bytes == 0 {
             return Err(invalid("MAX_AUDIO_BYTES must be positive"));
         }
@@ -287,12 +319,7 @@ impl TranscriberArgs {
                 .to_config("transcriber", TRANSCRIBE_QUEUE, TRANSCRIBER_JOB_TIMEOUT)?,
             notify_queue: self.notify_queue.clone(),
             api_url,
-            credentials: ClientCredentials {
-                token_url: format!("{auth_url}/oauth/token"),
-                client_id,
-                client_secret,
-                scope: self.token_scope.clone(),
-            },
+            credentials,
             download: DownloadLimits {
                 max_bytes: self.max_audio_bytes,
                 timeout: Duration::from_secs(self.download_timeout_secs),
@@ -341,26 +368,8 @@ pub struct NotifierArgs {
     /// SMTP mode: seconds one whole send (connect, greeting, every command) may take.
     #[arg(long, env = "SMTP_TIMEOUT_SECS", default_value_t = 60)]
     pub smtp_timeout_secs: u64,
-    /// transcription-api base URL; with the worker's client below, the notifier reports each
-    /// notification's state (`sent` / `failed`) there.
-    #[arg(long, env = "TRANSCRIPTION_API_URL")]
-    pub transcription_api_url: Option<String>,
-    /// Auth server base URL (the token endpoint is `<AUTH_URL>/oauth/token`).
-    #[arg(long, env = "AUTH_URL")]
-    pub auth_url: Option<String>,
-    /// The worker's OAuth2 client id.
-    #[arg(long, env = "WORKER_CLIENT_ID")]
-    pub worker_client_id: Option<String>,
-    /// The worker's OAuth2 client secret.
-    #[arg(long, env = "WORKER_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
-    pub worker_client_secret: Option<SecretString>,
-    /// Scope requested for the reporting token.
-    #[arg(
-        long,
-        env = "WORKER_TOKEN_SCOPE",
-        default_value = "transcriptions:report"
-    )]
-    pub token_scope: String,
+    #[command(flatten)]
+    pub api: ApiClientArgs,
 }
 
 impl NotifierArgs {
@@ -374,35 +383,12 @@ impl NotifierArgs {
         if self.smtp_timeout_secs == 0 {
             return Err(invalid("SMTP_TIMEOUT_SECS must be positive"));
         }
-        let report = match &self.transcription_api_url {
+        let report = match &self.api.transcription_api_url {
             None => None,
-            Some(api_url) => {
-                let api_url = http_url("TRANSCRIPTION_API_URL", Some(api_url))?;
-                let auth_url = http_url("AUTH_URL", self.auth_url.as_deref())?;
-                let client_id = self
-                    .worker_client_id
-                    .clone()
-                    .filter(|id| !id.is_empty())
-                    .ok_or_else(|| {
-                        invalid("WORKER_CLIENT_ID is required with TRANSCRIPTION_API_URL")
-                    })?;
-                let client_secret = self
-                    .worker_client_secret
-                    .clone()
-                    .filter(|s| !s.expose_secret().is_empty())
-                    .ok_or_else(|| {
-                        invalid("WORKER_CLIENT_SECRET is required with TRANSCRIPTION_API_URL")
-                    })?;
-                Some(ReportConfig {
-                    api_url,
-                    credentials: ClientCredentials {
-                        token_url: format!("{auth_url}/oauth/token"),
-                        client_id,
-                        client_secret,
-                        scope: self.token_scope.clone(),
-                    },
-                })
-            }
+            Some(api_url) => Some(
+                self.api
+                    .resolve(Some(api_url), " with TRANSCRIPTION_API_URL")?,
+            ),
         };
         Ok(NotifierConfig {
             run: self
@@ -502,7 +488,7 @@ mod tests {
             .unwrap();
         assert_eq!(short.run.job_timeout, std::time::Duration::from_secs(7));
         let mut args = transcriber(&[]);
-        args.transcription_api_url = Some("ftp://x".into());
+        args.api.transcription_api_url = Some("ftp://x".into());
         assert!(args.to_config().is_err());
     }
 }
