@@ -11,6 +11,7 @@
 //! [`TokenRequest::param`].
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use percent_encoding::percent_decode;
 
@@ -121,7 +122,8 @@ impl TokenRequest {
         authorization: Option<&[u8]>,
     ) -> Result<TokenRequest, GrantError> {
         let mut params: Vec<(Param, Result<String, Malformed>)> = Vec::new();
-        let mut seen_unknown: Vec<Cow<'_, [u8]>> = Vec::new();
+        // A set, not a list: a 16 KiB body can carry thousands of distinct unknown names.
+        let mut seen_unknown: HashSet<Cow<'_, [u8]>> = HashSet::new();
         for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -133,10 +135,9 @@ impl TokenRequest {
             }
             let name = form_bytes(name);
             let Some(param) = Param::from_name(&name) else {
-                if seen_unknown.contains(&name) {
+                if !seen_unknown.insert(name) {
                     return Err(GrantError::RepeatedParameter(None));
                 }
-                seen_unknown.push(name);
                 continue;
             };
             if params.iter().any(|(existing, _)| *existing == param) {
