@@ -3,6 +3,7 @@
 //! withdrawn keys no longer honoured, not even for cached tokens.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use auth_server::keys::{self, KeyAlgorithm, KeyState};
 use serde_json::json;
@@ -12,9 +13,18 @@ use crate::helpers::{
     AuthServer, JwksProxy, ProtectedApp, READ, assert_invalid_token, guard_config, payload,
 };
 
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A guard reading the JWKS through `proxy`. Its time-based fetches (the periodic refresh and
+/// the unknown-kid refetch interval) are set to a day, so the fetch counts asserted below
+/// depend only on what the test does, never on how long a loaded machine takes to run it.
 async fn guard_behind(auth: &AuthServer, proxy: &JwksProxy) -> TokenGuard {
+    let mut config = guard_config(auth, &proxy.url);
+    config.unknown_kid_refetch_interval = DAY;
+    config.min_refresh = DAY;
+    config.max_refresh = DAY;
     TokenGuard::new(
-        guard_config(auth, &proxy.url),
+        config,
         Arc::new(StaticRevocationList::new()),
     )
     .await

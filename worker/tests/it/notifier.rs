@@ -179,14 +179,16 @@ async fn bad_mail_from_fails_at_construction() {
     assert!(Notifier::new(config, queue.queue.clone()).is_err());
 }
 
-/// Runs a notifier loop until the sink has `expected` messages (or 10 s pass).
+/// Runs a notifier loop until the sink has `expected` messages and the notify queue holds no
+/// job (ready, in flight or delayed), or 10 s pass for either.
 pub async fn run_notifier_until(
     queue: Arc<dyn ReliableQueue>,
     sink: &SmtpSink,
     dir: &TempDir,
     expected: usize,
 ) {
-    let notifier = Notifier::new(notifier_config(Some(sink.url()), dir), queue).unwrap();
+    let notifier =
+        Notifier::new(notifier_config(Some(sink.url()), dir), queue.clone()).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(notifier.run(async {
         let _ = rx.await;
@@ -195,11 +197,17 @@ pub async fn run_notifier_until(
         sink.received().len() >= expected
     })
     .await;
-    // Give a duplicate delivery the chance to show up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every job finished (none ready, in flight or waiting for a retry): a duplicate delivery
+    // could only come from one of them, so the count below is final once the loop stops.
+    let settled = eventually(Duration::from_secs(10), || async {
+        let stats = queue.stats(NOTIFY_QUEUE).await.unwrap();
+        stats.ready + stats.processing + stats.delayed == 0
+    })
+    .await;
     let _ = tx.send(());
     let summary = running.await.unwrap().unwrap();
     assert!(arrived, "messages did not arrive; summary {summary:?}");
+    assert!(settled, "notify jobs still pending; summary {summary:?}");
 }
 
 #[tokio::test]

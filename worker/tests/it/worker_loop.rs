@@ -173,30 +173,57 @@ async fn failing_jobs_retry_with_backoff_then_die_once() {
     assert!(dead[0].reason.contains("engine on fire"), "{:?}", dead[0]);
 }
 
+/// Each job waits at a barrier for the other three: the barrier opens only when four handlers
+/// run at the same time, so all four succeed only if the slots really work concurrently. No
+/// clock decides it (the 30 s bound only keeps a broken loop from hanging the test).
+struct Rendezvous {
+    barrier: tokio::sync::Barrier,
+}
+
+#[async_trait]
+impl JobHandler for Rendezvous {
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+
+    async fn handle(&self, _job: &Envelope) -> Result<(), JobError> {
+        match tokio::time::timeout(Duration::from_secs(30), self.barrier.wait()).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(JobError::Permanent("the other jobs never ran alongside".into())),
+        }
+    }
+}
+
 #[tokio::test]
 async fn slots_process_jobs_concurrently() {
     let queue = TestQueue::sqlite().await;
     enqueue(queue.queue.as_ref(), 4).await;
-    let handler = TestHandler::new(Duration::from_millis(500), false);
+    let handler = Arc::new(Rendezvous {
+        barrier: tokio::sync::Barrier::new(4),
+    });
     let worker = WorkerLoop::new(
         queue.queue.clone(),
-        handler.clone(),
+        handler,
         run_config(4, Duration::from_secs(5)),
     );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker.run(async {
         let _ = rx.await;
     }));
-    let h = handler.clone();
-    let all_started = eventually(Duration::from_millis(400), || {
-        let h = h.clone();
-        async move { h.started.load(Ordering::SeqCst) == 4 }
+    let q = queue.queue.clone();
+    let drained = eventually(Duration::from_secs(60), || {
+        let q = q.clone();
+        async move {
+            let stats = q.stats(QUEUE).await.unwrap();
+            stats.ready + stats.processing + stats.delayed + stats.dead == 0
+        }
     })
     .await;
     let _ = tx.send(());
     let summary = running.await.unwrap().unwrap();
-    assert!(all_started, "4 jobs should run at once");
-    assert_eq!(summary.succeeded, 4);
+    assert!(drained, "the jobs did not finish: {summary:?}");
+    assert_eq!(summary.succeeded, 4, "4 jobs should meet at the barrier");
+    assert_eq!(summary.failed, 0);
 }
 
 #[tokio::test]
