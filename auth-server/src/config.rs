@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
+use crate::clock::{Clock, SystemClock};
 use crate::throttle::ThrottlePolicy;
 
 /// Default prefix of a deployment's Redis keys.
@@ -110,6 +112,8 @@ pub struct ServerConfig {
     pub migrate: bool,
     /// The process's Prometheus recorder, rendered at `GET /metrics` (404 when `None`).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// What the time rules read as now (see [`crate::clock`]): the system clock, or a test's.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServerConfig {
@@ -165,6 +169,7 @@ impl ServerConfig {
                 .map(|url| (url, common.queue_prefix.clone())),
             migrate: !serve.no_migrate,
             metrics: None,
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -186,6 +191,7 @@ impl ServerConfig {
             redis: None,
             migrate: true,
             metrics: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! is administered through a CLI. [`Application::build`] binds a ready server; `main` is thin.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod grants;
 mod http;
@@ -126,19 +127,24 @@ impl Application {
             config.access_token_ttl,
         );
         let tokens = Arc::new(TokenService {
-            clients: ClientAuthenticator::new(store.clone(), hasher.clone()),
+            clients: ClientAuthenticator::new(store.clone(), hasher.clone(), config.clock.clone()),
             issuer: token_issuer,
             store: store.clone(),
             keys: keys.clone(),
             passwords: PasswordPool::new(config.password_hash_threads, config.password_hash_queue)
                 .await?,
-            throttle: LoginThrottle::new(store.clone(), config.throttle.clone()),
+            throttle: LoginThrottle::new(
+                store.clone(),
+                config.throttle.clone(),
+                config.clock.clone(),
+            ),
             deny_list,
             refresh: RefreshTokens::new(
                 store.clone(),
                 hasher,
                 config.refresh_token_ttl,
                 config.refresh_grace,
+                config.clock.clone(),
             ),
             rules,
         });

@@ -6,8 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
+use crate::clock::Clock;
 use crate::store::{
     LockRule, LoginAttempt, Release, ReleasedAttempt, Store, StoreError, ThrottleKey,
     normalize_username,
@@ -81,6 +80,7 @@ impl ThrottlePolicy {
 pub struct LoginThrottle {
     store: Arc<dyn Store>,
     policy: ThrottlePolicy,
+    clock: Arc<dyn Clock>,
 }
 
 /// An attempt counted on the account (and address) keys, awaiting its outcome.
@@ -122,17 +122,27 @@ fn address_key(ip: IpAddr) -> String {
     format!("address:{ip}")
 }
 
-fn now() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
-}
-
 fn secs(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 impl LoginThrottle {
-    pub fn new(store: Arc<dyn Store>, policy: ThrottlePolicy) -> LoginThrottle {
-        LoginThrottle { store, policy }
+    /// A throttle counting in `store`, reading the time from `clock`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: ThrottlePolicy,
+        clock: Arc<dyn Clock>,
+    ) -> LoginThrottle {
+        LoginThrottle {
+            store,
+            policy,
+            clock,
+        }
+    }
+
+    /// Now, in Unix seconds.
+    fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
     }
 
     /// Counts this attempt on the account and the address in one atomic store operation,
@@ -155,7 +165,7 @@ impl LoginThrottle {
                 rule: self.policy.lock_rule(self.policy.address_threshold),
             });
         }
-        let asked_at = now();
+        let asked_at = self.now();
         let window_start_after = asked_at.saturating_sub(secs(self.policy.window));
         match self
             .store
@@ -164,7 +174,7 @@ impl LoginThrottle {
         {
             // Counted from the answer, not the request: the store may have queued it a while.
             LoginAttempt::Locked { until } => Ok(Admission::Locked {
-                retry_after: u64::try_from(until - now()).unwrap_or(1).max(1),
+                retry_after: u64::try_from(until - self.now()).unwrap_or(1).max(1),
             }),
             LoginAttempt::Allowed { numbers } => {
                 let mut reserved = keys.into_iter().map(|k| k.key).zip(numbers);

@@ -1,12 +1,16 @@
 //! Client authentication at the token endpoint: `client_secret_basic` and
 //! `client_secret_post` (RFC 6749 §2.3.1), with a short-lived cache of client records.
 //!
-//! The cache keeps the hot path off the database; its entries live [`CLIENT_CACHE_TTL`], so a
-//! client disabled, deleted or given a new secret from the CLI is refused within that time.
+//! The cache keeps the hot path off the database; its entries live [`CLIENT_CACHE_TTL`] by the
+//! server's [`Clock`], so a client disabled, deleted or given a new secret from the CLI is
+//! refused within that time. An entry fetched "in the future" (the clock was set back) is
+//! stale.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::request::{Param, decode_form_component, is_acceptable};
 use super::{GrantError, TokenRequest};
+use crate::clock::Clock;
 use crate::secrets::SecretHasher;
 use crate::store::{Client, Store};
 
@@ -83,7 +88,13 @@ fn parse_basic(header: &str) -> Result<ClientCredentials, GrantError> {
 
 struct CachedClient {
     client: Arc<Client>,
-    fetched: Instant,
+    fetched: OffsetDateTime,
+}
+
+impl CachedClient {
+    fn is_fresh(&self, now: OffsetDateTime) -> bool {
+        now >= self.fetched && now - self.fetched < CLIENT_CACHE_TTL
+    }
 }
 
 /// Checks client credentials against the store, through a short-lived cache.
@@ -93,16 +104,22 @@ pub struct ClientAuthenticator {
     cache: RwLock<HashMap<String, CachedClient>>,
     /// Compared against when the client is unknown, so both failures cost one HMAC.
     dummy_hash: Vec<u8>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ClientAuthenticator {
-    pub fn new(store: Arc<dyn Store>, hasher: SecretHasher) -> ClientAuthenticator {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: SecretHasher,
+        clock: Arc<dyn Clock>,
+    ) -> ClientAuthenticator {
         let dummy_hash = hasher.hash("unknown client");
         ClientAuthenticator {
             store,
             hasher,
             cache: RwLock::new(HashMap::new()),
             dummy_hash,
+            clock,
         }
     }
 
@@ -121,9 +138,10 @@ impl ClientAuthenticator {
     }
 
     async fn lookup(&self, client_id: &str) -> Result<Option<Arc<Client>>, GrantError> {
+        let now = self.clock.now();
         if let Ok(cache) = self.cache.read()
             && let Some(entry) = cache.get(client_id)
-            && entry.fetched.elapsed() < CLIENT_CACHE_TTL
+            && entry.is_fresh(now)
         {
             return Ok(Some(entry.client.clone()));
         }
@@ -132,7 +150,7 @@ impl ClientAuthenticator {
             match &found {
                 Some(client) => {
                     if cache.len() >= CLIENT_CACHE_CAPACITY {
-                        cache.retain(|_, entry| entry.fetched.elapsed() < CLIENT_CACHE_TTL);
+                        cache.retain(|_, entry| entry.is_fresh(now));
                         if cache.len() >= CLIENT_CACHE_CAPACITY {
                             cache.clear();
                         }
@@ -141,7 +159,7 @@ impl ClientAuthenticator {
                         client_id.to_owned(),
                         CachedClient {
                             client: client.clone(),
-                            fetched: Instant::now(),
+                            fetched: now,
                         },
                     );
                 }

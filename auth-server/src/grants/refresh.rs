@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{GrantError, Param, TokenRequest, TokenResponse, TokenService, required, scope};
+use crate::clock::Clock;
 use crate::issuer::IssuedToken;
 use crate::revocation::DenyList;
 use crate::secrets::SecretHasher;
@@ -31,6 +32,7 @@ pub struct RefreshTokens {
     hasher: SecretHasher,
     ttl: Duration,
     grace: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl RefreshTokens {
@@ -39,12 +41,14 @@ impl RefreshTokens {
         hasher: SecretHasher,
         ttl: Duration,
         grace: Duration,
+        clock: Arc<dyn Clock>,
     ) -> RefreshTokens {
         RefreshTokens {
             store,
             hasher,
             ttl,
             grace,
+            clock,
         }
     }
 
@@ -91,7 +95,7 @@ impl RefreshTokens {
             .fill(&mut bytes)
             .map_err(|_| GrantError::Key(crate::keys::KeyError::Crypto))?;
         let token = URL_SAFE_NO_PAD.encode(bytes);
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let family = RefreshFamily {
             id: Uuid::new_v4().to_string(),
             client_id: client_id.to_owned(),
@@ -110,13 +114,14 @@ impl RefreshTokens {
         self.store.find_refresh_token(&self.hash(token)).await
     }
 
-    /// Whether a used token may still be exchanged: within the grace period and the
+    /// Whether a used token may still be exchanged: less than the grace period since its use
+    /// (so a grace of zero admits nothing) and the
     /// immediately previous token of its family (its successor is unused).
     fn in_grace(&self, lookup: &RefreshLookup, presented: &str, now: OffsetDateTime) -> bool {
         let (Some(used_at), Some(successor)) = (lookup.token.used_at, &lookup.successor) else {
             return false;
         };
-        now - used_at <= self.grace
+        now - used_at < self.grace
             && successor.used_at.is_none()
             && successor.token_hash == self.hash(&self.successor_of(presented))
     }
@@ -131,6 +136,7 @@ impl RefreshTokens {
             "refresh token reuse detected: family revoked"
         );
         metrics::counter!("oauth_refresh_reuse_detected_total").increment(1);
+        // The cutoff is compared with access tokens' `iat`, which is system time.
         if let Err(err) = deny_list
             .revoke_family(&family.id, OffsetDateTime::now_utc())
             .await
@@ -151,7 +157,7 @@ impl RefreshTokens {
         access: &IssuedToken,
         deny_list: &DenyList,
     ) -> Result<String, GrantError> {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let successor = self.successor_of(presented);
         if lookup.token.used_at.is_none() {
             let record = self.record(
@@ -199,7 +205,7 @@ pub async fn grant(
     let invalid = || GrantError::InvalidGrant(INVALID);
     let refresh = &service.refresh;
     let lookup = refresh.find(presented).await?.ok_or_else(invalid)?;
-    let now = OffsetDateTime::now_utc();
+    let now = refresh.clock.now();
     if lookup.family.client_id != client.id
         || lookup.family.revoked_at.is_some()
         || lookup.token.expires_at <= now

@@ -1,10 +1,13 @@
 //! `TestApp`: a fresh database (SQLite file or PostgreSQL database with a random name), a
-//! fresh keys directory and the real server bound to 127.0.0.1:0.
+//! fresh keys directory and the real server bound to 127.0.0.1:0, its time rules reading a
+//! [`ManualClock`] the test moves (`app.clock.advance(…)`), so no rule about time is tested by
+//! waiting for it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use auth_server::Application;
+use auth_server::clock::ManualClock;
 use auth_server::config::ServerConfig;
 use auth_server::grants::TokenService;
 use auth_server::keys::KeyRing;
@@ -25,6 +28,8 @@ pub struct TestApp {
     pub hasher: SecretHasher,
     pub http: reqwest::Client,
     pub db: TestDb,
+    /// The clock of the refresh-token, client-cache and lock-out rules.
+    pub clock: Arc<ManualClock>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -36,6 +41,8 @@ impl TestApp {
     /// Starts the server with a configuration adjusted by `tweak`.
     pub async fn spawn_with(db: TestDb, tweak: impl FnOnce(&mut ServerConfig)) -> TestApp {
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &db.url, db.keys_dir());
+        let clock = Arc::new(ManualClock::starting_now());
+        config.clock = clock.clone();
         tweak(&mut config);
         let app = Application::build(config).await.expect("server starts");
         let tokens = app.tokens();
@@ -57,6 +64,7 @@ impl TestApp {
             hasher,
             http: reqwest::Client::new(),
             db,
+            clock,
             _shutdown: tx,
         }
     }

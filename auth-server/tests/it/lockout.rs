@@ -85,7 +85,8 @@ async fn burst(
     responses
 }
 
-/// A second server instance on the same database.
+/// A second server instance on the same database, reading the same clock (as two hosts would
+/// read synchronised clocks).
 async fn second_instance(
     app: &TestApp,
 ) -> (String, Arc<TokenService>, tokio::sync::oneshot::Sender<()>) {
@@ -95,6 +96,7 @@ async fn second_instance(
         app.db.keys_dir(),
     );
     tweak(&mut config);
+    config.clock = app.clock.clone();
     let second = Application::build(config).await.unwrap();
     let base = format!("http://{}", second.local_addr());
     let tokens = second.tokens();
@@ -201,10 +203,34 @@ async fn two_instances_share_one_account_limit(app: &TestApp) {
     assert_eq!(outcome.locked, BURST as u64 - ACCOUNT_LIMIT, "{outcome:?}");
 }
 
+/// Counters and locks live in the database, not in a server's memory: failures counted by one
+/// instance count on a freshly started one, and the lock it sets holds on a third.
+async fn counters_and_locks_survive_a_restart(app: &TestApp) {
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    app.create_user("rst@example.com", PASSWORD, &["a"]).await;
+    let wrong = |base: String| (base, "rst@example.com".to_owned());
+    let first = vec![wrong(app.base.clone()); ACCOUNT_LIMIT as usize - 1];
+    let outcome = tally(burst(app, (&id, &secret), first, "wrong password!").await).await;
+    assert_eq!(outcome.rejected, ACCOUNT_LIMIT - 1, "{outcome:?}");
+    let (restarted, _, stop_restarted) = second_instance(app).await;
+    let last = vec![wrong(restarted.clone())];
+    let outcome = tally(burst(app, (&id, &secret), last, "wrong password!").await).await;
+    assert_eq!(outcome.rejected, 1, "the limit's last failure: {outcome:?}");
+    drop(stop_restarted);
+    let (third, _, _stop_third) = second_instance(app).await;
+    let right = vec![(third, "rst@example.com".to_owned())];
+    let outcome = tally(burst(app, (&id, &secret), right, PASSWORD).await).await;
+    assert_eq!(
+        outcome.locked, 1,
+        "locked on an instance started after: {outcome:?}"
+    );
+}
+
 crate::on_both_backends!(
     tweak = super::tweak,
     parallel_wrong_passwords_verify_at_most_the_account_limit,
     parallel_guesses_from_one_address_verify_at_most_its_limit,
     a_success_neither_counts_nor_clears_the_address,
     two_instances_share_one_account_limit,
+    counters_and_locks_survive_a_restart,
 );

@@ -108,6 +108,21 @@ async fn the_previous_token_gets_the_same_successor_within_the_grace_period(app:
     ok(refresh(app, &session, r2.as_str().unwrap(), None).await).await;
 }
 
+/// Once the grace period has passed on the server's clock, the previous token is reuse: the
+/// family is revoked, the successor with it.
+async fn the_previous_token_is_reuse_once_the_grace_period_has_passed(app: &TestApp) {
+    let session = start(app, "gpa@example.com").await;
+    let r2 = ok(refresh(app, &session, &session.refresh_token, None).await).await["refresh_token"]
+        .clone();
+    // The configured (default) grace is 2 s; a moment past it the previous token is reuse.
+    app.clock
+        .advance(std::time::Duration::from_secs(2) + std::time::Duration::from_millis(1));
+    invalid_grant(refresh(app, &session, &session.refresh_token, None).await).await;
+    invalid_grant(refresh(app, &session, r2.as_str().unwrap(), None).await).await;
+}
+
+/// The server's clock stands still (a `ManualClock`), so the eight requests fall within the
+/// grace period however long the machine takes to serve them.
 async fn concurrent_refreshes_all_succeed_with_one_successor(app: &TestApp) {
     let session = start(app, "con@example.com").await;
     let calls: Vec<_> = (0..8)
@@ -185,6 +200,7 @@ crate::on_both_backends!(
     refresh_tokens_rotate_and_reuse_revokes_the_family,
     unknown_or_foreign_refresh_tokens_are_invalid_grant,
     the_previous_token_gets_the_same_successor_within_the_grace_period,
+    the_previous_token_is_reuse_once_the_grace_period_has_passed,
     concurrent_refreshes_all_succeed_with_one_successor,
     scope_may_be_narrowed_never_widened,
     disabled_users_and_revoked_sessions_cannot_refresh,

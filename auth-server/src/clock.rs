@@ -1,0 +1,78 @@
+//! The time the server's time rules read: the refresh-token grace window and expiry
+//! (RFC 6749 §6, OAuth 2.0 Security BCP §4.14), the client cache's 2 s life
+//! ([`CLIENT_CACHE_TTL`](crate::grants::client_auth::CLIENT_CACHE_TTL)) and the login lock-out
+//! windows. A [`ServerConfig`](crate::config::ServerConfig) holds one [`Clock`]; servers use
+//! [`SystemClock`], and tests use [`ManualClock`] to step over a rule's boundary instead of
+//! waiting for it, so no test depends on how fast the machine runs.
+//!
+//! Token `iat`/`exp` claims are not read from here: resource servers check them against their
+//! own clocks.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+/// A source of the current time (UTC).
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Now, as the time rules see it.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that stands still until it is moved: for tests of time rules.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<OffsetDateTime>,
+}
+
+impl ManualClock {
+    /// A clock stopped at the system's current time.
+    pub fn starting_now() -> ManualClock {
+        ManualClock {
+            now: Mutex::new(OffsetDateTime::now_utc()),
+        }
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let mut now = self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_advanced() {
+        let clock = ManualClock::starting_now();
+        let start = clock.now();
+        assert_eq!(clock.now(), start);
+        clock.advance(Duration::from_millis(2_001));
+        assert_eq!(clock.now() - start, Duration::from_millis(2_001));
+    }
+}
