@@ -115,6 +115,13 @@ async fn a_client_registered_from_the_cli_gets_a_token() {
     let rotated = json(&run(db, &["clients", "rotate-secret", id, "--json"]));
     let new_secret = rotated["client_secret"].as_str().unwrap();
     assert_ne!(new_secret, secret);
+    // The running server: once its 2 s client cache has turned over (its clock moved past it),
+    // the old secret is refused and the new one accepted.
+    app.clock
+        .advance(auth_server::grants::client_auth::CLIENT_CACHE_TTL);
+    let cc = [("grant_type", "client_credentials")];
+    assert_eq!(app.token(&cc, Some((id, secret))).await.status(), 401);
+    assert_eq!(app.token(&cc, Some((id, new_secret))).await.status(), 200);
     assert_eq!(
         json(&run(db, &["clients", "disable", id, "--json"]))["disabled"],
         true
