@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -228,9 +228,6 @@ impl AuthFixture {
         }
     }
 }
-
-/// What the stub result endpoint received: (transcription id, Authorization header, body).
-pub type Reports = Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;
 
 /// Decodes a quoted-printable body (soft breaks and `=XX`).
 pub fn decode_qp(body: &str) -> String {

@@ -14,6 +14,7 @@ mod helpers;
 mod metrics_endpoint;
 mod notifier;
 mod notifier_failures;
+mod platform;
 mod redis;
 mod smtp_sink;
 mod transcriber;
