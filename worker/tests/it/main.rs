@@ -18,5 +18,6 @@ mod notifier_failures;
 mod platform;
 mod redis;
 mod smtp_sink;
+mod smtp_tls;
 mod transcriber;
 mod worker_loop;
