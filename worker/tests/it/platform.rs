@@ -67,9 +67,9 @@ impl TestPlatform {
             Some(db) => db.url.clone(),
             None => format!("sqlite:{}", dir.path().join("api.db").display()),
         };
-        let mut config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), database_url, &auth.issuer);
-        // Submissions enqueue at once; the relay only repairs, and no test waits for it.
-        config.outbox.relay_interval = Duration::from_secs(3600);
+        // The API's defaults, outbox relay included (it finishes an enqueue that missed its
+        // time in the request).
+        let config = ApiConfig::new("127.0.0.1:0".parse().unwrap(), database_url, &auth.issuer);
         let revocations = Arc::new(StaticRevocationList::new());
         let app = Application::build(
             config,
