@@ -54,6 +54,9 @@ pub struct MailConfig {
     pub outbox_dir: PathBuf,
     /// SMTP mode: deadline of one whole send (connect, greeting and every command).
     pub smtp_timeout: Duration,
+    /// SMTP mode: a PEM file of CA certificates the server's certificate may also chain to,
+    /// besides the system's roots (`SMTP_CA_FILE`: the private CA of an internal relay).
+    pub smtp_ca_file: Option<PathBuf>,
 }
 
 /// Default of [`MailConfig::smtp_timeout`].
@@ -346,12 +349,24 @@ pub struct Notifier {
 impl Notifier {
     /// Builds the notifier; fails on a bad `SMTP_URL` or `MAIL_FROM`.
     pub fn new(config: NotifierConfig, queue: Arc<dyn ReliableQueue>) -> Result<Self, RunError> {
-        let mailer: Arc<dyn Mailer> = match &config.mail.smtp_url {
-            Some(url) => Arc::new(
-                SmtpMailer::new(url, config.mail.smtp_timeout, queue.clone())
+        let mail = &config.mail;
+        let mailer: Arc<dyn Mailer> = match (&mail.smtp_url, &mail.smtp_ca_file) {
+            (Some(url), None) => Arc::new(
+                SmtpMailer::new(url, mail.smtp_timeout, queue.clone())
                     .map_err(|e| RunError::Config(e.to_string()))?,
             ),
-            None => Arc::new(OutboxMailer::new(config.mail.outbox_dir.clone())),
+            (Some(url), Some(path)) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    RunError::Config(format!("cannot read SMTP_CA_FILE {}: {e}", path.display()))
+                })?;
+                Arc::new(
+                    SmtpMailer::with_extra_roots(url, mail.smtp_timeout, queue.clone(), &pem)
+                        .map_err(|e| {
+                            RunError::Config(format!("SMTP_CA_FILE {}: {e}", path.display()))
+                        })?,
+                )
+            }
+            (None, _) => Arc::new(OutboxMailer::new(mail.outbox_dir.clone())),
         };
         Notifier::with_mailer(config, queue, mailer)
     }

@@ -3,7 +3,8 @@
 //! the notifier delivering over `STARTTLS` (`smtp://…?tls=required`, and opportunistically
 //! with plain `smtp://`) and implicit TLS (`smtps://`), trusting that CA through
 //! [`SmtpMailer::with_extra_roots`]. A certificate from another CA and a server that offers no
-//! `STARTTLS` under `tls=required` get no mail.
+//! `STARTTLS` under `tls=required` get no mail. `SMTP_CA_FILE` (`MailConfig::smtp_ca_file`)
+//! is the operator's way to the same trust.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -190,6 +191,43 @@ async fn required_tls_sends_nothing_to_a_server_without_starttls() {
         "{error:?}"
     );
     assert!(plain.received().is_empty(), "sent in the clear");
+}
+
+#[tokio::test]
+async fn the_smtp_ca_file_is_trusted_by_a_notifier_built_from_its_config() {
+    let ca = TestCa::new("internal relay CA");
+    let sink = SmtpSink::start_with(SinkTls::StartTls(ca.handshake())).await;
+    let dir = TempDir::new("ca-file");
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let queue = TestQueue::sqlite().await;
+    let mut config = notifier_config(Some(format!("{}?tls=required", sink.url())), &dir);
+    config.mail.smtp_ca_file = Some(ca_file);
+    let notifier = Notifier::new(config, queue.queue.clone()).unwrap();
+
+    notifier
+        .handler()
+        .handle(&envelope(&notice()))
+        .await
+        .unwrap();
+
+    assert_one_mail_over_tls(&sink);
+}
+
+#[tokio::test]
+async fn an_smtp_ca_file_without_a_certificate_stops_the_notifier_at_start() {
+    let dir = TempDir::new("ca-file-bad");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let queue = TestQueue::sqlite().await;
+    for path in [empty, dir.path().join("missing.pem")] {
+        let mut config = notifier_config(Some("smtp://127.0.0.1:25?tls=required".into()), &dir);
+        config.mail.smtp_ca_file = Some(path.clone());
+        let Err(error) = Notifier::new(config, queue.queue.clone()) else {
+            panic!("{} accepted", path.display());
+        };
+        assert!(error.to_string().contains("SMTP_CA_FILE"), "{error}");
+    }
 }
 
 #[tokio::test]
