@@ -296,6 +296,7 @@ impl Stack {
                     from: config.mail_from.clone(),
                     outbox_dir: config.outbox_dir(),
                     smtp_timeout: DEFAULT_SMTP_TIMEOUT,
+                    smtp_ca_file: None,
                 },
                 report: Some(ReportConfig {
                     api_url: api_url.clone(),

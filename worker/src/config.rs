@@ -368,6 +368,10 @@ pub struct NotifierArgs {
     /// SMTP mode: seconds one whole send (connect, greeting, every command) may take.
     #[arg(long, env = "SMTP_TIMEOUT_SECS", default_value_t = 60)]
     pub smtp_timeout_secs: u64,
+    /// SMTP mode: PEM file of CA certificates the server's certificate may also chain to (a
+    /// private CA); the system's roots stay trusted.
+    #[arg(long, env = "SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub api: ApiClientArgs,
 }
@@ -382,6 +386,9 @@ impl NotifierArgs {
         }
         if self.smtp_timeout_secs == 0 {
             return Err(invalid("SMTP_TIMEOUT_SECS must be positive"));
+        }
+        if self.smtp_ca_file.is_some() && self.smtp_url.is_none() {
+            return Err(invalid("SMTP_CA_FILE needs SMTP_URL"));
         }
         let report = match &self.api.transcription_api_url {
             None => None,
@@ -399,6 +406,7 @@ impl NotifierArgs {
                 from: self.mail_from.clone(),
                 outbox_dir: self.outbox_dir.clone(),
                 smtp_timeout: Duration::from_secs(self.smtp_timeout_secs),
+                smtp_ca_file: self.smtp_ca_file.clone(),
             },
             report,
         })

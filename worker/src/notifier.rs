@@ -1,6 +1,8 @@
 //! `worker notifier`: consumes `notify` jobs and tells the user by e-mail, through SMTP
-//! (lettre; `smtp://` with opportunistic STARTTLS, `smtps://` with implicit TLS, rustls on
-//! aws-lc-rs) or, without `SMTP_URL`, as `<outbox-dir>/<transcription_id>.eml` files.
+//! (lettre; `smtp://` with opportunistic STARTTLS, `smtp://…?tls=required`, `smtps://` with
+//! implicit TLS; rustls on aws-lc-rs, the server's certificate verified against the platform's
+//! roots and, with [`SmtpMailer::with_extra_roots`], a private CA) or, without `SMTP_URL`, as
+//! `<outbox-dir>/<transcription_id>.eml` files.
 //!
 //! Idempotency by job id (`notify-<transcription_id>`): the outbox file is written once
 //! (atomically, by rename) and a redelivery finds it and does nothing; in SMTP mode the marker
@@ -30,7 +32,7 @@ use job_queue::{Envelope, ReliableQueue};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
@@ -52,6 +54,9 @@ pub struct MailConfig {
     pub outbox_dir: PathBuf,
     /// SMTP mode: deadline of one whole send (connect, greeting and every command).
     pub smtp_timeout: Duration,
+    /// SMTP mode: a PEM file of CA certificates the server's certificate may also chain to,
+    /// besides the system's roots (`SMTP_CA_FILE`: the private CA of an internal relay).
+    pub smtp_ca_file: Option<PathBuf>,
 }
 
 /// Default of [`MailConfig::smtp_timeout`].
@@ -83,6 +88,8 @@ pub struct NotifierConfig {
 pub enum MailError {
     #[error("invalid SMTP_URL: {0}")]
     SmtpUrl(String),
+    #[error("SMTP CA certificates: {0}")]
+    Ca(String),
     #[error("invalid MAIL_FROM `{0}`")]
     From(String),
     #[error("invalid recipient address `{0}`")]
@@ -190,11 +197,37 @@ impl std::fmt::Debug for SmtpMailer {
 
 impl SmtpMailer {
     /// Parses `smtp_url` (see [`MailConfig::smtp_url`]); `markers` keeps the "sent" markers,
-    /// `timeout` bounds each whole send.
+    /// `timeout` bounds each whole send. The server's certificate must chain to the system's
+    /// roots.
     pub fn new(
         smtp_url: &SecretString,
         timeout: Duration,
         markers: Arc<dyn ReliableQueue>,
+    ) -> Result<Self, MailError> {
+        SmtpMailer::build(smtp_url, timeout, markers, None)
+    }
+
+    /// Like [`new`](Self::new), and the server's certificate may also chain to one of the CA
+    /// certificates in `ca_pem` (PEM, one or more): the private CA of an internal mail relay.
+    pub fn with_extra_roots(
+        smtp_url: &SecretString,
+        timeout: Duration,
+        markers: Arc<dyn ReliableQueue>,
+        ca_pem: &[u8],
+    ) -> Result<Self, MailError> {
+        // `Certificate::from_pem` takes input without any certificate as an empty list.
+        if !String::from_utf8_lossy(ca_pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(MailError::Ca("no PEM certificate found".into()));
+        }
+        let roots = Certificate::from_pem(ca_pem).map_err(|e| MailError::Ca(e.to_string()))?;
+        SmtpMailer::build(smtp_url, timeout, markers, Some(roots))
+    }
+
+    fn build(
+        smtp_url: &SecretString,
+        timeout: Duration,
+        markers: Arc<dyn ReliableQueue>,
+        extra_roots: Option<Certificate>,
     ) -> Result<Self, MailError> {
         let url =
             Url::parse(smtp_url.expose_secret()).map_err(|e| MailError::SmtpUrl(e.to_string()))?;
@@ -210,12 +243,12 @@ impl SmtpMailer {
             .map(|(_, value)| value.into_owned());
         let (default_port, tls) = match (url.scheme(), mode.as_deref()) {
             ("smtps", None | Some("required") | Some("wrapper")) => {
-                (465, Tls::Wrapper(tls_parameters(&host)?))
+                (465, Tls::Wrapper(tls_parameters(&host, extra_roots)?))
             }
             ("smtp", None | Some("opportunistic")) => {
-                (25, Tls::Opportunistic(tls_parameters(&host)?))
+                (25, Tls::Opportunistic(tls_parameters(&host, extra_roots)?))
             }
-            ("smtp", Some("required")) => (25, Tls::Required(tls_parameters(&host)?)),
+            ("smtp", Some("required")) => (25, Tls::Required(tls_parameters(&host, extra_roots)?)),
             ("smtp", Some("none")) => (25, Tls::None),
             ("smtp" | "smtps", Some(other)) => {
                 return Err(MailError::SmtpUrl(format!("unknown tls mode `{other}`")));
@@ -250,8 +283,16 @@ impl SmtpMailer {
     }
 }
 
-fn tls_parameters(host: &str) -> Result<TlsParameters, MailError> {
-    TlsParameters::new(host.to_owned()).map_err(MailError::Smtp)
+/// Verification against the platform's roots (rustls-platform-verifier), plus `extra_roots`.
+fn tls_parameters(
+    host: &str,
+    extra_roots: Option<Certificate>,
+) -> Result<TlsParameters, MailError> {
+    let mut builder = TlsParameters::builder(host.to_owned());
+    if let Some(roots) = extra_roots {
+        builder = builder.add_root_certificate(roots);
+    }
+    builder.build().map_err(MailError::Smtp)
 }
 
 fn percent_decode(value: &str) -> String {
@@ -308,12 +349,24 @@ pub struct Notifier {
 impl Notifier {
     /// Builds the notifier; fails on a bad `SMTP_URL` or `MAIL_FROM`.
     pub fn new(config: NotifierConfig, queue: Arc<dyn ReliableQueue>) -> Result<Self, RunError> {
-        let mailer: Arc<dyn Mailer> = match &config.mail.smtp_url {
-            Some(url) => Arc::new(
-                SmtpMailer::new(url, config.mail.smtp_timeout, queue.clone())
+        let mail = &config.mail;
+        let mailer: Arc<dyn Mailer> = match (&mail.smtp_url, &mail.smtp_ca_file) {
+            (Some(url), None) => Arc::new(
+                SmtpMailer::new(url, mail.smtp_timeout, queue.clone())
                     .map_err(|e| RunError::Config(e.to_string()))?,
             ),
-            None => Arc::new(OutboxMailer::new(config.mail.outbox_dir.clone())),
+            (Some(url), Some(path)) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    RunError::Config(format!("cannot read SMTP_CA_FILE {}: {e}", path.display()))
+                })?;
+                Arc::new(
+                    SmtpMailer::with_extra_roots(url, mail.smtp_timeout, queue.clone(), &pem)
+                        .map_err(|e| {
+                            RunError::Config(format!("SMTP_CA_FILE {}: {e}", path.display()))
+                        })?,
+                )
+            }
+            (None, _) => Arc::new(OutboxMailer::new(mail.outbox_dir.clone())),
         };
         Notifier::with_mailer(config, queue, mailer)
     }

@@ -166,6 +166,29 @@ fn bad_configuration_fails_with_one_line() {
     assert_eq!(bad_from.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad_from.stderr).contains("MAIL_FROM"));
 
+    let ca_without_smtp = worker(&db, &["notifier", "--smtp-ca-file", "/nonexistent/ca.pem"]);
+    assert_eq!(ca_without_smtp.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&ca_without_smtp.stderr);
+    assert!(stderr.contains("SMTP_CA_FILE needs SMTP_URL"), "{stderr}");
+
+    let missing_ca = worker(
+        &db,
+        &[
+            "notifier",
+            "--smtp-url",
+            "smtp://127.0.0.1:25?tls=required",
+            "--smtp-ca-file",
+            "/nonexistent/ca.pem",
+        ],
+    );
+    assert_eq!(missing_ca.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing_ca.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot read SMTP_CA_FILE /nonexistent/ca.pem"),
+        "{stderr}"
+    );
+
     let usage = worker(&db, &["queue", "frobnicate"]);
     assert_eq!(usage.status.code(), Some(2));
 }

@@ -79,6 +79,7 @@ async fn token_fetch_from_a_silent_server_times_out_as_unavailable() {
 
 #[tokio::test]
 async fn report_to_a_silent_api_times_out_as_unavailable() {
+    // A stand-in token endpoint: only the API's silence is under test here.
     let auth = serve(Router::new().route(
         "/oauth/token",
         post(|| async { axum::Json(serde_json::json!({"access_token": "t", "expires_in": 300})) }),

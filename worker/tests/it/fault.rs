@@ -1,30 +1,36 @@
 //! Fault test with real processes: a `worker transcriber` is SIGKILLed in the middle of a
 //! batch, a second one takes over, and every user still gets exactly one e-mail.
 //!
-//! Set-up: N `transcribe` jobs on the queue (Redis under a random prefix, or a SQLite file
-//! shared by the processes), the real auth server in-process for the workers' tokens, a local
-//! audio host, the stateful stub of transcription-api's result endpoint (204 for a first or an
-//! identical final report, 409 for a differing one, like the real API) and the SMTP sink.
+//! Set-up: the real platform in-process (see [`crate::platform`]): the auth server, which
+//! issues the worker processes their `transcriptions:report` tokens, and transcription-api,
+//! which verifies them against its JWKS and stores the reports; on Redis the API's database is
+//! PostgreSQL (the production pair), on the embedded queue a SQLite file. N records are
+//! submitted through `POST /transcriptions`, which queues their `transcribe` jobs (Redis under
+//! a random prefix, or a SQLite file shared by the processes). A local audio host and the SMTP
+//! sink complete the picture.
 //!
 //! 1. Worker A (`worker transcriber`, 2 slots, 150 ms simulated engine, 3 s heartbeat TTL)
-//!    starts. Once some, but not all, transcriptions are final *and* A holds jobs in its
-//!    processing list, A gets SIGKILL: no shutdown path runs, its in-flight jobs stay in its
-//!    processing list and its heartbeat key simply expires.
-//! 2. Worker B (another transcriber) and a `worker notifier` (SMTP to the sink) start. B's
-//!    maintenance loop reaps A's jobs once A's heartbeat has expired.
-//! 3. The test waits until every transcription is final and both queues are empty (ready,
-//!    processing, delayed and dead all zero). That is the end of all work, not a time-out: a
-//!    transcribe job is acked only after its notify job was enqueued, and a notify job only
-//!    after the mail was accepted, so with both queues empty no further mail can be sent.
+//!    starts. Once some, but not all, transcriptions are `completed` in the API *and* A holds
+//!    jobs in its processing list, A gets SIGKILL: no shutdown path runs, its in-flight jobs
+//!    stay in its processing list and its heartbeat key simply expires.
+//! 2. Worker B (another transcriber) and a `worker notifier` (SMTP to the sink, reporting the
+//!    notification state to the API) start. B's maintenance loop reaps A's jobs once A's
+//!    heartbeat has expired.
+//! 3. The test waits until the API shows every transcription final and both queues are empty
+//!    (ready, processing, delayed and dead all zero). That is the end of all work, not a
+//!    time-out: a transcribe job is acked only after its notify job was enqueued, and a notify
+//!    job only after the mail was accepted, so with both queues empty no further mail can be
+//!    sent.
 //! 4. The kill lands almost always in the engine's delay, rarely between the notify enqueue
 //!    and the ack. That window is replayed on purpose: a quarter of the transcribe jobs are
 //!    enqueued again (same ids and payloads, as a redelivery would be) after their mails went
 //!    out, and the test waits for both queues to be empty again.
 //!
 //! Why one e-mail per transcription although delivery is at least once: a job A was killed
-//! in the middle of runs again on B. The re-run reports `processing` (409: already final,
-//! taken as success), transcribes again (deterministic engine, so the final report is
-//! identical: 204) and enqueues `notify-<transcription_id>` again. Then
+//! in the middle of runs again on B. The re-run reports `processing` (the API answers 409:
+//! already final, taken as success), transcribes again (deterministic engine, so the final
+//! report is identical: 204, nothing changes) and enqueues `notify-<transcription_id>` again.
+//! Then
 //! * while the first notify job is still pending, the queue suppresses the duplicate id;
 //! * once it was acked (mail sent), the id is free again and a second notify job exists; the
 //!   notifier finds the sent-marker `notify-sent:<transcription_id>` that it set in the queue
@@ -48,17 +54,18 @@ use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE, TranscribeJob};
 
 use crate::download::{AUDIO, audio_host};
 use crate::helpers::{
-    AuthFixture, RedisTestQueue, SIGNING_KEY, TempDir, WorkerProcess, eventually, queue_config,
-    signing_key,
+    RedisTestQueue, SIGNING_KEY, TempDir, WorkerProcess, eventually, queue_config, signing_key,
 };
+use crate::platform::TestPlatform;
 use crate::smtp_sink::SmtpSink;
-use crate::transcriber::{ApiMode, StubApi};
 
 const JOBS: usize = 40;
 
-/// The queue under test, with the environment that points a `worker` process at it.
+/// The queue under test, the platform queuing on it, and the environment that points a
+/// `worker` process at the queue.
 struct Backend {
     queue: Arc<dyn ReliableQueue>,
+    platform: TestPlatform,
     env: Vec<(&'static str, String)>,
 }
 
@@ -66,28 +73,41 @@ async fn stats(queue: &dyn ReliableQueue, name: &str) -> QueueStats {
     queue.stats(name).await.unwrap()
 }
 
+/// How many of the submitter's records the API shows `completed`.
+async fn completed(platform: &TestPlatform) -> usize {
+    platform
+        .transcriptions()
+        .await
+        .iter()
+        .filter(|record| record["status"] == "completed")
+        .count()
+}
+
 async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: &TempDir) {
     let queue: &dyn ReliableQueue = backend.queue.as_ref();
-    let auth = AuthFixture::start().await;
-    let api = StubApi::start(ApiMode::Stateful).await;
+    let platform = &backend.platform;
     let host = audio_host().await;
     let sink = SmtpSink::start().await;
-    let (api, sink) = (&api, &sink);
+    let sink = &sink;
 
-    let jobs: Vec<TranscribeJob> = (0..JOBS)
-        .map(|i| TranscribeJob {
-            transcription_id: Uuid::new_v4(),
-            audio_url: format!("http://{host}/audio"),
-            email: format!("user-{i}@example.com"),
-        })
-        .collect();
-    for job in &jobs {
-        let enqueued = queue
-            .enqueue_job(TRANSCRIBE_QUEUE, job.to_job().unwrap())
-            .await
-            .unwrap();
-        assert!(!enqueued.duplicate);
+    // email → transcription id, every record created through the API.
+    let audio_url = format!("http://{host}/audio");
+    let mut submitted: Vec<(String, Uuid)> = Vec::new();
+    for i in 0..JOBS {
+        let email = format!("user-{i}@example.com");
+        let id = platform.submit(&email, &audio_url).await;
+        submitted.push((email, id));
     }
+    // An enqueue that missed its 3 s in the request is finished by the API's outbox relay.
+    let queued = eventually(Duration::from_secs(30), || async move {
+        stats(queue, TRANSCRIBE_QUEUE).await.ready == JOBS as u64
+    })
+    .await;
+    assert!(
+        queued,
+        "the API did not queue one job per submission: {:?}",
+        stats(queue, TRANSCRIBE_QUEUE).await
+    );
 
     let mut common = backend.env.clone();
     common.extend([
@@ -95,13 +115,14 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
         ("WORKER_CONCURRENCY", "4".to_owned()),
         ("HEARTBEAT_TTL_SECS", "3".to_owned()),
         ("SHUTDOWN_GRACE_SECS", "5".to_owned()),
+        // Both roles report to the real API with the worker client's own token.
+        ("TRANSCRIPTION_API_URL", platform.api_url.clone()),
+        ("AUTH_URL", platform.auth.base.clone()),
+        ("WORKER_CLIENT_ID", platform.worker_client.0.clone()),
+        ("WORKER_CLIENT_SECRET", platform.worker_client.1.clone()),
     ]);
     let mut transcriber_env = common.clone();
     transcriber_env.extend([
-        ("TRANSCRIPTION_API_URL", api.url()),
-        ("AUTH_URL", auth.base.clone()),
-        ("WORKER_CLIENT_ID", auth.client_id.clone()),
-        ("WORKER_CLIENT_SECRET", auth.client_secret.clone()),
         ("ALLOW_PRIVATE_URLS", "true".to_owned()),
         ("TRANSCRIBE_DELAY_MS", "150".to_owned()),
         (
@@ -128,16 +149,16 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
         dir.path().join("transcriber-a.log"),
     );
     let mid_batch = eventually(Duration::from_secs(60), || async move {
-        api.finals().len() >= JOBS / 5 && stats(queue, TRANSCRIBE_QUEUE).await.processing > 0
+        completed(platform).await >= JOBS / 5 && stats(queue, TRANSCRIBE_QUEUE).await.processing > 0
     })
     .await;
     assert!(mid_batch, "worker A made no progress:\n{}", first.log());
     first.kill();
-    let final_at_kill = api.finals().len();
+    let completed_at_kill = completed(platform).await;
     let held_by_dead_worker = stats(queue, TRANSCRIBE_QUEUE).await.processing;
     assert_eq!(first.exit_status().and_then(|s| s.signal()), Some(9));
     assert!(
-        final_at_kill < JOBS,
+        completed_at_kill < JOBS,
         "worker A finished the whole batch before it was killed"
     );
     assert!(
@@ -159,15 +180,15 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
 
     // 3. Until all work is done (see the module docs).
     let drained = eventually(Duration::from_secs(90), || async move {
-        api.finals().len() == JOBS
+        completed(platform).await == JOBS
             && stats(queue, TRANSCRIBE_QUEUE).await == QueueStats::default()
             && stats(queue, NOTIFY_QUEUE).await == QueueStats::default()
     })
     .await;
     assert!(
         drained,
-        "work left: {} final, transcribe {:?}, notify {:?}, {} mails\n--- A\n{}\n--- B\n{}\n--- notifier\n{}",
-        api.finals().len(),
+        "work left: {} completed, transcribe {:?}, notify {:?}, {} mails\n--- A\n{}\n--- B\n{}\n--- notifier\n{}",
+        completed(platform).await,
         stats(queue, TRANSCRIBE_QUEUE).await,
         stats(queue, NOTIFY_QUEUE).await,
         sink.received().len(),
@@ -188,12 +209,19 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
         survivors.contains("returned jobs of"),
         "nobody reaped worker A's jobs:\n{survivors}"
     );
+    let before_replay = platform.transcriptions().await;
 
     // 4. The crash window a kill cannot aim at: a transcriber dying after it enqueued the
     // notify job and before its ack. Its job is redelivered after the mail went out and the
     // notify job was acked, so the id is free and a second notify job is really enqueued.
-    // Replayed here for a quarter of the jobs: same ids, same payloads.
-    for job in jobs.iter().take(JOBS / 4) {
+    // Replayed here for a quarter of the jobs: same ids, same payloads as the API queued.
+    for (email, id) in submitted.iter().take(JOBS / 4) {
+        let record = platform.transcription(*id).await;
+        let job = TranscribeJob {
+            transcription_id: *id,
+            audio_url: record["audio_url"].as_str().unwrap().to_owned(),
+            email: email.clone(),
+        };
         let enqueued = queue
             .enqueue_job(TRANSCRIBE_QUEUE, job.to_job().unwrap())
             .await
@@ -214,22 +242,25 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
         notifier.log()
     );
 
-    // Every transcription completed, with the one transcript the engine gives, and no report
-    // ever contradicted a stored final one.
+    // Every transcription completed with the one transcript the engine gives, its e-mail
+    // reported sent, and the replay's reports changed nothing the API holds.
     let transcript = SimulatedEngine::transcript_for(AUDIO);
-    let finals = api.finals();
-    for job in &jobs {
-        let id = job.transcription_id.to_string();
+    assert_eq!(
+        platform.transcriptions().await,
+        before_replay,
+        "the replayed jobs changed records"
+    );
+    for (email, id) in &submitted {
+        let record = platform.transcription(*id).await;
+        assert_eq!(record["status"], "completed", "{record}");
+        assert_eq!(record["transcript"], transcript.as_str(), "{record}");
+        assert!(record.get("error").is_none(), "{record}");
+        assert_eq!(record["email"], email.as_str());
         assert_eq!(
-            finals[&id],
-            serde_json::json!({"status": "completed", "transcript": transcript}),
-            "{id}"
+            record["notification"],
+            serde_json::json!({"status": "sent"}),
+            "{record}"
         );
-    }
-    for (id, _, body) in api.reports() {
-        if body["status"] != "processing" {
-            assert_eq!(body, finals[&id], "a differing final report for {id}");
-        }
     }
 
     // Exactly one e-mail per job, to its user, about its transcription.
@@ -244,18 +275,18 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
     let duplicates: Vec<_> = per_recipient.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicates.is_empty(), "duplicate e-mails: {duplicates:?}");
     assert_eq!(mail.len(), JOBS, "one e-mail per job");
-    for job in &jobs {
+    for (email, id) in &submitted {
         let message = mail
             .iter()
-            .find(|m| m.recipients[0] == job.email)
-            .unwrap_or_else(|| panic!("no e-mail to {}", job.email));
+            .find(|m| m.recipients[0] == *email)
+            .unwrap_or_else(|| panic!("no e-mail to {email}"));
         assert_eq!(
             message.header("Subject").unwrap(),
             "Your transcription is ready"
         );
         assert_eq!(
             message.header("Message-ID").unwrap(),
-            format!("<notify-{}@transcribe.test>", job.transcription_id)
+            format!("<notify-{id}@transcribe.test>")
         );
         assert!(message.body().contains(&transcript));
     }
@@ -274,9 +305,13 @@ async fn sigkilled_transcriber_on_redis_every_job_completes_with_one_email() {
     let Some(redis) = RedisTestQueue::connect().await else {
         return;
     };
+    let Some(platform) = TestPlatform::start_on_postgres(redis.queue.clone()).await else {
+        return;
+    };
     let dir = TempDir::new("fault-redis");
     let backend = Backend {
         queue: redis.queue.clone(),
+        platform,
         env: vec![
             ("REDIS_URL", redis.url.clone()),
             ("QUEUE_PREFIX", redis.prefix.clone()),
@@ -293,8 +328,10 @@ async fn sigkilled_transcriber_on_sqlite_every_job_completes_with_one_email() {
         .await
         .unwrap();
     queue.migrate().await.unwrap();
+    let queue: Arc<dyn ReliableQueue> = Arc::new(queue);
     let backend = Backend {
-        queue: Arc::new(queue),
+        platform: TestPlatform::start(queue.clone()).await,
+        queue,
         env: vec![("QUEUE_DATABASE_URL", url)],
     };
     killed_transcriber_loses_nothing_and_mails_once(backend, &dir).await;

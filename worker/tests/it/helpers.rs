@@ -1,14 +1,13 @@
-//! Queues, keys, HTTP fixtures and the in-process auth server shared by the tests.
+//! Queues, keys, HTTP fixtures and worker processes shared by the tests (the real auth server
+//! and transcription-api are in `platform.rs`).
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use job_queue::{QueueConfig, RedisQueue, ReliableQueue, SigningKey, SqliteQueue};
-use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 pub const SIGNING_KEY: &str = "worker-tests-signing-key-0123456789abcdef";
@@ -167,70 +166,6 @@ pub async fn closed_port() -> SocketAddr {
     drop(listener);
     addr
 }
-
-/// The real auth server with a worker client allowed `transcriptions:report`.
-pub struct AuthFixture {
-    pub base: String,
-    pub client_id: String,
-    pub client_secret: String,
-    _dir: TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-impl AuthFixture {
-    pub async fn start() -> AuthFixture {
-        use auth_server::secrets::{SecretHasher, generate_client_secret};
-        use auth_server::store::{self, Client, GrantType, Scope};
-
-        let dir = TempDir::new("auth");
-        let db = format!("sqlite:{}", dir.path().join("auth.db").display());
-        let keys = dir.path().join("keys");
-        let config = auth_server::config::ServerConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
-            &db,
-            keys.clone(),
-        );
-        let app = auth_server::Application::build(config)
-            .await
-            .expect("auth server starts");
-        let base = format!("http://{}", app.local_addr());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async move {
-            let _ = rx.await;
-        }));
-        let store = store::connect(&db).await.unwrap();
-        store
-            .create_scope(&Scope {
-                name: "transcriptions:report".into(),
-                description: String::new(),
-                created_at: time::OffsetDateTime::now_utc(),
-            })
-            .await
-            .unwrap();
-        let hasher = SecretHasher::from_config(None, &keys).unwrap();
-        let secret = generate_client_secret().unwrap().expose_secret().to_owned();
-        let client = Client {
-            id: Uuid::new_v4().to_string(),
-            name: "worker".into(),
-            secret_hash: hasher.hash(&secret),
-            grant_types: BTreeSet::from([GrantType::ClientCredentials]),
-            scopes: BTreeSet::from(["transcriptions:report".to_owned()]),
-            disabled: false,
-            created_at: time::OffsetDateTime::now_utc(),
-        };
-        store.create_client(&client).await.unwrap();
-        AuthFixture {
-            base,
-            client_id: client.id,
-            client_secret: secret,
-            _dir: dir,
-            _shutdown: tx,
-        }
-    }
-}
-
-/// What the stub result endpoint received: (transcription id, Authorization header, body).
-pub type Reports = Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;
 
 /// Decodes a quoted-printable body (soft breaks and `=XX`).
 pub fn decode_qp(body: &str) -> String {

@@ -1,11 +1,14 @@
 //! Integration tests of the worker crate, one binary. Fixtures: a SQLite queue per test (and
-//! Redis when reachable), a local axum server standing in for the audio host and the
-//! transcription-api result endpoint, the real auth server in-process, and an SMTP sink.
+//! Redis when reachable), the real auth server and transcription-api in-process
+//! (`platform.rs`), a local axum server as the audio host, and an SMTP sink (plain, STARTTLS or
+//! implicit TLS). Stand-ins remain only where a test needs a server that misbehaves (stalls,
+//! refuses, lacks a route) and say so.
 
 // Test code: a failed expectation should panic with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod dead_job;
 mod deadlines;
 mod download;
 mod engine;
@@ -14,7 +17,9 @@ mod helpers;
 mod metrics_endpoint;
 mod notifier;
 mod notifier_failures;
+mod platform;
 mod redis;
 mod smtp_sink;
+mod smtp_tls;
 mod transcriber;
 mod worker_loop;

@@ -27,6 +27,7 @@ pub fn notifier_config(smtp: Option<String>, dir: &TempDir) -> NotifierConfig {
             from: "Transcriptions <noreply@transcribe.test>".into(),
             outbox_dir: dir.path().join("outbox"),
             smtp_timeout: Duration::from_secs(10),
+            smtp_ca_file: None,
         },
         report: None,
     }

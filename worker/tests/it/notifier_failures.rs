@@ -1,16 +1,15 @@
 //! The notifier when things go wrong: a mail server that stalls (a real TCP server that never
 //! greets, or never answers after `DATA`), permanent SMTP failures (dead list at once), the
-//! notification state reported to a stub of transcription-api, and the "sent" markers kept in
-//! the queue backend (SQLite and Redis) so two notifiers never both send.
+//! notification state reported to the real transcription-api (and to an API too old to have
+//! the route), and the "sent" markers kept in the queue backend (SQLite and Redis) so two
+//! notifiers never both send.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use auth_server::testing::TestAuthServer;
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::put;
 use job_queue::{Envelope, JobId, ReliableQueue};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -22,8 +21,9 @@ use worker::notifier::{NotifierConfig, ReportConfig, SmtpMailer};
 use worker::runner::JobHandler;
 use worker::{JobError, Notifier};
 
-use crate::helpers::{AuthFixture, RedisTestQueue, TempDir, TestQueue, eventually, serve};
+use crate::helpers::{RedisTestQueue, TempDir, TestQueue, eventually, serve};
 use crate::notifier::notifier_config;
+use crate::platform::{REPORT, TestPlatform};
 use crate::smtp_sink::SmtpSink;
 
 /// How the scripted SMTP server misbehaves.
@@ -105,59 +105,21 @@ async fn session(socket: tokio::net::TcpStream, script: Script) -> std::io::Resu
     }
 }
 
-/// What the stub notification endpoint received: (transcription id, body).
-type Received = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
-
-/// transcription-api's notification endpoint, recording each report and answering 204; or,
-/// with `with_route` false, an API that has no such route (every call 404).
-async fn stub_api(with_route: bool) -> (String, Received) {
-    let received = Received::default();
-    let router = if with_route {
-        Router::new()
-            .route(
-                "/internal/transcriptions/{id}/notification",
-                put(notification),
-            )
-            .with_state(received.clone())
-    } else {
-        Router::new()
-    };
-    let addr = serve(router).await;
-    (format!("http://{addr}"), received)
-}
-
-async fn notification(
-    State(received): State<Received>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: axum::Json<serde_json::Value>,
-) -> StatusCode {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ") && v.split('.').count() == 3);
-    if !bearer {
-        return StatusCode::UNAUTHORIZED;
-    }
-    received.lock().unwrap().push((id, body.0));
-    StatusCode::NO_CONTENT
-}
-
-fn reporting(config: &mut NotifierConfig, api_url: &str, auth: &AuthFixture) {
+fn reporting(config: &mut NotifierConfig, api_url: &str, credentials: ClientCredentials) {
     config.report = Some(ReportConfig {
         api_url: api_url.to_owned(),
-        credentials: ClientCredentials {
-            token_url: format!("{}/oauth/token", auth.base),
-            client_id: auth.client_id.clone(),
-            client_secret: SecretString::from(auth.client_secret.clone()),
-            scope: "transcriptions:report".into(),
-        },
+        credentials,
     });
 }
 
 fn job_to(email: &str) -> NotifyJob {
+    job_about(Uuid::new_v4(), email)
+}
+
+/// The notice about transcription `id`.
+fn job_about(id: Uuid, email: &str) -> NotifyJob {
     NotifyJob {
-        transcription_id: Uuid::new_v4(),
+        transcription_id: id,
         email: email.into(),
         transcript: "hello".into(),
         status: NotifyStatus::Completed,
@@ -289,14 +251,20 @@ async fn other_jobs_keep_flowing_while_one_send_stalls() {
 #[tokio::test]
 async fn a_refused_recipient_goes_to_the_dead_list_at_once_and_is_reported_failed() {
     let server = scripted_smtp(Script::RejectRecipient).await;
-    let auth = AuthFixture::start().await;
-    let (api_url, received) = stub_api(true).await;
     let dir = TempDir::new("reject");
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let id = platform
+        .submit("nobody@example.com", "http://203.0.113.1/a")
+        .await;
     let mut config = notifier_config(Some(format!("smtp://{server}?tls=none")), &dir);
-    reporting(&mut config, &api_url, &auth);
+    reporting(
+        &mut config,
+        &platform.api_url,
+        platform.worker_credentials(),
+    );
     let notifier = Notifier::new(config, queue.queue.clone()).unwrap();
-    let job = job_to("nobody@example.com");
+    let job = job_about(id, "nobody@example.com");
     queue
         .queue
         .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
@@ -308,7 +276,7 @@ async fn a_refused_recipient_goes_to_the_dead_list_at_once_and_is_reported_faile
         let _ = rx.await;
     }));
     let reported = eventually(Duration::from_secs(10), || async {
-        !received.lock().unwrap().is_empty()
+        platform.transcription(id).await["notification"]["status"] == "failed"
     })
     .await;
     let _ = tx.send(());
@@ -324,13 +292,11 @@ async fn a_refused_recipient_goes_to_the_dead_list_at_once_and_is_reported_faile
         dead[0]
     );
     assert!(dead[0].reason.contains("550"), "{:?}", dead[0]);
-    let received = received.lock().unwrap().clone();
-    assert_eq!(received.len(), 1);
-    assert_eq!(received[0].0, job.transcription_id.to_string());
-    assert_eq!(received[0].1["status"], "failed");
-    assert!(
-        received[0].1["reason"].as_str().unwrap().contains("550"),
-        "{received:?}"
+    // The owner reads it through the API.
+    assert_eq!(
+        platform.transcription(id).await["notification"],
+        serde_json::json!({"status": "failed",
+                           "reason": "SMTP: permanent error (550): 5.1.1 no such user here"})
     );
 }
 
@@ -354,37 +320,58 @@ async fn an_address_lettre_refuses_is_dead_at_once() {
 #[tokio::test]
 async fn sent_is_reported_after_the_mail_is_accepted() {
     let sink = SmtpSink::start().await;
-    let auth = AuthFixture::start().await;
-    let (api_url, received) = stub_api(true).await;
     let dir = TempDir::new("report-sent");
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let id = platform
+        .submit("listener@example.com", "http://203.0.113.1/a")
+        .await;
     let mut config = notifier_config(Some(sink.url()), &dir);
-    reporting(&mut config, &api_url, &auth);
+    reporting(
+        &mut config,
+        &platform.api_url,
+        platform.worker_credentials(),
+    );
     let notifier = Notifier::new(config, queue.queue.clone()).unwrap();
-    let job = job_to("listener@example.com");
+    let job = job_about(id, "listener@example.com");
+    assert_eq!(
+        platform.transcription(id).await["notification"],
+        serde_json::json!({"status": "pending"})
+    );
 
     notifier.handler().handle(&envelope(&job)).await.unwrap();
 
     assert_eq!(sink.received().len(), 1);
-    let received = received.lock().unwrap().clone();
     assert_eq!(
-        received,
-        vec![(
-            job.transcription_id.to_string(),
-            serde_json::json!({"status": "sent"})
-        )]
+        platform.transcription(id).await["notification"],
+        serde_json::json!({"status": "sent"})
+    );
+    // A redelivery finds the sent-marker and repeats the report: the API keeps `sent`.
+    notifier.handler().handle(&envelope(&job)).await.unwrap();
+    assert_eq!(sink.received().len(), 1);
+    assert_eq!(
+        platform.transcription(id).await["notification"],
+        serde_json::json!({"status": "sent"})
     );
 }
 
 #[tokio::test]
 async fn an_api_without_the_notification_route_is_not_a_job_failure() {
     let sink = SmtpSink::start().await;
-    let auth = AuthFixture::start().await;
-    let (api_url, received) = stub_api(false).await;
+    let auth = TestAuthServer::spawn().await;
+    let worker = auth.client(&[REPORT]).await;
+    // A stand-in for a transcription-api older than the notification route: every call 404.
+    let api_url = format!("http://{}", serve(Router::new()).await);
     let dir = TempDir::new("report-404");
     let queue = TestQueue::sqlite().await;
     let mut config = notifier_config(Some(sink.url()), &dir);
-    reporting(&mut config, &api_url, &auth);
+    let credentials = ClientCredentials {
+        token_url: format!("{}/oauth/token", auth.base),
+        client_id: worker.0,
+        client_secret: SecretString::from(worker.1),
+        scope: REPORT.into(),
+    };
+    reporting(&mut config, &api_url, credentials);
     let notifier = Notifier::new(config, queue.queue.clone()).unwrap();
 
     notifier
@@ -394,7 +381,6 @@ async fn an_api_without_the_notification_route_is_not_a_job_failure() {
         .expect("a 404 from the API is logged, not a failure");
 
     assert_eq!(sink.received().len(), 1);
-    assert!(received.lock().unwrap().is_empty());
 }
 
 /// Two notifiers with nothing in common but the queue (separate directories, as on two

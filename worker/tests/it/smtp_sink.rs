@@ -1,11 +1,42 @@
 //! A tiny SMTP server for tests: speaks enough real SMTP over TCP (greeting, EHLO/HELO,
 //! MAIL FROM, RCPT TO, DATA with dot-unstuffing, RSET, NOOP, QUIT) and keeps every message.
+//! With a [`Handshake`] it also speaks TLS: `STARTTLS` (RFC 3207) or implicit TLS from the
+//! first byte (`smtps://`). The TLS itself comes from the including crate (the worker's tests
+//! build it in `smtp_tls.rs`), so this file needs nothing but tokio wherever it is included.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+
+/// A connection the sink speaks SMTP on: TCP, or TLS over it.
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+/// The server side of a TLS handshake on a connection: the secured connection.
+pub type Handshake = Arc<
+    dyn Fn(
+            Box<dyn Connection>,
+        ) -> Pin<Box<dyn Future<Output = std::io::Result<Box<dyn Connection>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Whether and how the sink speaks TLS.
+#[derive(Clone, Default)]
+pub enum SinkTls {
+    /// Plain SMTP; `STARTTLS` is neither offered nor accepted.
+    #[default]
+    None,
+    /// `STARTTLS` offered in the EHLO reply and performed with this handshake.
+    StartTls(Handshake),
+    /// TLS from the first byte (`smtps://`), before the greeting.
+    Implicit(Handshake),
+}
 
 /// One accepted message.
 #[derive(Debug, Clone)]
@@ -14,6 +45,8 @@ pub struct ReceivedMail {
     pub recipients: Vec<String>,
     /// The DATA section: headers, blank line, body (CRLF line ends).
     pub data: String,
+    /// Whether the message came over TLS (after `STARTTLS`, or on an implicit-TLS port).
+    pub tls: bool,
 }
 
 impl ReceivedMail {
@@ -62,27 +95,42 @@ impl ReceivedMail {
 pub struct SmtpSink {
     pub addr: SocketAddr,
     pub messages: Arc<Mutex<Vec<ReceivedMail>>>,
+    /// TLS from the first byte: the URL is `smtps://`.
+    implicit_tls: bool,
 }
 
 impl SmtpSink {
+    /// A plain SMTP sink.
     pub async fn start() -> SmtpSink {
+        SmtpSink::start_with(SinkTls::None).await
+    }
+
+    pub async fn start_with(tls: SinkTls) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
         let store = messages.clone();
+        let implicit_tls = matches!(tls, SinkTls::Implicit(_));
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let store = store.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = session(socket, store).await;
+                    let _ = session(socket, tls, store).await;
                 });
             }
         });
-        SmtpSink { addr, messages }
+        SmtpSink {
+            addr,
+            messages,
+            implicit_tls,
+        }
     }
 
+    /// `smtp://127.0.0.1:<port>`, or `smtps://…` for implicit TLS.
     pub fn url(&self) -> String {
-        format!("smtp://{}", self.addr)
+        let scheme = if self.implicit_tls { "smtps" } else { "smtp" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn received(&self) -> Vec<ReceivedMail> {
@@ -90,15 +138,28 @@ impl SmtpSink {
     }
 }
 
+/// Writes one reply and flushes it (a TLS stream holds written records until flushed).
+async fn reply(
+    connection: &mut BufReader<Box<dyn Connection>>,
+    text: &[u8],
+) -> std::io::Result<()> {
+    connection.write_all(text).await?;
+    connection.flush().await
+}
+
 async fn session(
     socket: tokio::net::TcpStream,
+    tls: SinkTls,
     store: Arc<Mutex<Vec<ReceivedMail>>>,
 ) -> std::io::Result<()> {
-    let (read, mut write) = socket.into_split();
-    let mut lines = BufReader::new(read);
-    write
-        .write_all(b"220 sink.test ESMTP test sink\r\n")
-        .await?;
+    let mut connection: Box<dyn Connection> = Box::new(socket);
+    let mut secure = false;
+    if let SinkTls::Implicit(handshake) = &tls {
+        connection = handshake(connection).await?;
+        secure = true;
+    }
+    let mut lines = BufReader::new(connection);
+    reply(&mut lines, b"220 sink.test ESMTP test sink\r\n").await?;
     let mut from = String::new();
     let mut recipients = Vec::new();
     let mut line = String::new();
@@ -109,10 +170,31 @@ async fn session(
         }
         let command = line.trim_end().to_owned();
         let upper = command.to_ascii_uppercase();
-        let reply: &[u8] = if upper.starts_with("EHLO") {
+        let offers_starttls = matches!(tls, SinkTls::StartTls(_)) && !secure;
+        let answer: &[u8] = if upper.starts_with("EHLO") && offers_starttls {
+            b"250-sink.test greets you\r\n250-8BITMIME\r\n250-STARTTLS\r\n250 SIZE 10485760\r\n"
+        } else if upper.starts_with("EHLO") {
             b"250-sink.test greets you\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n"
         } else if upper.starts_with("HELO") {
             b"250 sink.test\r\n"
+        } else if upper == "STARTTLS" {
+            let SinkTls::StartTls(handshake) = &tls else {
+                reply(&mut lines, b"502 5.5.1 STARTTLS not offered\r\n").await?;
+                continue;
+            };
+            if secure {
+                reply(&mut lines, b"503 5.5.1 TLS already active\r\n").await?;
+                continue;
+            }
+            reply(&mut lines, b"220 2.0.0 Ready to start TLS\r\n").await?;
+            // RFC 3207: nothing may follow STARTTLS in the same packet, and the session starts
+            // over (the client says EHLO again).
+            let plain = lines.into_inner();
+            lines = BufReader::new(handshake(plain).await?);
+            secure = true;
+            from.clear();
+            recipients.clear();
+            continue;
         } else if upper.starts_with("MAIL FROM:") {
             from = address(&command["MAIL FROM:".len()..]);
             recipients.clear();
@@ -121,9 +203,7 @@ async fn session(
             recipients.push(address(&command["RCPT TO:".len()..]));
             b"250 OK\r\n"
         } else if upper == "DATA" {
-            write
-                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                .await?;
+            reply(&mut lines, b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
             let mut data = String::new();
             loop {
                 line.clear();
@@ -141,17 +221,18 @@ async fn session(
                 from: from.clone(),
                 recipients: std::mem::take(&mut recipients),
                 data,
+                tls: secure,
             });
             b"250 OK: queued\r\n"
         } else if upper == "RSET" || upper == "NOOP" {
             b"250 OK\r\n"
         } else if upper == "QUIT" {
-            write.write_all(b"221 Bye\r\n").await?;
+            reply(&mut lines, b"221 Bye\r\n").await?;
             return Ok(());
         } else {
             b"502 Command not implemented\r\n"
         };
-        write.write_all(reply).await?;
+        reply(&mut lines, answer).await?;
     }
 }
 

@@ -1,142 +1,37 @@
-//! The transcriber against the real auth server (client_credentials tokens), a stub of
-//! transcription-api's result endpoint that records what it receives, and the audio host.
+//! The transcriber against the real platform (see [`crate::platform`]): records are created
+//! through transcription-api's `POST /transcriptions`, which queues their jobs; the worker
+//! gets its own client_credentials token (`transcriptions:report`) from the real auth server
+//! and reports to the real API, which verifies it against the auth server's JWKS; every
+//! outcome is read back through the API's `GET /transcriptions/{id}`.
+//!
+//! The one stand-in left is a closed port for an unreachable API; stalled servers are in
+//! `deadlines.rs`.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::put;
-use job_queue::{Envelope, JobId, ReliableQueue};
-use secrecy::SecretString;
+use async_trait::async_trait;
+use job_queue::{QueueStats, ReliableQueue};
+use secrecy::{ExposeSecret, SecretString};
+use token_guard::revocation::CutoffKind;
 use uuid::Uuid;
-use worker::api::ClientCredentials;
+use worker::api::{ClientCredentials, TokenSource};
 use worker::download::DownloadLimits;
-use worker::engine::SimulatedEngine;
+use worker::engine::{Engine, EngineError, SimulatedEngine};
 use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE, TranscribeJob};
 use worker::runner::JobHandler;
 use worker::{EngineConfig, JobError, RunConfig, Transcriber, TranscriberConfig};
 
 use crate::download::{AUDIO, audio_host};
-use crate::helpers::{AuthFixture, Reports, TempDir, TestQueue, closed_port, eventually, serve};
+use crate::helpers::{TempDir, TestQueue, closed_port, eventually};
+use crate::platform::{READ, REPORT, TestPlatform, WRITE, take_job};
 
-/// How the stub result endpoint answers.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum ApiMode {
-    Accept,
-    /// 401 to the first request, then accept.
-    UnauthorizedOnce,
-    NotFound,
-    AlreadyFinal,
-    /// What transcription-api does: a final report (`completed`/`failed`) is stored once; an
-    /// identical repeat answers 204, a differing one (including `processing` after a final
-    /// report) 409.
-    Stateful,
-}
-
-pub struct StubApi {
-    pub addr: SocketAddr,
-    pub reports: Reports,
-    pub finals: Finals,
-}
-
-#[derive(Clone)]
-struct StubState {
-    reports: Reports,
-    mode: ApiMode,
-    calls: Arc<Mutex<u32>>,
-    finals: Finals,
-}
-
-/// Final report per transcription id (`ApiMode::Stateful`).
-pub type Finals = Arc<Mutex<HashMap<String, serde_json::Value>>>;
-
-async fn result(
-    State(state): State<StubState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: axum::Json<serde_json::Value>,
-) -> StatusCode {
-    let report = body.0.clone();
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    state
-        .reports
-        .lock()
-        .unwrap()
-        .push((id.clone(), auth.clone(), body.0));
-    let call = {
-        let mut calls = state.calls.lock().unwrap();
-        *calls += 1;
-        *calls
-    };
-    if !auth.starts_with("Bearer ") || auth.split('.').count() != 3 {
-        return StatusCode::UNAUTHORIZED;
-    }
-    match state.mode {
-        ApiMode::Accept => StatusCode::NO_CONTENT,
-        ApiMode::UnauthorizedOnce if call == 1 => StatusCode::UNAUTHORIZED,
-        ApiMode::UnauthorizedOnce => StatusCode::OK,
-        ApiMode::NotFound => StatusCode::NOT_FOUND,
-        ApiMode::AlreadyFinal => StatusCode::CONFLICT,
-        ApiMode::Stateful => {
-            let mut finals = state.finals.lock().unwrap();
-            match finals.get(&id) {
-                Some(stored) if *stored == report => StatusCode::NO_CONTENT,
-                Some(_) => StatusCode::CONFLICT,
-                None if report["status"] == "processing" => StatusCode::NO_CONTENT,
-                None => {
-                    finals.insert(id, report);
-                    StatusCode::NO_CONTENT
-                }
-            }
-        }
-    }
-}
-
-impl StubApi {
-    pub async fn start(mode: ApiMode) -> StubApi {
-        let reports = Reports::default();
-        let finals = Finals::default();
-        let state = StubState {
-            reports: reports.clone(),
-            mode,
-            calls: Arc::default(),
-            finals: finals.clone(),
-        };
-        let router = Router::new()
-            .route("/internal/transcriptions/{id}/result", put(result))
-            .with_state(state);
-        StubApi {
-            addr: serve(router).await,
-            reports,
-            finals,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn reports(&self) -> Vec<(String, String, serde_json::Value)> {
-        self.reports.lock().unwrap().clone()
-    }
-
-    /// The stored final reports (`ApiMode::Stateful`).
-    pub fn finals(&self) -> HashMap<String, serde_json::Value> {
-        self.finals.lock().unwrap().clone()
-    }
-}
+pub const SUBMITTER_EMAIL: &str = "listener@example.com";
 
 pub fn transcriber_config(
     api_url: &str,
-    auth: &AuthFixture,
+    credentials: ClientCredentials,
     scratch: &TempDir,
 ) -> TranscriberConfig {
     let mut run = RunConfig::new("transcriber", TRANSCRIBE_QUEUE);
@@ -147,12 +42,7 @@ pub fn transcriber_config(
         run,
         notify_queue: NOTIFY_QUEUE.into(),
         api_url: api_url.into(),
-        credentials: ClientCredentials {
-            token_url: format!("{}/oauth/token", auth.base),
-            client_id: auth.client_id.clone(),
-            client_secret: SecretString::from(auth.client_secret.clone()),
-            scope: "transcriptions:report".into(),
-        },
+        credentials,
         download: DownloadLimits {
             allow_private: true,
             timeout: Duration::from_secs(5),
@@ -166,66 +56,36 @@ pub fn transcriber_config(
     }
 }
 
-pub fn transcribe_job(audio_url: String) -> TranscribeJob {
-    TranscribeJob {
-        transcription_id: Uuid::new_v4(),
-        audio_url,
-        email: "listener@example.com".into(),
-    }
-}
-
-fn envelope(job: &TranscribeJob) -> Envelope {
-    let new = job.to_job().unwrap();
-    Envelope::new(new.id.unwrap_or_else(JobId::random), new.kind, new.payload)
+/// The transcriber of `platform`'s worker client.
+fn transcriber(platform: &TestPlatform, queue: &TestQueue, scratch: &TempDir) -> Transcriber {
+    let config = transcriber_config(&platform.api_url, platform.worker_credentials(), scratch);
+    Transcriber::new(config, queue.queue.clone()).unwrap()
 }
 
 /// Takes the one notify job off the queue and returns its id and payload.
 async fn take_notify(queue: &dyn ReliableQueue) -> (String, serde_json::Value) {
-    queue
-        .heartbeat("inspector", Duration::from_secs(30))
-        .await
-        .unwrap();
-    let job = queue
-        .reserve(NOTIFY_QUEUE, "inspector", Duration::ZERO)
-        .await
-        .unwrap()
-        .expect("a notify job");
-    assert_eq!(job.envelope.kind, "notify");
-    (job.envelope.id.to_string(), job.envelope.payload.clone())
-}
-
-fn statuses(reports: &[(String, String, serde_json::Value)]) -> Vec<String> {
-    reports
-        .iter()
-        .map(|(_, _, body)| body["status"].as_str().unwrap_or("").to_owned())
-        .collect()
+    let envelope = take_job(queue, NOTIFY_QUEUE).await;
+    assert_eq!(envelope.kind, "notify");
+    (envelope.id.to_string(), envelope.payload)
 }
 
 #[tokio::test]
-async fn transcribes_reports_with_a_cached_token_and_enqueues_notify() {
-    let auth = AuthFixture::start().await;
-    let api = StubApi::start(ApiMode::Accept).await;
-    let host = audio_host().await;
+async fn a_submitted_transcription_is_completed_through_the_real_api_and_notify_is_enqueued() {
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let host = audio_host().await;
     let scratch = TempDir::new("scratch");
-    let job = transcribe_job(format!("http://{host}/audio"));
-    queue
-        .queue
-        .enqueue_job(TRANSCRIBE_QUEUE, job.to_job().unwrap())
-        .await
-        .unwrap();
+    let id = platform
+        .submit(SUBMITTER_EMAIL, &format!("http://{host}/audio"))
+        .await;
 
-    let transcriber = Transcriber::new(
-        transcriber_config(&api.url(), &auth, &scratch),
-        queue.queue.clone(),
-    )
-    .unwrap();
+    let transcriber = transcriber(&platform, &queue, &scratch);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(transcriber.run(async {
         let _ = rx.await;
     }));
     let q = queue.queue.clone();
-    let done = eventually(Duration::from_secs(10), || {
+    let done = eventually(Duration::from_secs(20), || {
         let q = q.clone();
         async move { q.stats(NOTIFY_QUEUE).await.unwrap().ready == 1 }
     })
@@ -234,32 +94,28 @@ async fn transcribes_reports_with_a_cached_token_and_enqueues_notify() {
     let summary = running.await.unwrap().unwrap();
     assert!(done, "no notify job; summary {summary:?}");
     assert_eq!(summary.succeeded, 1);
+    assert_eq!(summary.failed, 0);
 
-    let reports = api.reports();
-    assert_eq!(statuses(&reports), ["processing", "completed"]);
     let expected = SimulatedEngine::transcript_for(AUDIO);
-    assert_eq!(reports[1].2["transcript"], expected.as_str());
-    assert!(
-        reports
-            .iter()
-            .all(|(id, _, _)| *id == job.transcription_id.to_string())
+    let record = platform.transcription(id).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["transcript"], expected.as_str());
+    assert!(record.get("error").is_none(), "{record}");
+    assert_eq!(
+        record["notification"],
+        serde_json::json!({"status": "pending"}),
+        "no notifier ran"
     );
     assert_eq!(
-        reports[0].1, reports[1].1,
-        "the token is cached between calls"
-    );
-
-    let stats = queue.queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
-    assert_eq!(
-        stats,
-        job_queue::QueueStats::default(),
+        queue.queue.stats(TRANSCRIBE_QUEUE).await.unwrap(),
+        QueueStats::default(),
         "the transcribe job was acked"
     );
-    let (id, payload) = take_notify(queue.queue.as_ref()).await;
-    assert_eq!(id, format!("notify-{}", job.transcription_id));
+    let (job_id, payload) = take_notify(queue.queue.as_ref()).await;
+    assert_eq!(job_id, format!("notify-{id}"));
     assert_eq!(
         payload,
-        serde_json::json!({"transcription_id": job.transcription_id, "email": "listener@example.com",
+        serde_json::json!({"transcription_id": id, "email": SUBMITTER_EMAIL,
                            "transcript": expected, "status": "completed"})
     );
     assert_eq!(
@@ -270,20 +126,52 @@ async fn transcribes_reports_with_a_cached_token_and_enqueues_notify() {
 }
 
 #[tokio::test]
-async fn unreachable_result_api_makes_the_job_retry_with_backoff() {
-    let auth = AuthFixture::start().await;
-    let host = audio_host().await;
+async fn the_worker_token_is_cached_until_invalidated() {
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let tokens = TokenSource::new(reqwest::Client::new(), platform.worker_credentials());
+
+    let first = tokens.token().await.unwrap();
+    let again = tokens.token().await.unwrap();
+    tokens.invalidate().await;
+    let fresh = tokens.token().await.unwrap();
+
+    assert_eq!(first.expose_secret(), again.expose_secret(), "cached");
+    assert_ne!(first.expose_secret(), fresh.expose_secret(), "fetched anew");
+    // A real access token of the worker: the API takes it for a report.
+    let id = platform
+        .submit(SUBMITTER_EMAIL, "http://203.0.113.1/a")
+        .await;
+    let processing = serde_json::json!({"status": "processing"});
+    assert_eq!(
+        platform
+            .report_with(fresh.expose_secret(), id, &processing)
+            .await,
+        204
+    );
+    assert_eq!(platform.status(id).await, "processing");
+}
+
+#[tokio::test]
+async fn unreachable_result_api_makes_the_job_retry_with_backoff() {
+    let queue = TestQueue::sqlite().await;
+    // The real auth server hands out the token; nobody listens where the API should be.
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let host = audio_host().await;
     let scratch = TempDir::new("scratch");
     let api = format!("http://{}", closed_port().await);
-    let job = transcribe_job(format!("http://{host}/audio"));
+    let job = TranscribeJob {
+        transcription_id: Uuid::new_v4(),
+        audio_url: format!("http://{host}/audio"),
+        email: SUBMITTER_EMAIL.into(),
+    };
     queue
         .queue
         .enqueue_job(TRANSCRIBE_QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
 
-    let mut config = transcriber_config(&api, &auth, &scratch);
+    let mut config = transcriber_config(&api, platform.worker_credentials(), &scratch);
     // Keep the retry in the delayed set while we look.
     config.run.maintenance_interval = Duration::from_secs(60);
     let transcriber = Transcriber::new(config, queue.queue.clone()).unwrap();
@@ -308,123 +196,185 @@ async fn unreachable_result_api_makes_the_job_retry_with_backoff() {
 
 #[tokio::test]
 async fn audio_that_cannot_be_fetched_is_reported_failed_and_notified() {
-    let auth = AuthFixture::start().await;
-    let api = StubApi::start(ApiMode::Accept).await;
-    let host = audio_host().await;
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let host = audio_host().await;
     let scratch = TempDir::new("scratch");
-    let transcriber = Transcriber::new(
-        transcriber_config(&api.url(), &auth, &scratch),
-        queue.queue.clone(),
-    )
-    .unwrap();
-    let job = transcribe_job(format!("http://{host}/status/404"));
+    let transcriber = transcriber(&platform, &queue, &scratch);
+    let id = platform
+        .submit(SUBMITTER_EMAIL, &format!("http://{host}/status/404"))
+        .await;
+    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
 
-    transcriber.handler().handle(&envelope(&job)).await.unwrap();
+    transcriber.handler().handle(&job).await.unwrap();
 
-    let reports = api.reports();
-    assert_eq!(statuses(&reports), ["processing", "failed"]);
+    let record = platform.transcription(id).await;
+    assert_eq!(record["status"], "failed", "{record}");
     // The owner is told the class of the failure, not what the audio host answered.
     assert_eq!(
-        reports[1].2["error"], "the audio could not be downloaded (http_status)",
-        "{reports:?}"
+        record["error"], "the audio could not be downloaded (http_status)",
+        "{record}"
     );
+    assert!(record.get("transcript").is_none(), "{record}");
     let (_, payload) = take_notify(queue.queue.as_ref()).await;
     assert_eq!(payload["status"], "failed");
+    assert_eq!(payload["email"], SUBMITTER_EMAIL);
     assert_eq!(payload["transcript"], "");
 }
 
 #[tokio::test]
 async fn private_audio_urls_are_refused_by_default() {
-    let auth = AuthFixture::start().await;
-    let api = StubApi::start(ApiMode::Accept).await;
-    let host = audio_host().await;
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let host = audio_host().await;
     let scratch = TempDir::new("scratch");
-    let mut config = transcriber_config(&api.url(), &auth, &scratch);
+    let mut config = transcriber_config(&platform.api_url, platform.worker_credentials(), &scratch);
     config.download.allow_private = false;
     let transcriber = Transcriber::new(config, queue.queue.clone()).unwrap();
-    let job = transcribe_job(format!("http://{host}/audio"));
+    let id = platform
+        .submit(SUBMITTER_EMAIL, &format!("http://{host}/audio"))
+        .await;
+    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
 
-    transcriber.handler().handle(&envelope(&job)).await.unwrap();
+    transcriber.handler().handle(&job).await.unwrap();
 
-    let reports = api.reports();
-    assert_eq!(statuses(&reports), ["processing", "failed"]);
+    let record = platform.transcription(id).await;
+    assert_eq!(record["status"], "failed", "{record}");
     // One generic text and the class: no host, address or port of the refused target.
     assert_eq!(
-        reports[1].2["error"], "the audio could not be downloaded (refused_address)",
-        "{reports:?}"
+        record["error"], "the audio could not be downloaded (refused_address)",
+        "{record}"
     );
 }
 
+/// An engine that tells the test it started and waits for the test to let it finish.
+struct GatedEngine {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl Engine for GatedEngine {
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+
+    async fn transcribe(&self, audio: &Path) -> Result<String, EngineError> {
+        self.started.notify_one();
+        self.release.notified().await;
+        let bytes = tokio::fs::read(audio).await.map_err(EngineError::Read)?;
+        Ok(SimulatedEngine::transcript_for(&bytes))
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 #[tokio::test]
-async fn a_401_drops_the_cached_token_and_retries_once() {
-    let auth = AuthFixture::start().await;
-    let api = StubApi::start(ApiMode::UnauthorizedOnce).await;
-    let host = audio_host().await;
+async fn a_revoked_worker_token_is_replaced_after_the_401() {
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let host = audio_host().await;
     let scratch = TempDir::new("scratch");
-    let transcriber = Transcriber::new(
-        transcriber_config(&api.url(), &auth, &scratch),
-        queue.queue.clone(),
-    )
-    .unwrap();
-    let job = transcribe_job(format!("http://{host}/audio"));
+    let (started, release) = (Arc::default(), Arc::default());
+    let engine = GatedEngine {
+        started: Arc::clone(&started),
+        release: Arc::clone(&release),
+    };
+    let config = transcriber_config(&platform.api_url, platform.worker_credentials(), &scratch);
+    let transcriber =
+        Transcriber::with_engine(config, queue.queue.clone(), Arc::new(engine)).unwrap();
+    let id = platform
+        .submit(SUBMITTER_EMAIL, &format!("http://{host}/audio"))
+        .await;
+    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
+    let handler = transcriber.handler();
+    let handling = tokio::spawn(async move { handler.handle(&job).await });
 
-    transcriber.handler().handle(&envelope(&job)).await.unwrap();
-
-    let reports = api.reports();
-    assert_eq!(
-        statuses(&reports),
-        ["processing", "processing", "completed"]
+    // `processing` went through with the worker's cached token; the engine is running.
+    started.notified().await;
+    assert_eq!(platform.status(id).await, "processing");
+    let old_token = platform.auth.client_token(&platform.worker_client).await;
+    // An operator revokes the worker client's tokens issued so far (`auth-server tokens
+    // revoke --client`), which the API learns from its deny-list.
+    let cutoff = unix_ms();
+    platform.revocations.insert_cutoff(
+        CutoffKind::Client,
+        platform.worker_client.0.clone(),
+        cutoff,
+        cutoff / 1000 + 3600,
     );
-    assert_ne!(reports[0].1, reports[1].1, "a fresh token after the 401");
-    assert_eq!(reports[1].1, reports[2].1);
+    let processing = serde_json::json!({"status": "processing"});
+    assert_eq!(
+        platform.report_with(&old_token, id, &processing).await,
+        401,
+        "a token issued before the cutoff is refused"
+    );
+    // Tokens issued after the cutoff (in a later millisecond) are valid again.
+    assert!(eventually(Duration::from_secs(5), || async { unix_ms() > cutoff }).await);
+    release.notify_one();
+
+    handling
+        .await
+        .unwrap()
+        .expect("the job succeeds with a fresh token");
+    let record = platform.transcription(id).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["transcript"], SimulatedEngine::transcript_for(AUDIO));
 }
 
 #[tokio::test]
 async fn a_job_without_a_record_is_acknowledged_as_obsolete_not_dead_lettered() {
-    let auth = AuthFixture::start().await;
-    let api = StubApi::start(ApiMode::NotFound).await;
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
     let scratch = TempDir::new("scratch");
-    let transcriber = Transcriber::new(
-        transcriber_config(&api.url(), &auth, &scratch),
-        queue.queue.clone(),
-    )
-    .unwrap();
-    let job = transcribe_job("http://203.0.113.1/never-fetched".into());
+    let transcriber = transcriber(&platform, &queue, &scratch);
+    // A late duplicate of a record that is gone: the API has never heard of this id.
+    let job = TranscribeJob {
+        transcription_id: Uuid::new_v4(),
+        audio_url: "http://203.0.113.1/never-fetched".into(),
+        email: SUBMITTER_EMAIL.into(),
+    };
+    queue
+        .queue
+        .enqueue_job(TRANSCRIBE_QUEUE, job.to_job().unwrap())
+        .await
+        .unwrap();
+    let envelope = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
 
     transcriber
         .handler()
-        .handle(&envelope(&job))
+        .handle(&envelope)
         .await
         .expect("an obsolete job is acknowledged");
-    assert_eq!(
-        statuses(&api.reports()),
-        ["processing"],
-        "nothing is reported after the 404"
-    );
     assert_eq!(queue.queue.stats(NOTIFY_QUEUE).await.unwrap().ready, 0);
 }
 
 #[tokio::test]
-async fn already_final_counts_as_success_and_still_notifies_once() {
-    let auth = AuthFixture::start().await;
-    let api = StubApi::start(ApiMode::AlreadyFinal).await;
-    let host = audio_host().await;
+async fn a_redelivered_job_of_a_final_transcription_changes_nothing_and_notifies_once() {
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let host = audio_host().await;
     let scratch = TempDir::new("scratch");
-    let transcriber = Transcriber::new(
-        transcriber_config(&api.url(), &auth, &scratch),
-        queue.queue.clone(),
-    )
-    .unwrap();
-    let job = transcribe_job(format!("http://{host}/audio"));
+    let transcriber = transcriber(&platform, &queue, &scratch);
+    let id = platform
+        .submit(SUBMITTER_EMAIL, &format!("http://{host}/audio"))
+        .await;
+    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
 
-    transcriber.handler().handle(&envelope(&job)).await.unwrap();
-    transcriber.handler().handle(&envelope(&job)).await.unwrap();
+    transcriber.handler().handle(&job).await.unwrap();
+    let first = platform.transcription(id).await;
+    // The redelivery reports `processing` (409: already final, taken as success) and the
+    // identical `completed` (204), then enqueues notify-<id> again.
+    transcriber.handler().handle(&job).await.unwrap();
+    let second = platform.transcription(id).await;
 
+    assert_eq!(first["status"], "completed", "{first}");
+    assert_eq!(first, second, "the redelivery changed the record");
     assert_eq!(
         queue.queue.stats(NOTIFY_QUEUE).await.unwrap().ready,
         1,
@@ -434,23 +384,96 @@ async fn already_final_counts_as_success_and_still_notifies_once() {
 
 #[tokio::test]
 async fn wrong_client_secret_is_a_transient_failure() {
-    let auth = AuthFixture::start().await;
-    let api = StubApi::start(ApiMode::Accept).await;
     let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
     let scratch = TempDir::new("scratch");
-    let mut config = transcriber_config(&api.url(), &auth, &scratch);
-    config.credentials.client_secret = SecretString::from("wrong".to_owned());
+    let mut credentials = platform.worker_credentials();
+    credentials.client_secret = SecretString::from("wrong".to_owned());
+    let config = transcriber_config(&platform.api_url, credentials, &scratch);
     let transcriber = Transcriber::new(config, queue.queue.clone()).unwrap();
-    let job = transcribe_job("http://203.0.113.1/a".into());
+    let id = platform
+        .submit(SUBMITTER_EMAIL, "http://203.0.113.1/a")
+        .await;
+    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
 
-    let err = transcriber
-        .handler()
-        .handle(&envelope(&job))
-        .await
-        .unwrap_err();
+    let err = transcriber.handler().handle(&job).await.unwrap_err();
     assert!(
-        matches!(&err, JobError::Transient(m) if m.contains("token endpoint")),
+        matches!(&err, JobError::Transient(m) if m.contains("token endpoint") && m.contains("invalid_client")),
         "{err:?}"
     );
-    assert!(api.reports().is_empty());
+    assert_eq!(platform.status(id).await, "queued");
+}
+
+#[tokio::test]
+async fn a_worker_client_without_the_report_scope_gets_no_token_and_retries() {
+    let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let scratch = TempDir::new("scratch");
+    // Registered with the submitting scopes instead of `transcriptions:report`; the worker
+    // asks for `transcriptions:report` as always, and the auth server refuses to grant it.
+    let client = platform.auth.client(&[WRITE, READ]).await;
+    let config = transcriber_config(
+        &platform.api_url,
+        platform.credentials_of(&client, REPORT),
+        &scratch,
+    );
+    let transcriber = Transcriber::new(config, queue.queue.clone()).unwrap();
+    let id = platform
+        .submit(SUBMITTER_EMAIL, "http://203.0.113.1/a")
+        .await;
+    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
+
+    let err = transcriber.handler().handle(&job).await.unwrap_err();
+    assert!(
+        matches!(&err, JobError::Transient(m) if m.contains("invalid_scope")),
+        "{err:?}"
+    );
+    assert_eq!(platform.status(id).await, "queued");
+}
+
+#[tokio::test]
+async fn a_token_without_the_report_scope_is_refused_by_the_api_and_the_job_dead_lettered() {
+    let queue = TestQueue::sqlite().await;
+    let platform = TestPlatform::start(queue.queue.clone()).await;
+    let host = audio_host().await;
+    let scratch = TempDir::new("scratch");
+    // A worker misconfigured with a reading client: it gets a real token, for the wrong scope.
+    let client = platform.auth.client(&[READ]).await;
+    let config = transcriber_config(
+        &platform.api_url,
+        platform.credentials_of(&client, READ),
+        &scratch,
+    );
+    let transcriber = Transcriber::new(config, queue.queue.clone()).unwrap();
+    let id = platform
+        .submit(SUBMITTER_EMAIL, &format!("http://{host}/audio"))
+        .await;
+
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(transcriber.run(async {
+        let _ = rx.await;
+    }));
+    let q = queue.queue.clone();
+    let dead = eventually(Duration::from_secs(20), || {
+        let q = q.clone();
+        async move { q.stats(TRANSCRIBE_QUEUE).await.unwrap().dead == 1 }
+    })
+    .await;
+    let _ = tx.send(());
+    let summary = running.await.unwrap().unwrap();
+    assert!(dead, "the job did not die; summary {summary:?}");
+
+    // The API's scope check (403 insufficient_scope) cannot be cured by retrying: dead at the
+    // first delivery, with nobody told, and the record untouched.
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    assert_eq!(summary.succeeded, 0, "{summary:?}");
+    let entry = &queue.queue.dead(TRANSCRIBE_QUEUE).await.unwrap()[0];
+    assert_eq!(entry.id, id.to_string());
+    assert_eq!(entry.attempt, 1, "buried, not retried: {entry:?}");
+    assert!(entry.reason.contains("HTTP 403"), "{entry:?}");
+    assert_eq!(platform.status(id).await, "queued");
+    assert_eq!(
+        queue.queue.stats(NOTIFY_QUEUE).await.unwrap(),
+        QueueStats::default()
+    );
 }
