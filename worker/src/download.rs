@@ -17,6 +17,9 @@ use std::time::Duration;
 use reqwest::{StatusCode, Url};
 use tokio::io::AsyncWriteExt;
 
+/// How every owner-facing download failure text begins.
+pub const DOWNLOAD_FAILED: &str = "the audio could not be downloaded";
+
 /// Limits of one download.
 #[derive(Debug, Clone)]
 pub struct DownloadLimits {
@@ -96,7 +99,7 @@ impl DownloadError {
     /// The text the owner of the transcription sees: `the audio could not be downloaded
     /// (<class>)`. The full error (`Display`) is for the operator's logs only.
     pub fn public_message(&self) -> String {
-        format!("the audio could not be downloaded ({})", self.class())
+        format!("{DOWNLOAD_FAILED} ({})", self.class())
     }
 
     /// `true` when the same request can never succeed: the job should fail for good.

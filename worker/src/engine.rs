@@ -11,6 +11,9 @@ use async_trait::async_trait;
 /// Longest transcript accepted from an engine, in bytes.
 pub const MAX_TRANSCRIPT_BYTES: usize = 1024 * 1024;
 
+/// How every owner-facing engine failure text begins.
+pub const ENGINE_FAILED: &str = "the audio could not be transcribed";
+
 /// Why an engine produced no transcript.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -29,6 +32,23 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The reason class shown to the owner of the transcription.
+    pub fn class(&self) -> &'static str {
+        match self {
+            EngineError::Read(_) | EngineError::Spawn(_) => "engine_unavailable",
+            EngineError::Timeout(_) => "timeout",
+            EngineError::Failed { .. } => "engine_failed",
+            EngineError::NotUtf8 | EngineError::TooLong => "bad_transcript",
+        }
+    }
+
+    /// The text the owner of the transcription sees: `the audio could not be transcribed
+    /// (<class>)`. The full error (`Display`, with the command's stderr) is for the operator's
+    /// logs only.
+    pub fn public_message(&self) -> String {
+        format!("{ENGINE_FAILED} ({})", self.class())
+    }
+
     /// `true` when running the engine again on the same audio cannot help.
     pub fn is_permanent(&self) -> bool {
         matches!(

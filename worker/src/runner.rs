@@ -35,6 +35,9 @@ use tracing::Instrument;
 
 use crate::telemetry;
 
+/// How the error of a job cancelled at its deadline begins.
+pub const JOB_TIMED_OUT: &str = "job timed out";
+
 /// How a worker loop runs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -379,7 +382,7 @@ async fn process(slot: &Slot, job: &Reserved) {
             Err(_) => {
                 telemetry::count(telemetry::JOBS_TIMED_OUT, queue_name, kind);
                 Err(JobError::Transient(format!(
-                    "job timed out after {} s (JOB_TIMEOUT_SECS)",
+                    "{JOB_TIMED_OUT} after {} s (JOB_TIMEOUT_SECS)",
                     deadline.as_secs_f64()
                 )))
             }

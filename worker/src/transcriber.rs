@@ -29,10 +29,12 @@ use uuid::Uuid;
 use crate::api::{
     ApiError, ClientCredentials, ReportOutcome, ResultReport, TokenSource, TranscriptionApi,
 };
-use crate::download::{AudioDownloader, DownloadLimits};
-use crate::engine::{CommandEngine, Engine, SimulatedEngine};
+use crate::download::{AudioDownloader, DOWNLOAD_FAILED, DownloadLimits};
+use crate::engine::{CommandEngine, ENGINE_FAILED, Engine, SimulatedEngine};
 use crate::jobs::{NotifyJob, NotifyStatus, TRANSCRIBE_KIND, TranscribeJob};
-use crate::runner::{JobError, JobHandler, RunConfig, RunError, RunSummary, WorkerLoop};
+use crate::runner::{
+    JOB_TIMED_OUT, JobError, JobHandler, RunConfig, RunError, RunSummary, WorkerLoop,
+};
 use crate::telemetry;
 
 /// Which engine turns audio into text.
@@ -205,10 +207,18 @@ impl TranscribeHandler {
                 };
             }
         }
+        // As for downloads: the owner sees the generic text and the class, the log the rest.
         match self.engine.transcribe(&file.0).await {
             Ok(text) => Ok(Transcription::Text(text)),
-            Err(err) if err.is_permanent() => Ok(Transcription::Impossible(err.to_string())),
-            Err(err) => Err(JobError::Transient(err.to_string())),
+            Err(err) => {
+                tracing::warn!(error = %err, "transcription engine failed");
+                let public = err.public_message();
+                if err.is_permanent() {
+                    Ok(Transcription::Impossible(public))
+                } else {
+                    Err(JobError::Transient(public))
+                }
+            }
         }
     }
 
@@ -274,7 +284,7 @@ impl JobHandler for TranscribeHandler {
             return;
         }
         let Ok(job) = parse(envelope) else { return };
-        let reason = format!("gave up after repeated failures: {error}");
+        let reason = format!("gave up after repeated failures: {}", owner_text(error));
         if let Err(err) = self
             .report(
                 job.transcription_id,
@@ -289,6 +299,33 @@ impl JobHandler for TranscribeHandler {
         }
     }
 }
+
+/// What the owner of a transcription reads about the last failure of a dead job: the download
+/// and engine texts, which are generic already (a fixed text and a reason class); for anything
+/// else (reports to the API, the token, the scratch directory, the notify queue, the job's own
+/// deadline) one fixed text with a class, never the error itself, which can name internal hosts,
+/// paths or commands. The error stays in the dead list and the logs.
+pub(crate) fn owner_text(error: &JobError) -> String {
+    let text = match error {
+        JobError::Transient(text) | JobError::Permanent(text) => text.as_str(),
+    };
+    let is_generic = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix(" ("))
+            .and_then(|rest| rest.strip_suffix(')'))
+            .is_some_and(|class| class.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    };
+    if is_generic(DOWNLOAD_FAILED) || is_generic(ENGINE_FAILED) {
+        return text.to_owned();
+    }
+    if text.starts_with(JOB_TIMED_OUT) {
+        return format!("{NOT_COMPLETED} (timeout)");
+    }
+    format!("{NOT_COMPLETED} (internal)")
+}
+
+/// How the owner-facing text of a failure outside the download and the engine begins.
+const NOT_COMPLETED: &str = "the transcription could not be completed";
 
 fn parse(envelope: &Envelope) -> Result<TranscribeJob, JobError> {
     serde_json::from_value(envelope.payload.clone())
@@ -318,5 +355,54 @@ struct ScratchFile(PathBuf);
 impl Drop for ScratchFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::download::DownloadError;
+    use crate::engine::EngineError;
+
+    /// Whatever a job's last error says, the owner reads one of the fixed texts with a class.
+    #[test]
+    fn the_owner_never_reads_an_internal_error() {
+        let download = DownloadError::Transport("connect to 10.0.0.7:5432: refused".into());
+        let engine = EngineError::Failed {
+            status: "exit status: 1".into(),
+            stderr: "/opt/models/secret.bin: permission denied".into(),
+        };
+        let cases = [
+            (
+                JobError::Transient(download.public_message()),
+                "the audio could not be downloaded (unreachable)",
+            ),
+            (
+                JobError::Transient(engine.public_message()),
+                "the audio could not be transcribed (engine_failed)",
+            ),
+            (
+                JobError::Transient("job timed out after 900 s (JOB_TIMEOUT_SECS)".into()),
+                "the transcription could not be completed (timeout)",
+            ),
+            (
+                JobError::Transient("cannot create /var/lib/worker/scratch: denied".into()),
+                "the transcription could not be completed (internal)",
+            ),
+            (
+                JobError::Transient("transcription-api answered 502 from 10.1.2.3".into()),
+                "the transcription could not be completed (internal)",
+            ),
+            // A text that only starts like a generic one is not trusted.
+            (
+                JobError::Transient(
+                    "the audio could not be downloaded (x): connect 10.0.0.7".into(),
+                ),
+                "the transcription could not be completed (internal)",
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(owner_text(&error), expected, "{error:?}");
+        }
     }
 }

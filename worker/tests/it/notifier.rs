@@ -188,8 +188,7 @@ pub async fn run_notifier_until(
     dir: &TempDir,
     expected: usize,
 ) {
-    let notifier =
-        Notifier::new(notifier_config(Some(sink.url()), dir), queue.clone()).unwrap();
+    let notifier = Notifier::new(notifier_config(Some(sink.url()), dir), queue.clone()).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(notifier.run(async {
         let _ = rx.await;

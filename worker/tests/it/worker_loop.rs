@@ -189,7 +189,9 @@ impl JobHandler for Rendezvous {
     async fn handle(&self, _job: &Envelope) -> Result<(), JobError> {
         match tokio::time::timeout(Duration::from_secs(30), self.barrier.wait()).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(JobError::Permanent("the other jobs never ran alongside".into())),
+            Err(_) => Err(JobError::Permanent(
+                "the other jobs never ran alongside".into(),
+            )),
         }
     }
 }
