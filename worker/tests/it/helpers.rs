@@ -179,21 +179,21 @@ pub struct AuthFixture {
 
 impl AuthFixture {
     pub async fn start() -> AuthFixture {
-        use auth_server::secrets::{SecretHasher, generate_client_secret};
+        use auth_server::secrets::generate_client_secret;
         use auth_server::store::{self, Client, GrantType, Scope};
 
         let dir = TempDir::new("auth");
         let db = format!("sqlite:{}", dir.path().join("auth.db").display());
-        let keys = dir.path().join("keys");
         let config = auth_server::config::ServerConfig::new(
             "127.0.0.1:0".parse().unwrap(),
             &db,
-            keys.clone(),
+            dir.path().join("keys"),
         );
         let app = auth_server::Application::build(config)
             .await
             .expect("auth server starts");
         let base = format!("http://{}", app.local_addr());
+        let hasher = app.secret_hasher();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -207,7 +207,6 @@ impl AuthFixture {
             })
             .await
             .unwrap();
-        let hasher = SecretHasher::from_config(None, &keys).unwrap();
         let secret = generate_client_secret().unwrap().expose_secret().to_owned();
         let client = Client {
             id: Uuid::new_v4().to_string(),
