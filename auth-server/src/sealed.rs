@@ -244,8 +244,8 @@ fn aad(header: &[u8], purpose: Purpose<'_>) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const A: &[u8] = b"first secret, at least 32 bytes long";
-    const B: &[u8] = b"second secret, also 32 bytes or more";
+    const A: &[u8] = b"first secret of at least 32 bytes";
+    const B: &[u8] = b"second secret also of 32 bytes or more";
     const KEY: Purpose<'static> = Purpose::SigningKey("kid-1");
 
     fn secrets(list: &[&[u8]]) -> SystemSecrets {

@@ -137,7 +137,7 @@ pub async fn open(database_url: &str, options: OpenOptions<'_>) -> Result<Vault,
     let pepper_from = match &origin {
         PepperOrigin::Imported(from) => Some(from.as_str()),
         PepperOrigin::Generated => {
-            tracing::info!("fresh database: generated its client-secret pepper");
+            tracing::debug!("fresh database: generated its client-secret pepper");
             None
         }
         PepperOrigin::Stored => None,

@@ -713,7 +713,7 @@ async fn postgres_parallel_reservations_allow_the_threshold() {
 }
 
 /// Runs one statement with text binds on the database at `url` (what an older release left).
-async fn execute(url: &str, sql: &str, binds: &[&str]) {
+pub async fn execute(url: &str, sql: &str, binds: &[&str]) {
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         let mut query = sqlx::query(sql);
