@@ -399,8 +399,8 @@ async fn auth_secrets(config: &StackConfig, auth_db: &str) -> anyhow::Result<Sys
     }
     let file = config.data_dir.join(AUTH_SECRETS_FILE);
     let read = |file: &Path| -> anyhow::Result<SystemSecrets> {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         SystemSecrets::from_lines(&SecretString::from(text))
             .with_context(|| format!("the secrets in {}", file.display()))
     };
@@ -410,7 +410,10 @@ async fn auth_secrets(config: &StackConfig, auth_db: &str) -> anyhow::Result<Sys
     let store = auth_server::store::connect(auth_db)
         .await
         .context("opening the auth database")?;
-    store.migrate().await.context("migrating the auth database")?;
+    store
+        .migrate()
+        .await
+        .context("migrating the auth database")?;
     if auth_server::vault::is_initialised(store.as_ref()).await? {
         anyhow::bail!(
             "{} is missing, but the auth database is encrypted with a secret: restore the file, pass --auth-secrets (AUTH_SECRETS), or start fresh with --reset",

@@ -116,8 +116,6 @@ pub enum KeyError {
     Seal(#[from] SealError),
 }
 
-
-
 enum KeyMaterial {
     Ec(EcdsaKeyPair),
     Rsa(RsaKeyPair),
@@ -261,9 +259,8 @@ pub fn detect_algorithm(der: &[u8]) -> Option<KeyAlgorithm> {
 
 /// The DER of a `-----BEGIN PRIVATE KEY-----` (PKCS#8) PEM document.
 pub fn pkcs8_from_pem(text: &[u8]) -> Result<SecretSlice<u8>, String> {
-    let parsed = pem::parse(text).map_err(|_| {
-        "not a PEM file (expected -----BEGIN PRIVATE KEY-----)".to_owned()
-    })?;
+    let parsed = pem::parse(text)
+        .map_err(|_| "not a PEM file (expected -----BEGIN PRIVATE KEY-----)".to_owned())?;
     if parsed.tag() != "PRIVATE KEY" {
         return Err(format!(
             "a `{}` PEM, not a PKCS#8 `PRIVATE KEY` (convert it with `openssl pkcs8 -topk8 -nocrypt`)",

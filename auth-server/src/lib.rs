@@ -110,8 +110,7 @@ impl Application {
                 "no signing key found: generated an ES256 key into the database"
             );
         }
-        let keys =
-            Arc::new(KeyRing::load(store.clone(), vault.secrets.clone(), grace).await?);
+        let keys = Arc::new(KeyRing::load(store.clone(), vault.secrets.clone(), grace).await?);
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind {

@@ -122,7 +122,9 @@ impl std::fmt::Debug for SystemSecrets {
 
 impl SystemSecrets {
     /// Derives a key from each secret, in order; each must be at least 32 bytes.
-    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a [u8]>) -> Result<SystemSecrets, SealError> {
+    pub fn new<'a>(
+        secrets: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<SystemSecrets, SealError> {
         let keys = secrets
             .into_iter()
             .map(SealingKey::derive)
@@ -200,7 +202,9 @@ impl SystemSecrets {
             .open_in_place(nonce, Aad::from(aad(header, purpose)), &mut buffer)
             .map(|plaintext| plaintext.to_vec());
         buffer.fill(0);
-        opened.map(SecretSlice::from).map_err(|_| SealError::Damaged)
+        opened
+            .map(SecretSlice::from)
+            .map_err(|_| SealError::Damaged)
     }
 
     /// Whether `blob` was sealed with the first secret (so re-encrypting it changes nothing).
@@ -283,10 +287,7 @@ mod tests {
     fn the_purpose_is_bound() {
         let secrets = secrets(&[A]);
         let blob = secrets.seal(KEY, b"x").unwrap();
-        for other in [
-            Purpose::SigningKey("kid-2"),
-            Purpose::SystemSecret("kid-1"),
-        ] {
+        for other in [Purpose::SigningKey("kid-2"), Purpose::SystemSecret("kid-1")] {
             assert!(matches!(
                 secrets.open(other, &blob),
                 Err(SealError::Damaged)

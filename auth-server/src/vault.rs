@@ -215,10 +215,9 @@ fn legacy_pepper(
     }
     let path = legacy.keys_dir.join(PEPPER_NAME);
     match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() >= MIN_PEPPER_LEN => Ok(Some((
-            SecretSlice::from(bytes),
-            path.display().to_string(),
-        ))),
+        Ok(bytes) if bytes.len() >= MIN_PEPPER_LEN => {
+            Ok(Some((SecretSlice::from(bytes), path.display().to_string())))
+        }
         Ok(_) => Err(VaultError::ShortPepperFile {
             path: path.display().to_string(),
         }),
@@ -262,9 +261,9 @@ async fn import_legacy_keys(
                 });
             }
         };
-        let der = keys::pkcs8_from_pem(&text)
-            .ok()
-            .filter(|der| SigningKey::from_pkcs8(&record.kid, record.alg, der.expose_secret()).is_some());
+        let der = keys::pkcs8_from_pem(&text).ok().filter(|der| {
+            SigningKey::from_pkcs8(&record.kid, record.alg, der.expose_secret()).is_some()
+        });
         let Some(der) = der else {
             if needed {
                 return Err(KeyError::InvalidKey(path).into());

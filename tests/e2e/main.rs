@@ -503,5 +503,8 @@ async fn the_stack_generates_its_auth_secrets_once_and_never_beside_an_encrypted
     let message = format!("{err:#}");
     assert!(message.contains("auth-secrets is missing"), "{message}");
     assert_eq!(message.lines().count(), 1, "{message}");
-    assert!(!file.exists(), "no new secret beside the encrypted database");
+    assert!(
+        !file.exists(),
+        "no new secret beside the encrypted database"
+    );
 }

@@ -406,8 +406,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Inserts a key with its sealed private key.
-    async fn insert_key(&self, key: &KeyRecord, sealed_private_key: &[u8])
-    -> Result<(), StoreError>;
+    async fn insert_key(
+        &self,
+        key: &KeyRecord,
+        sealed_private_key: &[u8],
+    ) -> Result<(), StoreError>;
     /// All keys, newest first.
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// All keys with their sealed private keys, newest first.

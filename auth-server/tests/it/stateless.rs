@@ -203,12 +203,19 @@ async fn two_servers_and_the_cli_share_only_the_database_url_and_the_secret() {
     let (first_base, second_base) = (first.base().await, second.base().await);
 
     let env = [("AUTH_SECRETS", secrets.as_str())];
-    json(&cli(&cli_dir, &db.url, &env, &["scopes", "create", "a", "--json"]));
+    json(&cli(
+        &cli_dir,
+        &db.url,
+        &env,
+        &["scopes", "create", "a", "--json"],
+    ));
     let created = json(&cli(
         &cli_dir,
         &db.url,
         &env,
-        &["clients", "create", "--name", "x", "--scopes", "a", "--json"],
+        &[
+            "clients", "create", "--name", "x", "--scopes", "a", "--json",
+        ],
     ));
     let client = (
         created["client_id"].as_str().unwrap(),
@@ -254,7 +261,13 @@ async fn two_servers_and_the_cli_share_only_the_database_url_and_the_secret() {
 }
 
 /// What the database holds, to show that a refused process wrote nothing.
-async fn snapshot(url: &str) -> (Vec<String>, Vec<(String, Option<Vec<u8>>)>, Vec<(String, Vec<u8>)>) {
+async fn snapshot(
+    url: &str,
+) -> (
+    Vec<String>,
+    Vec<(String, Option<Vec<u8>>)>,
+    Vec<(String, Vec<u8>)>,
+) {
     let store = store::connect(url).await.unwrap();
     let clients = store.list_clients().await.unwrap();
     let keys = store.list_stored_keys().await.unwrap();
@@ -273,7 +286,12 @@ async fn a_wrong_or_missing_secret_is_refused_with_one_line_and_nothing_is_writt
     let cwd = empty_dir(&db.dir, "cwd");
     let right = [("AUTH_SECRETS", db.auth_secrets())];
     json(&cli(&cwd, &db.url, &right, &["keys", "generate", "--json"]));
-    json(&cli(&cwd, &db.url, &right, &["clients", "create", "--name", "x", "--json"]));
+    json(&cli(
+        &cwd,
+        &db.url,
+        &right,
+        &["clients", "create", "--name", "x", "--json"],
+    ));
     let before = snapshot(&db.url).await;
 
     let wrong = SystemSecrets::generate_secret().unwrap();
@@ -311,7 +329,12 @@ async fn a_wrong_or_missing_secret_is_refused_with_one_line_and_nothing_is_writt
     // Commands that need no secret run without one.
     json(&cli(&cwd, &db.url, &[], &["keys", "list", "--json"]));
     assert_refused(
-        &cli(&cwd, &db.url, &[("AUTH_SECRETS", "too short")], &["migrate"]),
+        &cli(
+            &cwd,
+            &db.url,
+            &[("AUTH_SECRETS", "too short")],
+            &["migrate"],
+        ),
         "at least 32 bytes",
     );
     assert_eq!(snapshot(&db.url).await, before, "nothing written");
@@ -440,17 +463,29 @@ async fn the_legacy_keys_directory_is_imported_once(db: TestDb) {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    assert_eq!(kids, [legacy.active.clone(), legacy.next.clone()], "the long-retired key is not");
+    assert_eq!(
+        kids,
+        [legacy.active.clone(), legacy.next.clone()],
+        "the long-retired key is not"
+    );
 
     // Imported once: without the files another instance starts and accepts the same client.
     std::fs::remove_dir_all(app.db.keys_dir()).unwrap();
     let (base, _stop) = spawn_server(TestApp::config(&app.db)).await;
     let (_, kid) = token_from(&app.http, &base, client).await;
     assert_eq!(kid, legacy.active);
-    let stored = app.store.find_system_secret("client-secret-pepper").await.unwrap().unwrap();
+    let stored = app
+        .store
+        .find_system_secret("client-secret-pepper")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         app.secrets
-            .open(auth_server::sealed::Purpose::SystemSecret("client-secret-pepper"), &stored)
+            .open(
+                auth_server::sealed::Purpose::SystemSecret("client-secret-pepper"),
+                &stored
+            )
             .unwrap()
             .expose_secret(),
         &legacy.pepper[..]
@@ -460,14 +495,21 @@ async fn the_legacy_keys_directory_is_imported_once(db: TestDb) {
     let mut config = TestApp::config(&app.db);
     config.client_secret_pepper = Some(SecretString::from("another pepper of at least 32 bytes!"));
     let refused = Application::build(config).await.err().unwrap().to_string();
-    assert!(refused.contains("CLIENT_SECRET_PEPPER differs"), "{refused}");
+    assert!(
+        refused.contains("CLIENT_SECRET_PEPPER differs"),
+        "{refused}"
+    );
 }
 
 async fn a_missing_file_of_a_needed_key_is_named(db: TestDb) {
     let legacy = legacy_layout(&db).await;
     let lost = db.keys_dir().join(format!("{}.pem", legacy.next));
     std::fs::remove_file(&lost).unwrap();
-    let refused = Application::build(TestApp::config(&db)).await.err().unwrap().to_string();
+    let refused = Application::build(TestApp::config(&db))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(refused.contains(&lost.display().to_string()), "{refused}");
     assert!(refused.contains("next"), "{refused}");
 }
@@ -475,7 +517,11 @@ async fn a_missing_file_of_a_needed_key_is_named(db: TestDb) {
 async fn without_the_old_pepper_the_clients_are_not_given_a_new_one(db: TestDb) {
     legacy_layout(&db).await;
     std::fs::remove_file(db.keys_dir().join("client-secret-pepper")).unwrap();
-    let refused = Application::build(TestApp::config(&db)).await.err().unwrap().to_string();
+    let refused = Application::build(TestApp::config(&db))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(refused.contains("no client-secret pepper"), "{refused}");
     let store = store::connect(&db.url).await.unwrap();
     assert!(store.list_system_secrets().await.unwrap().is_empty());
@@ -531,7 +577,10 @@ async fn keys_import_adds_es256_rs256_and_eddsa_keys_as_next() {
         let der: aws_lc_rs::encoding::Pkcs8V1Der<'_> = pair.as_der().unwrap();
         der.as_ref().to_vec()
     };
-    let eddsa = Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref().to_vec();
+    let eddsa = Ed25519KeyPair::generate_pkcs8(&rng)
+        .unwrap()
+        .as_ref()
+        .to_vec();
     let env = [("AUTH_SECRETS", app.db.auth_secrets())];
     let mut imported = Vec::new();
     for (name, der, alg, flag) in [
@@ -552,7 +601,12 @@ async fn keys_import_adds_es256_rs256_and_eddsa_keys_as_next() {
         &dir,
         &app.db.url,
         &env,
-        &["keys", "import", "--pem", dir.join("eddsa.pem").to_str().unwrap()],
+        &[
+            "keys",
+            "import",
+            "--pem",
+            dir.join("eddsa.pem").to_str().unwrap(),
+        ],
     );
     assert!(String::from_utf8_lossy(&text.stdout).contains("imported as next"));
 
@@ -572,7 +626,10 @@ async fn keys_import_adds_es256_rs256_and_eddsa_keys_as_next() {
         let path = dir.join(file);
         let mut args = vec!["keys", "import", "--pem", path.to_str().unwrap()];
         args.extend(alg.map(|alg| ["--alg", alg]).into_iter().flatten());
-        assert_refused(&cli(&dir, &app.db.url, &env, &args), &path.display().to_string());
+        assert_refused(
+            &cli(&dir, &app.db.url, &env, &args),
+            &path.display().to_string(),
+        );
     }
 
     // Published as they are, and the oldest (the ES256 key) signs after a rotation.
@@ -585,7 +642,9 @@ async fn keys_import_adds_es256_rs256_and_eddsa_keys_as_next() {
     let rotation = json(&cli(&dir, &app.db.url, &env, &["keys", "rotate", "--json"]));
     assert_eq!(rotation["activated"], imported[0].0.as_str());
     app.keys.reload().await.unwrap();
-    let (id, secret) = app.create_client(&["a"], &[GrantType::ClientCredentials]).await;
+    let (id, secret) = app
+        .create_client(&["a"], &[GrantType::ClientCredentials])
+        .await;
     let (token, kid) = token_from(&app.http, &app.base, (&id, &secret)).await;
     assert_eq!(kid, imported[0].0);
     verify(&app, &token).await;
@@ -596,7 +655,9 @@ async fn keys_import_adds_es256_rs256_and_eddsa_keys_as_next() {
 async fn the_secret_is_rotated_by_prepending_reencrypting_and_dropping_the_old_one() {
     let app = TestApp::sqlite().await;
     let cwd = empty_dir(&app.db.dir, "cwd");
-    let (id, secret) = app.create_client(&["a"], &[GrantType::ClientCredentials]).await;
+    let (id, secret) = app
+        .create_client(&["a"], &[GrantType::ClientCredentials])
+        .await;
     let signing_kid = app.keys.current().active.kid().to_owned();
     let old = app.db.auth_secrets().to_owned();
     let new = SystemSecrets::generate_secret().unwrap();
@@ -604,19 +665,42 @@ async fn the_secret_is_rotated_by_prepending_reencrypting_and_dropping_the_old_o
 
     let both = format!("{new},{old}");
     let env = [("AUTH_SECRETS", both.as_str())];
-    let generated = json(&cli(&cwd, &app.db.url, &env, &["keys", "generate", "--json"]));
-    let done = json(&cli(&cwd, &app.db.url, &env, &["secrets", "reencrypt", "--json"]));
+    let generated = json(&cli(
+        &cwd,
+        &app.db.url,
+        &env,
+        &["keys", "generate", "--json"],
+    ));
+    let done = json(&cli(
+        &cwd,
+        &app.db.url,
+        &env,
+        &["secrets", "reencrypt", "--json"],
+    ));
     assert_eq!(
         (done["reencrypted"].as_u64(), done["unchanged"].as_u64()),
         (Some(2), Some(1)),
         "the pepper and the first key; the key generated under the new secret already was"
     );
-    let again = json(&cli(&cwd, &app.db.url, &env, &["secrets", "reencrypt", "--json"]));
-    assert_eq!((again["reencrypted"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(3)));
+    let again = json(&cli(
+        &cwd,
+        &app.db.url,
+        &env,
+        &["secrets", "reencrypt", "--json"],
+    ));
+    assert_eq!(
+        (again["reencrypted"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(3))
+    );
 
     // The old secret alone no longer opens the database.
     assert_refused(
-        &cli(&cwd, &app.db.url, &[("AUTH_SECRETS", &old)], &["clients", "create", "--name", "x"]),
+        &cli(
+            &cwd,
+            &app.db.url,
+            &[("AUTH_SECRETS", &old)],
+            &["clients", "create", "--name", "x"],
+        ),
         "AUTH_SECRETS does not match this database",
     );
     // The new one alone (here from a file) does: a server signs with the same key and the
@@ -624,7 +708,8 @@ async fn the_secret_is_rotated_by_prepending_reencrypting_and_dropping_the_old_o
     let file = cwd.join("auth-secrets");
     std::fs::write(&file, format!("\n{new}\n\n")).unwrap();
     let mut config = TestApp::config(&app.db);
-    config.secrets = Some(SystemSecrets::from_lines(&SecretString::from(format!("{new}\n"))).unwrap());
+    config.secrets =
+        Some(SystemSecrets::from_lines(&SecretString::from(format!("{new}\n"))).unwrap());
     let (base, _stop) = spawn_server(config).await;
     let (_, kid) = token_from(&app.http, &base, (&id, &secret)).await;
     assert_eq!(kid, signing_kid);
@@ -635,7 +720,10 @@ async fn the_secret_is_rotated_by_prepending_reencrypting_and_dropping_the_old_o
         &cli(
             &cwd,
             &app.db.url,
-            &[("AUTH_SECRETS_FILE", file.to_str().unwrap()), ("AUTH_SECRETS", &old)],
+            &[
+                ("AUTH_SECRETS_FILE", file.to_str().unwrap()),
+                ("AUTH_SECRETS", &old),
+            ],
             &["keys", "rotate"],
         ),
         "not both",
