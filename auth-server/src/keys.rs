@@ -302,30 +302,6 @@ fn new_kid() -> Result<String, KeyError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Creates `dir` (mode 0700) if missing.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-        set_mode(dir, 0o700).map_err(io)?;
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
-    Ok(())
-}
-
 /// Writes `contents` to a new file readable by the owner only.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
     use std::io::Write;
