@@ -15,7 +15,7 @@ AUTH="$PWD/target/release/auth-server"
 API="$PWD/target/release/transcription-api"
 WORK="$(mktemp -d)"
 trap 'kill $PIDS 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-export KEYS_DIR="$WORK/keys" RUST_LOG=warn
+export AUTH_SECRETS="$(head -c 32 /dev/urandom | base64)" RUST_LOG=warn
 export JOB_SIGNING_KEY="bench-only-job-signing-key-0123456789abcdef"
 
 export DATABASE_URL="sqlite:$WORK/auth.db"

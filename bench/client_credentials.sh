@@ -13,7 +13,7 @@ if [[ -z "${AUTH_SERVER_BIN:-}" ]]; then cargo build --release -q -p auth-server
 BIN="${AUTH_SERVER_BIN:-$PWD/target/release/auth-server}"
 WORK="$(mktemp -d)"
 trap 'kill "$SERVER" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-export DATABASE_URL="sqlite:$WORK/auth.db" KEYS_DIR="$WORK/keys" RUST_LOG=warn
+export DATABASE_URL="sqlite:$WORK/auth.db" AUTH_SECRETS="$(head -c 32 /dev/urandom | base64)" RUST_LOG=warn
 
 "$BIN" scopes create transcriptions:write >/dev/null
 CREDS="$("$BIN" clients create --name bench --scopes transcriptions:write --json)"

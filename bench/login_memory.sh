@@ -16,7 +16,7 @@ BIN="${AUTH_SERVER_BIN:-$PWD/target/release/auth-server}"
 WORK="$(mktemp -d)"
 SERVER=""
 trap '[[ -n "$SERVER" ]] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-export DATABASE_URL="sqlite:$WORK/auth.db" KEYS_DIR="$WORK/keys" RUST_LOG=warn
+export DATABASE_URL="sqlite:$WORK/auth.db" AUTH_SECRETS="$(head -c 32 /dev/urandom | base64)" RUST_LOG=warn
 # Lock-outs off: the flood repeats one login thousands of times.
 export LOGIN_MAX_FAILURES=1000000000 LOGIN_MAX_FAILURES_PER_ADDRESS=1000000000
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

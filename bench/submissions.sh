@@ -31,7 +31,7 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-export KEYS_DIR="$WORK/keys" RUST_LOG=warn
+export AUTH_SECRETS="$(head -c 32 /dev/urandom | base64)" RUST_LOG=warn
 export JOB_SIGNING_KEY="bench-only-job-signing-key-0123456789abcdef"
 
 export DATABASE_URL="sqlite:$WORK/auth.db"

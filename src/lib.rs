@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use auth_server::config::ServerConfig;
-use auth_server::secrets::{SecretHasher, generate_client_secret};
+use auth_server::sealed::SystemSecrets;
+use auth_server::secrets::generate_client_secret;
 use auth_server::store::Store;
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -38,6 +39,8 @@ use demo::DemoCredentials;
 
 /// Path of the sample recording the API serves in this mode.
 pub const SAMPLE_PATH: &str = "/samples/hello.wav";
+/// The file in the data directory holding the generated `AUTH_SECRETS` of the auth database.
+pub const AUTH_SECRETS_FILE: &str = "auth-secrets";
 /// How often revocations made at the auth server reach the API without Redis.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
@@ -46,10 +49,14 @@ const REVOCATION_POLL: Duration = Duration::from_secs(1);
 pub struct StackConfig {
     pub auth_bind: SocketAddr,
     pub api_bind: SocketAddr,
-    /// SQLite files, the mail outbox, the demo credentials.
+    /// SQLite files, the mail outbox, the demo credentials, the generated `auth-secrets`.
     pub data_dir: PathBuf,
-    /// Signing keys and the client-secret pepper.
+    /// Import source only: the keys directory of an earlier version (signing keys and the
+    /// client-secret pepper), moved into the auth database once.
     pub keys_dir: PathBuf,
+    /// `AUTH_SECRETS` of the auth database (comma-separated); default the `auth-secrets` file
+    /// in `data_dir`, generated when the database is fresh.
+    pub auth_secrets: Option<SecretString>,
     /// `postgres://…` for both services' tables; default SQLite files in `data_dir`.
     pub database_url: Option<String>,
     /// Redis for the queue and the revoked-token list; default the embedded SQLite queue.
@@ -75,6 +82,7 @@ impl StackConfig {
             api_bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
             data_dir: data_dir.into(),
             keys_dir: keys_dir.into(),
+            auth_secrets: None,
             database_url: None,
             redis_url: None,
             queue_prefix: "transcribe".to_owned(),
@@ -171,6 +179,7 @@ impl Stack {
         // The auth server.
         let mut auth_config =
             ServerConfig::new(config.auth_bind, &auth_db, config.keys_dir.clone());
+        auth_config.secrets = Some(auth_secrets(config, &auth_db).await?);
         auth_config.metrics = metrics.clone();
         auth_config.redis = redis_url
             .clone()
@@ -182,12 +191,11 @@ impl Stack {
         let issuer = auth.issuer().to_owned();
         let auth_store = auth.store();
         let auth_tokens = auth.tokens();
+        let hasher = auth.secret_hasher();
         tasks.spawn({
             let stop = stop.clone();
             async move { Ok(auth.run_until(stopped(stop)).await?) }
         });
-
-        let hasher = SecretHasher::from_config(None, &config.keys_dir)?;
 
         // The queue and the revoked-token list the API consults.
         let key = job_signing_key(config)?;
@@ -383,6 +391,52 @@ fn sample_routes() -> Router {
     )
 }
 
+/// `--auth-secrets`, else the `auth-secrets` file of the data directory, generated (32 random
+/// bytes, base64url, mode 0600) only while the auth database holds nothing sealed: a database
+/// sealed under a secret that is not here is refused rather than given a new one.
+async fn auth_secrets(config: &StackConfig, auth_db: &str) -> anyhow::Result<SystemSecrets> {
+    if let Some(list) = &config.auth_secrets {
+        return SystemSecrets::from_list(list).context("AUTH_SECRETS");
+    }
+    let file = config.data_dir.join(AUTH_SECRETS_FILE);
+    let read = |file: &Path| -> anyhow::Result<SystemSecrets> {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        SystemSecrets::from_lines(&SecretString::from(text))
+            .with_context(|| format!("the secrets in {}", file.display()))
+    };
+    if file.exists() {
+        return read(&file);
+    }
+    let store = auth_server::store::connect(auth_db)
+        .await
+        .context("opening the auth database")?;
+    store
+        .migrate()
+        .await
+        .context("migrating the auth database")?;
+    if auth_server::vault::is_initialised(store.as_ref()).await? {
+        anyhow::bail!(
+            "{} is missing, but the auth database is encrypted with a secret: restore the file, pass --auth-secrets (AUTH_SECRETS), or start fresh with --reset",
+            file.display()
+        );
+    }
+    let secret = SystemSecrets::generate_secret()?;
+    match auth_server::keys::write_private_file(&file, secret.expose_secret().as_bytes()) {
+        Ok(()) => {
+            tracing::info!(file = %file.display(), "fresh auth database: generated its AUTH_SECRETS");
+            read(&file)
+        }
+        // Another stack on this data directory wrote it first.
+        Err(auth_server::keys::KeyError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            read(&file)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// The configured key, or the one generated into the data directory on first start.
 fn job_signing_key(config: &StackConfig) -> anyhow::Result<SigningKey> {
     if let Some(key) = &config.job_signing_key {
@@ -444,8 +498,8 @@ async fn mirror_revocations(
     }
 }
 
-/// Removes what earlier runs created in `data_dir` and `keys_dir` (keeping the committed
-/// `keys/README.md` and `keys/.gitignore`).
+/// Removes what earlier runs created in `data_dir` (the databases, `auth-secrets`, …) and
+/// `keys_dir` (keeping the committed `keys/README.md` and `keys/.gitignore`).
 pub fn reset(data_dir: &Path, keys_dir: &Path) -> anyhow::Result<()> {
     for dir in [data_dir, keys_dir] {
         match std::fs::read_dir(dir) {

@@ -38,9 +38,15 @@ struct Args {
     /// SQLite files, the mail outbox and the demo credentials.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
-    /// Signing keys and the client-secret pepper.
+    /// Import source only: an earlier version's signing keys and client-secret pepper, moved
+    /// into the auth database once.
     #[arg(long, env = "KEYS_DIR", default_value = "keys")]
     keys_dir: PathBuf,
+    /// Secrets that encrypt the signing keys and the pepper in the auth database
+    /// (comma-separated, each ≥ 32 bytes; default: generated into DATA_DIR/auth-secrets for a
+    /// fresh database).
+    #[arg(long, env = "AUTH_SECRETS", hide_env_values = true, value_parser = secret)]
+    auth_secrets: Option<SecretString>,
     /// postgres://… for both services' tables (default: SQLite files in the data directory).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -98,6 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         auth_bind: args.auth_bind,
         api_bind: args.api_bind,
         database_url: args.database_url,
+        auth_secrets: args.auth_secrets,
         redis_url: args.redis_url,
         queue_prefix: args.queue_prefix,
         job_signing_key: args.job_signing_key,

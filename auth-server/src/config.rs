@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
 use crate::clock::{Clock, SystemClock};
+use crate::sealed::{SealError, SystemSecrets};
 use crate::throttle::ThrottlePolicy;
 
 /// Default prefix of a deployment's Redis keys.
@@ -23,10 +24,19 @@ pub struct CommonArgs {
     /// `sqlite:PATH` or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
-    /// Directory of the signing keys and the generated client-secret pepper.
+    /// Secrets that encrypt the signing keys and the client-secret pepper in the database:
+    /// comma-separated, each ≥ 32 bytes; the first encrypts, every one decrypts.
+    #[arg(long, env = "AUTH_SECRETS", hide_env_values = true, global = true, value_parser = parse_secret)]
+    pub secrets: Option<SecretString>,
+    /// File of the secrets instead: one per line, blank lines ignored.
+    #[arg(long, env = "AUTH_SECRETS_FILE", global = true)]
+    pub secrets_file: Option<PathBuf>,
+    /// Import source only: the keys directory of an earlier version (`<kid>.pem`,
+    /// `client-secret-pepper`), read once by the migration that moves them into the database.
     #[arg(long, env = "KEYS_DIR", default_value = "keys", global = true)]
     pub keys_dir: PathBuf,
-    /// Pepper for client-secret hashes (≥ 32 bytes); generated into KEYS_DIR when unset.
+    /// Import source only: the pepper an earlier version was given (≥ 32 bytes); refused if
+    /// the database holds another.
     #[arg(long, env = "CLIENT_SECRET_PEPPER", hide_env_values = true, global = true, value_parser = parse_secret)]
     pub client_secret_pepper: Option<SecretString>,
     /// Redis for the shared access-token deny-list (optional).
@@ -41,6 +51,29 @@ pub struct CommonArgs {
     /// Log output format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
+}
+
+impl CommonArgs {
+    /// `AUTH_SECRETS` or the secrets of `AUTH_SECRETS_FILE`; `None` when neither is given.
+    pub fn system_secrets(&self) -> Result<Option<SystemSecrets>, ConfigError> {
+        match (&self.secrets, &self.secrets_file) {
+            (Some(_), Some(_)) => Err(ConfigError::TwoSecretSources),
+            (Some(list), None) => SystemSecrets::from_list(list)
+                .map(Some)
+                .map_err(ConfigError::Secrets),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    ConfigError::SecretsFile(path.display().to_string(), err.to_string())
+                })?;
+                SystemSecrets::from_lines(&SecretString::from(text))
+                    .map(Some)
+                    .map_err(|err| {
+                        ConfigError::SecretsFile(path.display().to_string(), err.to_string())
+                    })
+            }
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -97,7 +130,11 @@ pub struct ServeArgs {
 pub struct ServerConfig {
     pub bind: SocketAddr,
     pub database_url: String,
+    /// `AUTH_SECRETS`: opens the database's sealed contents ([`crate::vault`]); required.
+    pub secrets: Option<SystemSecrets>,
+    /// Import source only: the keys directory of an earlier version.
     pub keys_dir: PathBuf,
+    /// Import source only: the pepper an earlier version was given.
     pub client_secret_pepper: Option<SecretString>,
     pub issuer: Option<String>,
     pub audience: String,
@@ -145,6 +182,7 @@ impl ServerConfig {
         Ok(ServerConfig {
             bind: serve.bind,
             database_url: common.database_url.clone(),
+            secrets: common.system_secrets()?,
             keys_dir: common.keys_dir.clone(),
             client_secret_pepper: common.client_secret_pepper.clone(),
             issuer: serve.issuer.clone(),
@@ -173,11 +211,14 @@ impl ServerConfig {
         })
     }
 
-    /// Defaults for a server on `bind` with the given database and keys directory.
+    /// Defaults for a server on `bind` with the given database and legacy keys directory, and
+    /// a new random `AUTH_SECRETS`: set [`ServerConfig::secrets`] for a database that is to
+    /// outlive the process or be shared.
     pub fn new(bind: SocketAddr, database_url: &str, keys_dir: PathBuf) -> ServerConfig {
         ServerConfig {
             bind,
             database_url: database_url.to_owned(),
+            secrets: SystemSecrets::generate().ok(),
             keys_dir,
             client_secret_pepper: None,
             issuer: None,
@@ -216,6 +257,12 @@ pub enum ConfigError {
     Grace,
     #[error("LOGIN_LOCKOUT must be positive")]
     Lockout,
+    #[error("AUTH_SECRETS: {0}")]
+    Secrets(SealError),
+    #[error("AUTH_SECRETS_FILE {0}: {1}")]
+    SecretsFile(String, String),
+    #[error("give AUTH_SECRETS or AUTH_SECRETS_FILE, not both")]
+    TwoSecretSources,
 }
 
 /// A URL path of `/`-separated segments of unreserved characters (RFC 3986 §2.3), or empty.

@@ -1,10 +1,11 @@
-//! Signing keys: generation, PEM files in the keys directory, the next → active → retired
-//! life cycle, JWS signing and the published JWKS.
+//! Signing keys: generation and import, the next → active → retired life cycle, JWS signing
+//! and the published JWKS.
 //!
-//! Metadata (kid, algorithm, state, timestamps) lives in the store so every instance and the
-//! admin CLI agree on which key is active; the private key of each kid is `KEYS_DIR/<kid>.pem`
-//! (PKCS#8, mode 0600). A running server reloads the set periodically, so keys generated or
-//! rotated from the CLI are picked up without a restart.
+//! Everything about a key lives in the store, so every instance and the admin CLI agree on
+//! which key is active and each can sign with it: its metadata (kid, algorithm, state,
+//! timestamps) and its PKCS#8 private key, sealed under `AUTH_SECRETS` ([`crate::sealed`]).
+//! A running server reloads the set periodically, so keys generated, imported or rotated from
+//! the CLI are picked up without a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -19,10 +20,12 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::{ExposeSecret, SecretSlice};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::store::{KeyRecord, Store, StoreError};
+use crate::sealed::{Purpose, SealError, SystemSecrets};
+use crate::store::{KeyRecord, Store, StoreError, StoredKey};
 
 /// JWS algorithms a signing key can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -91,6 +94,16 @@ pub enum KeyError {
     },
     #[error("key file {0} is not a valid PKCS#8 key for its algorithm")]
     InvalidKey(PathBuf),
+    #[error("{path}: {reason}")]
+    UnusableKeyFile { path: PathBuf, reason: String },
+    #[error("the private key of `{0}` in the database is not a valid PKCS#8 key for its algorithm")]
+    InvalidStoredKey(String),
+    #[error(
+        "key `{0}` has no private key in the database yet: run `auth-server migrate` with KEYS_DIR pointing at the directory that holds `{0}.pem`"
+    )]
+    MissingPrivateKey(String),
+    #[error("the private key of `{kid}` cannot be decrypted: {source}")]
+    Sealed { kid: String, source: SealError },
     #[error("no active signing key")]
     NoActiveKey,
     #[error("no key with kid `{0}`")]
@@ -99,6 +112,8 @@ pub enum KeyError {
     RetireActive(String),
     #[error("cryptographic operation failed")]
     Crypto,
+    #[error("encrypting a private key failed: {0}")]
+    Seal(#[from] SealError),
 }
 
 enum KeyMaterial {
@@ -230,6 +245,31 @@ impl SigningKey {
     }
 }
 
+/// The algorithm of a PKCS#8 private key: each parser checks the key's algorithm identifier
+/// (and the curve), so at most one accepts a key.
+pub fn detect_algorithm(der: &[u8]) -> Option<KeyAlgorithm> {
+    [
+        KeyAlgorithm::ES256,
+        KeyAlgorithm::EdDSA,
+        KeyAlgorithm::RS256,
+    ]
+    .into_iter()
+    .find(|alg| SigningKey::from_pkcs8("", *alg, der).is_some())
+}
+
+/// The DER of a `-----BEGIN PRIVATE KEY-----` (PKCS#8) PEM document.
+pub fn pkcs8_from_pem(text: &[u8]) -> Result<SecretSlice<u8>, String> {
+    let parsed = pem::parse(text)
+        .map_err(|_| "not a PEM file (expected -----BEGIN PRIVATE KEY-----)".to_owned())?;
+    if parsed.tag() != "PRIVATE KEY" {
+        return Err(format!(
+            "a `{}` PEM, not a PKCS#8 `PRIVATE KEY` (convert it with `openssl pkcs8 -topk8 -nocrypt`)",
+            parsed.tag()
+        ));
+    }
+    Ok(SecretSlice::from(parsed.into_contents()))
+}
+
 /// Generates a new private key as PKCS#8 DER.
 fn generate_pkcs8(alg: KeyAlgorithm) -> Result<Vec<u8>, KeyError> {
     let rng = SystemRandom::new();
@@ -262,34 +302,6 @@ fn new_kid() -> Result<String, KeyError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn key_path(dir: &Path, kid: &str) -> PathBuf {
-    dir.join(format!("{kid}.pem"))
-}
-
-/// Creates `dir` (mode 0700) if missing.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-        set_mode(dir, 0o700).map_err(io)?;
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
-    Ok(())
-}
-
 /// Writes `contents` to a new file readable by the owner only.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
     use std::io::Write;
@@ -309,30 +321,41 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> 
     file.sync_all().map_err(io)
 }
 
-fn load_key(dir: &Path, record: &KeyRecord) -> Result<SigningKey, KeyError> {
-    let path = key_path(dir, &record.kid);
-    let text = std::fs::read(&path).map_err(|source| KeyError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let parsed = pem::parse(&text).map_err(|_| KeyError::InvalidKey(path.clone()))?;
-    SigningKey::from_pkcs8(&record.kid, record.alg, parsed.contents())
-        .ok_or(KeyError::InvalidKey(path))
+/// Decrypts the private key of a stored key (PKCS#8 DER).
+pub fn open_private_key(
+    secrets: &SystemSecrets,
+    key: &StoredKey,
+) -> Result<SecretSlice<u8>, KeyError> {
+    let kid = &key.record.kid;
+    let sealed = key
+        .sealed_private_key
+        .as_deref()
+        .ok_or_else(|| KeyError::MissingPrivateKey(kid.clone()))?;
+    secrets
+        .open(Purpose::SigningKey(kid), sealed)
+        .map_err(|source| KeyError::Sealed {
+            kid: kid.clone(),
+            source,
+        })
 }
 
-/// Generates a key, writes its PEM file and records it in `state`.
-pub async fn generate_key(
+fn load_key(secrets: &SystemSecrets, key: &StoredKey) -> Result<SigningKey, KeyError> {
+    let der = open_private_key(secrets, key)?;
+    let record = &key.record;
+    SigningKey::from_pkcs8(&record.kid, record.alg, der.expose_secret())
+        .ok_or_else(|| KeyError::InvalidStoredKey(record.kid.clone()))
+}
+
+/// Records a key in `state` with its private key `der`, sealed under the first secret.
+async fn insert_sealed(
     store: &dyn Store,
-    dir: &Path,
+    secrets: &SystemSecrets,
     alg: KeyAlgorithm,
     state: KeyState,
+    der: &[u8],
 ) -> Result<KeyRecord, KeyError> {
-    ensure_private_dir(dir)?;
     let kid = new_kid()?;
-    let der = generate_pkcs8(alg)?;
-    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
-    let path = key_path(dir, &kid);
-    write_private_file(&path, pem.as_bytes())?;
+    let sealed = secrets.seal(Purpose::SigningKey(&kid), der)?;
     let now = OffsetDateTime::now_utc();
     let record = KeyRecord {
         kid,
@@ -342,11 +365,55 @@ pub async fn generate_key(
         activated_at: (state == KeyState::Active).then_some(now),
         retired_at: None,
     };
-    if let Err(err) = store.insert_key(&record).await {
-        let _ = std::fs::remove_file(&path);
-        return Err(err.into());
-    }
+    store.insert_key(&record, &sealed).await?;
     Ok(record)
+}
+
+/// Generates a key and records it, private key sealed, in `state`.
+pub async fn generate_key(
+    store: &dyn Store,
+    secrets: &SystemSecrets,
+    alg: KeyAlgorithm,
+    state: KeyState,
+) -> Result<KeyRecord, KeyError> {
+    let der = SecretSlice::from(generate_pkcs8(alg)?);
+    insert_sealed(store, secrets, alg, state, der.expose_secret()).await
+}
+
+/// Adds the PKCS#8 PEM private key in `path` as the `next` key. Its algorithm is `alg`, or
+/// the one the key is for when `None`.
+pub async fn import_pem(
+    store: &dyn Store,
+    secrets: &SystemSecrets,
+    path: &Path,
+    alg: Option<KeyAlgorithm>,
+) -> Result<KeyRecord, KeyError> {
+    let unusable = |reason: String| KeyError::UnusableKeyFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let der = pkcs8_from_pem(&text).map_err(unusable)?;
+    let der = der.expose_secret();
+    let alg = match alg {
+        Some(alg) if SigningKey::from_pkcs8("", alg, der).is_some() => alg,
+        Some(alg) => {
+            return Err(unusable(format!(
+                "not a valid {} private key",
+                alg.as_str()
+            )));
+        }
+        None => detect_algorithm(der).ok_or_else(|| {
+            unusable(
+                "not an ES256 (P-256), RS256 (RSA ≥ 2048 bits) or EdDSA (Ed25519) private key"
+                    .to_owned(),
+            )
+        })?,
+    };
+    insert_sealed(store, secrets, alg, KeyState::Next, der).await
 }
 
 /// Outcome of [`rotate`].
@@ -366,7 +433,7 @@ pub struct Rotation {
 /// and generates a new next key so the following rotation is announced in advance.
 pub async fn rotate(
     store: &dyn Store,
-    dir: &Path,
+    secrets: &SystemSecrets,
     alg: KeyAlgorithm,
 ) -> Result<Rotation, KeyError> {
     let keys = store.list_keys().await?;
@@ -378,14 +445,14 @@ pub async fn rotate(
     let (next, unannounced) = match keys.iter().rev().find(|k| k.state == KeyState::Next) {
         Some(next) => (next.kid.clone(), false),
         None => (
-            generate_key(store, dir, alg, KeyState::Next).await?.kid,
+            generate_key(store, secrets, alg, KeyState::Next).await?.kid,
             true,
         ),
     };
     if !store.activate_key(&next, OffsetDateTime::now_utc()).await? {
         return Err(KeyError::UnknownKid(next));
     }
-    let upcoming = generate_key(store, dir, alg, KeyState::Next).await?;
+    let upcoming = generate_key(store, secrets, alg, KeyState::Next).await?;
     Ok(Rotation {
         activated: next,
         retired,
@@ -407,18 +474,30 @@ pub async fn retire(store: &dyn Store, kid: &str) -> Result<(), KeyError> {
     }
 }
 
-/// Makes sure an active key exists, generating an ES256 one if not; returns its kid when one
-/// was generated.
-pub async fn ensure_active_key(store: &dyn Store, dir: &Path) -> Result<Option<String>, KeyError> {
+/// Makes sure an active key exists, generating an ES256 one into the store if not; returns its
+/// kid when one was generated.
+pub async fn ensure_active_key(
+    store: &dyn Store,
+    secrets: &SystemSecrets,
+) -> Result<Option<String>, KeyError> {
     let keys = store.list_keys().await?;
     if keys.iter().any(|k| k.state == KeyState::Active) {
         return Ok(None);
     }
-    match generate_key(store, dir, KeyAlgorithm::ES256, KeyState::Active).await {
+    match generate_key(store, secrets, KeyAlgorithm::ES256, KeyState::Active).await {
         Ok(record) => Ok(Some(record.kid)),
         // Another instance starting at the same moment created the active key first.
         Err(KeyError::Store(StoreError::AlreadyExists(_))) => Ok(None),
         Err(err) => Err(err),
+    }
+}
+
+/// Whether `record` is in the JWKS at `now`: next and active keys, and retired keys for
+/// `retired_grace` after their retirement.
+pub fn is_published(record: &KeyRecord, retired_grace: Duration, now: OffsetDateTime) -> bool {
+    match record.state {
+        KeyState::Next | KeyState::Active => true,
+        KeyState::Retired => record.retired_at.is_some_and(|at| at + retired_grace > now),
     }
 }
 
@@ -436,31 +515,28 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Reads key metadata from the store and private keys from `dir`. Retired keys stay
+    /// Reads the keys from the store, decrypting their private keys. Retired keys stay
     /// published for `retired_grace` after retirement (the longest a token they signed lives).
     pub async fn load(
         store: &dyn Store,
-        dir: &Path,
+        secrets: &SystemSecrets,
         retired_grace: Duration,
     ) -> Result<KeySet, KeyError> {
-        let records = store.list_keys().await?;
+        let stored = store.list_stored_keys().await?;
         let now = OffsetDateTime::now_utc();
         let mut active = None;
         let mut published = Vec::new();
         let mut by_kid = std::collections::HashMap::new();
         let mut verifiers = std::collections::HashMap::new();
-        for record in &records {
-            let visible = match record.state {
-                KeyState::Next | KeyState::Active => true,
-                KeyState::Retired => record.retired_at.is_some_and(|at| at + retired_grace > now),
-            };
-            if !visible {
+        for stored in &stored {
+            let record = &stored.record;
+            if !is_published(record, retired_grace, now) {
                 continue;
             }
-            let key = Arc::new(load_key(dir, record)?);
+            let key = Arc::new(load_key(secrets, stored)?);
             let jwk = key.public_jwk();
             let verifier = token_guard::PublicKey::from_jwk(&jwk)
-                .map_err(|_| KeyError::InvalidKey(key_path(dir, &record.kid)))?;
+                .map_err(|_| KeyError::InvalidStoredKey(record.kid.clone()))?;
             verifiers.insert(record.kid.clone(), verifier);
             published.push(jwk);
             if record.state == KeyState::Active {
@@ -488,7 +564,7 @@ impl KeySet {
 /// The current [`KeySet`] of a running server, swapped atomically on reload.
 pub struct KeyRing {
     store: Arc<dyn Store>,
-    dir: PathBuf,
+    secrets: SystemSecrets,
     retired_grace: Duration,
     current: RwLock<Arc<KeySet>>,
 }
@@ -496,13 +572,13 @@ pub struct KeyRing {
 impl KeyRing {
     pub async fn load(
         store: Arc<dyn Store>,
-        dir: PathBuf,
+        secrets: SystemSecrets,
         retired_grace: Duration,
     ) -> Result<KeyRing, KeyError> {
-        let set = KeySet::load(store.as_ref(), &dir, retired_grace).await?;
+        let set = KeySet::load(store.as_ref(), &secrets, retired_grace).await?;
         Ok(KeyRing {
             store,
-            dir,
+            secrets,
             retired_grace,
             current: RwLock::new(Arc::new(set)),
         })
@@ -516,9 +592,10 @@ impl KeyRing {
         }
     }
 
-    /// Re-reads keys from the store and the keys directory.
+    /// Re-reads the keys from the store.
     pub async fn reload(&self) -> Result<(), KeyError> {
-        let set = Arc::new(KeySet::load(self.store.as_ref(), &self.dir, self.retired_grace).await?);
+        let set =
+            Arc::new(KeySet::load(self.store.as_ref(), &self.secrets, self.retired_grace).await?);
         match self.current.write() {
             Ok(mut guard) => *guard = set,
             Err(poisoned) => *poisoned.into_inner() = set,

@@ -11,12 +11,14 @@ pub mod issuer;
 pub mod keys;
 pub mod passwords;
 pub mod revocation;
+pub mod sealed;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod throttle;
+pub mod vault;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,9 +35,11 @@ use issuer::TokenIssuer;
 use keys::{KeyError, KeyRing};
 use passwords::{PasswordError, PasswordPool};
 use revocation::{DenyList, DenyListError, VERIFIER_LEEWAY};
+use sealed::SystemSecrets;
 use secrets::{SecretHasher, SecretsError};
 use store::{Store, StoreError};
 use throttle::LoginThrottle;
+use vault::{LegacySources, OpenOptions, Vault, VaultError};
 
 /// How often a running server re-reads its signing keys (to see CLI rotations).
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
@@ -65,6 +69,8 @@ pub enum StartError {
     Passwords(#[from] PasswordError),
     #[error("deny-list: {0}")]
     DenyList(#[from] DenyListError),
+    #[error("{0}")]
+    Vault(#[from] VaultError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -76,23 +82,36 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    vault: Vault,
 }
 
 impl Application {
-    /// Connects the store, applies migrations, loads (or first generates) the signing keys and
-    /// binds the listener.
+    /// Opens the database with `AUTH_SECRETS` ([`vault::open`]: migrations, the one-time
+    /// import of an earlier version's keys directory, the secret checked), loads (or first
+    /// generates) the signing keys and binds the listener.
     pub async fn build(config: ServerConfig) -> Result<Application, StartError> {
-        let store = store::connect(&config.database_url).await?;
-        if config.migrate {
-            store.migrate().await?;
-        }
-        let hasher =
-            SecretHasher::from_config(config.client_secret_pepper.as_ref(), &config.keys_dir)?;
-        if let Some(kid) = keys::ensure_active_key(store.as_ref(), &config.keys_dir).await? {
-            tracing::warn!(kid, dir = %config.keys_dir.display(), "no signing key found: generated an ES256 key");
-        }
         let grace = config.access_token_ttl + VERIFIER_LEEWAY;
-        let keys = Arc::new(KeyRing::load(store.clone(), config.keys_dir.clone(), grace).await?);
+        let vault = vault::open(
+            &config.database_url,
+            OpenOptions {
+                secrets: config.secrets.as_ref(),
+                migrate: config.migrate,
+                legacy: LegacySources {
+                    keys_dir: &config.keys_dir,
+                    pepper: config.client_secret_pepper.as_ref(),
+                },
+                retired_grace: grace,
+            },
+        )
+        .await?;
+        let (store, hasher) = (vault.store.clone(), vault.hasher.clone());
+        if let Some(kid) = keys::ensure_active_key(store.as_ref(), &vault.secrets).await? {
+            tracing::warn!(
+                kid,
+                "no signing key found: generated an ES256 key into the database"
+            );
+        }
+        let keys = Arc::new(KeyRing::load(store.clone(), vault.secrets.clone(), grace).await?);
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -157,6 +176,7 @@ impl Application {
                 issuer,
                 metrics: config.metrics,
             },
+            vault,
         })
     }
 
@@ -175,6 +195,16 @@ impl Application {
     /// The store the server runs on (to register clients and users beside it).
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
+    }
+
+    /// The pepper client secrets are hashed with (to register clients beside the server).
+    pub fn secret_hasher(&self) -> SecretHasher {
+        self.vault.hasher.clone()
+    }
+
+    /// The secrets that open the database (to generate or import keys beside the server).
+    pub fn secrets(&self) -> SystemSecrets {
+        self.vault.secrets.clone()
     }
 
     /// The key ring the server signs with (tests reload it after rotating keys).

@@ -1,21 +1,22 @@
 //! A real auth server for other crates' tests (feature `testing`): started in-process on
-//! 127.0.0.1:0 with a fresh SQLite database and keys directory (removed on drop), plus helpers
-//! to register scopes, clients and users and to obtain tokens over HTTP.
+//! 127.0.0.1:0 with a fresh SQLite database and a random `AUTH_SECRETS` (removed on drop),
+//! plus helpers to register scopes, clients and users and to obtain tokens over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Application;
 use crate::config::ServerConfig;
-use crate::keys::KeyRing;
+use crate::keys::{self, KeyRing};
 use crate::passwords::hash_password;
+use crate::sealed::SystemSecrets;
 use crate::secrets::{SecretHasher, generate_client_secret};
 use crate::store::{Client, GrantType, Scope, Store, User};
 
@@ -30,10 +31,13 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// A database and keys directory that exist for one test and are removed after it.
+/// A database, its `AUTH_SECRETS` and a directory that exist for one test and are removed
+/// after it.
 pub struct TestDb {
     pub url: String,
     pub dir: PathBuf,
+    /// The `AUTH_SECRETS` value every process on this database is given.
+    pub auth_secrets: SecretString,
     postgres: Option<(String, String)>,
 }
 
@@ -45,8 +49,19 @@ impl TestDb {
         TestDb {
             url,
             dir,
+            auth_secrets: SystemSecrets::generate_secret().unwrap(),
             postgres: None,
         }
+    }
+
+    /// [`TestDb::auth_secrets`] parsed, for a [`ServerConfig`].
+    pub fn secrets(&self) -> SystemSecrets {
+        SystemSecrets::from_list(&self.auth_secrets).unwrap()
+    }
+
+    /// The `AUTH_SECRETS` value, for a process's environment.
+    pub fn auth_secrets(&self) -> &str {
+        self.auth_secrets.expose_secret()
     }
 
     /// A fresh PostgreSQL database, or `None` (with a message) when the server is unreachable
@@ -76,10 +91,12 @@ impl TestDb {
         Some(TestDb {
             url: format!("{base}/{name}"),
             dir,
+            auth_secrets: SystemSecrets::generate_secret().unwrap(),
             postgres: Some((admin, name)),
         })
     }
 
+    /// A keys directory of the layout before migration 0005 (an import source only).
     pub fn keys_dir(&self) -> PathBuf {
         self.dir.join("keys")
     }
@@ -158,7 +175,9 @@ pub struct TestAuthServer {
     pub issuer: String,
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeyRing>,
-    /// Holds `auth.db` and `keys/`.
+    /// The secrets its database is sealed with (to generate or import keys beside it).
+    pub secrets: SystemSecrets,
+    /// Holds `auth.db`.
     pub dir: PathBuf,
     hasher: SecretHasher,
     http: reqwest::Client,
@@ -191,16 +210,18 @@ impl TestAuthServer {
         let issuer = app.issuer().to_owned();
         let keys = app.key_ring();
         let store = app.store();
+        let secrets = app.secrets();
+        let hasher = app.secret_hasher();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
-        let hasher = SecretHasher::from_config(None, &dir.join("keys")).unwrap();
         TestAuthServer {
             base,
             issuer,
             store,
             keys,
+            secrets,
             dir,
             hasher,
             http: reqwest::Client::new(),
@@ -208,8 +229,12 @@ impl TestAuthServer {
         }
     }
 
-    pub fn keys_dir(&self) -> PathBuf {
-        self.dir.join("keys")
+    /// The private key of `kid` as a PKCS#8 PEM (to forge tokens signed by a published key).
+    pub async fn private_key_pem(&self, kid: &str) -> String {
+        let stored = self.store.list_stored_keys().await.unwrap();
+        let key = stored.iter().find(|k| k.record.kid == kid).unwrap();
+        let der = keys::open_private_key(&self.secrets, key).unwrap();
+        pem::encode(&pem::Pem::new("PRIVATE KEY", der.expose_secret().to_vec()))
     }
 
     pub fn jwks_url(&self) -> String {

@@ -462,3 +462,49 @@ async fn revocations_reach_the_apis_issued_tokens_on_sqlite() {
     );
     stack.shutdown().await.unwrap();
 }
+
+/// The stack generates `AUTH_SECRETS` into `data/auth-secrets` (0600) for a fresh auth
+/// database, reuses it on restart, keeps no key files, and refuses to start (generating
+/// nothing) when the file is gone but the database is encrypted.
+#[tokio::test]
+async fn the_stack_generates_its_auth_secrets_once_and_never_beside_an_encrypted_database() {
+    let dirs = Dirs::new();
+    let file = dirs.0.join("data").join(stack::AUTH_SECRETS_FILE);
+    let stack = Stack::start(dirs.config()).await.unwrap();
+    let secret = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(secret.trim().len(), 43, "32 random bytes, base64url");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (id, client_secret) = (
+        stack.credentials.client_id.clone(),
+        stack.credentials.client_secret.clone(),
+    );
+    let grant = [("grant_type", "client_credentials")];
+    Client::new(&stack)
+        .token((&id, &client_secret), &grant)
+        .await;
+    stack.shutdown().await.unwrap();
+
+    let stack = Stack::start(dirs.config()).await.unwrap();
+    assert!(!stack.created, "the demo client is reused");
+    Client::new(&stack)
+        .token((&id, &client_secret), &grant)
+        .await;
+    stack.shutdown().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), secret);
+    assert!(!dirs.0.join("keys").exists(), "no key files");
+
+    std::fs::remove_file(&file).unwrap();
+    let err = Stack::start(dirs.config()).await.err().unwrap();
+    let message = format!("{err:#}");
+    assert!(message.contains("auth-secrets is missing"), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        !file.exists(),
+        "no new secret beside the encrypted database"
+    );
+}

@@ -8,11 +8,12 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{AccessTokenTtl, CliError, Output, connect, deny_list, split_list};
+use super::{AccessTokenTtl, CliError, Output, connect, deny_list, open_vault, split_list};
 use crate::config::CommonArgs;
 use crate::grants::client_auth::CLIENT_CACHE_TTL;
-use crate::secrets::{SecretHasher, generate_client_secret};
+use crate::secrets::generate_client_secret;
 use crate::store::{Client, GrantType};
+use crate::vault::VaultError;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
@@ -62,9 +63,15 @@ struct Credentials<'a> {
 }
 
 pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
-    let store = connect(common).await?;
-    let hasher =
-        || SecretHasher::from_config(common.client_secret_pepper.as_ref(), &common.keys_dir);
+    // Hashing a new secret needs the pepper, hence AUTH_SECRETS; the other commands do not.
+    let (store, hasher) = match cmd {
+        ClientsCommand::Create { .. } | ClientsCommand::RotateSecret { .. } => {
+            let vault = open_vault(common).await?;
+            (vault.store, Some(vault.hasher))
+        }
+        _ => (connect(common).await?, None),
+    };
+    let hasher = || hasher.clone().ok_or(VaultError::SecretsRequired);
     let missing = |id: &str| CliError::NotFound(format!("no client with id `{id}`"));
     match cmd {
         ClientsCommand::Create {

@@ -1,10 +1,13 @@
-//! `auth-server keys generate|list|rotate|retire`.
+//! `auth-server keys generate|import|list|rotate|retire`.
+
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::{CliError, Output, connect};
+use super::{CliError, Output, connect, open_vault};
 use crate::config::CommonArgs;
 use crate::keys::{self, KeyAlgorithm, KeyState};
+use crate::vault::VaultError;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -12,6 +15,15 @@ pub enum KeysCommand {
     Generate {
         #[arg(long, default_value = "ES256", value_parser = parse_alg)]
         alg: KeyAlgorithm,
+    },
+    /// Add an existing private key (PKCS#8 PEM) as the `next` key; prints its kid.
+    Import {
+        /// The `-----BEGIN PRIVATE KEY-----` file.
+        #[arg(long)]
+        pem: PathBuf,
+        /// The key's algorithm; default: the one the key is for.
+        #[arg(long, value_parser = parse_alg)]
+        alg: Option<KeyAlgorithm>,
     },
     /// List keys with their states.
     List,
@@ -30,8 +42,15 @@ fn parse_alg(value: &str) -> Result<KeyAlgorithm, String> {
 }
 
 pub async fn run(cmd: KeysCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
-    let store = connect(common).await?;
-    let dir = &common.keys_dir;
+    // Generating or importing seals a private key, hence AUTH_SECRETS; list and retire do not.
+    let (store, secrets) = match cmd {
+        KeysCommand::Generate { .. } | KeysCommand::Import { .. } | KeysCommand::Rotate { .. } => {
+            let vault = open_vault(common).await?;
+            (vault.store, Some(vault.secrets))
+        }
+        KeysCommand::List | KeysCommand::Retire { .. } => (connect(common).await?, None),
+    };
+    let secrets = || secrets.as_ref().ok_or(VaultError::SecretsRequired);
     match cmd {
         KeysCommand::Generate { alg } => {
             let has_active = store
@@ -44,13 +63,24 @@ pub async fn run(cmd: KeysCommand, common: &CommonArgs, out: &Output) -> Result<
             } else {
                 KeyState::Active
             };
-            let record = keys::generate_key(store.as_ref(), dir, alg, state).await?;
+            let record = keys::generate_key(store.as_ref(), secrets()?, alg, state).await?;
             out.print(&record, || {
                 format!(
                     "key {} ({}) generated as {}",
                     record.kid,
                     alg.as_str(),
                     state.as_str()
+                )
+            });
+        }
+        KeysCommand::Import { pem, alg } => {
+            let record = keys::import_pem(store.as_ref(), secrets()?, &pem, alg).await?;
+            out.print(&record, || {
+                format!(
+                    "key {} ({}) imported as {}",
+                    record.kid,
+                    record.alg.as_str(),
+                    record.state.as_str()
                 )
             });
         }
@@ -65,7 +95,7 @@ pub async fn run(cmd: KeysCommand, common: &CommonArgs, out: &Output) -> Result<
             });
         }
         KeysCommand::Rotate { alg } => {
-            let rotation = keys::rotate(store.as_ref(), dir, alg).await?;
+            let rotation = keys::rotate(store.as_ref(), secrets()?, alg).await?;
             if rotation.unannounced {
                 eprintln!(
                     "warning: no next key was published; verifiers learn key {} on their next JWKS refetch",

@@ -4,6 +4,7 @@
 mod clients;
 mod keys;
 mod scopes;
+mod secrets;
 mod tokens;
 mod users;
 
@@ -18,6 +19,7 @@ use crate::keys::KeyError;
 use crate::revocation::DenyList;
 use crate::secrets::SecretsError;
 use crate::store::{self, Store, StoreError};
+use crate::vault::{self, LegacySources, OpenOptions, Vault, VaultError};
 use crate::{Application, StartError};
 
 #[derive(Debug, Parser)]
@@ -37,7 +39,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
-    /// Apply pending database migrations.
+    /// Apply pending database migrations (and import an earlier version's keys directory).
     Migrate,
     /// Manage client applications.
     #[command(subcommand)]
@@ -54,6 +56,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage what AUTH_SECRETS encrypts.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
 }
 
 /// Why a command failed; printed as one line.
@@ -69,6 +74,8 @@ pub enum CliError {
     Keys(#[from] KeyError),
     #[error("{0}")]
     Secrets(#[from] SecretsError),
+    #[error("{0}")]
+    Vault(#[from] VaultError),
     #[error("{0}")]
     DenyList(#[from] crate::revocation::DenyListError),
     #[error("{0}")]
@@ -95,7 +102,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Migrate => {
-            connect(&cli.common).await?;
+            open_vault(&cli.common).await?;
             out.print(&serde_json::json!({"migrated": true}), || {
                 "migrations applied".to_owned()
             });
@@ -106,14 +113,36 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Users(cmd) => users::run(cmd, &cli.common, &out).await,
         Command::Tokens(cmd) => tokens::run(cmd, &cli.common, &out).await,
         Command::Keys(cmd) => keys::run(cmd, &cli.common, &out).await,
+        Command::Secrets(cmd) => secrets::run(cmd, &cli.common, &out).await,
     }
 }
 
-/// Opens the store and applies migrations, so admin commands work on a fresh database.
+/// Opens the store and applies migrations, so admin commands work on a fresh database. Given
+/// `AUTH_SECRETS`, it is opened as [`open_vault`] does (the secret checked, an earlier
+/// version's keys imported); commands that need no secret also run without one.
 async fn connect(common: &CommonArgs) -> Result<Arc<dyn Store>, CliError> {
+    if common.system_secrets()?.is_some() {
+        return Ok(open_vault(common).await?.store);
+    }
     let store = store::connect(&common.database_url).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// The store opened with `AUTH_SECRETS` (required), for commands that need the pepper or the
+/// private keys: the same rules as `serve` ([`vault::open`]).
+async fn open_vault(common: &CommonArgs) -> Result<Vault, CliError> {
+    let secrets = common.system_secrets()?;
+    let options = OpenOptions {
+        secrets: secrets.as_ref(),
+        migrate: true,
+        legacy: LegacySources {
+            keys_dir: &common.keys_dir,
+            pepper: common.client_secret_pepper.as_ref(),
+        },
+        retired_grace: vault::DEFAULT_RETIRED_GRACE,
+    };
+    Ok(vault::open(&common.database_url, options).await?)
 }
 
 /// The access-token lifetime the commands that revoke tokens need: a denied jti or a cutoff

@@ -259,7 +259,7 @@ pub struct SubjectCutoff {
     pub expires_at: i64,
 }
 
-/// Metadata of a signing key; the private key itself is a PEM file in the keys directory.
+/// Metadata of a signing key (its private key is a [`StoredKey`]'s, sealed).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KeyRecord {
     pub kid: String,
@@ -271,6 +271,15 @@ pub struct KeyRecord {
     pub activated_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub retired_at: Option<OffsetDateTime>,
+}
+
+/// A signing key as stored: its metadata and its PKCS#8 private key sealed under
+/// `AUTH_SECRETS` ([`crate::sealed`]); `None` for a key created before migration 0005 whose
+/// `KEYS_DIR/<kid>.pem` has not been imported yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub record: KeyRecord,
+    pub sealed_private_key: Option<Vec<u8>>,
 }
 
 /// Storage operations of the authorization server.
@@ -396,12 +405,47 @@ pub trait Store: Send + Sync + 'static {
         attempts: &[ReleasedAttempt<'_>],
     ) -> Result<(), StoreError>;
 
-    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// Inserts a key with its sealed private key.
+    async fn insert_key(
+        &self,
+        key: &KeyRecord,
+        sealed_private_key: &[u8],
+    ) -> Result<(), StoreError>;
     /// All keys, newest first.
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// All keys with their sealed private keys, newest first.
+    async fn list_stored_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Replaces the sealed private key of `kid` if it still is `expected` (`None`: not yet
+    /// set); `Ok(false)` and no change otherwise.
+    async fn set_sealed_private_key(
+        &self,
+        kid: &str,
+        expected: Option<&[u8]>,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError>;
     /// Makes `next_kid` the active key and retires the current active key, atomically.
     async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
     async fn retire_key(&self, kid: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// The sealed secret called `name`, if stored.
+    async fn find_system_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores a sealed secret unless one of that name exists; `Ok(false)` (and no change)
+    /// when it does, so processes starting together keep the first one.
+    async fn insert_system_secret(
+        &self,
+        name: &str,
+        sealed: &[u8],
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Every sealed secret: `(name, sealed)`.
+    async fn list_system_secrets(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Replaces the sealed secret `name` if it still is `expected`; `Ok(false)` otherwise.
+    async fn replace_system_secret(
+        &self,
+        name: &str,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError>;
 }
 
 /// Opens the store named by a `sqlite:` or `postgres://` URL.

@@ -60,6 +60,11 @@ impl PostgresStore {
                 "revocation reach",
                 include_str!("../../../migrations/auth-server/postgres/0004_revocation_reach.sql"),
             ),
+            (
+                5,
+                "sealed secrets",
+                include_str!("../../../migrations/auth-server/postgres/0005_sealed_secrets.sql"),
+            ),
         ])
     }
 }

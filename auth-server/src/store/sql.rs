@@ -605,10 +605,10 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+            async fn insert_key(&self, key: &KeyRecord, sealed_private_key: &[u8]) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO signing_keys (kid, alg, state, created_at, activated_at, retired_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO signing_keys (kid, alg, state, created_at, activated_at, retired_at, private_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&key.kid)
                 .bind(key.alg.as_str())
@@ -616,10 +616,89 @@ macro_rules! impl_sql_store {
                 .bind(key.created_at)
                 .bind(key.activated_at)
                 .bind(key.retired_at)
+                .bind(sealed_private_key)
                 .execute(&self.writer)
                 .await
                 .map_err(|e| map_insert_error(e, &format!("key `{}` (or a second active key)", key.kid), None))?;
                 Ok(())
+            }
+
+            async fn list_stored_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT kid, alg, state, created_at, activated_at, retired_at, private_key FROM signing_keys \
+                     ORDER BY created_at DESC, kid",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(StoredKey {
+                            record: key_record_from_row(row)?,
+                            sealed_private_key: row.try_get("private_key")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn set_sealed_private_key(
+                &self,
+                kid: &str,
+                expected: Option<&[u8]>,
+                sealed: &[u8],
+            ) -> Result<bool, StoreError> {
+                let done = match expected {
+                    None => sqlx::query("UPDATE signing_keys SET private_key = $1 WHERE kid = $2 AND private_key IS NULL")
+                        .bind(sealed)
+                        .bind(kid)
+                        .execute(&self.writer)
+                        .await?,
+                    Some(expected) => sqlx::query("UPDATE signing_keys SET private_key = $1 WHERE kid = $2 AND private_key = $3")
+                        .bind(sealed)
+                        .bind(kid)
+                        .bind(expected)
+                        .execute(&self.writer)
+                        .await?,
+                };
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn find_system_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                let row = sqlx::query("SELECT sealed FROM system_secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|row| row.try_get("sealed")).transpose()?)
+            }
+
+            async fn insert_system_secret(&self, name: &str, sealed: &[u8], at: OffsetDateTime) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO system_secrets (name, sealed, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(sealed)
+                .bind(at)
+                .execute(&self.writer)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_system_secrets(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+                let rows = sqlx::query("SELECT name, sealed FROM system_secrets ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get("name")?, row.try_get("sealed")?)))
+                    .collect()
+            }
+
+            async fn replace_system_secret(&self, name: &str, expected: &[u8], sealed: &[u8]) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE system_secrets SET sealed = $1 WHERE name = $2 AND sealed = $3")
+                    .bind(sealed)
+                    .bind(name)
+                    .bind(expected)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
@@ -629,19 +708,7 @@ macro_rules! impl_sql_store {
                 )
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter()
-                    .map(|row| {
-                        let (alg, state) = parse_key_fields(row.try_get("alg")?, row.try_get("state")?)?;
-                        Ok(KeyRecord {
-                            kid: row.try_get("kid")?,
-                            alg,
-                            state,
-                            created_at: row.try_get("created_at")?,
-                            activated_at: row.try_get("activated_at")?,
-                            retired_at: row.try_get("retired_at")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(key_record_from_row).collect()
             }
 
             async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
@@ -846,6 +913,18 @@ macro_rules! impl_sql_store {
             .execute(&mut **tx)
             .await?;
             Ok(())
+        }
+
+        fn key_record_from_row(row: &<$db as sqlx::Database>::Row) -> Result<KeyRecord, StoreError> {
+            let (alg, state) = parse_key_fields(row.try_get("alg")?, row.try_get("state")?)?;
+            Ok(KeyRecord {
+                kid: row.try_get("kid")?,
+                alg,
+                state,
+                created_at: row.try_get("created_at")?,
+                activated_at: row.try_get("activated_at")?,
+                retired_at: row.try_get("retired_at")?,
+            })
         }
 
         fn refresh_token_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RefreshTokenRecord, StoreError> {

@@ -70,6 +70,11 @@ impl SqliteStore {
                 "revocation reach",
                 include_str!("../../../migrations/auth-server/sqlite/0004_revocation_reach.sql"),
             ),
+            (
+                5,
+                "sealed secrets",
+                include_str!("../../../migrations/auth-server/sqlite/0005_sealed_secrets.sql"),
+            ),
         ])
     }
 }

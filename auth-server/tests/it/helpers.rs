@@ -1,5 +1,5 @@
-//! `TestApp`: a fresh database (SQLite file or PostgreSQL database with a random name), a
-//! fresh keys directory and the real server bound to 127.0.0.1:0, its time rules reading a
+//! `TestApp`: a fresh database (SQLite file or PostgreSQL database with a random name) with
+//! its own `AUTH_SECRETS`, and the real server bound to 127.0.0.1:0, its time rules reading a
 //! [`ManualClock`] the test moves (`app.clock.advance(…)`), so no rule about time is tested by
 //! waiting for it.
 
@@ -11,6 +11,7 @@ use auth_server::clock::ManualClock;
 use auth_server::config::ServerConfig;
 use auth_server::grants::TokenService;
 use auth_server::keys::KeyRing;
+use auth_server::sealed::SystemSecrets;
 use auth_server::secrets::{SecretHasher, generate_client_secret};
 use auth_server::store::{self, Client, GrantType, Scope, Store, User};
 use secrecy::ExposeSecret;
@@ -26,6 +27,8 @@ pub struct TestApp {
     pub keys: Arc<KeyRing>,
     pub tokens: Arc<TokenService>,
     pub hasher: SecretHasher,
+    /// The secrets the database is sealed with ([`TestDb::auth_secrets`]).
+    pub secrets: SystemSecrets,
     pub http: reqwest::Client,
     pub db: TestDb,
     /// The clock of the refresh-token, client-cache and lock-out rules.
@@ -40,7 +43,7 @@ impl TestApp {
 
     /// Starts the server with a configuration adjusted by `tweak`.
     pub async fn spawn_with(db: TestDb, tweak: impl FnOnce(&mut ServerConfig)) -> TestApp {
-        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &db.url, db.keys_dir());
+        let mut config = TestApp::config(&db);
         let clock = Arc::new(ManualClock::starting_now());
         config.clock = clock.clone();
         tweak(&mut config);
@@ -49,12 +52,13 @@ impl TestApp {
         let base = format!("http://{}", app.local_addr());
         let issuer = app.issuer().to_owned();
         let keys = app.key_ring();
+        let hasher = app.secret_hasher();
+        let secrets = app.secrets();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
         let store = store::connect(&db.url).await.unwrap();
-        let hasher = SecretHasher::from_config(None, &db.keys_dir()).unwrap();
         TestApp {
             base,
             issuer,
@@ -62,11 +66,19 @@ impl TestApp {
             keys,
             tokens,
             hasher,
+            secrets,
             http: reqwest::Client::new(),
             db,
             clock,
             _shutdown: tx,
         }
+    }
+
+    /// The default configuration of a server on `db` (with its `AUTH_SECRETS`), on port 0.
+    pub fn config(db: &TestDb) -> ServerConfig {
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &db.url, db.keys_dir());
+        config.secrets = Some(db.secrets());
+        config
     }
 
     pub async fn sqlite() -> TestApp {

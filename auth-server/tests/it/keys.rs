@@ -43,7 +43,7 @@ async fn rotate_to(app: &TestApp, alg: KeyAlgorithm, expected: Algorithm) {
     let old_kid = app.keys.current().active.kid().to_owned();
     let old_token = token(app, &id, &secret).await;
 
-    let next = keys::generate_key(app.store.as_ref(), &app.db.keys_dir(), alg, KeyState::Next)
+    let next = keys::generate_key(app.store.as_ref(), &app.secrets, alg, KeyState::Next)
         .await
         .unwrap();
     app.keys.reload().await.unwrap();
@@ -59,7 +59,7 @@ async fn rotate_to(app: &TestApp, alg: KeyAlgorithm, expected: Algorithm) {
         "next key does not sign yet"
     );
 
-    let rotation = keys::rotate(app.store.as_ref(), &app.db.keys_dir(), alg)
+    let rotation = keys::rotate(app.store.as_ref(), &app.secrets, alg)
         .await
         .unwrap();
     assert_eq!(rotation.activated, next.kid);

@@ -90,11 +90,7 @@ async fn burst(
 async fn second_instance(
     app: &TestApp,
 ) -> (String, Arc<TokenService>, tokio::sync::oneshot::Sender<()>) {
-    let mut config = ServerConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-        &app.db.url,
-        app.db.keys_dir(),
-    );
+    let mut config = TestApp::config(&app.db);
     tweak(&mut config);
     config.clock = app.clock.clone();
     let second = Application::build(config).await.unwrap();

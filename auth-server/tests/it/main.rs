@@ -14,5 +14,6 @@ mod metrics;
 mod password;
 mod reach;
 mod refresh;
+mod stateless;
 mod store;
 mod token;

@@ -182,6 +182,7 @@ impl Reach {
             .args(args)
             .arg("--json")
             .env("DATABASE_URL", &self.app.db.url)
+            .env("AUTH_SECRETS", self.app.db.auth_secrets())
             .env("KEYS_DIR", self.app.db.keys_dir())
             .env("REDIS_URL", &self.redis_url)
             .env("QUEUE_PREFIX", &self.prefix)

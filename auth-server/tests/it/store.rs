@@ -127,17 +127,20 @@ async fn conformance(store: Arc<dyn Store>) {
 
     // Signing keys: one active at a time; activation retires the previous key atomically.
     store
-        .insert_key(&key("k1", KeyState::Active))
+        .insert_key(&key("k1", KeyState::Active), b"sealed-1")
         .await
         .unwrap();
     assert!(
         store
-            .insert_key(&key("k-dup", KeyState::Active))
+            .insert_key(&key("k-dup", KeyState::Active), b"sealed")
             .await
             .is_err(),
         "a second active key is refused"
     );
-    store.insert_key(&key("k2", KeyState::Next)).await.unwrap();
+    store
+        .insert_key(&key("k2", KeyState::Next), b"sealed-2")
+        .await
+        .unwrap();
     let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     assert!(store.activate_key("k2", at).await.unwrap());
     assert!(
@@ -160,9 +163,86 @@ async fn conformance(store: Arc<dyn Store>) {
             .any(|k| k.state == KeyState::Active),
         "failed activation rolls back"
     );
-    store.insert_key(&key("k3", KeyState::Next)).await.unwrap();
+    store
+        .insert_key(&key("k3", KeyState::Next), b"sealed-3")
+        .await
+        .unwrap();
     assert!(store.retire_key("k3", at).await.unwrap());
     assert!(!store.retire_key("k3", at).await.unwrap());
+
+    // Sealed private keys: replaced only if still the expected blob.
+    let stored = store.list_stored_keys().await.unwrap();
+    assert_eq!(stored.len(), 3);
+    let sealed = |kid: &str| {
+        stored
+            .iter()
+            .find(|k| k.record.kid == kid)
+            .unwrap()
+            .sealed_private_key
+            .clone()
+    };
+    assert_eq!(sealed("k2").as_deref(), Some(&b"sealed-2"[..]));
+    assert_eq!(stored[0].record, store.list_keys().await.unwrap()[0]);
+    assert!(
+        !store
+            .set_sealed_private_key("k2", None, b"x")
+            .await
+            .unwrap(),
+        "an import never overwrites a stored key"
+    );
+    assert!(
+        !store
+            .set_sealed_private_key("k2", Some(b"stale"), b"x")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_sealed_private_key("k2", Some(b"sealed-2"), b"resealed-2")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_sealed_private_key("missing", None, b"x")
+            .await
+            .unwrap()
+    );
+
+    // System secrets: the first insert wins; replaced only if still the expected blob.
+    assert_eq!(store.find_system_secret("pepper").await.unwrap(), None);
+    assert!(
+        store
+            .insert_system_secret("pepper", b"first", at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_system_secret("pepper", b"second", at)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.find_system_secret("pepper").await.unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    assert!(
+        !store
+            .replace_system_secret("pepper", b"stale", b"third")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace_system_secret("pepper", b"first", b"third")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.list_system_secrets().await.unwrap(),
+        vec![("pepper".to_owned(), b"third".to_vec())]
+    );
 }
 
 fn user(id: &str, email: &str, permissions: &[&str]) -> User {
@@ -633,7 +713,7 @@ async fn postgres_parallel_reservations_allow_the_threshold() {
 }
 
 /// Runs one statement with text binds on the database at `url` (what an older release left).
-async fn execute(url: &str, sql: &str, binds: &[&str]) {
+pub async fn execute(url: &str, sql: &str, binds: &[&str]) {
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         let mut query = sqlx::query(sql);

@@ -32,21 +32,28 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The real auth server on 127.0.0.1:0 with a fresh SQLite database and keys directory
-/// ([`TestAuthServer`]), plus tools to forge tokens with its private key.
-pub struct AuthServer(TestAuthServer);
+/// The real auth server on 127.0.0.1:0 with a fresh SQLite database ([`TestAuthServer`]),
+/// plus tools to forge tokens with its private key.
+pub struct AuthServer {
+    server: TestAuthServer,
+    /// PKCS#8 PEM of the ES256 key active at start.
+    pub active_pem: String,
+}
 
 impl std::ops::Deref for AuthServer {
     type Target = TestAuthServer;
 
     fn deref(&self) -> &TestAuthServer {
-        &self.0
+        &self.server
     }
 }
 
 impl AuthServer {
     pub async fn spawn() -> AuthServer {
-        AuthServer(TestAuthServer::spawn().await)
+        let server = TestAuthServer::spawn().await;
+        let kid = server.keys.current().active.kid().to_owned();
+        let active_pem = server.private_key_pem(&kid).await;
+        AuthServer { server, active_pem }
     }
 
     pub fn active_kid(&self) -> String {
@@ -72,12 +79,10 @@ impl AuthServer {
         claims
     }
 
-    /// Signs `claims` with the private key of the active ES256 key (`KEYS_DIR/<kid>.pem`):
-    /// validly signed by a published key. `header` adjusts typ and kid.
+    /// Signs `claims` with the private key of the ES256 key active at start: validly signed
+    /// by a published key. `header` adjusts typ and kid.
     pub fn sign(&self, claims: &Value, typ: Option<&str>, kid: Option<&str>) -> String {
-        let active = self.active_kid();
-        let pem = std::fs::read(self.keys_dir().join(format!("{active}.pem"))).unwrap();
-        let key = EncodingKey::from_ec_pem(&pem).unwrap();
+        let key = EncodingKey::from_ec_pem(self.active_pem.as_bytes()).unwrap();
         let mut header = Header::new(Algorithm::ES256);
         header.typ = typ.map(str::to_owned);
         header.kid = kid.map(str::to_owned);

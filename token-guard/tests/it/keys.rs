@@ -23,12 +23,9 @@ async fn guard_behind(auth: &AuthServer, proxy: &JwksProxy) -> TokenGuard {
     config.unknown_kid_refetch_interval = DAY;
     config.min_refresh = DAY;
     config.max_refresh = DAY;
-    TokenGuard::new(
-        config,
-        Arc::new(StaticRevocationList::new()),
-    )
-    .await
-    .unwrap()
+    TokenGuard::new(config, Arc::new(StaticRevocationList::new()))
+        .await
+        .unwrap()
 }
 
 fn kid_of(token: &str) -> String {
@@ -43,10 +40,10 @@ async fn rotation_is_seen_without_restart(alg: KeyAlgorithm) {
     assert_eq!(app.get("/me", &old_token).await.status(), 200);
     assert_eq!(proxy.hits(), 1, "one fetch at start");
 
-    let next = keys::generate_key(auth.store.as_ref(), &auth.keys_dir(), alg, KeyState::Next)
+    let next = keys::generate_key(auth.store.as_ref(), &auth.secrets, alg, KeyState::Next)
         .await
         .unwrap();
-    let rotation = keys::rotate(auth.store.as_ref(), &auth.keys_dir(), alg)
+    let rotation = keys::rotate(auth.store.as_ref(), &auth.secrets, alg)
         .await
         .unwrap();
     assert_eq!(rotation.activated, next.kid);
@@ -69,7 +66,7 @@ async fn rotation_is_seen_without_restart(alg: KeyAlgorithm) {
 
     // The refetch also brought the key announced for the following rotation, so that one
     // needs no fetch at all (and would get none: the refetch interval has not passed).
-    let second = keys::rotate(auth.store.as_ref(), &auth.keys_dir(), alg)
+    let second = keys::rotate(auth.store.as_ref(), &auth.secrets, alg)
         .await
         .unwrap();
     assert_eq!(second.activated, rotation.next);
@@ -158,7 +155,7 @@ async fn a_withdrawn_key_stops_its_tokens_even_cached_ones() {
     let auth = AuthServer::spawn().await;
     keys::generate_key(
         auth.store.as_ref(),
-        &auth.keys_dir(),
+        &auth.secrets,
         KeyAlgorithm::ES256,
         KeyState::Next,
     )
@@ -223,7 +220,7 @@ async fn the_key_set_is_refreshed_periodically_within_the_bounds() {
         .unwrap();
     let next = keys::generate_key(
         auth.store.as_ref(),
-        &auth.keys_dir(),
+        &auth.secrets,
         KeyAlgorithm::EdDSA,
         KeyState::Next,
     )

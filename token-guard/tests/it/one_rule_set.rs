@@ -187,8 +187,7 @@ async fn a_refresh_token_is_told_apart_from_an_access_token() {
 /// Signs the default claims under an arbitrary JOSE header with the active ES256 key.
 fn sign_with_header(auth: &AuthServer, header: Value) -> String {
     use jsonwebtoken::{Algorithm, EncodingKey};
-    let pem = std::fs::read(auth.keys_dir().join(format!("{}.pem", auth.active_kid()))).unwrap();
-    let key = EncodingKey::from_ec_pem(&pem).unwrap();
+    let key = EncodingKey::from_ec_pem(auth.active_pem.as_bytes()).unwrap();
     let message = format!(
         "{}.{}",
         b64(header.to_string()),

@@ -1,0 +1,30 @@
+//! `auth-server secrets reencrypt`.
+
+use clap::Subcommand;
+
+use super::{CliError, Output, open_vault};
+use crate::config::CommonArgs;
+use crate::vault;
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt the signing keys and the pepper with the first secret of AUTH_SECRETS, so
+    /// the others can be removed from the list.
+    Reencrypt,
+}
+
+pub async fn run(cmd: SecretsCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
+    let vault = open_vault(common).await?;
+    match cmd {
+        SecretsCommand::Reencrypt => {
+            let outcome = vault::reencrypt(vault.store.as_ref(), &vault.secrets).await?;
+            out.print(&outcome, || {
+                format!(
+                    "re-encrypted {} with the first secret ({} already were)",
+                    outcome.reencrypted, outcome.unchanged
+                )
+            });
+        }
+    }
+    Ok(())
+}
