@@ -6,10 +6,11 @@
 //! their URLs are given; on first start it registers the demo client and user ([`demo`]).
 
 pub mod demo;
+pub mod reset;
 pub mod sample;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -441,31 +442,4 @@ async fn mirror_revocations(
             }
         }
     }
-}
-
-/// Removes what earlier runs created in `data_dir` and `keys_dir` (keeping the committed
-/// `keys/README.md` and `keys/.gitignore`).
-pub fn reset(data_dir: &Path, keys_dir: &Path) -> anyhow::Result<()> {
-    for dir in [data_dir, keys_dir] {
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    let name = entry.file_name();
-                    if name == "README.md" || name == ".gitignore" {
-                        continue;
-                    }
-                    let removed = if path.is_dir() {
-                        std::fs::remove_dir_all(&path)
-                    } else {
-                        std::fs::remove_file(&path)
-                    };
-                    removed.with_context(|| format!("removing {}", path.display()))?;
-                }
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
-        }
-    }
-    Ok(())
 }

@@ -26,9 +26,15 @@ fn secret(value: &str) -> Result<SecretString, String> {
     about = "The whole transcription platform in one process"
 )]
 struct Args {
-    /// Delete what earlier runs created (./data, generated keys) first, then start fresh.
+    /// Delete what earlier runs created first, then start fresh: the stack's own files in the
+    /// data and keys directories (refused if they hold anything else, unless --yes), its tables
+    /// on PostgreSQL and its keys under QUEUE_PREFIX on Redis.
     #[arg(long)]
     reset: bool,
+    /// With --reset: delete the stack's own files even beside files it did not create (those
+    /// are kept).
+    #[arg(long, requires = "reset")]
+    yes: bool,
     /// Address of the auth server.
     #[arg(long, env = "AUTH_BIND", default_value = "127.0.0.1:8080")]
     auth_bind: SocketAddr,
@@ -91,9 +97,6 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    if args.reset {
-        stack::reset(&args.data_dir, &args.keys_dir)?;
-    }
     let config = StackConfig {
         auth_bind: args.auth_bind,
         api_bind: args.api_bind,
@@ -107,6 +110,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         allow_private_urls: args.allow_private_urls,
         ..StackConfig::new(args.data_dir, args.keys_dir)
     };
+    if args.reset {
+        let report = stack::reset::reset(&config, args.yes).await?;
+        tracing::info!(
+            files = report.files_removed,
+            tables = report.tables_dropped,
+            redis_keys = report.redis_keys_deleted,
+            "reset: removed what earlier runs created"
+        );
+        if !report.kept.is_empty() {
+            tracing::warn!(kept = ?report.kept, "reset: kept what the stack did not create");
+        }
+    }
     let stack = Stack::start(config).await.context("starting the stack")?;
     print_welcome(&stack, args.smtp_url.is_some());
     stack.run_until(auth_server::shutdown_signal()).await
