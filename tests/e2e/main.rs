@@ -10,6 +10,7 @@
 mod smtp_sink;
 
 mod reset;
+mod shutdown;
 
 /// What the shared SMTP sink expects of its test crate.
 mod helpers {
