@@ -189,12 +189,33 @@ mod tests {
 
     use super::Args;
 
-    /// `clap`'s own consistency checks, and every flag of the README's table is one the stack
-    /// takes.
+    /// `clap`'s own consistency checks, and the README's table is exactly the stack's flags
+    /// with their env fallbacks.
     #[test]
     fn the_cli_is_well_formed_and_matches_the_readme() {
         Args::command().debug_assert();
-        let help = Args::command().render_long_help().to_string();
-        auth_server::testing::assert_readme_flags_in_help(&["### The stack's settings"], &help);
+        let mut command = Args::command();
+        command.build();
+        auth_server::testing::assert_readme_table_matches(
+            &["## Walkthrough", "### The stack's settings"],
+            &[&command],
+        );
+    }
+
+    /// Every flag table of the README is one that a binary's test checks against its `--help`
+    /// (this one, and `the_cli_is_well_formed_and_matches_the_readme` of auth-server,
+    /// transcription-api and worker): a new table needs a check before it can go in.
+    #[test]
+    fn every_flag_table_of_the_readme_is_checked() {
+        let checked: Vec<Vec<String>> = [
+            &["## Walkthrough", "### The stack's settings"][..],
+            &["## auth-server", "### Configuration"],
+            &["## transcription-api", "### Configuration"],
+            &["## worker"],
+        ]
+        .iter()
+        .map(|chain| chain.iter().map(|h| (*h).to_owned()).collect())
+        .collect();
+        assert_eq!(auth_server::testing::readme_flag_tables(), checked);
     }
 }
