@@ -6,10 +6,13 @@
 //! their URLs are given; on first start it registers the demo client and user ([`demo`]).
 
 pub mod demo;
+pub mod reset;
 pub mod sample;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -115,8 +118,7 @@ pub struct Stack {
     pub outbox_dir: PathBuf,
     /// The queue both services and the workers use.
     pub queue: Arc<dyn ReliableQueue>,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<anyhow::Result<()>>,
+    stages: Stages,
 }
 
 /// Resolves when `stop` flips to true (or its sender is gone).
@@ -124,14 +126,95 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
+/// What a part of the stack is given to learn that its stage is stopping.
+type Stopping = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Parts of the stack that are stopped together.
+struct Stage {
+    name: &'static str,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Stage {
+    fn new(name: &'static str) -> Stage {
+        Stage {
+            name,
+            stop: watch::channel(false).0,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Runs the part `start` returns until this stage is stopped.
+    fn spawn<F>(&mut self, start: impl FnOnce(Stopping) -> F)
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.tasks
+            .spawn(start(Box::pin(stopped(self.stop.subscribe()))));
+    }
+
+    /// Tells the parts to stop and waits for all of them; returns the first failure.
+    async fn stop(&mut self) -> Option<anyhow::Error> {
+        tracing::info!(stage = self.name, "stopping");
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(err) = result {
+                tracing::error!(stage = self.name, error = %err, "a part of the stack failed");
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error
+    }
+}
+
+/// The stack's parts in the order they stop: the workers first, because a job in flight
+/// downloads the sample from transcription-api and reports there with a token of the auth
+/// server; then the HTTP servers, which drain their in-flight requests; then the background
+/// tasks that serve the servers. Submissions that arrive while the workers drain are still
+/// accepted (the servers stop accepting connections only when they stop): they are committed
+/// with their outbox entry and queued for the next start, like the notify jobs of the jobs
+/// that finish during the drain.
+struct Stages {
+    /// The transcriber and the notifier: they stop reserving at once and let in-flight jobs
+    /// finish for the shutdown grace (then return them to the queue without a failure).
+    workers: Stage,
+    /// The auth server and transcription-api (with its outbox relay).
+    servers: Stage,
+    /// The copy of the deny-list into the API's revocation list (without Redis).
+    background: Stage,
+}
+
+impl Stages {
+    fn new() -> Stages {
+        Stages {
+            workers: Stage::new("workers"),
+            servers: Stage::new("HTTP servers"),
+            background: Stage::new("background tasks"),
+        }
+    }
+
+    /// Stops every stage in order; the first failure of any part.
+    async fn stop(&mut self) -> Option<anyhow::Error> {
+        let mut first_error = None;
+        for stage in [&mut self.workers, &mut self.servers, &mut self.background] {
+            if let Some(err) = stage.stop().await {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error
+    }
+}
+
 impl Stack {
     /// Starts every part; on error, what was started is stopped again.
     pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        let started = Self::start_parts(&config, &stop_rx, &mut tasks).await;
+        let mut stages = Stages::new();
+        let started = Self::start_parts(&config, &mut stages).await;
         match started {
             Ok(parts) => Ok(Stack {
                 auth_url: parts.auth_url,
@@ -141,22 +224,16 @@ impl Stack {
                 credentials_file: parts.credentials_file,
                 outbox_dir: parts.outbox_dir,
                 queue: parts.queue,
-                stop,
-                tasks,
+                stages,
             }),
             Err(err) => {
-                let _ = stop.send(true);
-                while tasks.join_next().await.is_some() {}
+                stages.stop().await;
                 Err(err)
             }
         }
     }
 
-    async fn start_parts(
-        config: &StackConfig,
-        stop: &watch::Receiver<bool>,
-        tasks: &mut JoinSet<anyhow::Result<()>>,
-    ) -> anyhow::Result<StackParts> {
+    async fn start_parts(config: &StackConfig, stages: &mut Stages) -> anyhow::Result<StackParts> {
         let auth_db = config
             .database_url
             .clone()
@@ -192,10 +269,9 @@ impl Stack {
         let auth_store = auth.store();
         let auth_tokens = auth.tokens();
         let hasher = auth.secret_hasher();
-        tasks.spawn({
-            let stop = stop.clone();
-            async move { Ok(auth.run_until(stopped(stop)).await?) }
-        });
+        stages
+            .servers
+            .spawn(|stopping| async move { Ok(auth.run_until(stopping).await?) });
 
         // The queue and the revoked-token list the API consults.
         let key = job_signing_key(config)?;
@@ -219,11 +295,10 @@ impl Stack {
             ),
             None => {
                 let list = Arc::new(StaticRevocationList::new());
-                tasks.spawn(mirror_revocations(
-                    auth_store.clone(),
-                    list.clone(),
-                    stopped(stop.clone()),
-                ));
+                let (store, copy) = (auth_store.clone(), list.clone());
+                stages
+                    .background
+                    .spawn(|stopping| mirror_revocations(store, copy, stopping));
                 list
             }
         };
@@ -243,10 +318,9 @@ impl Stack {
         .context("starting transcription-api")?
         .merge(sample_routes());
         let api_url = format!("http://{}", api.local_addr());
-        tasks.spawn({
-            let stop = stop.clone();
-            async move { Ok(api.run_until(stopped(stop)).await?) }
-        });
+        stages
+            .servers
+            .spawn(|stopping| async move { Ok(api.run_until(stopping).await?) });
 
         // The demo client and user (first start), then the workers with the worker's client.
         let credentials_file = config.data_dir.join("demo-credentials.json");
@@ -289,12 +363,9 @@ impl Stack {
             },
             queue.clone(),
         )?;
-        tasks.spawn({
-            let stop = stop.clone();
-            async move {
-                transcriber.run(stopped(stop)).await?;
-                Ok(())
-            }
+        stages.workers.spawn(|stopping| async move {
+            transcriber.run(stopping).await?;
+            Ok(())
         });
         let notifier = Notifier::new(
             NotifierConfig {
@@ -313,12 +384,9 @@ impl Stack {
             },
             queue.clone(),
         )?;
-        tasks.spawn({
-            let stop = stop.clone();
-            async move {
-                notifier.run(stopped(stop)).await?;
-                Ok(())
-            }
+        stages.workers.spawn(|stopping| async move {
+            notifier.run(stopping).await?;
+            Ok(())
         });
 
         Ok(StackParts {
@@ -341,18 +409,11 @@ impl Stack {
         self.shutdown().await
     }
 
-    /// Stops every part (in-flight requests drain, in-flight jobs finish or go back).
+    /// Stops every part, in order: the workers stop reserving and finish
+    /// their in-flight jobs (or return them to the queue after the shutdown grace) while both
+    /// servers still answer their reports; then the servers drain in-flight requests.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
-        let mut first_error = None;
-        while let Some(joined) = self.tasks.join_next().await {
-            let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
-            if let Err(err) = result {
-                tracing::error!(error = %err, "a part of the stack failed");
-                first_error.get_or_insert(err);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        self.stages.stop().await.map_or(Ok(()), Err)
     }
 }
 
@@ -496,31 +557,4 @@ async fn mirror_revocations(
             }
         }
     }
-}
-
-/// Removes what earlier runs created in `data_dir` (the databases, `auth-secrets`, …) and
-/// `keys_dir` (keeping the committed `keys/README.md` and `keys/.gitignore`).
-pub fn reset(data_dir: &Path, keys_dir: &Path) -> anyhow::Result<()> {
-    for dir in [data_dir, keys_dir] {
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    let name = entry.file_name();
-                    if name == "README.md" || name == ".gitignore" {
-                        continue;
-                    }
-                    let removed = if path.is_dir() {
-                        std::fs::remove_dir_all(&path)
-                    } else {
-                        std::fs::remove_file(&path)
-                    };
-                    removed.with_context(|| format!("removing {}", path.display()))?;
-                }
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
-        }
-    }
-    Ok(())
 }

@@ -26,9 +26,15 @@ fn secret(value: &str) -> Result<SecretString, String> {
     about = "The whole transcription platform in one process"
 )]
 struct Args {
-    /// Delete what earlier runs created (./data, generated keys) first, then start fresh.
+    /// Delete what earlier runs created first, then start fresh: the stack's own files in the
+    /// data and keys directories (refused if they hold anything else, unless --yes), its tables
+    /// on PostgreSQL and its keys under QUEUE_PREFIX on Redis.
     #[arg(long)]
     reset: bool,
+    /// With --reset: delete the stack's own files even beside files it did not create (those
+    /// are kept).
+    #[arg(long, requires = "reset")]
+    yes: bool,
     /// Address of the auth server.
     #[arg(long, env = "AUTH_BIND", default_value = "127.0.0.1:8080")]
     auth_bind: SocketAddr,
@@ -97,9 +103,6 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    if args.reset {
-        stack::reset(&args.data_dir, &args.keys_dir)?;
-    }
     let config = StackConfig {
         auth_bind: args.auth_bind,
         api_bind: args.api_bind,
@@ -114,6 +117,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         allow_private_urls: args.allow_private_urls,
         ..StackConfig::new(args.data_dir, args.keys_dir)
     };
+    if args.reset {
+        let report = stack::reset::reset(&config, args.yes).await?;
+        tracing::info!(
+            files = report.files_removed,
+            tables = report.tables_dropped,
+            redis_keys = report.redis_keys_deleted,
+            "reset: removed what earlier runs created"
+        );
+        if !report.kept.is_empty() {
+            tracing::warn!(kept = ?report.kept, "reset: kept what the stack did not create");
+        }
+    }
     let stack = Stack::start(config).await.context("starting the stack")?;
     print_welcome(&stack, args.smtp_url.is_some());
     stack.run_until(auth_server::shutdown_signal()).await
@@ -181,12 +196,33 @@ mod tests {
 
     use super::Args;
 
-    /// `clap`'s own consistency checks, and every flag of the README's table is one the stack
-    /// takes.
+    /// `clap`'s own consistency checks, and the README's table is exactly the stack's flags
+    /// with their env fallbacks.
     #[test]
     fn the_cli_is_well_formed_and_matches_the_readme() {
         Args::command().debug_assert();
-        let help = Args::command().render_long_help().to_string();
-        auth_server::testing::assert_readme_flags_in_help(&["### The stack's settings"], &help);
+        let mut command = Args::command();
+        command.build();
+        auth_server::testing::assert_readme_table_matches(
+            &["## Walkthrough", "### The stack's settings"],
+            &[&command],
+        );
+    }
+
+    /// Every flag table of the README is one that a binary's test checks against its `--help`
+    /// (this one, and `the_cli_is_well_formed_and_matches_the_readme` of auth-server,
+    /// transcription-api and worker): a new table needs a check before it can go in.
+    #[test]
+    fn every_flag_table_of_the_readme_is_checked() {
+        let checked: Vec<Vec<String>> = [
+            &["## Walkthrough", "### The stack's settings"][..],
+            &["## auth-server", "### Configuration"],
+            &["## transcription-api", "### Configuration"],
+            &["## worker"],
+        ]
+        .iter()
+        .map(|chain| chain.iter().map(|h| (*h).to_owned()).collect())
+        .collect();
+        assert_eq!(auth_server::testing::readme_flag_tables(), checked);
     }
 }

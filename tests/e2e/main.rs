@@ -9,6 +9,9 @@
 #[allow(dead_code)]
 mod smtp_sink;
 
+mod reset;
+mod shutdown;
+
 /// What the shared SMTP sink expects of its test crate.
 mod helpers {
     pub fn decode_qp(body: &str) -> String {

@@ -32,7 +32,9 @@ impl PostgresStore {
         })
     }
 
-    fn migrator() -> sqlx::migrate::Migrator {
+    /// The migrations of this store, in order (the one-process stack's `--reset` drops what
+    /// they create).
+    pub fn migrator() -> sqlx::migrate::Migrator {
         migrator(&[
             (
                 1001,

@@ -13,21 +13,17 @@ mod report;
 mod store;
 mod submit;
 
-/// `clap`'s own consistency checks, and every flag of the README's configuration table is one
-/// `transcription-api serve` takes.
+/// `clap`'s own consistency checks, and the README's configuration table is exactly the flags
+/// of `transcription-api serve` and `migrate` with their env fallbacks.
 #[test]
 fn the_cli_is_well_formed_and_matches_the_readme() {
     use clap::CommandFactory;
     transcription_api::config::Cli::command().debug_assert();
     let mut command = transcription_api::config::Cli::command();
     command.build();
-    let help = command
-        .find_subcommand_mut("serve")
-        .unwrap()
-        .render_long_help()
-        .to_string();
-    auth_server::testing::assert_readme_flags_in_help(
+    let commands = ["serve", "migrate"].map(|name| command.find_subcommand(name).unwrap());
+    auth_server::testing::assert_readme_table_matches(
         &["## transcription-api", "### Configuration"],
-        &help,
+        &commands,
     );
 }
