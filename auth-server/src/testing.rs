@@ -3,6 +3,8 @@
 //! to register scopes, clients and users and to obtain tokens over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod process;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api_reach;
 mod cli;
 mod discovery;
 mod helpers;
@@ -14,5 +15,6 @@ mod metrics;
 mod password;
 mod reach;
 mod refresh;
+mod signals;
 mod store;
 mod token;
