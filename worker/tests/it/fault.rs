@@ -43,10 +43,9 @@ use std::time::Duration;
 
 use job_queue::{QueueStats, ReliableQueue, SqliteQueue};
 use uuid::Uuid;
-use worker::engine::SimulatedEngine;
 use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE, TranscribeJob};
 
-use crate::download::{AUDIO, audio_host};
+use crate::download::{AUDIO_TRANSCRIPT, audio_host};
 use crate::helpers::{
     AuthFixture, RedisTestQueue, SIGNING_KEY, TempDir, WorkerProcess, eventually, queue_config,
     signing_key,
@@ -216,7 +215,7 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
 
     // Every transcription completed, with the one transcript the engine gives, and no report
     // ever contradicted a stored final one.
-    let transcript = SimulatedEngine::transcript_for(AUDIO);
+    let transcript = AUDIO_TRANSCRIPT;
     let finals = api.finals();
     for job in &jobs {
         let id = job.transcription_id.to_string();

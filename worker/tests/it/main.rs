@@ -15,6 +15,7 @@ mod metrics_endpoint;
 mod notifier;
 mod notifier_failures;
 mod redis;
+mod signals;
 mod smtp_sink;
 mod transcriber;
 mod worker_loop;

@@ -15,12 +15,11 @@ use secrecy::SecretString;
 use uuid::Uuid;
 use worker::api::ClientCredentials;
 use worker::download::DownloadLimits;
-use worker::engine::SimulatedEngine;
 use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE, TranscribeJob};
 use worker::runner::JobHandler;
 use worker::{EngineConfig, JobError, RunConfig, Transcriber, TranscriberConfig};
 
-use crate::download::{AUDIO, audio_host};
+use crate::download::{AUDIO_TRANSCRIPT, audio_host};
 use crate::helpers::{AuthFixture, Reports, TempDir, TestQueue, closed_port, eventually, serve};
 
 /// How the stub result endpoint answers.
@@ -237,7 +236,7 @@ async fn transcribes_reports_with_a_cached_token_and_enqueues_notify() {
 
     let reports = api.reports();
     assert_eq!(statuses(&reports), ["processing", "completed"]);
-    let expected = SimulatedEngine::transcript_for(AUDIO);
+    let expected = AUDIO_TRANSCRIPT.to_owned();
     assert_eq!(reports[1].2["transcript"], expected.as_str());
     assert!(
         reports
