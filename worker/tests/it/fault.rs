@@ -215,7 +215,7 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
 
     // Every transcription completed, with the one transcript the engine gives, and no report
     // ever contradicted a stored final one.
-    let transcript = AUDIO_TRANSCRIPT;
+    let transcript = AUDIO_TRANSCRIPT.to_owned();
     let finals = api.finals();
     for job in &jobs {
         let id = job.transcription_id.to_string();
