@@ -1,6 +1,7 @@
 //! A real auth server for other crates' tests (feature `testing`): started in-process on
 //! 127.0.0.1:0 with a fresh SQLite database and keys directory (removed on drop), plus helpers
-//! to register scopes, clients and users and to obtain tokens over HTTP.
+//! to register scopes, clients and users and to obtain tokens over HTTP; [`process`] runs the
+//! binaries as an operator would, for process tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod process;
