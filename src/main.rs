@@ -130,8 +130,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let stack = Stack::start(config).await.context("starting the stack")?;
+    // Before the welcome: whoever reads it may stop the stack at once.
+    let stop = auth_server::shutdown_signal();
     print_welcome(&stack, args.smtp_url.is_some());
-    stack.run_until(auth_server::shutdown_signal()).await
+    stack.run_until(stop).await
 }
 
 fn print_welcome(stack: &Stack, smtp: bool) {

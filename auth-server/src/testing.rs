@@ -1,7 +1,10 @@
 //! A real auth server for other crates' tests (feature `testing`): started in-process on
 //! 127.0.0.1:0 with a fresh SQLite database and a random `AUTH_SECRETS` (removed on drop),
-//! plus helpers to register scopes, clients and users and to obtain tokens over HTTP.
+//! plus helpers to register scopes, clients and users and to obtain tokens over HTTP;
+//! [`process`] runs the binaries as an operator would, for process tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod process;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -26,10 +29,9 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// `CI=true`: tests that need PostgreSQL or Redis fail instead of skipping.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+/// The one rule for "are we in CI" and the Redis probe, re-exported for the crates whose tests
+/// reach them through this module.
+pub use test_support::{in_ci, redis_url};
 
 /// A database, its `AUTH_SECRETS` and a directory that exist for one test and are removed
 /// after it.
@@ -65,17 +67,17 @@ impl TestDb {
     }
 
     /// A fresh PostgreSQL database, or `None` (with a message) when the server is unreachable
-    /// outside CI. In CI (`CI=true`) an unreachable server fails the test.
+    /// outside CI. In CI ([`in_ci`]) an unreachable server fails the test.
     pub async fn postgres() -> Option<TestDb> {
         use sqlx::Connection;
         let admin = postgres_admin_url();
         let mut conn = match sqlx::PgConnection::connect(&admin).await {
             Ok(conn) => conn,
-            Err(err) if !in_ci() => {
-                eprintln!("skipping: PostgreSQL unreachable at {admin}: {err}");
-                return None;
+            Err(err) => {
+                return test_support::skip_unless_ci(&format!(
+                    "PostgreSQL unreachable at {admin}: {err}"
+                ));
             }
-            Err(err) => panic!("PostgreSQL required in CI but unreachable at {admin}: {err}"),
         };
         let name = format!("test_{}", Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -122,30 +124,6 @@ impl Drop for TestDb {
             })
             .join();
         }
-    }
-}
-
-/// The Redis URL for tests (`REDIS_URL`, default 127.0.0.1:6379) if Redis answers; `None`
-/// (with a message) outside CI when it does not. In CI an unreachable Redis fails the test.
-pub async fn redis_url() -> Option<String> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let reachable = async {
-        let client = redis::Client::open(url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(3), reachable).await {
-        Ok(Ok(_)) => Some(url),
-        Ok(Err(err)) if !in_ci() => {
-            eprintln!("skipping: Redis unreachable at {url}: {err}");
-            None
-        }
-        Err(_) if !in_ci() => {
-            eprintln!("skipping: Redis did not answer at {url}");
-            None
-        }
-        Ok(Err(err)) => panic!("Redis required in CI but unreachable at {url}: {err}"),
-        Err(_) => panic!("Redis required in CI but did not answer at {url}"),
     }
 }
 

@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod backends;
+mod revocation;
+
 #[path = "../../worker/tests/it/smtp_sink.rs"]
 #[allow(dead_code)]
 mod smtp_sink;
@@ -281,6 +284,7 @@ async fn a_client_transcription_completes_on_postgres_and_redis_with_smtp() {
     let record = client.until_final(token, &id).await;
     assert_eq!(record["status"], "completed", "{record}");
     let transcript = record["transcript"].as_str().unwrap().to_owned();
+    backends::assert_heartbeats_under_prefix(&redis, &prefix).await;
 
     let mail = eventually("the e-mail", || sink.received().pop()).await;
     assert_eq!(mail.recipients, ["listener@example.com"]);
@@ -295,8 +299,12 @@ async fn a_client_transcription_completes_on_postgres_and_redis_with_smtp() {
         outbox_mails(&stack).is_empty(),
         "SMTP mode writes no .eml files"
     );
+    let client_id = c.client_id.clone();
     stack.shutdown().await.unwrap();
 
+    backends::assert_rows_in_postgres(&db.url, &id, &transcript, &client_id).await;
+    backends::assert_queue_keys_under_prefix(&redis, &prefix, &id).await;
+    backends::assert_no_sqlite_files(&dirs.0);
     auth_server::testing::delete_redis_prefix(&redis, &prefix).await;
 }
 

@@ -68,6 +68,7 @@ async fn run_once(config: StackConfig) -> (String, String) {
 /// keys directory; and the committed files of `./keys/`, which are nobody's to delete.
 fn add_foreign_files(dirs: &Dirs) -> BTreeSet<PathBuf> {
     let keys = dirs.0.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
     std::fs::write(keys.join("README.md"), "committed").unwrap();
     std::fs::write(keys.join(".gitignore"), "*\n").unwrap();
     let foreign = [
@@ -136,6 +137,12 @@ async fn reset_with_yes_deletes_only_the_stacks_files() {
     let config = dirs.config();
     let (old_id, old_secret) = run_once(config.clone()).await;
     let leftover = add_scratch_leftover(&dirs);
+    // What a version before the keys moved into the database left in the keys directory.
+    let keys = dirs.0.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for name in ["client-secret-pepper", "AbCdEfGh_-123456.pem"] {
+        std::fs::write(keys.join(name), "legacy").unwrap();
+    }
     // After a run everything in the directories is the stack's own (the list is complete).
     let found = inventory(&config.data_dir, &config.keys_dir).unwrap();
     assert_eq!(found.foreign, Vec::<PathBuf>::new());
@@ -146,7 +153,9 @@ async fn reset_with_yes_deletes_only_the_stacks_files() {
         "data/queue.db",
         "data/demo-credentials.json",
         "data/job-signing-key",
+        "data/auth-secrets",
         "keys/client-secret-pepper",
+        "keys/AbCdEfGh_-123456.pem",
     ] {
         assert!(owned.contains(&dirs.0.join(name)), "{name} in {owned:?}");
     }

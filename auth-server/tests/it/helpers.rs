@@ -17,7 +17,7 @@ use auth_server::store::{self, Client, GrantType, Scope, Store, User};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-pub use auth_server::testing::{TestDb, in_ci};
+pub use auth_server::testing::TestDb;
 
 /// The running server and handles to its database.
 pub struct TestApp {

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api_reach;
 mod cli;
 mod discovery;
 mod helpers;
@@ -14,6 +15,7 @@ mod metrics;
 mod password;
 mod reach;
 mod refresh;
+mod signals;
 mod stateless;
 mod store;
 mod token;

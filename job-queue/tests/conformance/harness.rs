@@ -2,7 +2,7 @@
 //!
 //! Redis: `REDIS_URL` (default `redis://127.0.0.1:6379`), a random key prefix per test, every
 //! key under it deleted on drop. When Redis is unreachable the test prints a skip message and
-//! passes, unless `CI=true`, where it fails. SQLite: a randomly named file in the temp dir,
+//! passes, unless CI is on (`test_support::in_ci`), where it fails. SQLite: a randomly named file in the temp dir,
 //! removed on drop.
 
 use std::path::PathBuf;
@@ -41,14 +41,7 @@ pub struct Harness {
 
 impl Harness {
     pub async fn redis() -> Option<Harness> {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        if let Err(reason) = redis_reachable(&url).await {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("Redis at {url} is required when CI=true: {reason}");
-            }
-            eprintln!("skipping: Redis unreachable at {url} ({reason})");
-            return None;
-        }
+        let url = test_support::redis_url().await?;
         let prefix = format!("jqtest:{}", uuid::Uuid::new_v4().simple());
         let queue = RedisQueue::connect(&url, &prefix, signing_key(), test_config())
             .await
@@ -174,25 +167,6 @@ impl Harness {
                 pool.close().await;
             }
         }
-    }
-}
-
-async fn redis_reachable(url: &str) -> Result<(), String> {
-    let attempt = async {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| e.to_string())?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(Duration::from_secs(3), attempt).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err("timed out".into()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Redis deny-list (`{prefix}:revoked_jti`, score = exp): a ZADD reaches the guard within
-//! 5 s, expired entries are ignored, and the last known list survives a Redis outage. Skipped
-//! with a message when Redis is unreachable, unless `CI=true`.
+//! 5 s, expired entries are ignored, and the last known list survives a Redis outage (also
+//! through a URL with a password and a database number). Skipped with a message when Redis is
+//! unreachable, unless CI is on (`test_support::in_ci`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,32 +18,15 @@ use crate::helpers::{
 };
 
 fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    std::env::var("REDIS_URL").unwrap_or_else(|_| test_support::DEFAULT_REDIS_URL.to_owned())
 }
 
-/// A connection to the test Redis, or `None` (with a message) when it is unreachable and
-/// `CI` is not `true`.
+/// A connection to the test Redis, or `None` (with a message) when it is unreachable outside
+/// CI; in CI the test fails.
 async fn redis_or_skip() -> Option<redis::aio::MultiplexedConnection> {
-    let url = redis_url();
-    let attempt = async {
-        let client = redis::Client::open(url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await?;
-        Ok::<_, redis::RedisError>(conn)
-    };
-    match tokio::time::timeout(Duration::from_secs(3), attempt).await {
-        Ok(Ok(conn)) => Some(conn),
-        Ok(Err(err)) => skip_or_fail(&url, &err.to_string()),
-        Err(_) => skip_or_fail(&url, "timed out"),
-    }
-}
-
-fn skip_or_fail<T>(url: &str, reason: &str) -> Option<T> {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("Redis at {url} is required when CI=true: {reason}");
-    }
-    eprintln!("skipping: Redis unreachable at {url} ({reason})");
-    None
+    let url = test_support::redis_url().await?;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    Some(client.get_multiplexed_async_connection().await.unwrap())
 }
 
 /// A token known by its jti only (its sub and client carry no cutoff).
@@ -196,7 +180,7 @@ async fn bad_settings_are_refused() {
 
 /// A TCP forwarder to Redis that can be cut.
 struct CuttableProxy {
-    url: String,
+    addr: std::net::SocketAddr,
     down: Arc<AtomicBool>,
     connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
@@ -204,7 +188,7 @@ struct CuttableProxy {
 impl CuttableProxy {
     async fn spawn(upstream: String) -> CuttableProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
         let down = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (down_flag, registry) = (down.clone(), connections.clone());
@@ -226,7 +210,7 @@ impl CuttableProxy {
             }
         });
         CuttableProxy {
-            url,
+            addr,
             down,
             connections,
         }
@@ -244,25 +228,71 @@ impl CuttableProxy {
     }
 }
 
-#[tokio::test]
-async fn the_last_known_list_survives_a_redis_outage() {
-    let Some(mut conn) = redis_or_skip().await else {
+/// `url` with its host and port replaced by `proxy`'s, keeping the user, password, database
+/// number and query; `None` for URLs a TCP proxy cannot stand in for (TLS, Unix sockets).
+fn through_proxy(url: &url::Url, proxy: std::net::SocketAddr) -> Option<String> {
+    if url.scheme() != "redis" {
+        return None;
+    }
+    let mut proxied = url.clone();
+    proxied.set_host(Some(&proxy.ip().to_string())).ok()?;
+    proxied.set_port(Some(proxy.port())).ok()?;
+    Some(proxied.into())
+}
+
+#[test]
+fn the_proxy_url_keeps_the_password_and_the_database() {
+    let proxy = "127.0.0.1:4242".parse().unwrap();
+    for (upstream, proxied) in [
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:4242"),
+        ("redis://localhost", "redis://127.0.0.1:4242"),
+        (
+            "redis://:s3cret@redis.internal:6380/3",
+            "redis://:s3cret@127.0.0.1:4242/3",
+        ),
+        (
+            "redis://app:pw@10.0.0.5/2?protocol=resp3",
+            "redis://app:pw@127.0.0.1:4242/2?protocol=resp3",
+        ),
+    ] {
+        let upstream = url::Url::parse(upstream).unwrap();
+        assert_eq!(through_proxy(&upstream, proxy).as_deref(), Some(proxied));
+    }
+    for unsupported in ["rediss://h:6379", "redis+unix:///tmp/redis.sock"] {
+        assert_eq!(
+            through_proxy(&url::Url::parse(unsupported).unwrap(), proxy),
+            None
+        );
+    }
+}
+
+/// The outage scenario against the Redis that `upstream` names: the guard reads through a
+/// proxy that is cut and restored; the test writes to Redis directly.
+async fn the_last_known_list_survives_an_outage_of(upstream: &str) {
+    let parsed = url::Url::parse(upstream).unwrap();
+    let addr = format!(
+        "{}:{}",
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port().unwrap_or(6379)
+    );
+    let proxy = CuttableProxy::spawn(addr).await;
+    let Some(proxy_url) = through_proxy(&parsed, proxy.addr) else {
+        let _: Option<()> = test_support::skip_unless_ci(&format!(
+            "the outage test proxies redis:// URLs only, not {}",
+            parsed.scheme()
+        ));
         return;
     };
-    let upstream = redis_url()
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    if upstream.contains('@') || upstream.contains('/') {
-        eprintln!("skipping: the outage test needs a plain redis://host:port URL");
-        return;
-    }
-    let proxy = CuttableProxy::spawn(upstream).await;
+    let mut conn = redis::Client::open(upstream)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let prefix = random_prefix();
     let key = format!("{prefix}:revoked_jti");
     revoke(&mut conn, &key, "before-outage", now() + 600).await;
     let list =
-        RedisRevocationList::connect(RedisRevocationConfig::new(&proxy.url).with_prefix(&prefix))
+        RedisRevocationList::connect(RedisRevocationConfig::new(&proxy_url).with_prefix(&prefix))
             .await
             .unwrap();
     assert!(list.is_revoked(&by_jti("before-outage")));
@@ -286,4 +316,80 @@ async fn the_last_known_list_survives_a_redis_outage() {
     assert!(seen.is_some(), "polling resumes after the outage");
     assert!(list.is_revoked(&by_jti("before-outage")));
     let _: () = conn.del(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_last_known_list_survives_a_redis_outage() {
+    if redis_or_skip().await.is_none() {
+        return;
+    }
+    the_last_known_list_survives_an_outage_of(&redis_url()).await;
+}
+
+/// The same scenario through `redis://:<password>@host:port/3`, on a `redis-server` of the
+/// test's own that requires the password, so such a `REDIS_URL` is no reason to skip.
+#[tokio::test]
+async fn the_outage_scenario_runs_with_a_password_and_a_database_number() {
+    let Some(server) = PasswordRedis::start("outage-test-password").await else {
+        return;
+    };
+    the_last_known_list_survives_an_outage_of(&server.url).await;
+}
+
+/// A `redis-server` of the test's own on a free loopback port that requires a password (no
+/// persistence); killed on drop.
+struct PasswordRedis {
+    child: std::process::Child,
+    /// With the password and database 3.
+    url: String,
+}
+
+impl PasswordRedis {
+    /// `None` (a skip) when `redis-server` cannot run outside CI; in CI it must.
+    async fn start(password: &str) -> Option<PasswordRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--requirepass", password])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) => return test_support::skip_unless_ci(&format!("redis-server: {e}")),
+        };
+        let server = PasswordRedis {
+            child,
+            url: format!("redis://:{password}@127.0.0.1:{port}/3"),
+        };
+        let ping = || async {
+            let client = redis::Client::open(server.url.as_str()).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        let up = eventually(Duration::from_secs(30), || async { ping().await.is_some() }).await;
+        assert!(up.is_some(), "redis-server on port {port} did not answer");
+        let anonymous = format!("redis://127.0.0.1:{port}");
+        let refused = async {
+            let client = redis::Client::open(anonymous.as_str()).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        assert!(refused.await.is_err(), "the server requires the password");
+        Some(server)
+    }
+}
+
+impl Drop for PasswordRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

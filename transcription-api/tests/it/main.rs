@@ -5,11 +5,13 @@
 
 mod auth;
 mod helpers;
+mod idempotency;
 mod input;
 mod notification;
 mod outbox;
 mod read;
 mod report;
+mod signals;
 mod store;
 mod submit;
 

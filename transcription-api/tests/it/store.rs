@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use transcription_api::store::{
     self, IdempotencyKey, Inserted, Notification, NotificationOutcome, Report, ReportOutcome,
-    Status, TranscriptionStore,
+    Status, Transcription, TranscriptionStore,
 };
 use uuid::Uuid;
 
@@ -305,8 +305,52 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
         "handed over again at now_ms: not stale before it"
     );
 
-    // Old idempotency keys are forgotten.
-    assert!(store.purge_idempotency_keys(i64::MAX).await.unwrap() >= 2);
+    // A purge forgets the keys created strictly before its cutoff and keeps one created at it
+    // (and every key created since).
+    let an_hour_ago = (OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .replace_nanosecond(0)
+        .unwrap();
+    let old = IdempotencyKey {
+        owner: "dave".to_owned(),
+        key: "old".to_owned(),
+        request_hash: "h".to_owned(),
+        in_flight_until_ms: 0,
+    };
+    let old_record = Transcription {
+        created_at: an_hour_ago,
+        updated_at: an_hour_ago,
+        ..record("dave")
+    };
+    assert_eq!(
+        store.insert(&old_record, Some(&old), 0).await.unwrap(),
+        Inserted::Created
+    );
+    let created_ms = an_hour_ago.unix_timestamp() * 1000;
+    assert_eq!(
+        store.purge_idempotency_keys(created_ms).await.unwrap(),
+        0,
+        "created at the cutoff: kept"
+    );
+    assert_eq!(
+        store.purge_idempotency_keys(created_ms + 1).await.unwrap(),
+        1,
+        "created before the cutoff: forgotten, and only it"
+    );
+    assert_eq!(
+        store.insert(&record("dave"), Some(&old), 0).await.unwrap(),
+        Inserted::Created,
+        "a forgotten key is free again"
+    );
+    assert!(
+        matches!(
+            store
+                .insert(&record("alice"), Some(&key("alice", "h1")), 0)
+                .await
+                .unwrap(),
+            Inserted::Replayed { transcription_id, .. } if transcription_id == keyed.id
+        ),
+        "a newer key is kept"
+    );
 }
 
 #[tokio::test]

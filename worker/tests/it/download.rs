@@ -15,6 +15,10 @@ use worker::download::{AudioDownloader, DownloadError, DownloadLimits};
 use crate::helpers::{TempDir, serve};
 
 pub const AUDIO: &[u8] = b"RIFF....WAVEfmt fake audio bytes for the tests";
+/// What the simulated engine makes of [`AUDIO`] (the engine is deterministic): a literal, so
+/// a test never takes the expected transcript from the engine under test.
+pub const AUDIO_TRANSCRIPT: &str = "Everyone here postponed an audio transcription over the \
+     phone. [simulated transcript of 46 bytes, 7dae042e]";
 
 async fn redirect(Path(n): Path<u32>) -> Response {
     let target = if n == 0 {

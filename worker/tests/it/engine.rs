@@ -24,7 +24,16 @@ async fn simulated_engine_is_deterministic_and_waits_the_delay() {
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert_eq!(first, engine.transcribe(&a_copy).await.unwrap());
     assert_ne!(first, engine.transcribe(&b).await.unwrap());
-    assert_eq!(first, SimulatedEngine::transcript_for(b"first audio"));
+    assert_eq!(
+        first,
+        "The narrator postponed a new microservice at length. \
+         [simulated transcript of 11 bytes, 34f6d9f1]"
+    );
+    assert_eq!(
+        SimulatedEngine::transcript_for(b"second audio"),
+        "The speaker discussed an audio transcription without notes. \
+         [simulated transcript of 12 bytes, 0a2824bc]"
+    );
 }
 
 #[tokio::test]

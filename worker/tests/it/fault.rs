@@ -49,10 +49,9 @@ use std::time::Duration;
 
 use job_queue::{QueueStats, ReliableQueue, SqliteQueue};
 use uuid::Uuid;
-use worker::engine::SimulatedEngine;
 use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE, TranscribeJob};
 
-use crate::download::{AUDIO, audio_host};
+use crate::download::{AUDIO_TRANSCRIPT, audio_host};
 use crate::helpers::{
     RedisTestQueue, SIGNING_KEY, TempDir, WorkerProcess, eventually, queue_config, signing_key,
 };
@@ -244,7 +243,7 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
 
     // Every transcription completed with the one transcript the engine gives, its e-mail
     // reported sent, and the replay's reports changed nothing the API holds.
-    let transcript = SimulatedEngine::transcript_for(AUDIO);
+    let transcript = AUDIO_TRANSCRIPT.to_owned();
     assert_eq!(
         platform.transcriptions().await,
         before_replay,

@@ -74,9 +74,7 @@ impl TestQueue {
     }
 }
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use test_support::in_ci;
 
 /// A Redis queue under a random prefix (keys deleted on drop), or `None` with a message when
 /// Redis is unreachable outside CI.
@@ -88,32 +86,7 @@ pub struct RedisTestQueue {
 
 impl RedisTestQueue {
     pub async fn connect() -> Option<RedisTestQueue> {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let reachable = async {
-            let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .map_err(|e| e.to_string())?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(Duration::from_secs(2), reachable).await {
-            Ok(Ok(_)) => {}
-            outcome => {
-                let reason = match outcome {
-                    Ok(Err(e)) => e,
-                    _ => "timeout".into(),
-                };
-                if in_ci() {
-                    panic!("Redis at {url} is required when CI=true: {reason}");
-                }
-                eprintln!("skipping: Redis unreachable at {url} ({reason})");
-                return None;
-            }
-        }
+        let url = test_support::redis_url().await?;
         let prefix = format!("workertest:{}", Uuid::new_v4().simple());
         let queue = RedisQueue::connect(&url, &prefix, signing_key(), queue_config())
             .await

@@ -19,6 +19,7 @@ mod notifier;
 mod notifier_failures;
 mod platform;
 mod redis;
+mod signals;
 mod smtp_sink;
 mod smtp_tls;
 mod transcriber;

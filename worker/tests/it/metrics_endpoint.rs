@@ -1,7 +1,10 @@
 //! `worker notifier --metrics-bind`: the Prometheus endpoint of a real worker process, scraped
 //! after it processed jobs, and `/healthz`.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
+
+use auth_server::testing::process::{ServiceProcess, Signal};
 
 use job_queue::{NewJob, ReliableQueue, SqliteQueue};
 use uuid::Uuid;
@@ -148,20 +151,58 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
     assert_eq!(missing.status(), 404);
 }
 
-#[test]
-fn metrics_are_off_by_default() {
+/// Without `--metrics-bind` a running worker listens on no TCP port at all (its sockets read
+/// from `/proc`); with it, the same check finds the logged metrics port, so the check sees
+/// listeners when there are some.
+#[tokio::test]
+async fn metrics_are_off_by_default() {
     let dir = TempDir::new("metrics-off");
-    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args(["notifier", "--help"])
-        .env_clear()
-        .env("QUEUE_DATABASE_URL", url)
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&output.stdout);
-    assert!(help.contains("--metrics-bind"), "{help}");
-    assert!(help.contains("METRICS_BIND"), "{help}");
-    assert!(!help.contains("[default: 0.0.0.0"), "{help}");
+    let env = [
+        (
+            "QUEUE_DATABASE_URL",
+            format!("sqlite:{}", dir.path().join("queue.db").display()),
+        ),
+        ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
+        (
+            "OUTBOX_DIR",
+            dir.path().join("outbox").display().to_string(),
+        ),
+        ("LOG_FORMAT", "json".to_owned()),
+    ];
+    let logs = dir.path().join("logs");
+
+    let mut plain = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &["notifier"],
+        &env,
+        &logs.join("plain"),
+    );
+    plain.wait_for_event("worker started").await;
+    assert_eq!(
+        plain.listening_ports(),
+        BTreeSet::new(),
+        "no listener without --metrics-bind\n{}",
+        plain.output()
+    );
+    plain.stop_cleanly(Signal::Term).await;
+
+    let mut with_metrics = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &["notifier", "--metrics-bind", "127.0.0.1:0"],
+        &env,
+        &logs.join("with-metrics"),
+    );
+    let addr = with_metrics
+        .wait_for_addr("metrics endpoint listening")
+        .await;
+    with_metrics.wait_for_event("worker started").await;
+    assert_eq!(
+        with_metrics.listening_ports(),
+        BTreeSet::from([addr.port()]),
+        "{}",
+        with_metrics.output()
+    );
+    with_metrics.stop_cleanly(Signal::Term).await;
 }
 
 /// `install_prometheus` is idempotent: the same recorder, so both handles render what either

@@ -23,7 +23,7 @@ use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE, TranscribeJob};
 use worker::runner::JobHandler;
 use worker::{EngineConfig, JobError, RunConfig, Transcriber, TranscriberConfig};
 
-use crate::download::{AUDIO, audio_host};
+use crate::download::{AUDIO_TRANSCRIPT, audio_host};
 use crate::helpers::{TempDir, TestQueue, closed_port, eventually};
 use crate::platform::{READ, REPORT, TestPlatform, WRITE, take_job};
 
@@ -96,7 +96,7 @@ async fn a_submitted_transcription_is_completed_through_the_real_api_and_notify_
     assert_eq!(summary.succeeded, 1);
     assert_eq!(summary.failed, 0);
 
-    let expected = SimulatedEngine::transcript_for(AUDIO);
+    let expected = AUDIO_TRANSCRIPT.to_owned();
     let record = platform.transcription(id).await;
     assert_eq!(record["status"], "completed", "{record}");
     assert_eq!(record["transcript"], expected.as_str());
@@ -324,7 +324,7 @@ async fn a_revoked_worker_token_is_replaced_after_the_401() {
         .expect("the job succeeds with a fresh token");
     let record = platform.transcription(id).await;
     assert_eq!(record["status"], "completed", "{record}");
-    assert_eq!(record["transcript"], SimulatedEngine::transcript_for(AUDIO));
+    assert_eq!(record["transcript"], AUDIO_TRANSCRIPT);
 }
 
 #[tokio::test]
