@@ -16,7 +16,7 @@ fn admin(db: &TestDb, args: &[&str]) -> Value {
         .args(args)
         .arg("--json")
         .env("DATABASE_URL", &db.url)
-        .env("KEYS_DIR", db.keys_dir())
+        .env("AUTH_SECRETS", db.auth_secrets())
         .env_remove("CLIENT_SECRET_PEPPER")
         .env_remove("REDIS_URL")
         .stdin(Stdio::null())
@@ -55,7 +55,7 @@ async fn drains_and_exits_0_on(signal: Signal) {
         &["serve", "--bind", "127.0.0.1:0"],
         &[
             ("DATABASE_URL", db.url.clone()),
-            ("KEYS_DIR", db.keys_dir().display().to_string()),
+            ("AUTH_SECRETS", db.auth_secrets().to_owned()),
             ("LOG_FORMAT", "json".to_owned()),
         ],
         &db.dir.join("logs"),
