@@ -19,7 +19,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/auth-server.db";
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// `sqlite:PATH` or `postgres://…`.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
     /// Directory of the signing keys and the generated client-secret pepper.
     #[arg(long, env = "KEYS_DIR", default_value = "keys", global = true)]
@@ -28,7 +28,7 @@ pub struct CommonArgs {
     #[arg(long, env = "CLIENT_SECRET_PEPPER", hide_env_values = true, global = true, value_parser = parse_secret)]
     pub client_secret_pepper: Option<SecretString>,
     /// Redis for the shared access-token deny-list (optional).
-    #[arg(long, env = "REDIS_URL", global = true)]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
     /// Prefix of this deployment's Redis keys.
     #[arg(long, env = "QUEUE_PREFIX", default_value = DEFAULT_REDIS_PREFIX, global = true)]

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli;
+
 #[path = "../../worker/tests/it/smtp_sink.rs"]
 #[allow(dead_code)]
 mod smtp_sink;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod cli_output;
 mod discovery;
 mod helpers;
 mod hostile_input;

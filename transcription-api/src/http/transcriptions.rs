@@ -11,8 +11,6 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use token_guard::Principal;
 use uuid::Uuid;
 
@@ -88,10 +86,6 @@ pub struct TranscriptionView {
     pub updated_at: String,
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
-}
-
 impl From<Transcription> for TranscriptionView {
     fn from(t: Transcription) -> Self {
         TranscriptionView {
@@ -102,8 +96,8 @@ impl From<Transcription> for TranscriptionView {
             transcript: t.transcript,
             error: t.error,
             notification: t.notification,
-            created_at: rfc3339(t.created_at),
-            updated_at: rfc3339(t.updated_at),
+            created_at: plumbing::rfc3339(t.created_at),
+            updated_at: plumbing::rfc3339(t.updated_at),
         }
     }
 }

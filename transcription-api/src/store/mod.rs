@@ -229,6 +229,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported DATABASE_URL `{0}` (expected sqlite:… or postgres://…)")]
     UnsupportedUrl(String),
+    /// The database could not be opened; names the file or host, never the URL.
+    #[error(transparent)]
+    Connect(#[from] plumbing::connect::ConnectError),
     #[error("corrupt data: {0}")]
     Corrupt(String),
 }
