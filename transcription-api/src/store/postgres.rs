@@ -51,6 +51,11 @@ impl PostgresStore {
                     "../../../migrations/transcription-api/postgres/1004_outbox_in_flight_requeue.sql"
                 ),
             ),
+            (
+                1005,
+                "attempts",
+                include_str!("../../../migrations/transcription-api/postgres/1005_attempts.sql"),
+            ),
         ])
     }
 }

@@ -57,6 +57,11 @@ impl SqliteStore {
                     "../../../migrations/transcription-api/sqlite/1004_outbox_in_flight_requeue.sql"
                 ),
             ),
+            (
+                1005,
+                "attempts",
+                include_str!("../../../migrations/transcription-api/sqlite/1005_attempts.sql"),
+            ),
         ])
     }
 }

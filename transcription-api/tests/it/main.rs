@@ -11,6 +11,7 @@ mod notification;
 mod outbox;
 mod read;
 mod report;
+mod retry;
 mod store;
 mod submit;
 

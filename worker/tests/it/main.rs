@@ -5,6 +5,7 @@
 // Test code: a failed expectation should panic with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod attempts;
 mod cli;
 mod cli_output;
 mod deadlines;
