@@ -18,6 +18,61 @@ pub fn assert_one_error_line(output: &Output, thing: &str) -> String {
     line.to_owned()
 }
 
+/// One way a binary can fail at start, and what its error line must say.
+#[derive(Debug, Clone)]
+pub struct StartFailure {
+    /// What goes wrong, for the assertion messages.
+    pub case: &'static str,
+    pub args: Vec<String>,
+    /// The whole environment of the run (besides `PATH`).
+    pub env: Vec<(&'static str, String)>,
+    /// Texts the line must hold: what failed (address, file, `PostgreSQL at host:port`) and,
+    /// where it matters, the cause (`Connection refused`).
+    pub says: Vec<String>,
+}
+
+impl StartFailure {
+    pub fn new(case: &'static str, args: &[&str], says: &[&str]) -> StartFailure {
+        StartFailure {
+            case,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: Vec::new(),
+            says: says.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    pub fn env(mut self, name: &'static str, value: impl Into<String>) -> StartFailure {
+        self.env.push((name, value.into()));
+        self
+    }
+}
+
+/// Runs `bin` once per case with exactly the case's environment and asserts that it fails with
+/// one line, `error: …`, that says what the case lists, each cause once
+/// ([`assert_one_error_line`]), and never contains `password`.
+pub fn assert_start_failures(bin: &Path, cases: &[StartFailure], password: &str) {
+    for failure in cases {
+        let output = Command::new(bin)
+            .args(&failure.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(failure.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let (first, rest) = failure.says.split_first().expect("something to say");
+        let line = assert_one_error_line(&output, first);
+        let case = failure.case;
+        assert!(line.starts_with("error: "), "{case}: {line}");
+        for said in rest {
+            assert!(
+                line.contains(said.as_str()),
+                "{case}: `{line}` lacks `{said}`"
+            );
+        }
+        assert!(!line.contains(password), "{case}: a password in `{line}`");
+    }
+}
+
 /// Asserts that an error line says each cause once: no two of its parts (the texts between
 /// its `": "` separators) are the same, and no part of twelve or more characters (a cause, not
 /// a word like `database`) occurs anywhere else in it.

@@ -3,87 +3,64 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
 
-use plumbing::testing::{assert_help_hides_secrets, assert_one_error_line, closed_port};
+use plumbing::testing::{
+    StartFailure, assert_help_hides_secrets, assert_start_failures, closed_port,
+};
 use uuid::Uuid;
-
-/// Runs `stack` on random ports with `env` (and `PATH`) as its environment. It logs its start
-/// at info; errors only, so the failure's line is all there is (an error logged besides it
-/// would still show).
-fn stack(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stack"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AUTH_BIND", "127.0.0.1:0")
-        .env("API_BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "error")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn start_up_failures_name_what_failed_once() {
     let dir = std::env::temp_dir().join(format!("stack-cli-{}", Uuid::new_v4().simple()));
-    let data = dir.join("data");
-    let keys = dir.join("keys");
+    let data = dir.join("data").display().to_string();
+    let keys = dir.join("keys").display().to_string();
     // The auth server's SQLite file cannot be opened: a directory stands where it belongs.
     let blocked = dir.join("blocked");
     std::fs::create_dir_all(blocked.join("auth-server.db")).unwrap();
+    let blocked = blocked.display().to_string();
+    let blocked_file = format!("{blocked}/auth-server.db");
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
     let pg_port = closed_port();
-    let postgres = format!("postgres://stack:pg-secret-pw@127.0.0.1:{pg_port}/platform");
+    let postgres = format!("postgres://stack:secret-pw@127.0.0.1:{pg_port}/platform");
+    let at_postgres = format!("PostgreSQL at 127.0.0.1:{pg_port}");
     let redis_port = closed_port();
-    let redis = format!("redis://:redis-secret-pw@127.0.0.1:{redis_port}");
-    let (data, keys, blocked) = (
-        data.display().to_string(),
-        keys.display().to_string(),
-        blocked.display().to_string(),
-    );
-    let dirs = |data: &str| vec![("DATA_DIR", data.to_owned()), ("KEYS_DIR", keys.clone())];
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, String)>, String)> = vec![
-        (
-            "auth address in use",
-            vec!["--auth-bind", &taken],
-            dirs(&data),
-            taken.clone(),
+    let redis = format!("redis://:secret-pw@127.0.0.1:{redis_port}");
+    let at_redis = format!("Redis at 127.0.0.1:{redis_port}");
+    // Random ports; the stack logs its start at info: errors only, so the failure's line is all
+    // there is (an error logged besides it would still show).
+    let stack = |failure: StartFailure, data: &str| {
+        failure
+            .env("AUTH_BIND", "127.0.0.1:0")
+            .env("API_BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "error")
+            .env("DATA_DIR", data)
+            .env("KEYS_DIR", keys.as_str())
+    };
+    let cases = [
+        stack(
+            StartFailure::new("auth address in use", &["--auth-bind", &taken], &[&taken]),
+            &data,
         ),
-        (
-            "SQLite file that cannot be opened",
-            vec![],
-            dirs(&blocked),
-            format!("{blocked}/auth-server.db"),
+        stack(
+            StartFailure::new("SQLite file that cannot be opened", &[], &[&blocked_file]),
+            &blocked,
         ),
-        (
-            "PostgreSQL on a closed port",
-            vec!["--database-url", &postgres],
-            dirs(&data),
-            format!("PostgreSQL at 127.0.0.1:{pg_port}"),
+        stack(
+            StartFailure::new(
+                "PostgreSQL closed",
+                &["--database-url", &postgres],
+                &[&at_postgres, "Connection refused"],
+            ),
+            &data,
         ),
-        (
-            "Redis on a closed port",
-            vec![],
-            {
-                let mut env = dirs(&data);
-                env.push(("REDIS_URL", redis.clone()));
-                env
-            },
-            format!("Redis at 127.0.0.1:{redis_port}"),
-        ),
+        stack(
+            StartFailure::new("Redis closed", &[], &[&at_redis, "Connection refused"]),
+            &data,
+        )
+        .env("REDIS_URL", redis.as_str()),
     ];
-    for (case, args, env, thing) in cases {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let output = stack(&args, &env);
-        let line = assert_one_error_line(&output, &thing);
-        assert!(line.starts_with("error: "), "{case}: {line}");
-        assert!(
-            !line.contains("secret-pw"),
-            "{case}: a password in `{line}`"
-        );
-    }
+    assert_start_failures(Path::new(env!("CARGO_BIN_EXE_stack")), &cases, "secret-pw");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use plumbing::testing::{
-    assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc, closed_port,
+    StartFailure, assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc,
+    assert_start_failures, closed_port,
 };
 use serde_json::Value;
 
@@ -73,86 +74,74 @@ fn start_up_failures_name_what_failed_once() {
     let taken = taken.local_addr().unwrap().to_string();
     let a_file = db.dir.join("a-file");
     std::fs::write(&a_file, "not a directory").unwrap();
-    let under_a_file = format!("sqlite:{}/auth.db", a_file.display());
-    let a_directory = format!("sqlite:{}", db.dir.display());
+    let under_a_file = format!("{}/auth.db", a_file.display());
+    let directory = db.dir.display().to_string();
     let pg_port = closed_port();
-    let postgres = format!("postgres://auth:pg-secret-pw@127.0.0.1:{pg_port}/platform");
+    let postgres = format!("postgres://auth:secret-pw@127.0.0.1:{pg_port}/platform");
+    let at_postgres = format!("PostgreSQL at 127.0.0.1:{pg_port}");
     let redis_port = closed_port();
-    let redis = format!("redis://:redis-secret-pw@127.0.0.1:{redis_port}");
-
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, String)> = vec![
-        (
-            "bind address in use",
-            vec!["serve", "--bind", &taken],
-            vec![("DATABASE_URL", &sqlite), ("KEYS_DIR", &keys_dir)],
-            taken.clone(),
+    let redis = format!("redis://:secret-pw@127.0.0.1:{redis_port}");
+    let at_redis = format!("Redis at 127.0.0.1:{redis_port}");
+    let serve = ["serve", "--bind", "127.0.0.1:0"];
+    let refused = "Connection refused";
+    let with = |failure: StartFailure, database: &str| {
+        failure
+            .env("DATABASE_URL", database)
+            .env("KEYS_DIR", keys_dir.as_str())
+    };
+    let cases = [
+        with(
+            StartFailure::new(
+                "bind address in use",
+                &["serve", "--bind", &taken],
+                &[&taken],
+            ),
+            &sqlite,
         ),
-        (
-            "SQLite under a file (serve)",
-            vec!["serve", "--bind", "127.0.0.1:0"],
-            vec![("DATABASE_URL", &under_a_file), ("KEYS_DIR", &keys_dir)],
-            format!("{}/auth.db", a_file.display()),
+        with(
+            StartFailure::new("SQLite under a file (serve)", &serve, &[&under_a_file]),
+            &format!("sqlite:{under_a_file}"),
         ),
-        (
-            "SQLite under a file (admin command)",
-            vec!["scopes", "list"],
-            vec![("DATABASE_URL", &under_a_file), ("KEYS_DIR", &keys_dir)],
-            format!("{}/auth.db", a_file.display()),
+        with(
+            StartFailure::new("SQLite under a file", &["scopes", "list"], &[&under_a_file]),
+            &format!("sqlite:{under_a_file}"),
         ),
-        (
-            "SQLite on a directory",
-            vec!["migrate"],
-            vec![("DATABASE_URL", &a_directory), ("KEYS_DIR", &keys_dir)],
-            db.dir.display().to_string(),
+        with(
+            StartFailure::new("SQLite on a directory", &["migrate"], &[&directory]),
+            &format!("sqlite:{directory}"),
         ),
-        (
-            "PostgreSQL on a closed port (serve)",
-            vec!["serve", "--bind", "127.0.0.1:0"],
-            vec![("DATABASE_URL", &postgres), ("KEYS_DIR", &keys_dir)],
-            format!("PostgreSQL at 127.0.0.1:{pg_port}"),
+        with(
+            StartFailure::new(
+                "PostgreSQL closed (serve)",
+                &serve,
+                &[&at_postgres, refused],
+            ),
+            &postgres,
         ),
-        (
-            "PostgreSQL on a closed port (admin command)",
-            vec!["migrate"],
-            vec![("DATABASE_URL", &postgres), ("KEYS_DIR", &keys_dir)],
-            format!("PostgreSQL at 127.0.0.1:{pg_port}"),
+        with(
+            StartFailure::new("PostgreSQL closed", &["migrate"], &[&at_postgres, refused]),
+            &postgres,
         ),
-        (
-            "Redis on a closed port (serve)",
-            vec!["serve", "--bind", "127.0.0.1:0"],
-            vec![
-                ("DATABASE_URL", &sqlite),
-                ("KEYS_DIR", &keys_dir),
-                ("REDIS_URL", &redis),
-            ],
-            format!("Redis at 127.0.0.1:{redis_port}"),
-        ),
-        (
-            "Redis on a closed port (admin command)",
-            vec!["tokens", "revoke", "--jti", "x"],
-            vec![
-                ("DATABASE_URL", &sqlite),
-                ("KEYS_DIR", &keys_dir),
-                ("REDIS_URL", &redis),
-            ],
-            format!("Redis at 127.0.0.1:{redis_port}"),
-        ),
+        with(
+            StartFailure::new("Redis closed (serve)", &serve, &[&at_redis, refused]),
+            &sqlite,
+        )
+        .env("REDIS_URL", redis.as_str()),
+        with(
+            StartFailure::new(
+                "Redis closed",
+                &["tokens", "revoke", "--jti", "x"],
+                &[&at_redis, refused],
+            ),
+            &sqlite,
+        )
+        .env("REDIS_URL", redis.as_str()),
     ];
-    for (case, args, env, thing) in cases {
-        let output = auth_server(&args, &env);
-        let line = assert_one_error_line(&output, &thing);
-        assert!(line.starts_with("error: "), "{case}: {line}");
-        assert!(
-            !line.contains("secret-pw"),
-            "{case}: a password in `{line}`"
-        );
-        if case.contains("closed port") {
-            assert!(
-                line.to_lowercase().contains("refused"),
-                "{case}: say that the connection was refused, not that a pool timed out: {line}"
-            );
-        }
-    }
+    assert_start_failures(
+        Path::new(env!("CARGO_BIN_EXE_auth-server")),
+        &cases,
+        "secret-pw",
+    );
 }
 
 /// With `--json` a failure is `{"error": …}` on stderr with the same exit codes: 1 for a

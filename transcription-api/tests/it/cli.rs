@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use auth_server::testing::{TestAuthServer, TestDb};
-use plumbing::testing::{assert_help_hides_secrets, assert_one_error_line, closed_port};
+use plumbing::testing::{
+    StartFailure, assert_help_hides_secrets, assert_start_failures, closed_port,
+};
 
 const SIGNING_KEY: &str = "transcription-api binary tests: 32+ bytes";
 
@@ -27,88 +29,74 @@ fn api(args: &[&str], env: &[(&str, &str)]) -> Output {
 async fn start_up_failures_name_what_failed_once() {
     // `serve` loads the auth server's keys before it binds.
     let auth = TestAuthServer::spawn().await;
-    let jwks = auth.jwks_url();
     let db = TestDb::sqlite();
     let sqlite = format!("sqlite:{}", db.dir.join("api.db").display());
     let queue = format!("sqlite:{}", db.dir.join("queue.db").display());
     let a_file = db.dir.join("a-file");
     std::fs::write(&a_file, "not a directory").unwrap();
-    let under_a_file = |name: &str| format!("sqlite:{}/{name}", a_file.display());
-    let (api_db_under_file, queue_under_file) = (under_a_file("api.db"), under_a_file("queue.db"));
+    let api_db_under_file = format!("{}/api.db", a_file.display());
+    let queue_under_file = format!("{}/queue.db", a_file.display());
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
     let pg_port = closed_port();
-    let postgres = format!("postgres://api:pg-secret-pw@127.0.0.1:{pg_port}/platform");
+    let postgres = format!("postgres://api:secret-pw@127.0.0.1:{pg_port}/platform");
+    let at_postgres = format!("PostgreSQL at 127.0.0.1:{pg_port}");
     let redis_port = closed_port();
-    let redis = format!("redis://:redis-secret-pw@127.0.0.1:{redis_port}");
-    // `serve` warns at start that revocations go unseen without Redis; errors only, so the
+    let redis = format!("redis://:secret-pw@127.0.0.1:{redis_port}");
+    let at_redis = format!("Redis at 127.0.0.1:{redis_port}");
+    let serve = ["serve", "--bind", "127.0.0.1:0"];
+    // `serve` warns at start that revocations go unseen without Redis: errors only, so the
     // failure's line is all there is (an error logged besides it would still show).
-    let serving = |database: &str, queue: &str| -> Vec<(&'static str, String)> {
-        vec![
-            ("RUST_LOG", "error".to_owned()),
-            ("DATABASE_URL", database.to_owned()),
-            ("QUEUE_DATABASE_URL", queue.to_owned()),
-            ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
-            ("AUTH_ISSUER", auth.issuer.clone()),
-            ("AUTH_JWKS_URL", jwks.clone()),
-        ]
+    let serving = |failure: StartFailure, database: &str, queue: &str| {
+        failure
+            .env("RUST_LOG", "error")
+            .env("DATABASE_URL", database)
+            .env("QUEUE_DATABASE_URL", queue)
+            .env("JOB_SIGNING_KEY", SIGNING_KEY)
+            .env("AUTH_ISSUER", auth.issuer.as_str())
+            .env("AUTH_JWKS_URL", auth.jwks_url())
     };
-    let with_redis = {
-        let mut env = serving(&sqlite, &queue);
-        env.push(("REDIS_URL", redis.clone()));
-        env
-    };
-    let cases: Vec<(&str, Vec<&str>, Vec<(&'static str, String)>, String)> = vec![
-        (
-            "bind address in use",
-            vec!["serve", "--bind", &taken],
-            serving(&sqlite, &queue),
-            taken.clone(),
+    let cases = [
+        serving(
+            StartFailure::new(
+                "bind address in use",
+                &["serve", "--bind", &taken],
+                &[&taken],
+            ),
+            &sqlite,
+            &queue,
         ),
-        (
-            "database under a file (serve)",
-            vec!["serve", "--bind", "127.0.0.1:0"],
-            serving(&api_db_under_file, &queue),
-            format!("{}/api.db", a_file.display()),
+        serving(
+            StartFailure::new(
+                "database under a file (serve)",
+                &serve,
+                &[&api_db_under_file],
+            ),
+            &format!("sqlite:{api_db_under_file}"),
+            &queue,
         ),
-        (
-            "database under a file (migrate)",
-            vec!["migrate"],
-            vec![("DATABASE_URL", api_db_under_file.clone())],
-            format!("{}/api.db", a_file.display()),
+        StartFailure::new("database under a file", &["migrate"], &[&api_db_under_file])
+            .env("DATABASE_URL", format!("sqlite:{api_db_under_file}")),
+        serving(
+            StartFailure::new("embedded queue under a file", &serve, &[&queue_under_file]),
+            &sqlite,
+            &format!("sqlite:{queue_under_file}"),
         ),
-        (
-            "embedded queue under a file",
-            vec!["serve", "--bind", "127.0.0.1:0"],
-            serving(&sqlite, &queue_under_file),
-            format!("{}/queue.db", a_file.display()),
-        ),
-        (
-            "PostgreSQL on a closed port",
-            vec!["migrate"],
-            vec![("DATABASE_URL", postgres.clone())],
-            format!("PostgreSQL at 127.0.0.1:{pg_port}"),
-        ),
-        (
-            "Redis on a closed port",
-            vec!["serve", "--bind", "127.0.0.1:0"],
-            with_redis,
-            format!("Redis at 127.0.0.1:{redis_port}"),
-        ),
+        StartFailure::new(
+            "PostgreSQL closed",
+            &["migrate"],
+            &[&at_postgres, "Connection refused"],
+        )
+        .env("DATABASE_URL", postgres.as_str()),
+        serving(
+            StartFailure::new("Redis closed", &serve, &[&at_redis, "Connection refused"]),
+            &sqlite,
+            &queue,
+        )
+        .env("REDIS_URL", redis.as_str()),
     ];
-    for (case, args, env, thing) in cases {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let output = api(&args, &env);
-        let line = assert_one_error_line(&output, &thing);
-        assert!(line.starts_with("error: "), "{case}: {line}");
-        assert!(
-            !line.contains("secret-pw"),
-            "{case}: a password in `{line}`"
-        );
-        if case.contains("closed port") {
-            assert!(line.to_lowercase().contains("refused"), "{case}: {line}");
-        }
-    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_transcription-api"));
+    assert_start_failures(bin, &cases, "secret-pw");
 }
 
 /// `transcription-api migrate` logs only what is wrong: twice on PostgreSQL, nothing on

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use job_queue::{QueueConfig, ReliableQueue, SqliteQueue};
 use plumbing::testing::{
-    assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc, closed_port,
+    StartFailure, assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc,
+    assert_start_failures, closed_port,
 };
 use serde_json::Value;
 
@@ -161,61 +162,51 @@ async fn queue_errors_are_json_with_json() {
 
 /// Start-up failures are one line naming what failed: the queue's SQLite file, Redis's host
 /// and port, the metrics address; each cause once, never a password.
-#[tokio::test]
-async fn start_up_failures_name_what_failed_once() {
+#[test]
+fn start_up_failures_name_what_failed_once() {
     let dir = TempDir::new("cli-failures");
     let a_file = dir.path().join("a-file");
     std::fs::write(&a_file, "not a directory").unwrap();
-    let under_a_file = format!("sqlite:{}/queue.db", a_file.display());
+    let under_a_file = format!("{}/queue.db", a_file.display());
     let queue = format!("sqlite:{}", dir.path().join("queue.db").display());
     let redis_port = closed_port();
-    let redis = format!("redis://:redis-secret-pw@127.0.0.1:{redis_port}");
+    let redis = format!("redis://:secret-pw@127.0.0.1:{redis_port}");
+    let at_redis = format!("Redis at 127.0.0.1:{redis_port}");
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
     let outbox = dir.path().join("outbox").display().to_string();
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, String)> = vec![
-        (
+    let notifier = |failure: StartFailure| {
+        failure
+            .env("JOB_SIGNING_KEY", SIGNING_KEY)
+            .env("OUTBOX_DIR", outbox.as_str())
+    };
+    let cases = [
+        StartFailure::new(
             "embedded queue under a file",
-            vec!["queue", "stats"],
-            vec![("QUEUE_DATABASE_URL", &under_a_file)],
-            format!("{}/queue.db", a_file.display()),
-        ),
-        (
-            "Redis on a closed port",
-            vec!["queue", "stats"],
-            vec![("REDIS_URL", &redis)],
-            format!("Redis at 127.0.0.1:{redis_port}"),
-        ),
-        (
-            "Redis on a closed port (notifier)",
-            vec!["notifier"],
-            vec![
-                ("REDIS_URL", &redis),
-                ("JOB_SIGNING_KEY", SIGNING_KEY),
-                ("OUTBOX_DIR", &outbox),
-            ],
-            format!("Redis at 127.0.0.1:{redis_port}"),
-        ),
-        (
+            &["queue", "stats"],
+            &[&under_a_file],
+        )
+        .env("QUEUE_DATABASE_URL", format!("sqlite:{under_a_file}")),
+        StartFailure::new(
+            "Redis closed",
+            &["queue", "stats"],
+            &[&at_redis, "Connection refused"],
+        )
+        .env("REDIS_URL", redis.as_str()),
+        notifier(StartFailure::new(
+            "Redis closed (notifier)",
+            &["notifier"],
+            &[&at_redis, "Connection refused"],
+        ))
+        .env("REDIS_URL", redis.as_str()),
+        notifier(StartFailure::new(
             "metrics address in use",
-            vec!["notifier", "--metrics-bind", &taken],
-            vec![
-                ("QUEUE_DATABASE_URL", &queue),
-                ("JOB_SIGNING_KEY", SIGNING_KEY),
-                ("OUTBOX_DIR", &outbox),
-            ],
-            taken.clone(),
-        ),
+            &["notifier", "--metrics-bind", &taken],
+            &[&taken],
+        ))
+        .env("QUEUE_DATABASE_URL", queue.as_str()),
     ];
-    for (case, args, env, thing) in cases {
-        let output = worker(&args, &env);
-        let line = assert_one_error_line(&output, &thing);
-        assert!(line.starts_with("error: "), "{case}: {line}");
-        assert!(
-            !line.contains("secret-pw"),
-            "{case}: a password in `{line}`"
-        );
-    }
+    assert_start_failures(Path::new(env!("CARGO_BIN_EXE_worker")), &cases, "secret-pw");
 }
 
 /// The client secret can come from a file; with `WORKER_CLIENT_SECRET` set as well the command
