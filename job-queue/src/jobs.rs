@@ -84,10 +84,9 @@ impl NotifyJob {
         JobId::new(format!("notify-{}", self.transcription_id))
     }
 
-    /// The job to enqueue, with [`job_id`](Self::job_id) as its id.
+    /// The job of a first attempt, with [`job_id`](Self::job_id) as its id.
     pub fn to_job(&self) -> Result<NewJob, EnvelopeError> {
-        let payload = serde_json::to_value(self).map_err(EnvelopeError::Encode)?;
-        Ok(NewJob::new(NOTIFY_KIND, payload).with_id(self.job_id()?))
+        self.to_job_after(&JobId::new(self.transcription_id.to_string())?)
     }
 
     /// The notify job that follows the `transcribe` job `transcribe_id`: id
