@@ -5,6 +5,26 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Runs `bin` with exactly `env` (and `PATH`) as its environment and `stdin` as its input.
+pub fn run_with_env(bin: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(bin)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 /// Asserts that a run failed with exit code 1 and one line on stderr that names `thing` and
 /// holds no cause twice ([`assert_no_repeated_cause`]); returns that line.
 pub fn assert_one_error_line(output: &Output, thing: &str) -> String {
@@ -52,13 +72,9 @@ impl StartFailure {
 /// ([`assert_one_error_line`]), and never contains `password`.
 pub fn assert_start_failures(bin: &Path, cases: &[StartFailure], password: &str) {
     for failure in cases {
-        let output = Command::new(bin)
-            .args(&failure.args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(failure.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
+        let args: Vec<&str> = failure.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = failure.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let output = run_with_env(bin, &args, &env, "");
         let (first, rest) = failure.says.split_first().expect("something to say");
         let line = assert_one_error_line(&output, first);
         let case = failure.case;
@@ -158,7 +174,7 @@ pub fn assert_help_hides_secrets(bin: &Path) -> BTreeSet<String> {
 }
 
 fn help(bin: &Path, path: &[String]) -> String {
-    let output = help_command(bin, path, &[]).output().unwrap();
+    let output = help_command(bin, path, &[]);
     assert!(
         output.status.success(),
         "`{} {} --help` failed: {}",
@@ -171,7 +187,7 @@ fn help(bin: &Path, path: &[String]) -> String {
 
 /// Everything `--help` printed, stdout and stderr.
 fn help_output(bin: &Path, path: &[String], env: &[(&str, &str)]) -> String {
-    let output = help_command(bin, path, env).output().unwrap();
+    let output = help_command(bin, path, env);
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -179,15 +195,10 @@ fn help_output(bin: &Path, path: &[String], env: &[(&str, &str)]) -> String {
     )
 }
 
-fn help_command(bin: &Path, path: &[String], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(bin);
-    command
-        .args(path)
-        .arg("--help")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied());
-    command
+fn help_command(bin: &Path, path: &[String], env: &[(&str, &str)]) -> Output {
+    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+    args.push("--help");
+    run_with_env(bin, &args, env, "")
 }
 
 /// The `NAME`s of the `[env: NAME…]` annotations of a help text.

@@ -38,7 +38,7 @@ fn run_with_stdin(db: &TestDb, args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn json(output: &Output) -> Value {
+pub fn json(output: &Output) -> Value {
     assert!(
         output.status.success(),
         "stderr: {}",

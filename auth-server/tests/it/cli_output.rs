@@ -3,14 +3,15 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use plumbing::testing::{
     StartFailure, assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc,
-    assert_start_failures, closed_port,
+    assert_start_failures, closed_port, run_with_env,
 };
 use serde_json::Value;
 
+use crate::cli::json;
 use crate::helpers::TestDb;
 
 /// Runs `auth-server` with exactly `env` (and `PATH`) as its environment.
@@ -19,21 +20,12 @@ fn auth_server(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn auth_server_with_stdin(args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-server"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    run_with_env(
+        Path::new(env!("CARGO_BIN_EXE_auth-server")),
+        args,
+        env,
+        input,
+    )
 }
 
 fn db_env(db: &TestDb) -> Vec<(&'static str, String)> {
@@ -45,15 +37,6 @@ fn db_env(db: &TestDb) -> Vec<(&'static str, String)> {
 
 fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-fn stdout_json(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// Every start-up failure is one line on stderr naming what failed (the address, the SQLite
@@ -236,7 +219,7 @@ fn a_missing_password_is_called_missing() {
         &env,
         "correct horse battery\n",
     );
-    stdout_json(&created);
+    json(&created);
     let reset = auth_server_with_stdin(&["users", "reset-password", "ada@example.com"], &env, "");
     assert_one_error_line(&reset, "no password was given");
 }
@@ -247,20 +230,20 @@ fn times_are_rfc3339() {
     let db = TestDb::sqlite();
     let env = db_env(&db);
     let env = borrowed(&env);
-    stdout_json(&auth_server(&["scopes", "create", "a", "--json"], &env));
-    let client = stdout_json(&auth_server(
+    json(&auth_server(&["scopes", "create", "a", "--json"], &env));
+    let client = json(&auth_server(
         &[
             "clients", "create", "--name", "x", "--scopes", "a", "--json",
         ],
         &env,
     ));
     let id = client["client_id"].as_str().unwrap();
-    let user = stdout_json(&auth_server_with_stdin(
+    let user = json(&auth_server_with_stdin(
         &["users", "create", "--email", "t@example.com", "--json"],
         &env,
         "correct horse battery\n",
     ));
-    let key = stdout_json(&auth_server(&["keys", "generate", "--json"], &env));
+    let key = json(&auth_server(&["keys", "generate", "--json"], &env));
 
     let text_time = |args: &[&str], field: &str| {
         let output = auth_server(args, &env);
@@ -276,13 +259,13 @@ fn times_are_rfc3339() {
     text_time(&["clients", "show", id], "created_at");
     text_time(&["users", "show", "t@example.com"], "created_at");
 
-    let shown = stdout_json(&auth_server(&["clients", "show", id, "--json"], &env));
+    let shown = json(&auth_server(&["clients", "show", id, "--json"], &env));
     assert_rfc3339_utc(shown["created_at"].as_str().unwrap());
     assert_rfc3339_utc(user["created_at"].as_str().unwrap());
     assert_rfc3339_utc(key["created_at"].as_str().unwrap());
-    let scopes = stdout_json(&auth_server(&["scopes", "list", "--json"], &env));
+    let scopes = json(&auth_server(&["scopes", "list", "--json"], &env));
     assert_rfc3339_utc(scopes[0]["created_at"].as_str().unwrap());
-    let revoked = stdout_json(&auth_server(
+    let revoked = json(&auth_server(
         &["tokens", "revoke", "--client", id, "--json"],
         &env,
     ));

@@ -3,24 +3,23 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use auth_server::testing::{TestAuthServer, TestDb};
 use plumbing::testing::{
-    StartFailure, assert_help_hides_secrets, assert_start_failures, closed_port,
+    StartFailure, assert_help_hides_secrets, assert_start_failures, closed_port, run_with_env,
 };
 
 const SIGNING_KEY: &str = "transcription-api binary tests: 32+ bytes";
 
 /// Runs `transcription-api` with exactly `env` (and `PATH`) as its environment.
 fn api(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_transcription-api"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
+    run_with_env(
+        Path::new(env!("CARGO_BIN_EXE_transcription-api")),
+        args,
+        env,
+        "",
+    )
 }
 
 /// Every start-up failure is one line on stderr naming what failed (the address, the SQLite

@@ -18,7 +18,7 @@ fn worker(db: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn json(output: &Output) -> serde_json::Value {
+pub fn json(output: &Output) -> serde_json::Value {
     assert!(
         output.status.success(),
         "stderr: {}",
@@ -28,7 +28,7 @@ fn json(output: &Output) -> serde_json::Value {
 }
 
 /// A queue database holding one dead job on `transcribe`; returns its id.
-async fn queue_with_dead_job(dir: &TempDir) -> (String, String) {
+pub async fn queue_with_dead_job(dir: &TempDir) -> (String, String) {
     let url = format!("sqlite:{}", dir.path().join("queue.db").display());
     let queue = SqliteQueue::connect(
         &url,

@@ -4,64 +4,20 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::Output;
 
-use job_queue::{QueueConfig, ReliableQueue, SqliteQueue};
 use plumbing::testing::{
     StartFailure, assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc,
-    assert_start_failures, closed_port,
+    assert_start_failures, closed_port, run_with_env,
 };
 use serde_json::Value;
 
-use crate::helpers::{SIGNING_KEY, TempDir, signing_key};
+use crate::cli::{json, queue_with_dead_job};
+use crate::helpers::{SIGNING_KEY, TempDir};
 
 /// Runs `worker` with exactly `env` (and `PATH`) as its environment.
 fn worker(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn stdout_json(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-/// A queue database with one dead `transcribe` job; its URL and the job's id.
-async fn queue_with_dead_job(dir: &TempDir) -> (String, String) {
-    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
-    let queue = SqliteQueue::connect(
-        &url,
-        signing_key(),
-        QueueConfig {
-            max_attempts: 1,
-            ..QueueConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    queue.migrate().await.unwrap();
-    let id = queue
-        .enqueue("transcribe", "transcribe", serde_json::json!({"x": 1}))
-        .await
-        .unwrap();
-    queue.heartbeat("w", Duration::from_secs(10)).await.unwrap();
-    let job = queue
-        .reserve("transcribe", "w", Duration::ZERO)
-        .await
-        .unwrap()
-        .unwrap();
-    queue.fail(&job, "engine exploded").await.unwrap();
-    (url, id.to_string())
+    run_with_env(Path::new(env!("CARGO_BIN_EXE_worker")), args, env, "")
 }
 
 /// `queue stats`, `queue dead` and `queue purge-dead` neither sign nor verify a job: they run
@@ -71,9 +27,9 @@ async fn commands_that_only_read_need_no_signing_key() {
     let dir = TempDir::new("cli-no-key");
     let (db, id) = queue_with_dead_job(&dir).await;
     let no_key = [("QUEUE_DATABASE_URL", db.as_str())];
-    let stats = stdout_json(&worker(&["queue", "stats", "--json"], &no_key));
+    let stats = json(&worker(&["queue", "stats", "--json"], &no_key));
     assert_eq!(stats["transcribe"]["dead"], 1);
-    let dead = stdout_json(&worker(&["queue", "dead", "--json"], &no_key));
+    let dead = json(&worker(&["queue", "dead", "--json"], &no_key));
     assert_eq!(dead["transcribe"][0]["id"], id.as_str());
     assert_eq!(dead["transcribe"][0]["verified"], true);
     let text = worker(&["queue", "dead"], &no_key);
@@ -86,9 +42,9 @@ async fn commands_that_only_read_need_no_signing_key() {
         ("QUEUE_DATABASE_URL", db.as_str()),
         ("JOB_SIGNING_KEY", SIGNING_KEY),
     ];
-    stdout_json(&worker(&["queue", "requeue", &id, "--json"], &with_key));
+    json(&worker(&["queue", "requeue", &id, "--json"], &with_key));
 
-    let purged = stdout_json(&worker(&["queue", "purge-dead", "--json"], &no_key));
+    let purged = json(&worker(&["queue", "purge-dead", "--json"], &no_key));
     assert_eq!(purged["transcribe"]["purged"], 0);
 }
 
@@ -103,9 +59,9 @@ async fn commands_that_only_read_need_no_signing_key_on_redis() {
         ("REDIS_URL", url.as_str()),
         ("QUEUE_PREFIX", prefix.as_str()),
     ];
-    let stats = stdout_json(&worker(&["queue", "stats", "--json"], &env));
+    let stats = json(&worker(&["queue", "stats", "--json"], &env));
     assert_eq!(stats["transcribe"]["ready"], 0);
-    stdout_json(&worker(&["queue", "dead", "--json"], &env));
+    json(&worker(&["queue", "dead", "--json"], &env));
     auth_server::testing::delete_redis_prefix(&url, &prefix).await;
 }
 
@@ -115,7 +71,7 @@ async fn dead_jobs_tell_when_they_died_in_rfc3339() {
     let dir = TempDir::new("cli-times");
     let (db, _) = queue_with_dead_job(&dir).await;
     let env = [("QUEUE_DATABASE_URL", db.as_str())];
-    let dead = stdout_json(&worker(&["queue", "dead", "--json"], &env));
+    let dead = json(&worker(&["queue", "dead", "--json"], &env));
     assert_rfc3339_utc(dead["transcribe"][0]["died_at"].as_str().unwrap());
     let text = String::from_utf8(worker(&["queue", "dead"], &env).stdout).unwrap();
     let died_at = text
