@@ -91,14 +91,17 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    auth_server::init_tracing(args.log_format);
+    let args: Args = match plumbing::cli::parse() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    plumbing::cli::init_logs(
+        args.log_format == LogFormat::Json,
+        plumbing::cli::SERVICE_LOG_LEVEL,
+    );
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(err) => plumbing::cli::fail(err.as_ref(), false),
     }
 }
 

@@ -22,7 +22,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/auth-server.db";
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// `sqlite:PATH` or `postgres://…`.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
     /// Secrets that encrypt the signing keys and the client-secret pepper in the database:
     /// comma-separated, each ≥ 32 bytes; the first encrypts, every one decrypts.
@@ -40,7 +40,7 @@ pub struct CommonArgs {
     #[arg(long, env = "CLIENT_SECRET_PEPPER", hide_env_values = true, global = true, value_parser = parse_secret)]
     pub client_secret_pepper: Option<SecretString>,
     /// Redis for the shared access-token deny-list (optional).
-    #[arg(long, env = "REDIS_URL", global = true)]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
     /// Prefix of this deployment's Redis keys.
     #[arg(long, env = "QUEUE_PREFIX", default_value = DEFAULT_REDIS_PREFIX, global = true)]

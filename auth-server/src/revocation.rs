@@ -16,7 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use plumbing::connect::{RedisTimeouts, connect_redis};
+use redis::aio::ConnectionManager;
 use time::OffsetDateTime;
 use token_guard::{CutoffKind, Revocation, RevocationSubject, is_revoked_by};
 
@@ -41,6 +42,8 @@ pub enum DenyListError {
     Store(#[from] StoreError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Connect(#[from] plumbing::connect::ConnectError),
 }
 
 /// The Redis key (and channel) of the deny-list for a deployment prefix.
@@ -83,12 +86,12 @@ impl DenyList {
         prefix: &str,
         access_token_ttl: Duration,
     ) -> Result<DenyList, DenyListError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
-        let conn = client.get_connection_manager_with_config(config).await?;
+        let timeouts = RedisTimeouts {
+            connect: Duration::from_secs(2),
+            response: Duration::from_secs(5),
+            retries: 2,
+        };
+        let (_, conn) = connect_redis(url, timeouts).await?;
         Ok(DenyList {
             store,
             redis: Some((conn, redis_key(prefix))),

@@ -26,6 +26,9 @@ pub enum QueueError {
     /// Stored queue data is not what this code wrote.
     #[error("corrupt queue data: {0}")]
     Corrupt(String),
+    /// The SQLite file or Redis could not be opened; names the file or host, never the URL.
+    #[error(transparent)]
+    Connect(#[from] plumbing::connect::ConnectError),
     /// Bad queue configuration.
     #[error("invalid queue configuration: {0}")]
     Config(String),

@@ -15,6 +15,22 @@ pub const TRANSCRIBE_KIND: &str = "transcribe";
 /// Job kind of a [`NotifyJob`].
 pub const NOTIFY_KIND: &str = "notify";
 
+/// The attempt a transcription is on when it is submitted; each retry by its owner after it
+/// failed is one more.
+pub const FIRST_ATTEMPT: u32 = 1;
+
+/// The id of the `transcribe` job of one attempt of a transcription: the transcription id for
+/// the first attempt, `<id>-attempt-<n>` after that. Each attempt is a fresh job (the queue
+/// suppresses duplicates of an id it still holds, dead ones included) and, through
+/// [`NotifyJob::to_job_after`], gets its own notify job and e-mail.
+pub fn attempt_key(transcription_id: Uuid, attempt: u32) -> String {
+    if attempt == FIRST_ATTEMPT {
+        transcription_id.to_string()
+    } else {
+        format!("{transcription_id}-attempt-{attempt}")
+    }
+}
+
 /// Payload of a `transcribe` job: `{"transcription_id", "audio_url", "email"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TranscribeJob {
@@ -26,11 +42,16 @@ pub struct TranscribeJob {
 }
 
 impl TranscribeJob {
-    /// The job to enqueue, with the transcription id as job id (so enqueueing the same
-    /// transcription twice is suppressed by the queue).
+    /// The job of the first attempt, with the transcription id as job id (so enqueueing the
+    /// same transcription twice is suppressed by the queue).
     pub fn to_job(&self) -> Result<NewJob, EnvelopeError> {
+        self.to_attempt_job(FIRST_ATTEMPT)
+    }
+
+    /// The job of attempt `attempt`, with its [`attempt_key`] as job id.
+    pub fn to_attempt_job(&self, attempt: u32) -> Result<NewJob, EnvelopeError> {
         Ok(NewJob::new(TRANSCRIBE_KIND, self.payload()?)
-            .with_id(JobId::new(self.transcription_id.to_string())?))
+            .with_id(JobId::new(attempt_key(self.transcription_id, attempt))?))
     }
 
     fn payload(&self) -> Result<serde_json::Value, EnvelopeError> {
@@ -63,10 +84,26 @@ impl NotifyJob {
         JobId::new(format!("notify-{}", self.transcription_id))
     }
 
-    /// The job to enqueue, with [`job_id`](Self::job_id) as its id.
+    /// The job of a first attempt, with [`job_id`](Self::job_id) as its id.
     pub fn to_job(&self) -> Result<NewJob, EnvelopeError> {
+        self.to_job_after(&JobId::new(self.transcription_id.to_string())?)
+    }
+
+    /// The notify job that follows the `transcribe` job `transcribe_id`: id
+    /// `notify-<transcribe_id>`, so a redelivered transcribe job gives the same notify job and
+    /// each attempt of a transcription ([`attempt_key`]) its own (`notify-<transcription_id>`
+    /// for the first, as [`job_id`](Self::job_id)).
+    pub fn to_job_after(&self, transcribe_id: &JobId) -> Result<NewJob, EnvelopeError> {
         let payload = serde_json::to_value(self).map_err(EnvelopeError::Encode)?;
-        Ok(NewJob::new(NOTIFY_KIND, payload).with_id(self.job_id()?))
+        Ok(NewJob::new(NOTIFY_KIND, payload)
+            .with_id(JobId::new(format!("notify-{}", transcribe_id.as_str()))?))
+    }
+
+    /// What names the e-mail of the notify job `job_id` (its "sent" marker, outbox file and
+    /// Message-ID): the id without `notify-`, i.e. the attempt's [`attempt_key`].
+    pub fn delivery_key(job_id: &JobId) -> &str {
+        let id = job_id.as_str();
+        id.strip_prefix("notify-").unwrap_or(id)
     }
 }
 
@@ -101,5 +138,36 @@ mod tests {
         let job: TranscribeJob = serde_json::from_value(value.clone()).unwrap();
         assert_eq!(job.transcription_id, id);
         assert_eq!(job.to_job().unwrap().payload, value);
+    }
+
+    /// A retry is a fresh transcribe job whose notify job and e-mail are its own; the first
+    /// attempt keeps the names it always had.
+    #[test]
+    fn every_attempt_has_its_own_jobs_and_e_mail() {
+        let id = Uuid::new_v4();
+        let job = TranscribeJob {
+            transcription_id: id,
+            audio_url: "https://x.test/a.mp3".into(),
+            email: "a@example.com".into(),
+        };
+        let first = job.to_job().unwrap().id.unwrap();
+        assert_eq!(first.as_str(), id.to_string());
+        let second = job.to_attempt_job(2).unwrap().id.unwrap();
+        assert_eq!(second.as_str(), format!("{id}-attempt-2"));
+        let notify = NotifyJob {
+            transcription_id: id,
+            email: "a@example.com".into(),
+            transcript: String::new(),
+            status: NotifyStatus::Failed,
+        };
+        let after_first = notify.to_job_after(&first).unwrap().id.unwrap();
+        assert_eq!(after_first, notify.job_id().unwrap());
+        assert_eq!(NotifyJob::delivery_key(&after_first), id.to_string());
+        let after_second = notify.to_job_after(&second).unwrap().id.unwrap();
+        assert_eq!(after_second.as_str(), format!("notify-{id}-attempt-2"));
+        assert_eq!(
+            NotifyJob::delivery_key(&after_second),
+            format!("{id}-attempt-2")
+        );
     }
 }

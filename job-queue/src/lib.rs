@@ -4,7 +4,8 @@
 //! * [`ReliableQueue`]: the contract (reserve / ack / fail with backoff / dead list / reaper).
 //! * [`RedisQueue`]: production backend on Redis lists (`BLMOVE` into per-worker lists).
 //! * [`SqliteQueue`]: embedded durable backend for the one-process mode.
-//! * [`jobs`]: the platform's job payloads; [`connect`] opens the configured backend.
+//! * [`jobs`]: the platform's job payloads; [`connect`] opens the configured backend, [`inspect`]
+//!   the operator's read-and-clear view of it without the signing key.
 //!
 //! Both backends pass the same conformance suite (`tests/conformance`).
 
@@ -16,7 +17,7 @@ mod queue;
 mod redis_queue;
 mod sqlite_queue;
 
-pub use connect::connect;
+pub use connect::{QueueInspector, connect, inspect};
 pub use envelope::{ENVELOPE_VERSION, Envelope, EnvelopeError, JobId, MAX_JOB_BYTES, SigningKey};
 pub use error::QueueError;
 pub use queue::{

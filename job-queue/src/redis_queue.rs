@@ -48,7 +48,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use plumbing::connect::{RedisTimeouts, connect_redis};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Script};
 
 use crate::envelope::{
@@ -200,14 +201,12 @@ impl RedisQueue {
                 "invalid queue prefix `{prefix}`"
             )));
         }
-        let client = redis::Client::open(url)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
-        let conn = client
-            .get_connection_manager_with_config(manager_config)
-            .await?;
+        let timeouts = RedisTimeouts {
+            connect: Duration::from_secs(2),
+            response: Duration::from_secs(5),
+            retries: 2,
+        };
+        let (client, conn) = connect_redis(url, timeouts).await?;
         Ok(RedisQueue {
             inner: Arc::new(Inner {
                 client,

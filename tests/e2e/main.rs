@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod backends;
+mod cli;
 mod revocation;
 
 #[path = "../../worker/tests/it/smtp_sink.rs"]

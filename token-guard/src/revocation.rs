@@ -21,8 +21,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use plumbing::connect::{RedisTimeouts, connect_redis};
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 /// Default key prefix of the deny-list (`transcribe:revoked_jti`): the deployment's `QUEUE_PREFIX`.
 pub const DEFAULT_PREFIX: &str = "transcribe";
@@ -333,6 +334,9 @@ pub enum RevocationError {
     Config(String),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redis could not be reached; names the host, never the URL.
+    #[error(transparent)]
+    Connect(#[from] plumbing::connect::ConnectError),
 }
 
 /// Settings of a [`RedisRevocationList`].
@@ -408,14 +412,12 @@ impl RedisRevocationList {
                 MAX_POLL_INTERVAL.as_secs()
             )));
         }
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1);
-        let conn = client
-            .get_connection_manager_with_config(manager_config)
-            .await?;
+        let timeouts = RedisTimeouts {
+            connect: Duration::from_secs(2),
+            response: Duration::from_secs(2),
+            retries: 1,
+        };
+        let (_, conn) = connect_redis(&config.url, timeouts).await?;
         let list = RedisRevocationList {
             inner: Arc::new(RedisInner {
                 key: format!("{}:revoked_jti", config.prefix),

@@ -70,7 +70,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTH_ISSUER", default_value = "http://127.0.0.1:8080")]
     pub issuer: String,
     /// Where the auth server publishes its keys (default: {AUTH_ISSUER}/.well-known/jwks.json).
-    #[arg(long, env = "AUTH_JWKS_URL")]
+    #[arg(long, env = "AUTH_JWKS_URL", hide_env_values = true)]
     pub jwks_url: Option<String>,
     /// This service's name in the tokens' `aud`.
     #[arg(long, env = "TOKEN_AUDIENCE", default_value = "transcription-api")]
@@ -80,7 +80,7 @@ pub struct ServeArgs {
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = secret)]
     pub redis_url: Option<SecretString>,
     /// Embedded queue database when REDIS_URL is unset.
-    #[arg(long, env = "QUEUE_DATABASE_URL", default_value = DEFAULT_QUEUE_DATABASE_URL)]
+    #[arg(long, env = "QUEUE_DATABASE_URL", hide_env_values = true, default_value = DEFAULT_QUEUE_DATABASE_URL)]
     pub queue_db: String,
     /// Redis key prefix of this deployment.
     #[arg(long, env = "QUEUE_PREFIX", default_value = "transcribe")]

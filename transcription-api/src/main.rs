@@ -1,20 +1,11 @@
-//! `transcription-api`: parse the command line, run it, map failure to exit code 1.
+//! `transcription-api`: parse the command line, run it, report a failure as one line (exit
+//! code 1; usage errors 2).
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use plumbing::cli::{COMMAND_LOG_LEVEL, SERVICE_LOG_LEVEL};
 use transcription_api::config::{Cli, Command, LogFormat};
 use transcription_api::{Application, shutdown_signal, store};
-
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
-}
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
@@ -34,14 +25,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.common.log_format);
+async fn main() -> ExitCode {
+    let cli: Cli = match plumbing::cli::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let level = match cli.command {
+        Command::Serve(_) => SERVICE_LOG_LEVEL,
+        Command::Migrate => COMMAND_LOG_LEVEL,
+    };
+    plumbing::cli::init_logs(cli.common.log_format == LogFormat::Json, level);
     match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::ExitCode::FAILURE
-        }
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => plumbing::cli::fail(err.as_ref(), false),
     }
 }

@@ -21,6 +21,11 @@
 //! [`SubmitError::InFlight`] (409 with `Retry-After`, IETF Idempotency-Key draft section 2.6):
 //! only a request's final outcome is replayed.
 //!
+//! A transcription that failed for good can be retried by its owner
+//! ([`Transcriptions::retry`]): the record goes back to `queued` as its next attempt, in the same
+//! transaction as a fresh outbox entry, and from there on it is handed over like a submission,
+//! as a fresh job ([`job_queue::jobs::attempt_key`]).
+//!
 //! [`OutboxRelay`]: Transcriptions::run_relay
 
 use std::sync::Arc;
@@ -28,13 +33,13 @@ use std::time::Duration;
 
 use aws_lc_rs::digest;
 use job_queue::ReliableQueue;
-use job_queue::jobs::{TRANSCRIBE_QUEUE, TranscribeJob};
+use job_queue::jobs::{FIRST_ATTEMPT, TRANSCRIBE_QUEUE, TranscribeJob};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::store::{
-    IdempotencyKey, Inserted, Notification, NotificationOutcome, Page, Report, ReportOutcome,
-    Status, StoreError, Transcription, TranscriptionStore,
+    EarlierRequest, IdempotencyKey, Inserted, Notification, NotificationOutcome, Page, Report,
+    ReportOutcome, Retried, Status, StoreError, Transcription, TranscriptionStore,
 };
 use crate::validate::Submission;
 
@@ -48,10 +53,10 @@ pub struct Caller {
     pub client_id: String,
 }
 
-/// What a submission produced.
+/// What a submission (or a retry) produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
-    /// A new transcription, queued.
+    /// A new transcription (or a new attempt of one), queued.
     Created(Uuid),
     /// The same request was made before with this idempotency key: its transcription.
     Replayed(Uuid),
@@ -65,6 +70,12 @@ pub enum SubmitError {
     /// The request that holds the key has not answered yet: retry after this many seconds.
     #[error("a request with this idempotency key is still in flight")]
     InFlight { retry_after_secs: u64 },
+    /// A retry of a transcription that has not failed.
+    #[error("only a failed transcription can be retried; this one is {0}")]
+    NotFailed(Status),
+    /// A retry of another owner's or an unknown transcription (the same answer).
+    #[error("no such transcription")]
+    NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -113,18 +124,37 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Hex SHA-256 of the fields that define a submission.
-fn request_hash(submission: &Submission) -> String {
+/// Hex SHA-256 of the fields that define a request: a submission's e-mail and URL, or the id
+/// a retry names (prefixed, so it cannot equal a submission's).
+fn request_hash(parts: &[&[u8]]) -> String {
     let mut context = digest::Context::new(&digest::SHA256);
-    context.update(submission.email.as_bytes());
-    context.update(&[0]);
-    context.update(submission.audio_url.as_bytes());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            context.update(&[0]);
+        }
+        context.update(part);
+    }
     context
         .finish()
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The answer to a request whose idempotency key `earlier` holds: its result once it has
+/// answered, 409 while it is in flight, 422 when it was another request.
+fn replay(earlier: EarlierRequest, now: OffsetDateTime) -> Result<Submitted, SubmitError> {
+    if !earlier.same_request {
+        return Err(SubmitError::KeyReused);
+    }
+    if earlier.in_flight_until_ms > unix_ms(now) {
+        let wait_ms = u64::try_from(earlier.in_flight_until_ms - unix_ms(now)).unwrap_or(1);
+        return Err(SubmitError::InFlight {
+            retry_after_secs: wait_ms.div_ceil(1000).max(1),
+        });
+    }
+    Ok(Submitted::Replayed(earlier.transcription_id))
 }
 
 impl Transcriptions {
@@ -149,6 +179,25 @@ impl Transcriptions {
         &self.queue
     }
 
+    /// `caller`'s idempotency key for a request with this hash: in flight while the request
+    /// may still be enqueueing, plus a margin for the commit.
+    fn idempotency_key(
+        &self,
+        caller: &Caller,
+        key: String,
+        request_hash: String,
+        now: OffsetDateTime,
+    ) -> IdempotencyKey {
+        IdempotencyKey {
+            owner: caller.sub.clone(),
+            key,
+            request_hash,
+            in_flight_until_ms: unix_ms(now)
+                + millis(self.config.enqueue_timeout)
+                + millis(Duration::from_secs(1)),
+        }
+    }
+
     /// Records and queues a transcription (see the module docs for the guarantees).
     pub async fn submit(
         &self,
@@ -157,14 +206,10 @@ impl Transcriptions {
         idempotency_key: Option<String>,
     ) -> Result<Submitted, SubmitError> {
         let now = OffsetDateTime::now_utc();
-        // In flight while the request may still be enqueueing, plus a margin for the commit.
-        let in_flight_until_ms =
-            unix_ms(now) + millis(self.config.enqueue_timeout) + millis(Duration::from_secs(1));
-        let key = idempotency_key.map(|key| IdempotencyKey {
-            owner: caller.sub.clone(),
-            key,
-            request_hash: request_hash(&submission),
-            in_flight_until_ms,
+        let key = idempotency_key.map(|key| {
+            let hash =
+                request_hash(&[submission.email.as_bytes(), submission.audio_url.as_bytes()]);
+            self.idempotency_key(caller, key, hash, now)
         });
         let transcription = Transcription {
             id: Uuid::new_v4(),
@@ -176,37 +221,66 @@ impl Transcriptions {
             transcript: None,
             error: None,
             notification: Notification::Pending,
+            attempt: FIRST_ATTEMPT,
             created_at: now,
             updated_at: now,
         };
         let due = unix_ms(now) + millis(self.config.grace);
-        match self.store.insert(&transcription, key.as_ref(), due).await? {
-            Inserted::Replayed {
-                same_request: false,
-                ..
-            } => return Err(SubmitError::KeyReused),
-            Inserted::Replayed {
-                in_flight_until_ms, ..
-            } if in_flight_until_ms > unix_ms(now) => {
-                let wait_ms = u64::try_from(in_flight_until_ms - unix_ms(now)).unwrap_or(1);
-                return Err(SubmitError::InFlight {
-                    retry_after_secs: wait_ms.div_ceil(1000).max(1),
-                });
-            }
-            Inserted::Replayed {
-                transcription_id, ..
-            } => return Ok(Submitted::Replayed(transcription_id)),
-            Inserted::Created => {}
+        if let Inserted::Replayed(earlier) =
+            self.store.insert(&transcription, key.as_ref(), due).await?
+        {
+            return replay(earlier, now);
         }
         // Committed: the request has succeeded; the queue only decides how soon the job runs.
         metrics::counter!("transcriptions_submitted_total").increment(1);
         let id = transcription.id;
+        self.hand_over(transcription, key.as_ref()).await;
+        Ok(Submitted::Created(id))
+    }
+
+    /// Queues `owner`'s failed transcription `id` again as its next attempt, with a fresh job
+    /// (see the module docs). Another owner's id and an unknown one get the same
+    /// [`SubmitError::NotFound`]; a record that has not failed [`SubmitError::NotFailed`].
+    pub async fn retry(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        idempotency_key: Option<String>,
+    ) -> Result<Submitted, SubmitError> {
+        let now = OffsetDateTime::now_utc();
+        let key = idempotency_key.map(|key| {
+            let hash = request_hash(&[b"retry", id.as_bytes()]);
+            self.idempotency_key(caller, key, hash, now)
+        });
+        let due = unix_ms(now) + millis(self.config.grace);
+        let record = match self
+            .store
+            .retry(&caller.sub, id, key.as_ref(), now, due)
+            .await?
+        {
+            Retried::Queued(record) => record,
+            Retried::Replayed(earlier) => return replay(earlier, now),
+            Retried::NotFailed(status) => return Err(SubmitError::NotFailed(status)),
+            Retried::NotFound => return Err(SubmitError::NotFound),
+        };
+        metrics::counter!("transcriptions_retried_total").increment(1);
+        tracing::info!(%id, attempt = record.attempt, "failed transcription queued again");
+        self.hand_over(record, key.as_ref()).await;
+        Ok(Submitted::Created(id))
+    }
+
+    /// After the commit that wrote `record`'s outbox entry: tries once to queue its job and
+    /// drops the entry when the queue took it (else makes it due and wakes the relay), then
+    /// settles the idempotency key. Nothing here can undo the request's success.
+    async fn hand_over(&self, record: Transcription, key: Option<&IdempotencyKey>) {
+        let id = record.id;
+        let attempt = record.attempt;
         let job = TranscribeJob {
             transcription_id: id,
-            audio_url: transcription.audio_url,
-            email: transcription.email,
+            audio_url: record.audio_url,
+            email: record.email,
         };
-        match self.enqueue(&job).await {
+        match self.enqueue(&job, attempt).await {
             Ok(_) => {
                 if let Err(e) = self.store.outbox_done(id).await {
                     // The relay will find the entry and enqueue a duplicate: a no-op.
@@ -223,7 +297,7 @@ impl Transcriptions {
                 self.relay_wake.notify_one();
             }
         }
-        if let Some(key) = &key
+        if let Some(key) = key
             && let Err(e) = self
                 .store
                 .settle_idempotency_key(&key.owner, &key.key)
@@ -232,12 +306,12 @@ impl Transcriptions {
             // Replays get 409 until the in-flight window lapses, then the result.
             tracing::warn!(%id, error = %e, "could not settle the idempotency key");
         }
-        Ok(Submitted::Created(id))
     }
 
-    /// Enqueues `job` within `enqueue_timeout`; `Ok(true)` when the queue already held it.
-    async fn enqueue(&self, job: &TranscribeJob) -> Result<bool, String> {
-        let job = job.to_job().map_err(|e| e.to_string())?;
+    /// Enqueues attempt `attempt` of `job` within `enqueue_timeout`; `Ok(true)` when the queue
+    /// already held it.
+    async fn enqueue(&self, job: &TranscribeJob, attempt: u32) -> Result<bool, String> {
+        let job = job.to_attempt_job(attempt).map_err(|e| e.to_string())?;
         match tokio::time::timeout(
             self.config.enqueue_timeout,
             self.queue.enqueue_job(TRANSCRIBE_QUEUE, job),
@@ -328,7 +402,7 @@ impl Transcriptions {
                 audio_url: entry.audio_url,
                 email: entry.email,
             };
-            match self.enqueue(&job).await {
+            match self.enqueue(&job, entry.attempt).await {
                 Ok(held) => {
                     self.store.outbox_done(id).await?;
                     settled += 1;

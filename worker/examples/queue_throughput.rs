@@ -98,7 +98,7 @@ async fn connect(url: &str, prefix: &str) -> RedisQueue {
 
 async fn consume(url: &str, prefix: &str, concurrency: usize, production_telemetry: bool) {
     if production_telemetry {
-        worker::cli::init_tracing(worker::config::LogFormat::Json);
+        plumbing::cli::init_logs(true, plumbing::cli::SERVICE_LOG_LEVEL);
         worker::telemetry::install_prometheus().expect("recorder");
     }
     let queue: Arc<dyn ReliableQueue> = Arc::new(connect(url, prefix).await);

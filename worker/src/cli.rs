@@ -1,13 +1,15 @@
 //! The `worker` command line: `transcriber`, `notifier` and the operator commands
 //! `queue stats|dead|requeue ID|purge-dead`. Queue commands print text, or JSON with `--json`;
-//! failures are one line on stderr and exit code 1 (usage errors: 2, from clap).
+//! failures are one line on stderr (`{"error": …}` with `--json`) and exit code 1 (usage
+//! errors: 2, from clap). Only `queue requeue` signs a job, so only it (and the workers) need
+//! `JOB_SIGNING_KEY`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use job_queue::{QueueError, ReliableQueue};
+use job_queue::{DeadJob, QueueError, ReliableQueue};
 use serde::Serialize;
 
 use crate::config::{ConfigError, NotifierArgs, QueueArgs, TranscriberArgs};
@@ -84,6 +86,11 @@ pub enum CliError {
     NotFound(String),
     #[error("{0}")]
     Telemetry(#[from] TelemetryError),
+    #[error("cannot listen on {addr} (metrics endpoint): {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("metrics endpoint: {0}")]
     MetricsEndpoint(#[from] std::io::Error),
 }
@@ -113,10 +120,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             )
             .await
         }
-        Command::Queue(command) => {
-            let queue = cli.common.connect().await?;
-            queue_command(queue, command, cli.common.json).await
-        }
+        Command::Queue(command) => queue_command(&cli.common, command).await,
     }
 }
 
@@ -132,7 +136,9 @@ async fn with_metrics(
         return Ok(());
     };
     let handle = telemetry::install_prometheus()?;
-    let server = MetricsServer::bind(bind, handle, queue).await?;
+    let server = MetricsServer::bind(bind, handle, queue)
+        .await
+        .map_err(|source| CliError::MetricsBind { addr: bind, source })?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, "metrics endpoint listening");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -164,13 +170,38 @@ fn print_json<T: Serialize>(value: &T) {
     );
 }
 
-async fn queue_command(
-    queue: Arc<dyn ReliableQueue>,
-    command: QueueCommand,
-    json: bool,
-) -> Result<(), CliError> {
+/// A dead job as the CLI prints it: the time it died in RFC 3339.
+#[derive(Serialize)]
+struct DeadJobView<'a> {
+    id: &'a str,
+    kind: Option<&'a str>,
+    attempt: u32,
+    reason: &'a str,
+    died_at: String,
+    verified: bool,
+    job: &'a str,
+}
+
+impl<'a> From<&'a DeadJob> for DeadJobView<'a> {
+    fn from(job: &'a DeadJob) -> Self {
+        DeadJobView {
+            id: &job.id,
+            kind: job.kind.as_deref(),
+            attempt: job.attempt,
+            reason: &job.reason,
+            died_at: plumbing::rfc3339_from_unix_ms(job.died_at),
+            verified: job.verified,
+            job: &job.job,
+        }
+    }
+}
+
+/// Runs a `queue …` command. Only `requeue` signs a job, so only it needs `JOB_SIGNING_KEY`.
+async fn queue_command(args: &QueueArgs, command: QueueCommand) -> Result<(), CliError> {
+    let json = args.json;
     match command {
         QueueCommand::Stats { queue: name } => {
+            let queue = args.inspect().await?;
             let mut all = serde_json::Map::new();
             for name in queues(name) {
                 let stats = queue.stats(&name).await?;
@@ -187,29 +218,33 @@ async fn queue_command(
             }
         }
         QueueCommand::Dead { queue: name } => {
+            let queue = args.inspect().await?;
             let mut all = serde_json::Map::new();
             for name in queues(name) {
                 let dead = queue.dead(&name).await?;
+                let views: Vec<DeadJobView<'_>> = dead.iter().map(DeadJobView::from).collect();
                 if !json {
                     println!("{name}: {} dead", dead.len());
-                    for job in &dead {
+                    for job in &views {
                         println!(
-                            "  {}  kind={}  attempts={}  verified={}  reason: {}",
+                            "  {}  kind={}  attempts={}  died_at={}  verified={}  reason: {}",
                             job.id,
-                            job.kind.as_deref().unwrap_or("?"),
+                            job.kind.unwrap_or("?"),
                             job.attempt,
+                            job.died_at,
                             job.verified,
                             job.reason
                         );
                     }
                 }
-                all.insert(name, serde_json::to_value(dead).unwrap_or_default());
+                all.insert(name, serde_json::to_value(views).unwrap_or_default());
             }
             if json {
                 print_json(&all);
             }
         }
         QueueCommand::Requeue { id, queue: name } => {
+            let queue = args.connect().await?;
             let mut found = None;
             for name in queues(name) {
                 if queue.requeue_dead(&name, &id).await? {
@@ -227,6 +262,7 @@ async fn queue_command(
             }
         }
         QueueCommand::PurgeDead { queue: name } => {
+            let queue = args.inspect().await?;
             let mut all = serde_json::Map::new();
             for name in queues(name) {
                 let purged = queue.purge_dead(&name).await?;
@@ -275,17 +311,4 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     async {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// Installs the tracing subscriber (stderr, `RUST_LOG` filter, default `info`).
-pub fn init_tracing(format: crate::config::LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        crate::config::LogFormat::Json => builder.json().try_init(),
-        crate::config::LogFormat::Pretty => builder.try_init(),
-    };
 }

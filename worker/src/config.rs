@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
-use job_queue::{QueueConfig, QueueError, ReliableQueue, SigningKey};
+use job_queue::{QueueConfig, QueueError, QueueInspector, ReliableQueue, SigningKey};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::ClientCredentials;
@@ -57,6 +57,7 @@ pub struct QueueArgs {
     #[arg(
         long,
         env = "QUEUE_DATABASE_URL",
+        hide_env_values = true,
         global = true,
         default_value = "sqlite:data/queue.db"
     )]
@@ -69,7 +70,8 @@ pub struct QueueArgs {
         default_value = "transcribe"
     )]
     pub queue_prefix: String,
-    /// HMAC key shared by producers and workers (at least 32 bytes).
+    /// HMAC key shared by producers and workers (at least 32 bytes); `queue stats`, `queue
+    /// dead` and `queue purge-dead` do not need it.
     #[arg(long, env = "JOB_SIGNING_KEY", global = true, hide_env_values = true, value_parser = secret)]
     pub job_signing_key: Option<SecretString>,
     /// Deliveries before a failing job goes to the dead list.
@@ -104,6 +106,13 @@ impl QueueArgs {
         };
         let redis_url = self.redis_url.as_ref().map(|url| url.expose_secret());
         Ok(job_queue::connect(redis_url, &self.queue_db, &self.queue_prefix, key, config).await?)
+    }
+
+    /// Opens the configured queue backend for the operations that neither sign nor verify a
+    /// job (counts, the dead list, purging it): `JOB_SIGNING_KEY` is not needed.
+    pub async fn inspect(&self) -> Result<Arc<dyn QueueInspector>, ConfigError> {
+        let redis_url = self.redis_url.as_ref().map(|url| url.expose_secret());
+        Ok(job_queue::inspect(redis_url, &self.queue_db, &self.queue_prefix).await?)
     }
 }
 
@@ -178,17 +187,25 @@ pub enum EngineKind {
 pub struct ApiClientArgs {
     /// transcription-api base URL: where the transcriber reports results and the notifier
     /// reports each notification's state (`sent` / `failed`).
-    #[arg(long, env = "TRANSCRIPTION_API_URL")]
+    #[arg(long, env = "TRANSCRIPTION_API_URL", hide_env_values = true)]
     pub transcription_api_url: Option<String>,
     /// Auth server base URL (the token endpoint is `<AUTH_URL>/oauth/token`).
-    #[arg(long, env = "AUTH_URL")]
+    #[arg(long, env = "AUTH_URL", hide_env_values = true)]
     pub auth_url: Option<String>,
     /// The worker's OAuth2 client id.
     #[arg(long, env = "WORKER_CLIENT_ID")]
     pub worker_client_id: Option<String>,
-    /// The worker's OAuth2 client secret.
+    /// The worker's OAuth2 client secret. Prefer the environment or
+    /// `--worker-client-secret-file`: a value on the command line is visible in `ps`.
     #[arg(long, env = "WORKER_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
     pub worker_client_secret: Option<SecretString>,
+    /// File holding the worker's OAuth2 client secret (a trailing newline is trimmed).
+    #[arg(
+        long,
+        env = "WORKER_CLIENT_SECRET_FILE",
+        conflicts_with = "worker_client_secret"
+    )]
+    pub worker_client_secret_file: Option<PathBuf>,
     /// Scope requested for the reporting token.
     #[arg(
         long,
@@ -213,11 +230,12 @@ impl ApiClientArgs {
             .clone()
             .filter(|id| !id.is_empty())
             .ok_or_else(|| invalid(format!("WORKER_CLIENT_ID is required{requirement}")))?;
-        let client_secret = self
-            .worker_client_secret
-            .clone()
-            .filter(|s| !s.expose_secret().is_empty())
-            .ok_or_else(|| invalid(format!("WORKER_CLIENT_SECRET is required{requirement}")))?;
+        let client_secret = match &self.worker_client_secret_file {
+            Some(path) => read_secret_file(path)?,
+            None => self.worker_client_secret.clone(),
+        }
+        .filter(|s| !s.expose_secret().is_empty())
+        .ok_or_else(|| invalid(format!("WORKER_CLIENT_SECRET is required{requirement}")))?;
         Ok(ReportConfig {
             api_url,
             credentials: ClientCredentials {
@@ -228,6 +246,15 @@ impl ApiClientArgs {
             },
         })
     }
+}
+
+/// The secret in `path`, without its trailing newline.
+fn read_secret_file(path: &std::path::Path) -> Result<Option<SecretString>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("WORKER_CLIENT_SECRET_FILE {}: {e}", path.display())))?;
+    Ok(Some(SecretString::from(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    )))
 }
 
 /// Flags of `worker transcriber`.
@@ -462,6 +489,66 @@ mod tests {
                 .to_config()
                 .is_ok_and(|c| !c.download.allow_private)
         );
+    }
+
+    /// `--worker-client-secret-file`: the secret without its trailing newline; never together
+    /// with `--worker-client-secret`; an unreadable file is named.
+    #[test]
+    fn the_client_secret_can_come_from_a_file() {
+        use secrecy::ExposeSecret;
+        let dir = std::env::temp_dir().join(format!("worker-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("client-secret");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let file = file.to_str().unwrap();
+        let args = |extra: &[&str]| {
+            let mut args = vec![
+                "worker",
+                "transcriber",
+                "--transcription-api-url",
+                "http://api.test",
+                "--auth-url",
+                "http://auth.test",
+                "--worker-client-id",
+                "worker",
+            ];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let Command::Transcriber(parsed) = args(&["--worker-client-secret-file", file])
+            .unwrap()
+            .command
+        else {
+            panic!("not the transcriber");
+        };
+        let config = parsed.to_config().unwrap();
+        assert_eq!(
+            config.credentials.client_secret.expose_secret(),
+            "from-a-file"
+        );
+
+        let both = args(&[
+            "--worker-client-secret-file",
+            file,
+            "--worker-client-secret",
+            "other",
+        ]);
+        assert_eq!(
+            both.unwrap_err().kind(),
+            clap::error::ErrorKind::ArgumentConflict
+        );
+
+        let missing = dir.join("missing");
+        let Command::Transcriber(parsed) =
+            args(&["--worker-client-secret-file", missing.to_str().unwrap()])
+                .unwrap()
+                .command
+        else {
+            panic!("not the transcriber");
+        };
+        let err = parsed.to_config().unwrap_err().to_string();
+        assert!(err.contains(missing.to_str().unwrap()), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

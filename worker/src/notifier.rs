@@ -2,11 +2,13 @@
 //! (lettre; `smtp://` with opportunistic STARTTLS, `smtp://…?tls=required`, `smtps://` with
 //! implicit TLS; rustls on aws-lc-rs, the server's certificate verified against the platform's
 //! roots and, with [`SmtpMailer::with_extra_roots`], a private CA) or, without `SMTP_URL`, as
-//! `<outbox-dir>/<transcription_id>.eml` files.
+//! `<outbox-dir>/<key>.eml` files.
 //!
-//! Idempotency by job id (`notify-<transcription_id>`): the outbox file is written once
-//! (atomically, by rename) and a redelivery finds it and does nothing; in SMTP mode the marker
-//! `notify-sent:<transcription_id>` is set in the queue backend ([`ReliableQueue::set_marker`]:
+//! Idempotency by job id (`notify-<key>`, the key being the transcription id, with
+//! `-attempt-<n>` from an owner's first retry on: [`NotifyJob::delivery_key`]): the outbox
+//! file is written once (atomically, by rename) and a redelivery finds it and does nothing; in
+//! SMTP mode the marker `notify-sent:<key>` is set in the queue backend
+//! ([`ReliableQueue::set_marker`]:
 //! Redis, or the embedded queue's database, so replicas on different machines share it) after
 //! the server accepted the message, and a redelivery finds it and skips sending. The
 //! Message-ID is derived from the job id too, so a duplicate that slips through the crash
@@ -120,15 +122,13 @@ impl MailError {
 /// Where a message goes.
 #[async_trait]
 pub trait Mailer: Send + Sync {
-    /// Delivers `message` for `transcription_id` unless it was delivered before.
-    async fn deliver(
-        &self,
-        transcription_id: uuid::Uuid,
-        message: Message,
-    ) -> Result<(), MailError>;
+    /// Delivers `message` unless the message named `key` ([`NotifyJob::delivery_key`]: the
+    /// transcription id, with the attempt from the second on) was delivered before.
+    async fn deliver(&self, key: &str, message: Message) -> Result<(), MailError>;
 }
 
-/// Writes each message to `<dir>/<transcription_id>.eml` (once).
+/// Writes each message to `<dir>/<key>.eml` (once); the key is the transcription id for a
+/// first attempt.
 #[derive(Debug, Clone)]
 pub struct OutboxMailer {
     dir: PathBuf,
@@ -139,20 +139,16 @@ impl OutboxMailer {
         OutboxMailer { dir: dir.into() }
     }
 
-    /// The file a transcription's message is written to.
-    pub fn path_for(&self, transcription_id: uuid::Uuid) -> PathBuf {
-        self.dir.join(format!("{transcription_id}.eml"))
+    /// The file the message named `key` is written to.
+    pub fn path_for(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.eml"))
     }
 }
 
 #[async_trait]
 impl Mailer for OutboxMailer {
-    async fn deliver(
-        &self,
-        transcription_id: uuid::Uuid,
-        message: Message,
-    ) -> Result<(), MailError> {
-        let path = self.path_for(transcription_id);
+    async fn deliver(&self, key: &str, message: Message) -> Result<(), MailError> {
+        let path = self.path_for(key);
         if tokio::fs::try_exists(&path).await? {
             tracing::info!(path = %path.display(), "message already in the outbox");
             return Ok(());
@@ -277,9 +273,10 @@ impl SmtpMailer {
         })
     }
 
-    /// The name of the "sent" marker of a transcription's message.
-    pub fn marker(transcription_id: uuid::Uuid) -> String {
-        format!("notify-sent:{transcription_id}")
+    /// The name of the "sent" marker of the message named `key` (for a first attempt the
+    /// transcription id).
+    pub fn marker(key: impl std::fmt::Display) -> String {
+        format!("notify-sent:{key}")
     }
 }
 
@@ -317,14 +314,10 @@ fn percent_decode(value: &str) -> String {
 
 #[async_trait]
 impl Mailer for SmtpMailer {
-    async fn deliver(
-        &self,
-        transcription_id: uuid::Uuid,
-        message: Message,
-    ) -> Result<(), MailError> {
-        let marker = SmtpMailer::marker(transcription_id);
+    async fn deliver(&self, key: &str, message: Message) -> Result<(), MailError> {
+        let marker = SmtpMailer::marker(key);
         if self.markers.has_marker(&marker).await? {
-            tracing::info!(%transcription_id, "message was sent before; not sending again");
+            tracing::info!(%key, "message was sent before; not sending again");
             return Ok(());
         }
         let response = tokio::time::timeout(self.timeout, self.transport.send(message))
@@ -455,8 +448,8 @@ impl NotifyHandler {
         }
     }
 
-    /// The e-mail for a notify job.
-    pub fn compose(&self, job: &NotifyJob) -> Result<Message, MailError> {
+    /// The e-mail for a notify job; `key` ([`NotifyJob::delivery_key`]) makes its Message-ID.
+    pub fn compose(&self, job: &NotifyJob, key: &str) -> Result<Message, MailError> {
         let to: Mailbox = job
             .email
             .parse()
@@ -489,7 +482,7 @@ impl NotifyHandler {
             .from(self.from.clone())
             .to(to)
             .subject(subject)
-            .message_id(Some(format!("<notify-{id}@{domain}>")))
+            .message_id(Some(format!("<notify-{key}@{domain}>")))
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| MailError::Message(e.to_string()))
@@ -505,9 +498,10 @@ impl JobHandler for NotifyHandler {
     async fn handle(&self, envelope: &Envelope) -> Result<(), JobError> {
         let job: NotifyJob = serde_json::from_value(envelope.payload.clone())
             .map_err(|e| JobError::Permanent(format!("bad notify payload: {e}")))?;
-        let message = self.compose(&job).map_err(mail_error)?;
+        let key = NotifyJob::delivery_key(&envelope.id);
+        let message = self.compose(&job, key).map_err(mail_error)?;
         self.mailer
-            .deliver(job.transcription_id, message)
+            .deliver(key, message)
             .await
             .map_err(mail_error)?;
         self.report(job.transcription_id, &NotificationReport::Sent)

@@ -1,7 +1,8 @@
 //! `worker transcriber`: consumes `transcribe` jobs. For each: report `processing` to
 //! transcription-api, download the audio (see [`download`](crate::download)), run the
 //! [`Engine`], report `completed` or `failed`, enqueue the `notify` job
-//! (`notify-<transcription_id>`, so a re-run is deduplicated while it is pending) and ack.
+//! (`notify-<transcribe job id>`, so a re-run is deduplicated while it is pending and each
+//! attempt of a transcription gets its own e-mail) and ack.
 //!
 //! Error policy:
 //! * audio that can never be transcribed (bad URL, refused address, too large, 4xx, engine
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use job_queue::{Envelope, ReliableQueue};
+use job_queue::{Envelope, JobId, ReliableQueue};
 use uuid::Uuid;
 
 use crate::api::{
@@ -222,9 +223,14 @@ impl TranscribeHandler {
         }
     }
 
-    async fn enqueue_notify(&self, notify: &NotifyJob) -> Result<(), JobError> {
+    /// Queues the e-mail of the transcribe job `transcribe_id` (one per attempt).
+    async fn enqueue_notify(
+        &self,
+        notify: &NotifyJob,
+        transcribe_id: &JobId,
+    ) -> Result<(), JobError> {
         let job = notify
-            .to_job()
+            .to_job_after(transcribe_id)
             .map_err(|e| JobError::Permanent(format!("cannot build the notify job: {e}")))?;
         let enqueued = self
             .queue
@@ -274,7 +280,7 @@ impl JobHandler for TranscribeHandler {
             tracing::info!(%id, "the record went away during the job: acknowledged as obsolete");
             return Ok(());
         }
-        self.enqueue_notify(&notify).await
+        self.enqueue_notify(&notify, &envelope.id).await
     }
 
     async fn on_dead(&self, envelope: &Envelope, error: &JobError) {
@@ -294,7 +300,10 @@ impl JobHandler for TranscribeHandler {
         {
             tracing::warn!(error = %err, "could not report the dead job as failed");
         }
-        if let Err(err) = self.enqueue_notify(&failed_notice(&job)).await {
+        if let Err(err) = self
+            .enqueue_notify(&failed_notice(&job), &envelope.id)
+            .await
+        {
             tracing::warn!(error = %err, "could not notify the user about the dead job");
         }
     }

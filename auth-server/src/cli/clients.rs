@@ -120,7 +120,7 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
                     grant_list(&client),
                     client.scopes.iter().cloned().collect::<Vec<_>>().join(" "),
                     client.disabled,
-                    client.created_at
+                    plumbing::rfc3339(client.created_at)
                 )
             });
         }

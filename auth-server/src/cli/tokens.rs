@@ -78,8 +78,10 @@ pub async fn run(cmd: TokensCommand, common: &CommonArgs, out: &Output) -> Resul
         }
     };
     let sessions = revoked.sessions;
+    // Tokens issued at or before this instant are refused.
+    let not_before = plumbing::rfc3339_from_unix_ms(revoked.not_before_ms);
     out.print(
-        &serde_json::json!({"revoked_sessions": sessions, "not_before_ms": revoked.not_before_ms}),
+        &serde_json::json!({"revoked_sessions": sessions, "not_before": not_before}),
         || format!("{sessions} session(s) of {label} revoked, with their access tokens"),
     );
     Ok(())

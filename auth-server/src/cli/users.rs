@@ -97,7 +97,7 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
                     user.email,
                     permission_list(&user),
                     user.disabled,
-                    user.created_at
+                    plumbing::rfc3339(user.created_at)
                 )
             });
         }
@@ -196,6 +196,12 @@ fn read_new_password(email: &str) -> Result<String, CliError> {
         std::io::stdin().lock().read_line(&mut line)?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
+    if password.is_empty() {
+        return Err(CliError::Invalid(
+            "no password was given: pipe it as the first line of stdin, or run on a terminal to be asked"
+                .to_owned(),
+        ));
+    }
     check_policy(&password, email)?;
     Ok(password)
 }

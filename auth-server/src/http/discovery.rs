@@ -55,7 +55,9 @@ async fn metadata(State(state): State<AppState>) -> Response {
         "token_endpoint": format!("{issuer}/oauth/token"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "grant_types_supported": SUPPORTED_GRANT_TYPES.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        "response_types_supported": [],
+        // REQUIRED and non-empty for strict clients; no authorization endpoint returns any
+        // credential (docs/decisions.md, "Metadata without an authorization endpoint").
+        "response_types_supported": ["none"],
         "scopes_supported": scopes,
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),

@@ -29,6 +29,9 @@ pub enum StoreError {
     ScopeInUse(String),
     #[error("unsupported database URL (expected sqlite:… or postgres://…)")]
     UnsupportedUrl,
+    /// The database could not be opened; names the file or host, never the URL.
+    #[error(transparent)]
+    Connect(#[from] plumbing::connect::ConnectError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

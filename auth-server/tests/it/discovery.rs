@@ -128,6 +128,98 @@ async fn metadata_follows_rfc_8414(app: &TestApp) {
         meta["token_endpoint_auth_methods_supported"],
         serde_json::json!(["client_secret_basic", "client_secret_post"])
     );
+    // No authorization endpoint: no response type returns a credential (docs/decisions.md).
+    assert_eq!(
+        meta["response_types_supported"],
+        serde_json::json!(["none"])
+    );
+    assert!(meta.get("authorization_endpoint").is_none());
+    assert!(meta.get("code_challenge_methods_supported").is_none());
+}
+
+/// A Python interpreter that has authlib: `python3` on the PATH, else the system one (where
+/// Debian's `python3-authlib` lives). `None` outside CI when there is none (the test skips);
+/// in CI (`CI=true`) a missing authlib fails the test.
+fn python_with_authlib() -> Option<&'static str> {
+    let found = ["python3", "/usr/bin/python3"].into_iter().find(|python| {
+        std::process::Command::new(python)
+            .args(["-c", "import authlib"])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            !auth_server::testing::in_ci(),
+            "authlib is required in CI: apt-get install python3-authlib"
+        );
+        eprintln!("skipping: no python3 with authlib (apt-get install python3-authlib)");
+    }
+    found
+}
+
+/// Validates a metadata document with authlib's RFC 8414 validator; its error when it fails.
+fn authlib_validate(python: &str, document: &str) -> Result<(), String> {
+    use std::io::Write;
+    let script = "import json, sys\n\
+                  from authlib.oauth2.rfc8414 import AuthorizationServerMetadata\n\
+                  AuthorizationServerMetadata(json.load(sys.stdin)).validate()\n";
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(document.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// The served metadata, at the plain and at the path-inserted location, passes a stock
+/// client's validation (authlib), and the validator does refuse what it used to serve.
+#[tokio::test]
+async fn the_metadata_passes_authlibs_validation() {
+    let Some(python) = python_with_authlib() else {
+        return;
+    };
+    for (issuer, location) in [
+        (
+            "https://auth.example.test",
+            "/.well-known/oauth-authorization-server",
+        ),
+        (
+            "https://auth.example.test/tenant",
+            "/.well-known/oauth-authorization-server/tenant",
+        ),
+    ] {
+        let app = TestApp::spawn_with(crate::helpers::TestDb::sqlite(), |config| {
+            config.issuer = Some(issuer.to_owned());
+        })
+        .await;
+        app.create_scopes(&["transcriptions:read"]).await;
+        let response = app.http.get(app.url(location)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{location}");
+        let document = response.text().await.unwrap();
+        let meta: Value = serde_json::from_str(&document).unwrap();
+        assert_eq!(meta["issuer"], issuer);
+        if let Err(refusal) = authlib_validate(python, &document) {
+            panic!("authlib refuses the metadata of {issuer}: {refusal}\n{document}");
+        }
+        // The validator is not a rubber stamp: the old empty list is refused.
+        let mut old = meta.clone();
+        old["response_types_supported"] = serde_json::json!([]);
+        let refusal = authlib_validate(python, &old.to_string()).unwrap_err();
+        assert!(refusal.contains("response_types_supported"), "{refusal}");
+    }
 }
 
 async fn health_and_readiness(app: &TestApp) {

@@ -5,6 +5,7 @@
 
 mod api_reach;
 mod cli;
+mod cli_output;
 mod discovery;
 mod helpers;
 mod hostile_input;

@@ -87,6 +87,10 @@ impl From<SubmitError> for ApiError {
                 "This Idempotency-Key was already used with a different request.",
             )),
             SubmitError::InFlight { retry_after_secs } => ApiError::InFlight { retry_after_secs },
+            SubmitError::NotFailed(status) => ApiError::Conflict(format!(
+                "Only a failed transcription can be retried; this one is {status}."
+            )),
+            SubmitError::NotFound => ApiError::NotFound,
             SubmitError::Store(e) => e.into(),
         }
     }

@@ -19,6 +19,7 @@ use crate::AppState;
         super::transcriptions::create,
         super::transcriptions::show,
         super::transcriptions::list,
+        super::transcriptions::retry,
         super::internal::report,
         super::internal::notification,
         super::health::healthz,

@@ -1,5 +1,5 @@
 //! `POST /transcriptions` (and the seed's `POST /transcription`), `GET /transcriptions/{id}`,
-//! `GET /transcriptions`: what token holders do.
+//! `GET /transcriptions`, `POST /transcriptions/{id}/retry`: what token holders do.
 
 use axum::Json;
 use axum::Router;
@@ -11,8 +11,6 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use token_guard::Principal;
 use uuid::Uuid;
 
@@ -42,8 +40,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
                 .route_layer(write.clone())
                 .merge(get(list).route_layer(read.clone())),
         )
-        .route("/transcription", post(create).route_layer(write))
+        .route("/transcription", post(create).route_layer(write.clone()))
         .route("/transcriptions/{id}", get(show).route_layer(read))
+        .route("/transcriptions/{id}/retry", post(retry).route_layer(write))
 }
 
 /// A transcription request: JSON or form fields.
@@ -82,14 +81,13 @@ pub struct TranscriptionView {
     pub error: Option<String>,
     /// Whether the result was e-mailed: `pending`, then `sent` or `failed` (with a reason).
     pub notification: Notification,
+    /// 1 at submission, one more each time you retried it after it failed.
+    #[schema(example = 1)]
+    pub attempt: u32,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
-}
-
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
 }
 
 impl From<Transcription> for TranscriptionView {
@@ -102,8 +100,9 @@ impl From<Transcription> for TranscriptionView {
             transcript: t.transcript,
             error: t.error,
             notification: t.notification,
-            created_at: rfc3339(t.created_at),
-            updated_at: rfc3339(t.updated_at),
+            attempt: t.attempt,
+            created_at: plumbing::rfc3339(t.created_at),
+            updated_at: plumbing::rfc3339(t.updated_at),
         }
     }
 }
@@ -179,11 +178,17 @@ pub async fn create(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let submission = validate::submission(content_type, &bytes)?;
-    let (id, replayed) = match state
+    let submitted = state
         .transcriptions
         .submit(&caller(&principal), submission, key)
-        .await?
-    {
+        .await?;
+    accepted(submitted)
+}
+
+/// `202 {"id", "status": "queued"}` with `Location`, and `Idempotent-Replayed: true` for a
+/// replayed answer.
+fn accepted(submitted: Submitted) -> Result<Response, ApiError> {
+    let (id, replayed) = match submitted {
         Submitted::Created(id) => (id, false),
         Submitted::Replayed(id) => (id, true),
     };
@@ -204,6 +209,46 @@ pub async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Retry one of your transcriptions that failed: it is queued again as a new attempt (a fresh
+/// job), its notification back to `pending`.
+#[utoipa::path(
+    post,
+    path = "/transcriptions/{id}/retry",
+    tag = "transcriptions",
+    params(
+        ("id" = Uuid, Path, description = "Transcription id"),
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Repeat the request safely: the same key gives the same answer for 24 h"),
+    ),
+    responses(
+        (status = 202, description = "Queued again (at once, or by the outbox relay once the queue answers)", body = Accepted,
+         headers(("Location" = String, description = "URL of the transcription"))),
+        (status = 400, description = "A malformed or repeated Idempotency-Key", body = ErrorBody),
+        (status = 401, description = "No or invalid token"),
+        (status = 403, description = "Token lacks transcriptions:write"),
+        (status = 404, description = "Unknown, or not yours", body = ErrorBody),
+        (status = 409, description = "The transcription has not failed (queued, processing or completed), or a request with this Idempotency-Key is still in flight", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used with another request", body = ValidationErrors),
+        (status = 503, description = "Database unreachable; nothing changed", body = ErrorBody,
+         headers(("Retry-After" = u32))),
+    ),
+    security(("bearer" = ["transcriptions:write"]))
+)]
+pub async fn retry(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let submitted = state
+        .transcriptions
+        .retry(&caller(&principal), id, key)
+        .await?;
+    accepted(submitted)
 }
 
 /// Read one of your transcriptions.

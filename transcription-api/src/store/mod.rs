@@ -139,6 +139,10 @@ pub struct Transcription {
     pub error: Option<String>,
     /// Whether the owner was told by e-mail; [`Notification::Pending`] at creation.
     pub notification: Notification,
+    /// 1 at submission, one more each time the owner retries it after it failed
+    /// ([`TranscriptionStore::retry`]); each attempt is its own transcribe job
+    /// ([`job_queue::jobs::attempt_key`]).
+    pub attempt: u32,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -157,19 +161,37 @@ pub struct IdempotencyKey {
     pub in_flight_until_ms: i64,
 }
 
+/// The earlier request that holds an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierRequest {
+    pub transcription_id: Uuid,
+    /// Whether the earlier request had the same hash.
+    pub same_request: bool,
+    /// The earlier request's [`IdempotencyKey::in_flight_until_ms`].
+    pub in_flight_until_ms: i64,
+}
+
 /// The result of [`TranscriptionStore::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
     /// The record and its outbox entry were written.
     Created,
     /// The idempotency key was used before: nothing was written.
-    Replayed {
-        transcription_id: Uuid,
-        /// Whether the earlier request had the same hash.
-        same_request: bool,
-        /// The earlier request's [`IdempotencyKey::in_flight_until_ms`].
-        in_flight_until_ms: i64,
-    },
+    Replayed(EarlierRequest),
+}
+
+/// The result of [`TranscriptionStore::retry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// The record is `queued` again as its next attempt, notification `pending`, with a fresh
+    /// outbox entry: the record as it is now.
+    Queued(Transcription),
+    /// The idempotency key was used before: nothing was written.
+    Replayed(EarlierRequest),
+    /// Only a `failed` record can be retried; this one is in this state, unchanged.
+    NotFailed(Status),
+    /// No record with this id belongs to this owner.
+    NotFound,
 }
 
 /// A progress or result report of the worker.
@@ -216,6 +238,8 @@ pub struct OutboxEntry {
     pub transcription_id: Uuid,
     pub audio_url: String,
     pub email: String,
+    /// The record's attempt: which job to queue.
+    pub attempt: u32,
     /// The record's status: a record that moved past `queued` was evidently queued already.
     pub status: Status,
 }
@@ -229,6 +253,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported DATABASE_URL `{0}` (expected sqlite:… or postgres://…)")]
     UnsupportedUrl(String),
+    /// The database could not be opened; names the file or host, never the URL.
+    #[error(transparent)]
+    Connect(#[from] plumbing::connect::ConnectError),
     #[error("corrupt data: {0}")]
     Corrupt(String),
 }
@@ -251,6 +278,20 @@ pub trait TranscriptionStore: Send + Sync {
         idempotency: Option<&IdempotencyKey>,
         outbox_due_ms: i64,
     ) -> Result<Inserted, StoreError>;
+
+    /// Puts `owner`'s `failed` record `id` back to `queued` as its next attempt (transcript and
+    /// error cleared, notification `pending`, last handed to the queue at `now`) with an
+    /// outbox entry due at `outbox_due_ms`, and remembers the idempotency key when given, in
+    /// one transaction. Nothing is written for another owner's or an unknown id (the same
+    /// answer), a record that is not `failed`, or a key used before.
+    async fn retry(
+        &self,
+        owner: &str,
+        id: Uuid,
+        idempotency: Option<&IdempotencyKey>,
+        now: OffsetDateTime,
+        outbox_due_ms: i64,
+    ) -> Result<Retried, StoreError>;
 
     /// The job of `id` is queued: drops its outbox entry.
     async fn outbox_done(&self, id: Uuid) -> Result<(), StoreError>;

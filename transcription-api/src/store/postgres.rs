@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use plumbing::connect::open_postgres;
 use sqlx::Row;
-use sqlx::postgres::PgPoolOptions;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -21,11 +21,7 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to a `postgres://` URL.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await?;
+        let pool = open_postgres(url, 16, Duration::from_secs(5)).await?;
         Ok(PostgresStore {
             writer: pool.clone(),
             pool,
@@ -56,6 +52,11 @@ impl PostgresStore {
                 include_str!(
                     "../../../migrations/transcription-api/postgres/1004_outbox_in_flight_requeue.sql"
                 ),
+            ),
+            (
+                1005,
+                "attempts",
+                include_str!("../../../migrations/transcription-api/postgres/1005_attempts.sql"),
             ),
         ])
     }

@@ -27,14 +27,15 @@ macro_rules! impl_sql_store {
                 let id = t.id.to_string();
                 let mut tx = self.writer.begin().await?;
                 if let Some(key) = idempotency
-                    && let Some(replayed) = Self::replay(&mut *tx, key).await?
+                    && let Some(earlier) = Self::replay(&mut *tx, key).await?
                 {
-                    return Ok(replayed);
+                    return Ok(Inserted::Replayed(earlier));
                 }
                 sqlx::query(
                     "INSERT INTO transcriptions (id, owner, client_id, email, audio_url, status, \
                      transcript, error, notification, notification_reason, created_at, updated_at, \
-                     queued_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     queued_at_ms, attempt) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(&id)
                 .bind(&t.owner)
@@ -49,6 +50,7 @@ macro_rules! impl_sql_store {
                 .bind(t.created_at)
                 .bind(t.updated_at)
                 .bind(t.created_at.unix_timestamp() * 1000)
+                .bind(i32::try_from(t.attempt).unwrap_or(i32::MAX))
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
@@ -58,34 +60,75 @@ macro_rules! impl_sql_store {
                 .bind(outbox_due_ms)
                 .execute(&mut *tx)
                 .await?;
-                if let Some(key) = idempotency {
-                    let inserted = sqlx::query(
-                        "INSERT INTO idempotency_keys \
-                         (owner, key, request_hash, transcription_id, created_at_ms, \
-                         in_flight_until_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(&key.owner)
-                    .bind(&key.key)
-                    .bind(&key.request_hash)
-                    .bind(&id)
-                    .bind(t.created_at.unix_timestamp() * 1000)
-                    .bind(key.in_flight_until_ms)
-                    .execute(&mut *tx)
-                    .await;
-                    match inserted {
-                        Ok(_) => {}
-                        // A concurrent request with the same key committed first: describe it.
-                        Err(e) if is_unique_violation(&e) => {
-                            tx.rollback().await?;
-                            return Self::replay(&self.writer, key).await?.ok_or_else(|| {
-                                StoreError::Corrupt("an idempotency key vanished".into())
-                            });
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+                if let Some(key) = idempotency
+                    && !Self::remember_key(&mut *tx, key, &id, t.created_at).await?
+                {
+                    tx.rollback().await?;
+                    return Ok(Inserted::Replayed(self.concurrent_replay(key).await?));
                 }
                 tx.commit().await?;
                 Ok(Inserted::Created)
+            }
+
+            async fn retry(
+                &self,
+                owner: &str,
+                id: Uuid,
+                idempotency: Option<&IdempotencyKey>,
+                now: OffsetDateTime,
+                outbox_due_ms: i64,
+            ) -> Result<Retried, StoreError> {
+                let key_id = id.to_string();
+                let mut tx = self.writer.begin().await?;
+                if let Some(key) = idempotency
+                    && let Some(earlier) = Self::replay(&mut *tx, key).await?
+                {
+                    return Ok(Retried::Replayed(earlier));
+                }
+                let row = sqlx::query(concat!(
+                    "UPDATE transcriptions SET status = 'queued', transcript = NULL, error = NULL, \
+                     notification = 'pending', notification_reason = NULL, attempt = attempt + 1, \
+                     updated_at = $1, queued_at_ms = $2 \
+                     WHERE id = $3 AND owner = $4 AND status = 'failed' RETURNING ",
+                    transcription_columns!()
+                ))
+                .bind(now)
+                .bind(now.unix_timestamp() * 1000)
+                .bind(&key_id)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    let current = sqlx::query("SELECT status FROM transcriptions WHERE id = $1 AND owner = $2")
+                        .bind(&key_id)
+                        .bind(owner)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    tx.rollback().await?;
+                    return match current {
+                        Some(row) => Ok(Retried::NotFailed(Status::parse(&row.try_get::<String, _>("status")?)?)),
+                        None => Ok(Retried::NotFound),
+                    };
+                };
+                let record = Self::transcription(&row)?;
+                // A failed record has no outbox entry; a stale one from its last attempt is
+                // taken over.
+                sqlx::query(
+                    "INSERT INTO transcription_outbox (transcription_id, due_at_ms) VALUES ($1, $2) \
+                     ON CONFLICT (transcription_id) DO UPDATE SET due_at_ms = excluded.due_at_ms",
+                )
+                .bind(&key_id)
+                .bind(outbox_due_ms)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(key) = idempotency
+                    && !Self::remember_key(&mut *tx, key, &key_id, now).await?
+                {
+                    tx.rollback().await?;
+                    return Ok(Retried::Replayed(self.concurrent_replay(key).await?));
+                }
+                tx.commit().await?;
+                Ok(Retried::Queued(record))
             }
 
             async fn outbox_done(&self, id: Uuid) -> Result<(), StoreError> {
@@ -265,7 +308,7 @@ macro_rules! impl_sql_store {
                 limit: u32,
             ) -> Result<Vec<OutboxEntry>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT o.transcription_id, t.audio_url, t.email, t.status \
+                    "SELECT o.transcription_id, t.audio_url, t.email, t.status, t.attempt \
                      FROM transcription_outbox o JOIN transcriptions t ON t.id = o.transcription_id \
                      WHERE o.due_at_ms <= $1 ORDER BY o.due_at_ms LIMIT $2",
                 )
@@ -292,6 +335,7 @@ macro_rules! impl_sql_store {
                             audio_url: row.try_get("audio_url")?,
                             email: row.try_get("email")?,
                             status: Status::parse(&row.try_get::<String, _>("status")?)?,
+                            attempt: Self::attempt(&row)?,
                         });
                     }
                 }
@@ -350,7 +394,7 @@ macro_rules! impl_sql_store {
 
         impl $store {
             /// Describes the earlier request that holds `key`, if there is one.
-            async fn replay<'e, E>(executor: E, key: &IdempotencyKey) -> Result<Option<Inserted>, StoreError>
+            async fn replay<'e, E>(executor: E, key: &IdempotencyKey) -> Result<Option<EarlierRequest>, StoreError>
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
@@ -365,11 +409,56 @@ macro_rules! impl_sql_store {
                 let Some(row) = row else { return Ok(None) };
                 let hash: String = row.try_get("request_hash")?;
                 let earlier: String = row.try_get("transcription_id")?;
-                Ok(Some(Inserted::Replayed {
+                Ok(Some(EarlierRequest {
                     transcription_id: parse_id(&earlier)?,
                     same_request: hash == key.request_hash,
                     in_flight_until_ms: row.try_get("in_flight_until_ms")?,
                 }))
+            }
+
+            /// Remembers `key` for transcription `id`; `false` when a concurrent request with
+            /// the same key committed first (the caller rolls back and describes that one).
+            async fn remember_key<'e, E>(
+                executor: E,
+                key: &IdempotencyKey,
+                id: &str,
+                created_at: OffsetDateTime,
+            ) -> Result<bool, StoreError>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                let inserted = sqlx::query(
+                    "INSERT INTO idempotency_keys \
+                     (owner, key, request_hash, transcription_id, created_at_ms, \
+                     in_flight_until_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&key.owner)
+                .bind(&key.key)
+                .bind(&key.request_hash)
+                .bind(id)
+                .bind(created_at.unix_timestamp() * 1000)
+                .bind(key.in_flight_until_ms)
+                .execute(executor)
+                .await;
+                match inserted {
+                    Ok(_) => Ok(true),
+                    Err(e) if is_unique_violation(&e) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            /// The request that took `key` while this one was writing.
+            async fn concurrent_replay(&self, key: &IdempotencyKey) -> Result<EarlierRequest, StoreError> {
+                Self::replay(&self.writer, key)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("an idempotency key vanished".into()))
+            }
+
+            /// The `attempt` column.
+            fn attempt(row: &<$db as sqlx::Database>::Row) -> Result<u32, StoreError> {
+                let attempt: i32 = row.try_get("attempt")?;
+                u32::try_from(attempt)
+                    .map_err(|_| StoreError::Corrupt(format!("attempt {attempt}")))
             }
 
             fn transcription(row: &<$db as sqlx::Database>::Row) -> Result<Transcription, StoreError> {
@@ -386,6 +475,7 @@ macro_rules! impl_sql_store {
                         &row.try_get::<String, _>("notification")?,
                         row.try_get("notification_reason")?,
                     )?,
+                    attempt: Self::attempt(row)?,
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
                 })
@@ -400,7 +490,7 @@ pub(crate) use impl_sql_store;
 macro_rules! transcription_columns {
     () => {
         "id, owner, client_id, email, audio_url, status, transcript, error, notification, \
-         notification_reason, created_at, updated_at"
+         notification_reason, attempt, created_at, updated_at"
     };
 }
 

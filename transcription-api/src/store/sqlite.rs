@@ -3,6 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use plumbing::connect::open_sqlite;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
@@ -29,20 +30,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(parent) = options.get_filename().parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options.clone())
-            .await?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let pool =
+            open_sqlite(options.clone(), SqlitePoolOptions::new().max_connections(8)).await?;
+        let writer = open_sqlite(options, SqlitePoolOptions::new().max_connections(1)).await?;
         Ok(SqliteStore { pool, writer })
     }
 
@@ -66,6 +56,11 @@ impl SqliteStore {
                 include_str!(
                     "../../../migrations/transcription-api/sqlite/1004_outbox_in_flight_requeue.sql"
                 ),
+            ),
+            (
+                1005,
+                "attempts",
+                include_str!("../../../migrations/transcription-api/sqlite/1005_attempts.sql"),
             ),
         ])
     }

@@ -184,6 +184,7 @@ pub fn record(owner: &str) -> Transcription {
         transcript: None,
         error: None,
         notification: Notification::Pending,
+        attempt: 1,
         created_at: now,
         updated_at: now,
     }

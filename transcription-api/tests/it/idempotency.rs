@@ -4,7 +4,7 @@
 
 use auth_server::testing::TestDb;
 use time::{Duration, OffsetDateTime};
-use transcription_api::store::{IdempotencyKey, Inserted, Transcription};
+use transcription_api::store::{EarlierRequest, IdempotencyKey, Inserted, Transcription};
 
 use crate::helpers::{Options, TestApi, record};
 
@@ -50,7 +50,7 @@ async fn keys_are_remembered_24_hours(api: TestApi) {
         .await
         .unwrap();
     assert!(
-        matches!(again, Inserted::Replayed { transcription_id, .. } if transcription_id == inside.id),
+        matches!(again, Inserted::Replayed(EarlierRequest { transcription_id, .. }) if transcription_id == inside.id),
         "a key 23 h 59 min old is remembered: {again:?}"
     );
     assert_eq!(

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod cli;
 mod helpers;
 mod idempotency;
 mod input;
@@ -11,6 +12,7 @@ mod notification;
 mod outbox;
 mod read;
 mod report;
+mod retry;
 mod signals;
 mod store;
 mod submit;

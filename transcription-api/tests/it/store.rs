@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use transcription_api::store::{
-    self, IdempotencyKey, Inserted, Notification, NotificationOutcome, Report, ReportOutcome,
-    Status, Transcription, TranscriptionStore,
+    self, EarlierRequest, IdempotencyKey, Inserted, Notification, NotificationOutcome, Report,
+    ReportOutcome, Retried, Status, Transcription, TranscriptionStore,
 };
 use uuid::Uuid;
 
@@ -56,22 +56,22 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
             .insert(&record("alice"), Some(&key("alice", "h1")), 0)
             .await
             .unwrap(),
-        Inserted::Replayed {
+        Inserted::Replayed(EarlierRequest {
             transcription_id: keyed.id,
             same_request: true,
             in_flight_until_ms: 5,
-        }
+        })
     );
     assert_eq!(
         store
             .insert(&record("alice"), Some(&key("alice", "h2")), 0)
             .await
             .unwrap(),
-        Inserted::Replayed {
+        Inserted::Replayed(EarlierRequest {
             transcription_id: keyed.id,
             same_request: false,
             in_flight_until_ms: 5,
-        }
+        })
     );
     assert_eq!(
         store
@@ -88,11 +88,11 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
             .insert(&record("alice"), Some(&key("alice", "h1")), 0)
             .await
             .unwrap(),
-        Inserted::Replayed {
+        Inserted::Replayed(EarlierRequest {
             transcription_id: keyed.id,
             same_request: true,
             in_flight_until_ms: 0,
-        }
+        })
     );
 
     // Outbox: claim due entries once, settle them, make one due again at once.
@@ -305,6 +305,81 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
         "handed over again at now_ms: not stale before it"
     );
 
+    // A failed record is retried by its owner as its next attempt, once; nothing else is.
+    let failing = record("erin");
+    store.insert(&failing, None, 0).await.unwrap();
+    store.outbox_done(failing.id).await.unwrap();
+    assert_eq!(
+        store.retry("erin", failing.id, None, now, 7).await.unwrap(),
+        Retried::NotFailed(Status::Queued)
+    );
+    let error = Report::Failed {
+        error: "boom".into(),
+    };
+    store.report(failing.id, &error, now).await.unwrap();
+    store
+        .report_notification(failing.id, &Notification::Sent, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .retry("mallory", failing.id, None, now, 7)
+            .await
+            .unwrap(),
+        Retried::NotFound
+    );
+    assert_eq!(
+        store
+            .retry("erin", Uuid::new_v4(), None, now, 7)
+            .await
+            .unwrap(),
+        Retried::NotFound
+    );
+    let retry_key = IdempotencyKey {
+        owner: "erin".to_owned(),
+        key: "r1".to_owned(),
+        request_hash: "retry".to_owned(),
+        in_flight_until_ms: 0,
+    };
+    let Retried::Queued(again) = store
+        .retry("erin", failing.id, Some(&retry_key), now, 7)
+        .await
+        .unwrap()
+    else {
+        panic!("the failed record is queued again");
+    };
+    assert_eq!(
+        (
+            again.status,
+            again.attempt,
+            again.error.as_deref(),
+            &again.notification
+        ),
+        (Status::Queued, 2, None, &Notification::Pending)
+    );
+    assert_eq!(store.get(failing.id).await.unwrap().unwrap(), again);
+    let entries = store.claim_outbox(7, 8, 100).await.unwrap();
+    let entry = entries
+        .iter()
+        .find(|e| e.transcription_id == failing.id)
+        .expect("a fresh outbox entry");
+    assert_eq!(entry.attempt, 2);
+    assert_eq!(
+        store
+            .retry("erin", failing.id, Some(&retry_key), now, 7)
+            .await
+            .unwrap(),
+        Retried::Replayed(EarlierRequest {
+            transcription_id: failing.id,
+            same_request: true,
+            in_flight_until_ms: 0,
+        })
+    );
+    assert_eq!(
+        store.retry("erin", failing.id, None, now, 7).await.unwrap(),
+        Retried::NotFailed(Status::Queued)
+    );
+
     // A purge forgets the keys created strictly before its cutoff and keeps one created at it
     // (and every key created since).
     let an_hour_ago = (OffsetDateTime::now_utc() - time::Duration::hours(1))
@@ -347,7 +422,7 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
                 .insert(&record("alice"), Some(&key("alice", "h1")), 0)
                 .await
                 .unwrap(),
-            Inserted::Replayed { transcription_id, .. } if transcription_id == keyed.id
+            Inserted::Replayed(EarlierRequest { transcription_id, .. }) if transcription_id == keyed.id
         ),
         "a newer key is kept"
     );

@@ -7,7 +7,9 @@
 // Test code: a failed expectation should panic with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod attempts;
 mod cli;
+mod cli_output;
 mod dead_job;
 mod deadlines;
 mod download;
