@@ -293,13 +293,18 @@ fn generate_pkcs8(alg: KeyAlgorithm) -> Result<Vec<u8>, KeyError> {
     Ok(der)
 }
 
-/// A random key id: 16 url-safe characters.
+/// A random key id: 16 url-safe base64 characters (96 bits), never starting with `-`.
 fn new_kid() -> Result<String, KeyError> {
-    let mut bytes = [0u8; 12];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| KeyError::Crypto)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+    let rng = SystemRandom::new();
+    loop {
+        let mut bytes = [0u8; 12];
+        rng.fill(&mut bytes).map_err(|_| KeyError::Crypto)?;
+        let kid = URL_SAFE_NO_PAD.encode(bytes);
+        // Never a leading `-` (1 kid in 64): `keys retire <kid>` would read it as an option.
+        if !kid.starts_with('-') {
+            return Ok(kid);
+        }
+    }
 }
 
 /// Writes `contents` to a new file readable by the owner only.
@@ -601,5 +606,20 @@ impl KeyRing {
             Err(poisoned) => *poisoned.into_inner() = set,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the check about one kid in 64 would start with `-`; among 4,096 none does.
+    #[test]
+    fn kids_never_start_with_a_dash() {
+        for _ in 0..4096 {
+            let kid = new_kid().unwrap();
+            assert_eq!(kid.len(), 16);
+            assert!(!kid.starts_with('-'), "{kid}");
+        }
     }
 }

@@ -31,7 +31,7 @@ fn auth_server_with_stdin(args: &[&str], env: &[(&str, &str)], input: &str) -> O
 fn db_env(db: &TestDb) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", db.url.clone()),
-        ("KEYS_DIR", db.keys_dir().display().to_string()),
+        ("AUTH_SECRETS", db.auth_secrets().to_owned()),
     ]
 }
 
@@ -44,12 +44,12 @@ fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
 #[test]
 fn start_up_failures_name_what_failed_once() {
     let db = TestDb::sqlite();
-    let keys_dir = db.keys_dir().display().to_string();
+    let secrets = db.auth_secrets().to_owned();
     let sqlite = db.url.clone();
     // A key exists, so `serve` has nothing to warn about on the way to its failure.
     let keys = auth_server(
         &["keys", "generate"],
-        &[("DATABASE_URL", &sqlite), ("KEYS_DIR", &keys_dir)],
+        &[("DATABASE_URL", &sqlite), ("AUTH_SECRETS", &secrets)],
     );
     assert!(keys.status.success(), "{keys:?}");
 
@@ -70,7 +70,7 @@ fn start_up_failures_name_what_failed_once() {
     let with = |failure: StartFailure, database: &str| {
         failure
             .env("DATABASE_URL", database)
-            .env("KEYS_DIR", keys_dir.as_str())
+            .env("AUTH_SECRETS", secrets.as_str())
     };
     let cases = [
         with(
