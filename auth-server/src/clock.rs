@@ -1,7 +1,7 @@
 //! The time the server's time rules read: the refresh-token grace window and expiry
 //! (RFC 6749 §6, OAuth 2.0 Security BCP §4.14), the client cache's 2 s life
-//! ([`CLIENT_CACHE_TTL`](crate::grants::client_auth::CLIENT_CACHE_TTL)) and the login lock-out
-//! windows. A [`ServerConfig`](crate::config::ServerConfig) holds one [`Clock`]; servers use
+//! ([`CLIENT_CACHE_TTL`](crate::grants::client_auth::CLIENT_CACHE_TTL)), the login lock-out
+//! windows and how long a retired signing key stays published (access-token TTL + 60 s). A [`ServerConfig`](crate::config::ServerConfig) holds one [`Clock`]; servers use
 //! [`SystemClock`], and tests use [`ManualClock`] to step over a rule's boundary instead of
 //! waiting for it, so no test depends on how fast the machine runs.
 //!
@@ -42,6 +42,14 @@ impl ManualClock {
         ManualClock {
             now: Mutex::new(OffsetDateTime::now_utc()),
         }
+    }
+
+    /// Sets the clock to `at`.
+    pub fn set(&self, at: OffsetDateTime) {
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
     }
 
     /// Moves the clock forward by `by`.

@@ -151,6 +151,9 @@ pub struct ServerConfig {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// What the time rules read as now (see [`crate::clock`]): the system clock, or a test's.
     pub clock: Arc<dyn Clock>,
+    /// How often the running server re-reads its signing keys
+    /// ([`KEY_RELOAD_INTERVAL`](crate::KEY_RELOAD_INTERVAL), 10 s).
+    pub key_reload_interval: Duration,
 }
 
 impl ServerConfig {
@@ -208,6 +211,7 @@ impl ServerConfig {
             migrate: !serve.no_migrate,
             metrics: None,
             clock: Arc::new(SystemClock),
+            key_reload_interval: crate::KEY_RELOAD_INTERVAL,
         })
     }
 
@@ -233,6 +237,7 @@ impl ServerConfig {
             migrate: true,
             metrics: None,
             clock: Arc::new(SystemClock),
+            key_reload_interval: crate::KEY_RELOAD_INTERVAL,
         }
     }
 }

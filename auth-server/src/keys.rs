@@ -24,6 +24,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::clock::Clock;
 use crate::sealed::{Purpose, SealError, SystemSecrets};
 use crate::store::{KeyRecord, Store, StoreError, StoredKey};
 
@@ -526,9 +527,9 @@ impl KeySet {
         store: &dyn Store,
         secrets: &SystemSecrets,
         retired_grace: Duration,
+        now: OffsetDateTime,
     ) -> Result<KeySet, KeyError> {
         let stored = store.list_stored_keys().await?;
-        let now = OffsetDateTime::now_utc();
         let mut active = None;
         let mut published = Vec::new();
         let mut by_kid = std::collections::HashMap::new();
@@ -571,6 +572,8 @@ pub struct KeyRing {
     store: Arc<dyn Store>,
     secrets: SystemSecrets,
     retired_grace: Duration,
+    /// Decides which retired keys are still published (see [`is_published`]).
+    clock: Arc<dyn Clock>,
     current: RwLock<Arc<KeySet>>,
 }
 
@@ -579,12 +582,14 @@ impl KeyRing {
         store: Arc<dyn Store>,
         secrets: SystemSecrets,
         retired_grace: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Result<KeyRing, KeyError> {
-        let set = KeySet::load(store.as_ref(), &secrets, retired_grace).await?;
+        let set = KeySet::load(store.as_ref(), &secrets, retired_grace, clock.now()).await?;
         Ok(KeyRing {
             store,
             secrets,
             retired_grace,
+            clock,
             current: RwLock::new(Arc::new(set)),
         })
     }
@@ -599,8 +604,15 @@ impl KeyRing {
 
     /// Re-reads the keys from the store.
     pub async fn reload(&self) -> Result<(), KeyError> {
-        let set =
-            Arc::new(KeySet::load(self.store.as_ref(), &self.secrets, self.retired_grace).await?);
+        let set = Arc::new(
+            KeySet::load(
+                self.store.as_ref(),
+                &self.secrets,
+                self.retired_grace,
+                self.clock.now(),
+            )
+            .await?,
+        );
         match self.current.write() {
             Ok(mut guard) => *guard = set,
             Err(poisoned) => *poisoned.into_inner() = set,

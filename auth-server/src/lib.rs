@@ -41,8 +41,9 @@ use store::{Store, StoreError};
 use throttle::LoginThrottle;
 use vault::{LegacySources, OpenOptions, Vault, VaultError};
 
-/// How often a running server re-reads its signing keys (to see CLI rotations).
-const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a running server re-reads its signing keys (to see CLI rotations), unless
+/// [`ServerConfig::key_reload_interval`] says otherwise.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Shared state of the HTTP handlers; cheap to clone.
 #[derive(Clone)]
@@ -83,6 +84,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     vault: Vault,
+    key_reload_interval: Duration,
 }
 
 impl Application {
@@ -111,7 +113,15 @@ impl Application {
                 "no signing key found: generated an ES256 key into the database"
             );
         }
-        let keys = Arc::new(KeyRing::load(store.clone(), vault.secrets.clone(), grace).await?);
+        let keys = Arc::new(
+            KeyRing::load(
+                store.clone(),
+                vault.secrets.clone(),
+                grace,
+                config.clock.clone(),
+            )
+            .await?,
+        );
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -177,6 +187,7 @@ impl Application {
                 metrics: config.metrics,
             },
             vault,
+            key_reload_interval: config.key_reload_interval,
         })
     }
 
@@ -225,8 +236,9 @@ impl Application {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let keys = self.state.keys.clone();
         let tokens = self.state.tokens.clone();
+        let reload_every = self.key_reload_interval;
         let reloader = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
+            let mut tick = tokio::time::interval(reload_every);
             tick.tick().await;
             let mut republish = tokio::time::interval(revocation::REPUBLISH_INTERVAL);
             loop {
