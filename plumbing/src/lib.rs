@@ -2,7 +2,7 @@
 //! line an operator reads ([`error_line`]), how a time is printed ([`rfc3339`]), how the
 //! databases and Redis are opened so that a failure names what was tried ([`connect`]), and,
 //! with the `cli` feature, argument parsing with JSON usage errors and the log set-up
-//! ([`cli`]).
+//! ([`cli`]), and with the `signal` feature the services' stop signal ([`shutdown_signal`]).
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -46,6 +46,43 @@ pub fn rfc3339_from_unix_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .map(rfc3339)
         .unwrap_or_else(|_| ms.to_string())
+}
+
+#[cfg(feature = "signal")]
+/// Completes on the first SIGINT or SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled: call it (inside the runtime) before the service says
+/// it is ready, so that a signal sent after that always finds them; until they exist the
+/// default action ends the process at once, without draining anything.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let received = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot listen for a stop signal");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = received(interrupt) => {}
+                () = received(terminate) => {}
+            }
+            tracing::info!("shutdown signal received");
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
+    }
 }
 
 #[cfg(test)]

@@ -279,36 +279,5 @@ async fn queue_command(args: &QueueArgs, command: QueueCommand) -> Result<(), Cl
     Ok(())
 }
 
-/// Completes on the first SIGINT or SIGTERM. The handlers are installed when this is called,
-/// not when the future is first polled: call it (inside the runtime) before the service says
-/// it is ready, so that a signal sent after that always finds them; until they exist the
-/// default action ends the process at once, without draining anything.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let interrupt = signal(SignalKind::interrupt());
-        let terminate = signal(SignalKind::terminate());
-        async move {
-            let received = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
-                match signal {
-                    Ok(mut signal) => {
-                        signal.recv().await;
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot listen for a stop signal");
-                        std::future::pending::<()>().await;
-                    }
-                }
-            };
-            tokio::select! {
-                () = received(interrupt) => {}
-                () = received(terminate) => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+/// The services' one stop signal (SIGINT or SIGTERM), see [`plumbing::shutdown_signal`].
+pub use plumbing::shutdown_signal;
