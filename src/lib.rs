@@ -46,6 +46,9 @@ pub const SAMPLE_PATH: &str = "/samples/hello.wav";
 pub const AUTH_SECRETS_FILE: &str = "auth-secrets";
 /// How often revocations made at the auth server reach the API without Redis.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
+/// How long the transcriber's and the notifier's in-flight jobs may run on after Ctrl-C or
+/// SIGTERM before they are returned to the queue (README, "Ctrl-C": "for up to 10 s").
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything the stack can be told.
 #[derive(Debug, Clone)]
@@ -428,9 +431,11 @@ struct StackParts {
     queue: Arc<dyn ReliableQueue>,
 }
 
+/// The run settings of the stack's transcriber and notifier: the worker's defaults with the
+/// stack's [`SHUTDOWN_GRACE`].
 fn run_config(role: &str, queue: &str) -> RunConfig {
     RunConfig {
-        shutdown_grace: Duration::from_secs(10),
+        shutdown_grace: SHUTDOWN_GRACE,
         ..RunConfig::new(role, queue)
     }
 }
@@ -555,6 +560,29 @@ async fn mirror_revocations(
                     Err(err) => tracing::warn!(error = %err, "reading the deny-list failed"),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use job_queue::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
+
+    use super::run_config;
+
+    /// README, "Ctrl-C": in-flight jobs finish "for up to 10 s", on both workers the stack
+    /// runs (the value is written out: the README's number, not the constant).
+    #[test]
+    fn the_stacks_workers_get_10_s_to_finish_their_jobs_on_ctrl_c() {
+        for (role, queue) in [
+            ("transcriber", TRANSCRIBE_QUEUE),
+            ("notifier", NOTIFY_QUEUE),
+        ] {
+            let config = run_config(role, queue);
+            assert_eq!(config.shutdown_grace, Duration::from_secs(10), "{role}");
+            assert_eq!(config.queue, queue, "{role}");
         }
     }
 }
