@@ -209,7 +209,37 @@ async fn a_client_transcription_completes_on_sqlite_with_the_embedded_queue() {
 #[tokio::test]
 async fn the_stack_fetches_its_own_sample_and_no_other_private_address() {
     let dirs = Dirs::new();
-    let stack = Stack::start(dirs.config()).await.unwrap();
+    fetches_its_own_sample_and_no_other_private_address(dirs.config()).await;
+}
+
+/// README, walkthrough: the refusal of other private addresses holds "on SQLite as on the
+/// production backends".
+#[tokio::test]
+async fn the_stack_on_postgres_and_redis_fetches_its_own_sample_and_no_other_private_address() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let Some(redis) = redis_url().await else {
+        return;
+    };
+    let dirs = Dirs::new();
+    let prefix = format!("e2e-{}", Uuid::new_v4().simple());
+    let config = StackConfig {
+        database_url: Some(db.url.clone()),
+        redis_url: Some(SecretString::from(redis.clone())),
+        queue_prefix: prefix.clone(),
+        ..dirs.config()
+    };
+    fetches_its_own_sample_and_no_other_private_address(config).await;
+    // It ran on PostgreSQL and Redis, not on a silent fallback to SQLite files.
+    backends::assert_no_sqlite_files(&dirs.0);
+    auth_server::testing::delete_redis_prefix(&redis, &prefix).await;
+}
+
+/// The auth server's JWKS and a closed loopback port are refused with the owner-facing text
+/// and nothing about the host; the stack's own sample is fetched.
+async fn fetches_its_own_sample_and_no_other_private_address(config: StackConfig) {
+    let stack = Stack::start(config).await.unwrap();
     let client = Client::new(&stack);
     let c = &stack.credentials;
     let token = client
