@@ -1,7 +1,8 @@
 //! End-to-end: the whole platform in one process, driven over HTTP as its users would — a
 //! client token, a submission, the worker transcribing and reporting, the e-mail, the result.
 //! Once on SQLite with the embedded queue, once on PostgreSQL + Redis (required in CI), and the
-//! password-grant path with owner isolation between users.
+//! password-grant path with owner isolation between users. `profiles` checks the release and
+//! profiling build settings.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,6 +14,7 @@ mod revocation;
 #[allow(dead_code)]
 mod smtp_sink;
 
+mod profiles;
 mod reset;
 mod shutdown;
 
