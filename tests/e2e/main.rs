@@ -1,8 +1,9 @@
 //! End-to-end: the whole platform in one process, driven over HTTP as its users would — a
 //! client token, a submission, the worker transcribing and reporting, the e-mail, the result.
 //! Once on SQLite with the embedded queue, once on PostgreSQL + Redis (required in CI), and the
-//! password-grant path with owner isolation between users. `profiles` checks the release and
-//! profiling build settings.
+//! password-grant path with owner isolation between users. `walkthrough` runs the curl lines
+//! the binary prints with a real `curl` and scrapes its `/metrics`; `profiles` checks the
+//! release and profiling build settings.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -17,6 +18,7 @@ mod smtp_sink;
 mod profiles;
 mod reset;
 mod shutdown;
+mod walkthrough;
 
 /// What the shared SMTP sink expects of its test crate.
 mod helpers {
