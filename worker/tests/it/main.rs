@@ -21,6 +21,7 @@ mod notifier;
 mod notifier_failures;
 mod platform;
 mod redis;
+mod redis_proxy;
 mod signals;
 mod smtp_sink;
 mod smtp_tls;
