@@ -15,6 +15,7 @@ mod deadlines;
 mod download;
 mod engine;
 mod fault;
+mod heartbeat;
 mod helpers;
 mod metrics_endpoint;
 mod notifier;
