@@ -565,6 +565,31 @@ mod tests {
         }
     }
 
+    /// README, Fault tolerance: the heartbeat (`HEARTBEAT_TTL_SECS`, default 30) is renewed every
+    /// third of its TTL and every worker's maintenance loop reaps every 2 s; the recovery time
+    /// of a dead worker's jobs follows from these values (the key's lifetime and renewals as
+    /// Redis shows them: `tests/it/heartbeat.rs`).
+    #[test]
+    fn workers_renew_the_heartbeat_every_third_of_the_ttl_and_reap_every_2_seconds() {
+        use std::time::Duration;
+        let notifier = match Cli::try_parse_from(["worker", "notifier"]).unwrap().command {
+            Command::Notifier(args) => args.to_config().unwrap().run,
+            other => panic!("{other:?}"),
+        };
+        let transcriber_run = transcriber(&[]).to_config().unwrap().run;
+        for run in [notifier, transcriber_run] {
+            assert_eq!(run.heartbeat_ttl, Duration::from_secs(30));
+            assert_eq!(run.heartbeat_interval(), Duration::from_secs(10));
+            assert_eq!(run.maintenance_interval, Duration::from_secs(2));
+        }
+        let custom = transcriber(&["--heartbeat-ttl-secs", "9"])
+            .to_config()
+            .unwrap()
+            .run;
+        assert_eq!(custom.heartbeat_interval(), Duration::from_secs(3));
+        assert_eq!(custom.maintenance_interval, Duration::from_secs(2));
+    }
+
     #[test]
     fn bad_values_are_refused() {
         assert!(transcriber(&["--concurrency", "0"]).to_config().is_err());

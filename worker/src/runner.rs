@@ -35,6 +35,12 @@ use tracing::Instrument;
 
 use crate::telemetry;
 
+/// How often a worker's maintenance loop runs (`reap`, `promote_due`, the queue-depth gauge and
+/// the audit of its own jobs): each pass starts this long after the previous one ended. With
+/// the heartbeat TTL it bounds the recovery time of a dead worker's jobs (README, Fault
+/// tolerance: "the maintenance loop of every running worker (every 2 s)").
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How the error of a job cancelled at its deadline begins.
 pub const JOB_TIMED_OUT: &str = "job timed out";
 
@@ -47,7 +53,8 @@ pub struct RunConfig {
     pub worker_id: String,
     /// Jobs processed at once (≥ 1).
     pub concurrency: usize,
-    /// Heartbeat lifetime; the heartbeat is renewed every third of it.
+    /// Heartbeat lifetime; the heartbeat is renewed every third of it
+    /// ([`heartbeat_interval`](Self::heartbeat_interval)).
     pub heartbeat_ttl: Duration,
     /// How long in-flight jobs may run on after shutdown is requested.
     pub shutdown_grace: Duration,
@@ -73,10 +80,17 @@ impl RunConfig {
             heartbeat_ttl: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             job_timeout: Duration::from_secs(600),
-            maintenance_interval: Duration::from_secs(2),
+            maintenance_interval: MAINTENANCE_INTERVAL,
             reserve_wait: Duration::from_secs(5),
             stranded_after: Duration::from_secs(30),
         }
+    }
+
+    /// How often the heartbeat is renewed: every third of `heartbeat_ttl` (README, Fault
+    /// tolerance: "renews a heartbeat key every third of `HEARTBEAT_TTL_SECS`"), so two renewals
+    /// can be late or lost before the key expires.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_ttl / 3
     }
 
     fn validate(&self) -> Result<(), RunError> {
@@ -474,7 +488,7 @@ async fn heartbeat_loop(
     config: Arc<RunConfig>,
     mut done: watch::Receiver<bool>,
 ) {
-    let period = config.heartbeat_ttl / 3;
+    let period = config.heartbeat_interval();
     loop {
         tokio::select! {
             () = tokio::time::sleep(period) => {}

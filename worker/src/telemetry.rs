@@ -40,6 +40,11 @@ const PROCESSING_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
     600.0,
 ];
+/// How long `GET /healthz` waits for the queue backend to answer a ping before it answers 503
+/// `queue timed out` (README, worker Metrics: "`200 ok` when the queue backend answers a ping
+/// within 2 s, else 503"). Shorter than the Redis client's own response timeout (5 s), so a
+/// backend that does not answer is reported by this deadline.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the endpoint's background task runs the recorder's upkeep (histogram draining),
 /// so memory stays bounded when nobody scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -80,7 +85,7 @@ pub fn install_prometheus() -> Result<PrometheusHandle, TelemetryError> {
 }
 
 /// `GET /metrics` (Prometheus text format) and `GET /healthz` (200 when the queue answers a
-/// ping within 2 s, else 503).
+/// ping within [`HEALTH_TIMEOUT`], else 503).
 pub fn metrics_router(handle: PrometheusHandle, queue: Arc<dyn ReliableQueue>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
@@ -106,7 +111,7 @@ async fn render_metrics(State(state): State<EndpointState>) -> impl IntoResponse
 }
 
 async fn health(State(state): State<EndpointState>) -> (StatusCode, &'static str) {
-    match tokio::time::timeout(Duration::from_secs(2), state.queue.ping()).await {
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.queue.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ok\n"),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "health check: queue unreachable");

@@ -28,7 +28,7 @@ const NEVER: Duration = Duration::from_secs(20);
 
 /// A real TCP server that accepts every connection, reads the request, writes `prefix` (maybe
 /// nothing) and then neither writes nor closes while the test runs.
-async fn stalled_server(prefix: &'static [u8]) -> SocketAddr {
+pub async fn stalled_server(prefix: &'static [u8]) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -226,4 +226,130 @@ async fn a_job_that_never_returns_is_cancelled_and_retried_on_redis() {
     };
     a_job_that_never_returns_is_cancelled_retried_and_does_not_block_others(redis.queue.clone())
         .await;
+}
+
+/// What the engine child sleeps: long enough to outlive any test, and a command line that
+/// names this test's children alone in `/proc/<pid>/cmdline`.
+const ENGINE_SLEEP_SECS: u32 = 3599;
+
+/// Whether `pid` is still one of this test's sleeping engine children. A killed child that is
+/// not reaped yet is a zombie, whose `cmdline` is empty; a reused pid runs something else.
+fn engine_child_runs(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline == format!("sleep\0{ENGINE_SLEEP_SECS}\0").as_bytes())
+}
+
+/// README, Fault tolerance: a job still running at `JOB_TIMEOUT_SECS` is cancelled, "a command
+/// engine's child is killed", and the job fails like any transient error: retried with
+/// back-off, dead after `QUEUE_MAX_ATTEMPTS`, the owner told it could not be completed. A
+/// `worker transcriber` process with the command engine on the real platform; the child
+/// writes its pid and sleeps for an hour, and `ENGINE_TIMEOUT_SECS` is an hour too, so only
+/// the job's deadline (4 s) can end it. Every child is gone once the job is dead.
+#[tokio::test]
+async fn a_job_timeout_kills_the_command_engines_child() {
+    use auth_server::testing::process::ServiceProcess;
+    use job_queue::SqliteQueue;
+    use worker::jobs::TRANSCRIBE_QUEUE;
+
+    use crate::download::audio_host;
+    use crate::helpers::{SIGNING_KEY, queue_config, signing_key};
+    use crate::platform::TestPlatform;
+
+    let dir = TempDir::new("job-timeout-engine");
+    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
+    let queue = SqliteQueue::connect(&url, signing_key(), queue_config())
+        .await
+        .unwrap();
+    queue.migrate().await.unwrap();
+    let queue: Arc<dyn ReliableQueue> = Arc::new(queue);
+    let platform = TestPlatform::start(queue.clone()).await;
+    let audio_url = format!("http://{}/audio", audio_host().await);
+    let id = platform.submit("owner@example.com", &audio_url).await;
+    // `sh -c SCRIPT PIDS AUDIO`: one line per delivery that reached the engine; `exec` makes
+    // the sleeping process the engine's child itself.
+    let pids = dir.path().join("engine-pids");
+    let engine = format!(
+        "sh -c 'echo $$ >> \"$0\"; exec sleep {ENGINE_SLEEP_SECS}' {}",
+        pids.display()
+    );
+
+    let transcriber = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &["transcriber"],
+        &[
+            ("QUEUE_DATABASE_URL", url.clone()),
+            ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
+            ("QUEUE_MAX_ATTEMPTS", "2".to_owned()),
+            ("JOB_TIMEOUT_SECS", "4".to_owned()),
+            ("TRANSCRIBE_ENGINE", "command".to_owned()),
+            ("ENGINE_COMMAND", engine),
+            ("ENGINE_TIMEOUT_SECS", "3600".to_owned()),
+            ("TRANSCRIPTION_API_URL", platform.api_url.clone()),
+            ("AUTH_URL", platform.auth.base.clone()),
+            ("WORKER_CLIENT_ID", platform.worker_client.0.clone()),
+            ("WORKER_CLIENT_SECRET", platform.worker_client.1.clone()),
+            ("ALLOW_PRIVATE_URLS", "true".to_owned()),
+            (
+                "SCRATCH_DIR",
+                dir.path().join("scratch").display().to_string(),
+            ),
+            ("LOG_FORMAT", "json".to_owned()),
+        ],
+        &dir.path().join("logs"),
+    );
+
+    let platform = &platform;
+    let failed = eventually(Duration::from_secs(90), || async move {
+        platform.status(id).await == "failed"
+    })
+    .await;
+    assert!(
+        failed,
+        "{}\n{}",
+        platform.transcription(id).await,
+        transcriber.output()
+    );
+    let children: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap_or_default()
+        .lines()
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    assert!(
+        (1..=2).contains(&children.len()),
+        "one engine child per delivery that reached the engine: {children:?}\n{}",
+        transcriber.output()
+    );
+    eprintln!("engine children, one per delivery that reached the engine: {children:?}");
+    let all_gone = eventually(Duration::from_secs(30), || {
+        std::future::ready(!children.iter().any(|pid| engine_child_runs(*pid)))
+    })
+    .await;
+    let survivors: Vec<u32> = children
+        .iter()
+        .copied()
+        .filter(|pid| engine_child_runs(*pid))
+        .collect();
+    for pid in &survivors {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        all_gone,
+        "engine children still running after their job was cancelled: {survivors:?}"
+    );
+
+    let record = platform.transcription(id).await;
+    assert_eq!(
+        record["error"],
+        "gave up after repeated failures: the transcription could not be completed (timeout)",
+        "{record}"
+    );
+    let dead = queue.dead(TRANSCRIBE_QUEUE).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].attempt, 2, "{:?}", dead[0]);
+    assert_eq!(
+        dead[0].reason,
+        "failed 2 times; last error: job timed out after 4 s (JOB_TIMEOUT_SECS)"
+    );
 }

@@ -226,3 +226,37 @@ impl Drop for WorkerProcess {
         self.kill();
     }
 }
+
+/// What the queue wrote into the Redis string `key` and when Redis will drop it, both in Unix
+/// milliseconds: `(value, expires_at)`, read in one `MULTI` (`GET`, `PTTL`, `TIME`) so a
+/// renewal cannot fall between them. The heartbeats and markers store the writer's clock
+/// (`now_ms`) as their value, so `expires_at - value` is the lifetime the key was given (plus
+/// the time the `SET` took to reach Redis; same machine, same clock). `None` while the key does
+/// not exist; a panic when it exists without a TTL.
+pub async fn redis_value_and_expiry(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> Option<(i64, i64)> {
+    let (value, pttl, (seconds, micros)): (Option<i64>, i64, (i64, i64)) = redis::pipe()
+        .atomic()
+        .get(key)
+        .cmd("PTTL")
+        .arg(key)
+        .cmd("TIME")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let value = value?;
+    assert!(pttl >= 0, "`{key}` has no TTL (PTTL {pttl})");
+    // TIME runs after PTTL's time snapshot, so this is never earlier than the real expiry.
+    Some((value, seconds * 1000 + micros / 1000 + pttl))
+}
+
+/// A connection of its own to the Redis at `url`, for reading what the worker wrote.
+pub async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}

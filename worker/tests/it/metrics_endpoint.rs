@@ -1,7 +1,9 @@
-//! `worker notifier --metrics-bind`: the Prometheus endpoint of a real worker process, scraped
-//! after it processed jobs, and `/healthz`.
+//! `worker notifier|transcriber --metrics-bind`: the Prometheus endpoint of a real worker
+//! process, scraped after it processed jobs (succeeded, failed, dead, timed out, enqueued), and
+//! `/healthz`, also while the queue backend does not answer.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use auth_server::testing::process::{ServiceProcess, Signal};
@@ -10,7 +12,13 @@ use job_queue::{NewJob, ReliableQueue, SqliteQueue};
 use uuid::Uuid;
 use worker::jobs::{NOTIFY_KIND, NOTIFY_QUEUE, NotifyJob, NotifyStatus};
 
-use crate::helpers::{SIGNING_KEY, TempDir, WorkerProcess, eventually, queue_config, signing_key};
+use crate::deadlines::stalled_server;
+use crate::download::audio_host;
+use crate::helpers::{
+    RedisTestQueue, SIGNING_KEY, TempDir, WorkerProcess, eventually, queue_config, signing_key,
+};
+use crate::platform::TestPlatform;
+use crate::redis_proxy::StallableRedisProxy;
 
 /// The address the process logged for its metrics endpoint (JSON logs).
 fn logged_metrics_addr(log: &str) -> Option<String> {
@@ -215,4 +223,240 @@ fn install_prometheus_returns_the_same_handle_every_time() {
     metrics::counter!(marker.clone()).increment(1);
     assert!(first.render().contains(&marker));
     assert!(second.render().contains(&marker));
+}
+
+/// Scrapes `base/metrics` until `done` holds for the text (up to 60 s); returns that text.
+async fn scrape_until(
+    base: &str,
+    worker: &mut ServiceProcess,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline && worker.exit_status().is_none(),
+            "{what} never showed:\n{text}\n{}",
+            worker.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// README, worker Metrics: `/healthz` answers 503 when the queue backend does not answer a
+/// ping within 2 s. A `worker notifier` on Redis through a proxy the test stalls: the
+/// connection stays open, the ping goes out, no answer comes back. The body tells which
+/// deadline answered: `queue timed out` is the health check's own (2 s), not the Redis
+/// client's response timeout (5 s, which would answer `queue unreachable`). Once the proxy
+/// forwards again the endpoint is healthy again.
+#[tokio::test]
+async fn healthz_answers_503_while_the_queue_backend_does_not_answer() {
+    assert_eq!(worker::telemetry::HEALTH_TIMEOUT, Duration::from_secs(2));
+    let Some(redis) = RedisTestQueue::connect().await else {
+        return;
+    };
+    let proxy = StallableRedisProxy::start(&redis.url).await;
+    let dir = TempDir::new("healthz-stalled");
+    let mut notifier = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &["notifier", "--metrics-bind", "127.0.0.1:0"],
+        &[
+            ("REDIS_URL", proxy.url()),
+            ("QUEUE_PREFIX", redis.prefix.clone()),
+            ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
+            (
+                "OUTBOX_DIR",
+                dir.path().join("outbox").display().to_string(),
+            ),
+            ("LOG_FORMAT", "json".to_owned()),
+        ],
+        &dir.path().join("logs"),
+    );
+    let addr = notifier.wait_for_addr("metrics endpoint listening").await;
+    notifier.wait_for_event("worker started").await;
+    notifier.wait_healthy(addr).await;
+
+    proxy.stall();
+    // Far longer than any deadline under test: only the worker's answer ends the request.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let answer = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let body = answer.text().await.unwrap();
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (503, "queue timed out\n"),
+        "{}",
+        notifier.output()
+    );
+
+    proxy.resume();
+    notifier.wait_healthy(addr).await;
+}
+
+/// README, worker Metrics (and Fault tolerance, "Every job has a deadline"): a job cancelled at
+/// `JOB_TIMEOUT_SECS` counts `worker_jobs_timed_out_total{queue,kind}`, and as a failed
+/// delivery `worker_jobs_failed_total`, then retried or dead. The mail server accepts the
+/// connection and never greets; `SMTP_TIMEOUT_SECS` is an hour, so only the job's 1 s deadline
+/// ends each of the two deliveries (`QUEUE_MAX_ATTEMPTS=2`).
+#[tokio::test]
+async fn notifier_counts_jobs_cancelled_at_the_job_timeout() {
+    let dir = TempDir::new("metrics-timeout");
+    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
+    let queue = SqliteQueue::connect(&url, signing_key(), queue_config())
+        .await
+        .unwrap();
+    queue.migrate().await.unwrap();
+    let job = NotifyJob {
+        transcription_id: Uuid::new_v4(),
+        email: "listener@example.com".into(),
+        transcript: "never sent".into(),
+        status: NotifyStatus::Completed,
+    };
+    queue
+        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .await
+        .unwrap();
+    let silent_smtp = stalled_server(b"").await;
+
+    let mut notifier = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &["notifier", "--metrics-bind", "127.0.0.1:0"],
+        &[
+            ("QUEUE_DATABASE_URL", url.clone()),
+            ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
+            ("QUEUE_MAX_ATTEMPTS", "2".to_owned()),
+            ("JOB_TIMEOUT_SECS", "1".to_owned()),
+            ("SMTP_URL", format!("smtp://{silent_smtp}?tls=none")),
+            ("SMTP_TIMEOUT_SECS", "3600".to_owned()),
+            ("LOG_FORMAT", "json".to_owned()),
+        ],
+        &dir.path().join("logs"),
+    );
+    let addr = notifier.wait_for_addr("metrics endpoint listening").await;
+    let base = format!("http://{addr}");
+    let labels = r#"queue="notify",kind="notify""#;
+    let counter = |text: &str, name: &str| sample(text, &format!("{name}{{{labels}}}"));
+    let text = scrape_until(&base, &mut notifier, "the dead job", |text| {
+        counter(text, "worker_jobs_dead_total") == Some(1.0)
+    })
+    .await;
+
+    assert_eq!(
+        counter(&text, "worker_jobs_timed_out_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        counter(&text, "worker_jobs_failed_total"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        counter(&text, "worker_jobs_retried_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        counter(&text, "worker_jobs_succeeded_total"),
+        None,
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "# HELP worker_jobs_timed_out_total Jobs cancelled at their JOB_TIMEOUT_SECS deadline"
+        ),
+        "{text}"
+    );
+    let dead = queue.dead(NOTIFY_QUEUE).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        dead[0].reason,
+        "failed 2 times; last error: job timed out after 1 s (JOB_TIMEOUT_SECS)"
+    );
+}
+
+/// README, worker Metrics: `worker_jobs_enqueued_total{queue}` counts the notify jobs the
+/// transcriber enqueued. Two transcriptions submitted to the real transcription-api, done by
+/// a `worker transcriber` process: two notify jobs on `notify`, and the counter says 2.
+#[tokio::test]
+async fn transcriber_counts_the_notify_jobs_it_enqueues() {
+    let dir = TempDir::new("metrics-enqueued");
+    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
+    let queue = SqliteQueue::connect(&url, signing_key(), queue_config())
+        .await
+        .unwrap();
+    queue.migrate().await.unwrap();
+    let queue: Arc<dyn ReliableQueue> = Arc::new(queue);
+    let platform = TestPlatform::start(queue.clone()).await;
+    let audio_url = format!("http://{}/audio", audio_host().await);
+    let ids = [
+        platform.submit("first@example.com", &audio_url).await,
+        platform.submit("second@example.com", &audio_url).await,
+    ];
+
+    let mut transcriber = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &["transcriber", "--metrics-bind", "127.0.0.1:0"],
+        &[
+            ("QUEUE_DATABASE_URL", url.clone()),
+            ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
+            ("TRANSCRIPTION_API_URL", platform.api_url.clone()),
+            ("AUTH_URL", platform.auth.base.clone()),
+            ("WORKER_CLIENT_ID", platform.worker_client.0.clone()),
+            ("WORKER_CLIENT_SECRET", platform.worker_client.1.clone()),
+            ("ALLOW_PRIVATE_URLS", "true".to_owned()),
+            ("TRANSCRIBE_DELAY_MS", "0".to_owned()),
+            (
+                "SCRATCH_DIR",
+                dir.path().join("scratch").display().to_string(),
+            ),
+            ("LOG_FORMAT", "json".to_owned()),
+        ],
+        &dir.path().join("logs"),
+    );
+    let addr = transcriber
+        .wait_for_addr("metrics endpoint listening")
+        .await;
+    let base = format!("http://{addr}");
+    // Both jobs acked: each enqueued its notify job before its ack.
+    let text = scrape_until(&base, &mut transcriber, "two succeeded jobs", |text| {
+        sample(
+            text,
+            r#"worker_jobs_succeeded_total{queue="transcribe",kind="transcribe"}"#,
+        ) == Some(2.0)
+    })
+    .await;
+
+    assert_eq!(
+        sample(&text, r#"worker_jobs_enqueued_total{queue="notify"}"#),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP worker_jobs_enqueued_total Jobs enqueued by this process"),
+        "{text}"
+    );
+    assert_eq!(queue.stats(NOTIFY_QUEUE).await.unwrap().ready, 2);
+    for id in ids {
+        assert_eq!(platform.status(id).await, "completed");
+    }
 }

@@ -163,3 +163,74 @@ async fn non_utf8_bytes_pushed_with_redis_cli_are_dead_lettered() {
         }
     );
 }
+
+/// README, Fault tolerance: the notifier's sent-marker lives where the queue is, on Redis
+/// `SET NX` with a 30-day TTL. A `worker notifier` process with its defaults sends one mail
+/// over SMTP; then `<prefix>:_marker:notify-sent:<transcription id>` exists, and Redis drops
+/// it 30 days after the notifier set it (its value is the notifier's clock then; see
+/// [`redis_value_and_expiry`]).
+#[tokio::test]
+async fn the_sent_marker_lives_30_days_in_redis() {
+    use std::time::Duration;
+
+    use auth_server::testing::process::{ServiceProcess, Signal};
+
+    use crate::helpers::{eventually, redis_connection, redis_value_and_expiry};
+
+    const THIRTY_DAYS_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+    let Some(redis) = RedisTestQueue::connect().await else {
+        return;
+    };
+    let sink = SmtpSink::start().await;
+    let dir = TempDir::new("marker-ttl");
+    let job = NotifyJob {
+        transcription_id: Uuid::new_v4(),
+        email: "listener@example.com".into(),
+        transcript: "remembered for a month".into(),
+        status: NotifyStatus::Completed,
+    };
+    redis
+        .queue
+        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .await
+        .unwrap();
+    let mut notifier = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &["notifier"],
+        &[
+            ("REDIS_URL", redis.url.clone()),
+            ("QUEUE_PREFIX", redis.prefix.clone()),
+            ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
+            ("SMTP_URL", format!("{}?tls=none", sink.url())),
+            ("LOG_FORMAT", "json".to_owned()),
+        ],
+        &dir.path().join("logs"),
+    );
+    // The marker is written after the server accepted the mail and before the ack.
+    let queue = redis.queue.clone();
+    let sink = &sink;
+    let done = eventually(Duration::from_secs(60), || {
+        let queue = queue.clone();
+        async move {
+            sink.received().len() == 1
+                && queue.stats(NOTIFY_QUEUE).await.unwrap() == job_queue::QueueStats::default()
+        }
+    })
+    .await;
+    assert!(done, "the mail was not sent\n{}", notifier.output());
+
+    let key = format!(
+        "{}:_marker:notify-sent:{}",
+        redis.prefix, job.transcription_id
+    );
+    let mut conn = redis_connection(&redis.url).await;
+    let (set_at, expires_at) = redis_value_and_expiry(&mut conn, &key)
+        .await
+        .unwrap_or_else(|| panic!("no marker `{key}`\n{}", notifier.output()));
+    let lifetime = expires_at - set_at;
+    assert!(
+        (THIRTY_DAYS_MS..THIRTY_DAYS_MS + 5_000).contains(&lifetime),
+        "the marker lives 30 days ({THIRTY_DAYS_MS} ms), this one {lifetime} ms"
+    );
+    notifier.stop_cleanly(Signal::Term).await;
+}
