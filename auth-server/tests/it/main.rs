@@ -7,6 +7,7 @@ mod api_reach;
 mod cli;
 mod cli_output;
 mod discovery;
+mod hashing;
 mod helpers;
 mod hostile_input;
 mod introspection;
