@@ -49,7 +49,13 @@ mod saturated {
                 pool.in_flight() == 2
             })
             .await;
-            let response = login(app, client, "busy@example.com", PASSWORD, None).await;
+            // Refused at once: a login queued instead would wait for the held thread forever.
+            let response = tokio::time::timeout(
+                Duration::from_secs(60),
+                login(app, client, "busy@example.com", PASSWORD, None),
+            )
+            .await
+            .expect("the third login is answered, not queued");
             assert_eq!(
                 response.headers()["retry-after"],
                 "1",
