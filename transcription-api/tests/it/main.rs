@@ -10,6 +10,7 @@ mod idempotency;
 mod input;
 mod notification;
 mod outbox;
+mod proxy;
 mod read;
 mod report;
 mod retry;
