@@ -8,6 +8,7 @@ mod cli;
 mod helpers;
 mod idempotency;
 mod input;
+mod limits;
 mod notification;
 mod outbox;
 mod proxy;
