@@ -10,6 +10,7 @@ mod idempotency;
 mod input;
 mod limits;
 mod notification;
+mod outages;
 mod outbox;
 mod proxy;
 mod read;

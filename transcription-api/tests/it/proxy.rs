@@ -22,7 +22,8 @@ pub struct SwitchableProxy {
     /// `kill -STOP`ped Redis; set back to `false`, everything held is delivered in order.
     paused: tokio::sync::watch::Sender<bool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    /// The accept loop.
+    /// The accept loop; `None` while [`stop_listening`](Self::stop_listening) holds the port
+    /// closed.
     accept: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -79,6 +80,27 @@ impl SwitchableProxy {
 
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// The backend's host goes down: every live connection is closed and, once this returns,
+    /// the port is closed too, so a new connection is refused (as by a stopped server).
+    pub async fn stop_listening(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let accept = self.accept.lock().unwrap().take();
+        let links: Vec<_> = self.links.lock().unwrap().drain(..).collect();
+        // A cancelled task's future (and its sockets) is dropped before its handle resolves.
+        for task in accept.into_iter().chain(links) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// After [`stop_listening`](Self::stop_listening): listens on the same port again and
+    /// forwards.
+    pub async fn listen_again(&self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+        self.restore();
     }
 
     pub fn pause(&self) {
