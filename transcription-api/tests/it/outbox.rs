@@ -10,7 +10,7 @@ use job_queue::jobs::TRANSCRIBE_QUEUE;
 use job_queue::{QueueConfig, RedisQueue, ReliableQueue};
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::net::TcpStream;
 use transcription_api::store::Report;
@@ -339,6 +339,102 @@ async fn a_queued_record_whose_job_redis_lost_is_requeued() {
     })
     .await;
     stale_record_is_requeued(&api, async || delete_prefix(&prefix).await).await;
+    drop(api);
+    delete_prefix(&prefix).await;
+}
+
+/// The stale-record repair hands over only records still `queued`: records a worker moved on
+/// (`processing`, `completed`, `failed`), whose jobs the queue no longer holds either, are
+/// never queued again and stay exactly as they were. A `queued` record in the same state is
+/// handed over by the same pass, so the repair did run.
+async fn records_past_queued_are_never_requeued(api: &TestApi, lose_data: impl AsyncFnOnce()) {
+    let user = api.token(&[WRITE, READ]).await;
+    let worker = api.token(&[REPORT]).await;
+    let mut moved_on = Vec::new();
+    for report in [
+        json!({"status": "processing"}),
+        json!({"status": "completed", "transcript": "hello world"}),
+        json!({"status": "failed", "error": "the audio could not be downloaded (timeout)"}),
+    ] {
+        let id = api.create(&user).await.to_string();
+        assert_eq!(
+            api.report(&worker, &id, &report).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        let path = format!("/transcriptions/{id}");
+        let shown: Value = api.get(&user, &path).await.json().await.unwrap();
+        assert_eq!(shown["status"], report["status"]);
+        moved_on.push((path, shown));
+    }
+    let still_queued = api.create(&user).await;
+    let queue = &api.queue;
+    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 4);
+
+    lose_data().await;
+    let empty = queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    assert_eq!(
+        (empty.ready, empty.processing, empty.delayed, empty.dead),
+        (0, 0, 0, 0)
+    );
+    let settled = api.transcriptions.relay_once().await.unwrap();
+
+    let stats = queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.processing, stats.delayed, stats.dead),
+        (1, 0, 0, 0),
+        "one job: the queued record's"
+    );
+    assert_eq!(settled, 1, "only the queued record is handed over again");
+    let job = queue
+        .reserve(TRANSCRIBE_QUEUE, "w2", Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("the queued record's job");
+    assert_eq!(job.envelope.id.as_str(), still_queued.to_string());
+    assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 0);
+    for (path, before) in moved_on {
+        let after: Value = api.get(&user, &path).await.json().await.unwrap();
+        assert_eq!(after, before, "{path} is unchanged");
+    }
+}
+
+#[tokio::test]
+async fn records_past_queued_are_never_requeued_on_the_embedded_queue() {
+    let api = TestApi::spawn_with(Options {
+        outbox: stale_at_once(),
+        ..Options::default()
+    })
+    .await;
+    let queue = api.queue.clone();
+    records_past_queued_are_never_requeued(&api, async || {
+        // Every job gone without a new report (the queue's data lost): taken and acked.
+        while let Some(job) = queue
+            .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+            .await
+            .unwrap()
+        {
+            assert!(queue.ack(&job).await.unwrap());
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn records_past_queued_are_never_requeued_on_redis() {
+    let Some(url) = auth_server::testing::redis_url().await else {
+        return;
+    };
+    let prefix = format!("api-it-{}", Uuid::new_v4().simple());
+    let queue = RedisQueue::connect(&url, &prefix, signing_key(), QueueConfig::default())
+        .await
+        .unwrap();
+    let api = TestApi::spawn_with(Options {
+        queue: Some(Arc::new(queue)),
+        outbox: stale_at_once(),
+        ..Options::default()
+    })
+    .await;
+    records_past_queued_are_never_requeued(&api, async || delete_prefix(&prefix).await).await;
     drop(api);
     delete_prefix(&prefix).await;
 }
