@@ -7,20 +7,11 @@ use std::path::Path;
 use auth_server::passwords::PasswordPool;
 use auth_server::secrets::{SecretHasher, generate_client_secret};
 use auth_server::store::{Client, GrantType, Scope, Store, StoreError, User};
+use contracts::scopes::{self, TRANSCRIPTIONS_READ, TRANSCRIPTIONS_REPORT, TRANSCRIPTIONS_WRITE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-/// Scopes of the transcription platform.
-pub const SCOPES: [(&str, &str); 3] = [
-    ("transcriptions:write", "submit transcriptions"),
-    ("transcriptions:read", "read your transcriptions"),
-    (
-        "transcriptions:report",
-        "report transcription results (worker)",
-    ),
-];
 
 /// What a newcomer needs to call the stack, as written to `demo-credentials.json`.
 #[derive(Serialize, Deserialize)]
@@ -31,7 +22,7 @@ pub struct DemoCredentials {
     pub client_secret: String,
     pub user_email: String,
     pub user_password: String,
-    /// The worker's own client (client_credentials with `transcriptions:report`).
+    /// The worker's own client (client_credentials with [`TRANSCRIPTIONS_REPORT`]).
     pub worker_client_id: String,
     pub worker_client_secret: String,
 }
@@ -87,7 +78,7 @@ pub async fn ensure(
         .into_iter()
         .map(|s| s.name)
         .collect();
-    for (name, description) in SCOPES {
+    for (name, description) in scopes::ALL {
         if !existing.iter().any(|s| s == name) {
             let scope = Scope {
                 name: name.to_owned(),
@@ -110,7 +101,7 @@ pub async fn ensure(
     let app_secret = secret()?;
     let app = new_client(
         "demo app",
-        &["transcriptions:write", "transcriptions:read"],
+        &[TRANSCRIPTIONS_WRITE, TRANSCRIPTIONS_READ],
         &[
             GrantType::ClientCredentials,
             GrantType::Password,
@@ -122,7 +113,7 @@ pub async fn ensure(
     let worker_secret = secret()?;
     let worker = new_client(
         "worker",
-        &["transcriptions:report"],
+        &[TRANSCRIPTIONS_REPORT],
         &[GrantType::ClientCredentials],
         worker_secret.expose_secret(),
     );
@@ -146,7 +137,7 @@ pub async fn ensure(
         id: Uuid::new_v4().to_string(),
         email: email.clone(),
         password_hash,
-        permissions: ["transcriptions:write", "transcriptions:read"]
+        permissions: [TRANSCRIPTIONS_WRITE, TRANSCRIPTIONS_READ]
             .iter()
             .map(|s| (*s).to_owned())
             .collect(),

@@ -1,12 +1,14 @@
-//! Reliable job queues for the transcription platform (DESIGN.md §8).
+//! Reliable job queues, generic over what the jobs are: an envelope carries a kind and a JSON
+//! payload. The platform's job payloads are defined elsewhere (the `contracts` crate) as
+//! [`Job`] types.
 //!
 //! * [`envelope`]: the versioned job envelope and its HMAC-SHA-256 seal ([`SigningKey`]).
 //! * [`ReliableQueue`]: the contract (reserve / ack / fail with backoff / dead list / reaper).
 //! * [`RedisQueue`]: production backend on Redis lists (`BLMOVE` into per-worker lists).
 //! * [`SqliteQueue`]: embedded durable backend for the one-process mode.
 //! * [`Job`]: typed jobs ([`NewJob::typed`] to enqueue one, [`Envelope::decode`] to read it
-//!   back); [`jobs`]: the platform's job payloads; [`connect`] opens the configured backend,
-//!   [`inspect`] the operator's read-and-clear view of it without the signing key.
+//!   back); [`connect`] opens the configured backend, [`inspect`] the operator's
+//!   read-and-clear view of it without the signing key.
 //!
 //! Both backends pass the same conformance suite (`tests/conformance`).
 
@@ -14,7 +16,6 @@ mod connect;
 pub mod envelope;
 mod error;
 mod job;
-pub mod jobs;
 mod queue;
 mod redis_queue;
 mod sqlite_queue;

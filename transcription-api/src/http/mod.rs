@@ -17,8 +17,8 @@ use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 pub use error::ApiError;
-pub use internal::{MAX_REPORT_BYTES, SCOPE_REPORT};
-pub use transcriptions::{MAX_SUBMISSION_BYTES, SCOPE_READ, SCOPE_WRITE};
+pub use internal::MAX_REPORT_BYTES;
+pub use transcriptions::MAX_SUBMISSION_BYTES;
 
 use crate::AppState;
 

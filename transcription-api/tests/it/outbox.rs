@@ -6,14 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use job_queue::jobs::TRANSCRIBE_QUEUE;
-use job_queue::{QueueConfig, RedisQueue, ReliableQueue};
+use contracts::jobs::TranscribeJob;
+
+use contracts::report::ResultReport;
+use job_queue::{Job, QueueConfig, RedisQueue, ReliableQueue};
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::net::TcpStream;
-use transcription_api::store::Report;
 use transcription_api::submissions::OutboxConfig;
 use uuid::Uuid;
 
@@ -128,7 +129,7 @@ async fn queue_down_gives_202_and_the_relay_queues_the_job_once_it_is_back() {
     assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 0);
     assert!(settled <= 1);
     let job = direct
-        .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
         .await
         .unwrap()
         .expect("the job is in Redis");
@@ -256,13 +257,13 @@ async fn in_flight_replay_while_redis_is_paused(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 0);
-    let stats = direct.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    let stats = direct.stats(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(
         stats.ready, 1,
         "the late command and the relay give one job"
     );
     let job = direct
-        .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
@@ -276,19 +277,19 @@ async fn stale_record_is_requeued(api: &TestApi, lose_data: impl AsyncFnOnce()) 
     let token = api.token(&[WRITE]).await;
     let id = api.create(&token).await;
     let queue = &api.queue;
-    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 1);
+    assert_eq!(queue.stats(TranscribeJob::QUEUE).await.unwrap().ready, 1);
     api.transcriptions.relay_once().await.unwrap();
     assert_eq!(
-        queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready,
+        queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
         1,
         "the queue holds the job: nothing added"
     );
 
     lose_data().await;
-    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 0);
+    assert_eq!(queue.stats(TranscribeJob::QUEUE).await.unwrap().ready, 0);
     api.transcriptions.relay_once().await.unwrap();
     let job = queue
-        .reserve(TRANSCRIBE_QUEUE, "w2", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w2", Duration::ZERO)
         .await
         .unwrap()
         .expect("requeued");
@@ -314,7 +315,7 @@ async fn a_queued_record_whose_job_the_embedded_queue_lost_is_requeued() {
     stale_record_is_requeued(&api, async || {
         // Gone without a report (the queue's data lost): taken and acked.
         let job = queue
-            .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+            .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
@@ -368,17 +369,17 @@ async fn records_past_queued_are_never_requeued(api: &TestApi, lose_data: impl A
     }
     let still_queued = api.create(&user).await;
     let queue = &api.queue;
-    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 4);
+    assert_eq!(queue.stats(TranscribeJob::QUEUE).await.unwrap().ready, 4);
 
     lose_data().await;
-    let empty = queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    let empty = queue.stats(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(
         (empty.ready, empty.processing, empty.delayed, empty.dead),
         (0, 0, 0, 0)
     );
     let settled = api.transcriptions.relay_once().await.unwrap();
 
-    let stats = queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    let stats = queue.stats(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(
         (stats.ready, stats.processing, stats.delayed, stats.dead),
         (1, 0, 0, 0),
@@ -386,7 +387,7 @@ async fn records_past_queued_are_never_requeued(api: &TestApi, lose_data: impl A
     );
     assert_eq!(settled, 1, "only the queued record is handed over again");
     let job = queue
-        .reserve(TRANSCRIBE_QUEUE, "w2", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w2", Duration::ZERO)
         .await
         .unwrap()
         .expect("the queued record's job");
@@ -409,7 +410,7 @@ async fn records_past_queued_are_never_requeued_on_the_embedded_queue() {
     records_past_queued_are_never_requeued(&api, async || {
         // Every job gone without a new report (the queue's data lost): taken and acked.
         while let Some(job) = queue
-            .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+            .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
             .await
             .unwrap()
         {
@@ -450,7 +451,11 @@ async fn the_relay_queues_a_record_whose_enqueue_never_happened() {
     let started = record("someone");
     store.insert(&started, None, 0).await.unwrap();
     store
-        .report(started.id, &Report::Processing, OffsetDateTime::now_utc())
+        .report(
+            started.id,
+            &ResultReport::Processing,
+            OffsetDateTime::now_utc(),
+        )
         .await
         .unwrap();
     // An entry still within its grace period (a request in flight) is left alone.
@@ -458,11 +463,11 @@ async fn the_relay_queues_a_record_whose_enqueue_never_happened() {
     store.insert(&in_flight, None, i64::MAX).await.unwrap();
 
     assert_eq!(api.transcriptions.relay_once().await.unwrap(), 2);
-    let stats = api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    let stats = api.queue.stats(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(stats.ready, 1, "only the orphan is queued");
     let job = api
         .queue
-        .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
@@ -511,7 +516,7 @@ async fn the_relay_keeps_an_entry_while_the_queue_is_down_and_queues_it_once_bac
     assert_eq!(settled, 1);
     assert_eq!(store.outbox_len().await.unwrap(), 0);
     let job = direct
-        .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
