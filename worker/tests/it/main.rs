@@ -27,4 +27,5 @@ mod signals;
 mod smtp_sink;
 mod smtp_tls;
 mod transcriber;
+mod upgrade;
 mod worker_loop;
