@@ -1,6 +1,7 @@
-//! What every binary of the platform shares, once (STYLE 13): how an error becomes the one
-//! line an operator reads ([`error_line`]), how a time is printed ([`rfc3339`]), how the
-//! databases and Redis are opened so that a failure names what was tried ([`connect`]), and,
+//! What every binary of the platform shares, once: how an error becomes the one line an
+//! operator reads ([`error_line`]), how a time is printed ([`rfc3339`]), how the databases and
+//! Redis are chosen, opened and migrated so that a failure names what was tried ([`connect`]),
+//! and,
 //! with the `cli` feature, argument parsing with JSON usage errors and the log set-up
 //! ([`cli`]), and with the `signal` feature the services' stop signal ([`shutdown_signal`]).
 
