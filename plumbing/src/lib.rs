@@ -2,14 +2,16 @@
 //! operator reads ([`error_line`]), how a time is printed ([`rfc3339`]), how the databases and
 //! Redis are chosen, opened and migrated so that a failure names what was tried ([`connect`]),
 //! and behind features: argument parsing with JSON usage errors and the log set-up (`cli`),
-//! request bodies read up to a limit (`http`) and the services' stop signal (`signal`,
-//! [`shutdown_signal`]).
+//! request bodies read up to a limit (`http`), the process's Prometheus recorder (`metrics`)
+//! and the services' stop signal (`signal`, [`shutdown_signal`]).
 
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod connect;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "testing")]
 pub mod testing;
 
