@@ -154,6 +154,7 @@ impl Application {
             issuer.to_string(),
             config.audience.clone(),
             config.access_token_ttl,
+            config.token_clock.clone(),
         );
         let tokens = Arc::new(TokenService {
             clients: ClientAuthenticator::new(store.clone(), hasher.clone(), config.clock.clone()),
@@ -176,6 +177,7 @@ impl Application {
                 config.clock.clone(),
             ),
             rules,
+            checkpoints: config.checkpoints.clone(),
         });
         Ok(Application {
             listener,

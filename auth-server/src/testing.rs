@@ -1,7 +1,8 @@
 //! A real auth server for other crates' tests (feature `testing`): started in-process on
 //! 127.0.0.1:0 with a fresh SQLite database and a random `AUTH_SECRETS` (removed on drop),
 //! plus helpers to register scopes, clients and users and to obtain tokens over HTTP;
-//! [`process`] runs the binaries as an operator would, for process tests.
+//! [`process`] runs the binaries as an operator would, for process tests; [`CheckpointGate`]
+//! holds a grant at a [`Checkpoint`] so a test can drive a race in a fixed order.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod process;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 use crate::Application;
 use crate::config::ServerConfig;
+use crate::grants::checkpoint::{Checkpoint, Checkpoints};
 use crate::keys::{self, KeyRing};
 use crate::passwords::hash_password;
 use crate::sealed::SystemSecrets;
@@ -123,6 +125,69 @@ impl Drop for TestDb {
                 });
             })
             .join();
+        }
+    }
+}
+
+/// Holds the next grant that reaches an armed [`Checkpoint`] until the test releases it:
+/// [`hold_next`](Self::hold_next), start the request, [`wait_until_held`](Self::wait_until_held),
+/// do what must happen meanwhile, [`release`](Self::release). Unarmed it holds nothing. Install
+/// it as [`ServerConfig::checkpoints`].
+#[derive(Debug)]
+pub struct CheckpointGate {
+    armed: std::sync::Mutex<Option<Checkpoint>>,
+    held: tokio::sync::Semaphore,
+    released: tokio::sync::Semaphore,
+}
+
+impl CheckpointGate {
+    /// How long [`wait_until_held`](Self::wait_until_held) waits for a grant to arrive.
+    pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub fn new() -> Arc<CheckpointGate> {
+        Arc::new(CheckpointGate {
+            armed: std::sync::Mutex::new(None),
+            held: tokio::sync::Semaphore::new(0),
+            released: tokio::sync::Semaphore::new(0),
+        })
+    }
+
+    /// Holds the next grant (one) that reaches `at`.
+    pub fn hold_next(&self, at: Checkpoint) {
+        *self.armed.lock().unwrap() = Some(at);
+    }
+
+    /// Returns once a grant is held at the armed checkpoint; panics after [`Self::DEADLINE`].
+    pub async fn wait_until_held(&self) {
+        tokio::time::timeout(Self::DEADLINE, self.held.acquire())
+            .await
+            .expect("no grant reached the armed checkpoint")
+            .unwrap()
+            .forget();
+    }
+
+    /// Lets the held grant go on.
+    pub fn release(&self) {
+        self.released.add_permits(1);
+    }
+}
+
+#[async_trait::async_trait]
+impl Checkpoints for CheckpointGate {
+    async fn reached(&self, checkpoint: Checkpoint) {
+        let hold = {
+            let mut armed = self.armed.lock().unwrap();
+            let hold = *armed == Some(checkpoint);
+            if hold {
+                *armed = None;
+            }
+            hold
+        };
+        if hold {
+            self.held.add_permits(1);
+            if let Ok(permit) = self.released.acquire().await {
+                permit.forget();
+            }
         }
     }
 }

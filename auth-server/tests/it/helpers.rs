@@ -1,7 +1,8 @@
 //! `TestApp`: a fresh database (SQLite file or PostgreSQL database with a random name) with
 //! its own `AUTH_SECRETS`, and the real server bound to 127.0.0.1:0, its time rules reading a
 //! [`ManualClock`] the test moves (`app.clock.advance(…)`), so no rule about time is tested by
-//! waiting for it.
+//! waiting for it, and its grants passing a [`CheckpointGate`] the test can arm
+//! (`app.gate.hold_next(…)`), so no race is tested by timing it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use auth_server::store::{self, Client, GrantType, Scope, Store, User};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-pub use auth_server::testing::TestDb;
+pub use auth_server::testing::{CheckpointGate, TestDb};
 
 /// The running server and handles to its database.
 pub struct TestApp {
@@ -33,6 +34,8 @@ pub struct TestApp {
     pub db: TestDb,
     /// The clock of the refresh-token, client-cache and lock-out rules.
     pub clock: Arc<ManualClock>,
+    /// Holds a grant at a checkpoint when armed ([`CheckpointGate::hold_next`]).
+    pub gate: Arc<CheckpointGate>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -46,6 +49,8 @@ impl TestApp {
         let mut config = TestApp::config(&db);
         let clock = Arc::new(ManualClock::starting_now());
         config.clock = clock.clone();
+        let gate = CheckpointGate::new();
+        config.checkpoints = Some(gate.clone());
         tweak(&mut config);
         let app = Application::build(config).await.expect("server starts");
         let tokens = app.tokens();
@@ -70,6 +75,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             db,
             clock,
+            gate,
             _shutdown: tx,
         }
     }
