@@ -1,6 +1,6 @@
-//! Reliable job queues, generic over what the jobs are: an envelope carries a kind and a JSON
-//! payload. The platform's job payloads are defined elsewhere (the `contracts` crate) as
-//! [`Job`] types.
+//! Reliable job queues for the transcription platform (docs/architecture.md, "Job flow"),
+//! generic over what the jobs are: an envelope carries a kind and a JSON payload. The
+//! platform's job payloads are defined elsewhere (the `contracts` crate) as [`Job`] types.
 //!
 //! * [`envelope`]: the versioned job envelope and its HMAC-SHA-256 seal ([`SigningKey`]).
 //! * [`ReliableQueue`]: the contract (reserve / ack / fail with backoff / dead list / reaper).

@@ -8,7 +8,7 @@ use contracts::report::{MAX_REASON_BYTES, NotificationReport, ResultReport};
 use serde::Serialize;
 use serde_json::Value;
 
-/// Longest accepted `audio_url`, in bytes.
+/// Longest accepted `audio_url`, in bytes (README, transcription-api "Routes").
 pub const MAX_URL_LEN: usize = 2048;
 /// Longest accepted e-mail address (RFC 5321 path limit).
 pub const MAX_EMAIL_LEN: usize = 254;

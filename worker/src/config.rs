@@ -9,6 +9,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use contracts::jobs::{NotifyJob, TranscribeJob};
 use contracts::scopes::TRANSCRIPTIONS_REPORT;
 use job_queue::{Job, QueueConfig, QueueError, QueueInspector, ReliableQueue, SigningKey};
+use plumbing::cli::{LogFormat, secret};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::ClientCredentials;
@@ -35,17 +36,6 @@ const NOTIFIER_JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
-}
-
-fn secret(value: &str) -> Result<SecretString, String> {
-    Ok(SecretString::from(value.to_owned()))
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
 }
 
 /// Flags every command shares: where the queues live.

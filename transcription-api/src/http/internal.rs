@@ -11,10 +11,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::put;
 use contracts::report::{NotificationReport, ResultReport};
 use contracts::scopes::TRANSCRIPTIONS_REPORT;
+use plumbing::http::read_body;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ValidationErrors};
-use super::read_body;
 use crate::AppState;
 use crate::store::{Notification, NotificationOutcome, ReportOutcome, Status};
 use crate::validate;

@@ -11,18 +11,18 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contracts::scopes::{TRANSCRIPTIONS_READ, TRANSCRIPTIONS_WRITE};
+use plumbing::http::read_body;
 use serde::Serialize;
 use token_guard::Principal;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ValidationErrors};
-use super::read_body;
 use crate::AppState;
 use crate::store::{Notification, Status, Transcription};
 use crate::submissions::{Caller, Submitted};
 use crate::validate::{self, FieldErrors};
 
-/// Largest accepted submission body.
+/// Largest accepted submission body (README, transcription-api "Routes": 413 over 64 KiB).
 pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
 /// Page size when `limit` is not given, and the largest allowed.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
