@@ -7,8 +7,6 @@
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod connect;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 use std::error::Error;
 

@@ -17,7 +17,7 @@ use auth_server::store::{self, Client, GrantType, Scope, Store, User};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-pub use auth_server::testing::TestDb;
+pub use test_support::db::TestDb;
 
 /// The running server and handles to its database.
 pub struct TestApp {
@@ -77,7 +77,7 @@ impl TestApp {
     /// The default configuration of a server on `db` (with its `AUTH_SECRETS`), on port 0.
     pub fn config(db: &TestDb) -> ServerConfig {
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &db.url, db.keys_dir());
-        config.secrets = Some(db.secrets());
+        config.secrets = Some(SystemSecrets::from_list(&db.auth_secrets).unwrap());
         config
     }
 

@@ -5,10 +5,12 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
 
-use auth_server::testing::{TestAuthServer, TestDb};
-use plumbing::testing::{
-    StartFailure, assert_help_hides_secrets, assert_start_failures, closed_port, run_with_env,
+use test_support::auth::TestAuthServer;
+use test_support::cli::{
+    StartFailure, assert_help_hides_secrets, assert_start_failures, run_with_env,
 };
+use test_support::db::TestDb;
+use test_support::net::closed_port;
 
 const SIGNING_KEY: &str = "transcription-api binary tests: 32+ bytes";
 

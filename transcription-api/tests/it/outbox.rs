@@ -127,7 +127,7 @@ async fn pump(
 /// A Redis queue behind a proxy, under a random prefix (deleted at the end).
 async fn redis_behind_proxy()
 -> Option<(SwitchableProxy, Arc<dyn ReliableQueue>, RedisQueue, String)> {
-    let url = auth_server::testing::redis_url().await?;
+    let url = test_support::redis::reachable_url().await?;
     let upstream = url
         .trim_start_matches("redis://")
         .trim_end_matches('/')
@@ -166,7 +166,7 @@ impl OwnRedis {
             .spawn();
         let child = match child {
             Ok(child) => child,
-            Err(e) if !auth_server::testing::in_ci() => {
+            Err(e) if !test_support::ci::in_ci() => {
                 eprintln!("skipping: redis-server not runnable ({e})");
                 return None;
             }
@@ -206,8 +206,8 @@ impl Drop for OwnRedis {
 }
 
 async fn delete_prefix(prefix: &str) {
-    if let Some(url) = auth_server::testing::redis_url().await {
-        auth_server::testing::delete_redis_prefix(&url, prefix).await;
+    if let Some(url) = test_support::redis::reachable_url().await {
+        test_support::redis::delete_prefix(&url, prefix).await;
     }
 }
 
@@ -455,7 +455,7 @@ async fn a_queued_record_whose_job_the_embedded_queue_lost_is_requeued() {
 
 #[tokio::test]
 async fn a_queued_record_whose_job_redis_lost_is_requeued() {
-    let Some(url) = auth_server::testing::redis_url().await else {
+    let Some(url) = test_support::redis::reachable_url().await else {
         return;
     };
     let prefix = format!("api-it-{}", Uuid::new_v4().simple());

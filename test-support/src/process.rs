@@ -22,7 +22,9 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// A signal a test sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
+    /// SIGTERM, what a supervisor sends.
     Term,
+    /// SIGINT, Ctrl-C.
     Int,
 }
 
@@ -88,6 +90,7 @@ impl ServiceProcess {
         }
     }
 
+    /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -212,6 +215,13 @@ impl ServiceProcess {
         assert!(status.success(), "kill {} {}", signal.flag(), self.pid());
     }
 
+    /// SIGKILL (no shutdown path runs), then reaps the process; [`exit_status`](Self::exit_status)
+    /// tells the signal afterwards.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `None` while it runs.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait")
@@ -299,8 +309,7 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -324,9 +333,11 @@ pub async fn wait_until_refused(addr: SocketAddr) {
 /// An HTTP/1.1 answer.
 #[derive(Debug)]
 pub struct HttpAnswer {
+    /// The status code.
     pub status: u16,
     /// The status line and the headers, as received.
     pub head: String,
+    /// The body (lossy UTF-8).
     pub body: String,
 }
 
