@@ -5,8 +5,10 @@
 //! [`SystemClock`], and tests use [`ManualClock`] to step over a rule's boundary instead of
 //! waiting for it, so no test depends on how fast the machine runs.
 //!
-//! Token `iat`/`exp` claims are not read from here: resource servers check them against their
-//! own clocks.
+//! Token `iat`/`exp` claims and the issue time in a token's `jti` are not read from this clock
+//! but from [`ServerConfig::token_clock`](crate::config::ServerConfig::token_clock), the system
+//! clock in servers: resource servers check them against their own clocks, and revocation
+//! cutoffs are wall-clock times.
 
 use std::fmt;
 use std::sync::Mutex;

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
 use crate::clock::{Clock, SystemClock};
+use crate::grants::checkpoint::Checkpoints;
 use crate::sealed::{SealError, SystemSecrets};
 use crate::throttle::ThrottlePolicy;
 
@@ -151,6 +152,13 @@ pub struct ServerConfig {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// What the time rules read as now (see [`crate::clock`]): the system clock, or a test's.
     pub clock: Arc<dyn Clock>,
+    /// What access tokens are stamped with: `iat`, `nbf`, `exp` and the issue time in the
+    /// `jti` that revocation cutoffs compare with. The system clock: resource servers check
+    /// these against their own clocks and cutoffs are wall-clock times. A test sets it only to
+    /// place a token's issue time exactly against a cutoff.
+    pub token_clock: Arc<dyn Clock>,
+    /// Where a test holds grants to drive races ([`crate::grants::checkpoint`]); `None`.
+    pub checkpoints: Option<Arc<dyn Checkpoints>>,
     /// How often the running server re-reads its signing keys
     /// ([`KEY_RELOAD_INTERVAL`](crate::KEY_RELOAD_INTERVAL), 10 s).
     pub key_reload_interval: Duration,
@@ -211,6 +219,8 @@ impl ServerConfig {
             migrate: !serve.no_migrate,
             metrics: None,
             clock: Arc::new(SystemClock),
+            token_clock: Arc::new(SystemClock),
+            checkpoints: None,
             key_reload_interval: crate::KEY_RELOAD_INTERVAL,
         })
     }
@@ -237,6 +247,8 @@ impl ServerConfig {
             migrate: true,
             metrics: None,
             clock: Arc::new(SystemClock),
+            token_clock: Arc::new(SystemClock),
+            checkpoints: None,
             key_reload_interval: crate::KEY_RELOAD_INTERVAL,
         }
     }

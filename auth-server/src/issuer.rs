@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use time::OffsetDateTime;
-use uuid::Uuid;
+use uuid::{NoContext, Timestamp, Uuid};
 
+use crate::clock::Clock;
 use crate::keys::{KeyError, KeyRing};
 
 /// The path of an issuer URL (`/tenant` in `https://host/tenant`), or `""`.
@@ -46,15 +46,24 @@ pub struct TokenIssuer {
     issuer: String,
     audience: String,
     ttl: Duration,
+    /// What tokens are stamped with ([`ServerConfig::token_clock`](crate::config::ServerConfig::token_clock)).
+    clock: Arc<dyn Clock>,
 }
 
 impl TokenIssuer {
-    pub fn new(keys: Arc<KeyRing>, issuer: String, audience: String, ttl: Duration) -> TokenIssuer {
+    pub fn new(
+        keys: Arc<KeyRing>,
+        issuer: String,
+        audience: String,
+        ttl: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> TokenIssuer {
         TokenIssuer {
             keys,
             issuer,
             audience,
             ttl,
+            clock,
         }
     }
 
@@ -64,9 +73,16 @@ impl TokenIssuer {
 
     /// Issues a token for `sub` on behalf of `client_id` carrying `scope` (space-delimited).
     pub fn issue(&self, sub: &str, client_id: &str, scope: &str) -> Result<IssuedToken, KeyError> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let issued = self.clock.now();
+        let now = issued.unix_timestamp();
         let ttl = self.ttl.as_secs();
-        let jti = Uuid::now_v7().to_string();
+        // The jti's timestamp is the issue time to the millisecond (RFC 9562 §5.7).
+        let jti = Uuid::new_v7(Timestamp::from_unix(
+            NoContext,
+            u64::try_from(now).unwrap_or_default(),
+            issued.nanosecond(),
+        ))
+        .to_string();
         let exp = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
         let claims = AccessClaims {
             iss: &self.issuer,

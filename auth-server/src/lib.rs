@@ -152,6 +152,7 @@ impl Application {
             issuer.to_string(),
             config.audience.clone(),
             config.access_token_ttl,
+            config.token_clock.clone(),
         );
         let tokens = Arc::new(TokenService {
             clients: ClientAuthenticator::new(store.clone(), hasher.clone(), config.clock.clone()),
@@ -174,6 +175,7 @@ impl Application {
                 config.clock.clone(),
             ),
             rules,
+            checkpoints: config.checkpoints.clone(),
         });
         Ok(Application {
             listener,

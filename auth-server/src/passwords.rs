@@ -1,7 +1,9 @@
 //! User passwords: argon2id with the OWASP parameters (m = 19456 KiB, t = 2, p = 1), hashed and
 //! verified on a [`PasswordPool`] of dedicated threads off the async runtime. Each thread owns one
 //! block buffer of m_cost KiB for its whole life, so the memory argon2 needs is bounded by
-//! threads × 19 MiB whatever the load (no per-call allocation for the allocator to keep). When the
+//! threads × 19 MiB whatever the load (no per-call allocation for the allocator to keep; only a
+//! stored hash with a larger m_cost, which this crate never creates, gets memory of its own for
+//! its verification). The pool counts what it allocates and computes ([`Argon2Usage`]). When the
 //! threads and the queue are full the caller gets [`PasswordError::Saturated`] at once (the HTTP
 //! layer answers 503), so a login flood cannot queue without bound or starve token issuance.
 //! Every password is prepared with the RFC 8265 OpaqueString profile ([`prepare_password`])
@@ -214,10 +216,9 @@ fn hash_with_memory(password: &[u8], memory: &mut [Block]) -> Result<String, Pas
 }
 
 /// Verifies `password` against a PHC string by recomputing the hash with the string's own
-/// algorithm, version, parameters and salt (PHC string format; RFC 9106 §3.1 inputs) into
-/// `memory`, and comparing the outputs in constant time (`Output`'s `PartialEq`). A hash whose
-/// parameters need more blocks than `memory` holds is computed in memory allocated for that call.
-fn verify_with_memory(password: &[u8], phc: &str, memory: &mut [Block]) -> bool {
+/// algorithm, version, parameters and salt (PHC string format; RFC 9106 §3.1 inputs) in the
+/// thread's `memory`, and comparing the outputs in constant time (`Output`'s `PartialEq`).
+fn verify_with_memory(password: &[u8], phc: &str, memory: &mut ThreadMemory) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
@@ -242,17 +243,96 @@ fn verify_with_memory(password: &[u8], phc: &str, memory: &mut [Block]) -> bool 
     let Some(computed) = computed.get_mut(..expected.len()) else {
         return false;
     };
-    let blocks = params.block_count();
+    let (blocks, passes) = (params.block_count(), params.t_cost());
     let argon2 = Argon2::new(algorithm, version, params);
-    let hashed = match memory.get_mut(..blocks) {
-        Some(memory) => argon2.hash_password_into_with_memory(password, salt, computed, memory),
-        None => argon2.hash_password_into(password, salt, computed),
-    };
+    let hashed = memory.compute(blocks, passes, |memory| {
+        argon2.hash_password_into_with_memory(password, salt, computed, memory)
+    });
     hashed.is_ok() && Output::new(computed).is_ok_and(|computed| computed == expected)
 }
 
-/// One unit of work for a hashing thread: it gets the thread's block buffer.
-type Job = Box<dyn FnOnce(&mut [Block]) + Send>;
+/// What a pool's argon2 work has cost so far: the block memory it allocated and the blocks it
+/// computed. One block is 1 KiB (RFC 9106 §3.2); a run of m_cost KiB and t_cost passes
+/// computes m_cost × t_cost blocks, whatever the password, so equal runs mean equal work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Argon2Usage {
+    /// Block buffers allocated: one per hashing thread when it starts, plus one for each run
+    /// whose m_cost exceeds the thread's buffer (a stored hash with a larger memory cost).
+    pub buffers_allocated: u64,
+    /// Their total size in KiB (blocks).
+    pub kib_allocated: u64,
+    /// Hashes computed (verifications and new hashes, the dummy hash included).
+    pub runs: u64,
+    /// Blocks computed by those runs: m_cost × t_cost each.
+    pub blocks_computed: u64,
+}
+
+/// [`Argon2Usage`], counted by the pool's threads as they allocate and compute.
+#[derive(Debug, Default)]
+struct UsageCounters {
+    buffers_allocated: AtomicU64,
+    kib_allocated: AtomicU64,
+    runs: AtomicU64,
+    blocks_computed: AtomicU64,
+}
+
+impl UsageCounters {
+    fn allocated(&self, blocks: usize) {
+        self.buffers_allocated.fetch_add(1, Ordering::Relaxed);
+        self.kib_allocated
+            .fetch_add(u64::try_from(blocks).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn computed(&self, blocks: usize, passes: u32) {
+        let blocks = u64::try_from(blocks).unwrap_or(u64::MAX);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.blocks_computed
+            .fetch_add(blocks.saturating_mul(u64::from(passes)), Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Argon2Usage {
+        Argon2Usage {
+            buffers_allocated: self.buffers_allocated.load(Ordering::Relaxed),
+            kib_allocated: self.kib_allocated.load(Ordering::Relaxed),
+            runs: self.runs.load(Ordering::Relaxed),
+            blocks_computed: self.blocks_computed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One hashing thread's argon2 memory: the buffer it allocates once when it starts, and the
+/// pool's counters, which every allocation and run goes through.
+struct ThreadMemory {
+    buffer: Vec<Block>,
+    usage: Arc<UsageCounters>,
+}
+
+impl ThreadMemory {
+    fn allocate(blocks: usize, usage: Arc<UsageCounters>) -> ThreadMemory {
+        usage.allocated(blocks);
+        ThreadMemory {
+            buffer: vec![Block::default(); blocks],
+            usage,
+        }
+    }
+
+    /// Runs one argon2 computation of `blocks` blocks and `passes` passes on the thread's
+    /// buffer, or, when it needs more blocks than the buffer holds, on memory allocated for
+    /// this run only.
+    fn compute<T>(&mut self, blocks: usize, passes: u32, run: impl FnOnce(&mut [Block]) -> T) -> T {
+        self.usage.computed(blocks, passes);
+        match self.buffer.get_mut(..blocks) {
+            Some(memory) => run(memory),
+            None => {
+                self.usage.allocated(blocks);
+                run(vec![Block::default(); blocks].as_mut_slice())
+            }
+        }
+    }
+}
+
+/// One unit of work for a hashing thread: it gets the thread's block memory.
+type Job = Box<dyn FnOnce(&mut ThreadMemory) + Send>;
 
 /// Hashes and verifies passwords on `threads` dedicated OS threads (`argon2-0`, `argon2-1`, …),
 /// each reusing one buffer of 19456 blocks (19 MiB) for every job, with at most `queue_limit`
@@ -264,9 +344,11 @@ pub struct PasswordPool {
     /// Jobs queued or running; a job frees its place when it has run or been dropped.
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
-    /// Hash of a random password: unknown users are verified against it so they cost the same.
+    /// Hash of a random password, made on the pool with the parameters of every new hash:
+    /// unknown users are verified against it so they cost the same argon2 work.
     dummy_hash: Arc<str>,
     verifications: AtomicU64,
+    usage: Arc<UsageCounters>,
 }
 
 /// One place of the pool's bound, held by a job until it has run or been dropped (so a caller
@@ -296,12 +378,14 @@ impl PasswordPool {
             max_in_flight,
             dummy_hash: Arc::from(""),
             verifications: AtomicU64::new(0),
+            usage: Arc::new(UsageCounters::default()),
         };
         for index in 0..threads {
             let receiver = receiver.clone();
+            let usage = pool.usage.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
-                .spawn(move || hashing_thread(&receiver, blocks))
+                .spawn(move || hashing_thread(&receiver, blocks, usage))
                 .map_err(PasswordError::Threads)?;
             pool.threads.push(thread);
         }
@@ -351,8 +435,14 @@ impl PasswordPool {
             .map_err(PasswordError::Invalid)?
             .into_owned();
         let prepared = SecretString::from(prepared);
-        self.run(move |memory| hash_with_memory(prepared.expose_secret().as_bytes(), memory))
-            .await?
+        let params = owasp_params()?;
+        let (blocks, passes) = (params.block_count(), params.t_cost());
+        self.run(move |memory| {
+            memory.compute(blocks, passes, |memory| {
+                hash_with_memory(prepared.expose_secret().as_bytes(), memory)
+            })
+        })
+        .await?
     }
 
     /// How many argon2 verifications have run (unknown users included).
@@ -360,11 +450,48 @@ impl PasswordPool {
         self.verifications.load(Ordering::Relaxed)
     }
 
+    /// The argon2 memory the pool has allocated and the work it has computed since it started.
+    pub fn usage(&self) -> Argon2Usage {
+        self.usage.snapshot()
+    }
+
+    /// Jobs admitted and not finished: running on a thread or waiting in the queue.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Occupies one hashing thread until the returned guard is dropped, for tests that need a
+    /// saturated pool (the 503 a login then gets). Returns once the thread is held; the place it
+    /// takes counts against the pool's bound like any job. Drop the guard before the pool. (A
+    /// seam for tests; the servers never call it.)
+    pub async fn hold_a_thread(&self) -> Result<HeldThread, PasswordError> {
+        let (held, is_held) = oneshot::channel();
+        let (release, until_released) = std::sync::mpsc::channel::<()>();
+        let finished = self.submit(move |_| {
+            let _ = held.send(());
+            // Returns when the guard drops its sender.
+            let _ = until_released.recv();
+        })?;
+        is_held.await.map_err(|_| PasswordError::Hash)?;
+        Ok(HeldThread {
+            _release: release,
+            _finished: finished,
+        })
+    }
+
     /// Queues `work` for a hashing thread, or refuses at once when threads and queue are full.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut [Block]) -> T + Send + 'static,
+        work: impl FnOnce(&mut ThreadMemory) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
+        self.submit(work)?.await.map_err(|_| PasswordError::Hash)
+    }
+
+    /// Admits `work` and queues it for a hashing thread; its result arrives on the receiver.
+    fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut ThreadMemory) -> T + Send + 'static,
+    ) -> Result<oneshot::Receiver<T>, PasswordError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(PasswordError::Saturated);
@@ -383,14 +510,20 @@ impl PasswordPool {
             TrySendError::Full(_) => PasswordError::Saturated,
             TrySendError::Disconnected(_) => PasswordError::Hash,
         })?;
-        answer.await.map_err(|_| PasswordError::Hash)
+        Ok(answer)
     }
+}
+
+/// A hashing thread held by [`PasswordPool::hold_a_thread`]; dropping it lets the thread go.
+pub struct HeldThread {
+    _release: std::sync::mpsc::Sender<()>,
+    _finished: oneshot::Receiver<()>,
 }
 
 /// The loop of one hashing thread: allocate the block buffer once, run jobs on it until the
 /// pool is dropped.
-fn hashing_thread(jobs: &Mutex<Receiver<Job>>, blocks: usize) {
-    let mut memory = vec![Block::default(); blocks];
+fn hashing_thread(jobs: &Mutex<Receiver<Job>>, blocks: usize, usage: Arc<UsageCounters>) {
+    let mut memory = ThreadMemory::allocate(blocks, usage);
     loop {
         // The lock is released before the job runs, so the other threads take the next ones.
         let job = match jobs.lock() {
@@ -701,6 +834,14 @@ mod tests {
         }
         assert_eq!(pool.verifications(), 32);
         assert_eq!(argon2_threads(), 2);
+        let usage = pool.usage();
+        assert_eq!(
+            (usage.buffers_allocated, usage.kib_allocated),
+            (2, 2 * 19_456),
+            "one 19 MiB buffer per thread, allocated once: {usage:?}"
+        );
+        assert_eq!(usage.runs, 33, "the dummy hash and the 32 calls");
+        assert_eq!(usage.blocks_computed, 33 * 19_456 * 2);
         drop(Arc::into_inner(pool).expect("the calls are done"));
         assert_eq!(
             wait_for_argon2_threads(0).await,

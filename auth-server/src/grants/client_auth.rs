@@ -4,7 +4,9 @@
 //! The cache keeps the hot path off the database; its entries live [`CLIENT_CACHE_TTL`] by the
 //! server's [`Clock`], so a client disabled, deleted or given a new secret from the CLI is
 //! refused within that time. An entry fetched "in the future" (the clock was set back) is
-//! stale.
+//! stale. [`ClientAuthenticator::authenticate_read`] also tells when the record it checked was
+//! read, so a grant can tell whether that record is still [current](ClientAuthenticator::is_current)
+//! when its token is signed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -93,8 +95,21 @@ struct CachedClient {
 
 impl CachedClient {
     fn is_fresh(&self, now: OffsetDateTime) -> bool {
-        now >= self.fetched && now - self.fetched < CLIENT_CACHE_TTL
+        is_fresh(self.fetched, now)
     }
+}
+
+/// Whether a client record read from the store at `read` may still be relied on at `now`:
+/// for less than [`CLIENT_CACHE_TTL`], and not "in the future".
+fn is_fresh(read: OffsetDateTime, now: OffsetDateTime) -> bool {
+    now >= read && now - read < CLIENT_CACHE_TTL
+}
+
+/// A client whose credentials were checked, and when the record they were checked against
+/// was read from the store (the server's clock).
+pub struct AuthenticatedClient {
+    pub client: Arc<Client>,
+    pub read_at: OffsetDateTime,
 }
 
 /// Checks client credentials against the store, through a short-lived cache.
@@ -125,25 +140,42 @@ impl ClientAuthenticator {
 
     /// Authenticates the request's client; every failure is the same `invalid_client`.
     pub async fn authenticate(&self, request: &TokenRequest) -> Result<Arc<Client>, GrantError> {
+        Ok(self.authenticate_read(request).await?.client)
+    }
+
+    /// [`authenticate`](Self::authenticate), telling when the client record was read.
+    pub async fn authenticate_read(
+        &self,
+        request: &TokenRequest,
+    ) -> Result<AuthenticatedClient, GrantError> {
         let credentials = credentials(request)?;
         let secret = credentials.secret.expose_secret();
-        let Some(client) = self.lookup(&credentials.client_id).await? else {
+        let Some((client, read_at)) = self.lookup(&credentials.client_id).await? else {
             self.hasher.verify(secret, &self.dummy_hash);
             return Err(GrantError::InvalidClient(AUTH_FAILED));
         };
         if !self.hasher.verify(secret, &client.secret_hash) || client.disabled {
             return Err(GrantError::InvalidClient(AUTH_FAILED));
         }
-        Ok(client)
+        Ok(AuthenticatedClient { client, read_at })
     }
 
-    async fn lookup(&self, client_id: &str) -> Result<Option<Arc<Client>>, GrantError> {
+    /// Whether a client record read at `read_at` is still within the cache's life now.
+    pub fn is_current(&self, read_at: OffsetDateTime) -> bool {
+        is_fresh(read_at, self.clock.now())
+    }
+
+    /// The client record and when it was read from the store: from the cache while fresh.
+    async fn lookup(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(Arc<Client>, OffsetDateTime)>, GrantError> {
         let now = self.clock.now();
         if let Ok(cache) = self.cache.read()
             && let Some(entry) = cache.get(client_id)
             && entry.is_fresh(now)
         {
-            return Ok(Some(entry.client.clone()));
+            return Ok(Some((entry.client.clone(), entry.fetched)));
         }
         let found = self.store.find_client(client_id).await?.map(Arc::new);
         if let Ok(mut cache) = self.cache.write() {
@@ -168,7 +200,7 @@ impl ClientAuthenticator {
                 }
             }
         }
-        Ok(found)
+        Ok(found.map(|client| (client, now)))
     }
 }
 

@@ -2,6 +2,7 @@
 //! the RFC 6749 §5.2 errors; introspect (RFC 7662) and revoke (RFC 7009) tokens. Nothing here
 //! knows about HTTP frameworks.
 
+pub mod checkpoint;
 pub mod client_auth;
 pub mod client_credentials;
 pub mod introspect;
@@ -20,6 +21,7 @@ use crate::passwords::PasswordPool;
 use crate::revocation::{DenyList, DenyListError};
 use crate::store::{GrantType, Store, StoreError};
 use crate::throttle::LoginThrottle;
+use checkpoint::{Checkpoint, Checkpoints};
 use client_auth::ClientAuthenticator;
 use refresh::RefreshTokens;
 pub use request::{Param, TokenRequest};
@@ -125,6 +127,8 @@ pub struct TokenService {
     pub deny_list: DenyList,
     /// The access-token rules resource servers apply, for introspection.
     pub rules: token_guard::AccessTokenRules,
+    /// Where a test holds grants to drive races ([`checkpoint`]); `None` in servers.
+    pub checkpoints: Option<Arc<dyn Checkpoints>>,
 }
 
 impl TokenService {
@@ -139,7 +143,8 @@ impl TokenService {
         let grant = GrantType::parse(grant_type)
             .filter(|g| SUPPORTED_GRANT_TYPES.contains(g))
             .ok_or(UNSUPPORTED)?;
-        let client = self.clients.authenticate(request).await?;
+        let authenticated = self.clients.authenticate_read(request).await?;
+        let client = authenticated.client;
         if !client.grant_types.contains(&grant) {
             return Err(GrantError::UnauthorizedClient(grant));
         }
@@ -150,8 +155,22 @@ impl TokenService {
             GrantType::Password => password::grant(self, &client, request).await,
             GrantType::RefreshToken => refresh::grant(self, &client, request).await,
         }?;
+        // A disabled or deleted client's cutoff lies `CLIENT_CACHE_TTL` ahead of the change, so
+        // it covers every token signed while the client record is younger than that. A grant
+        // that outlived its record (a login that waited for a hashing thread) reads it again
+        // before answering: a client disabled meanwhile gets nothing.
+        if !self.clients.is_current(authenticated.read_at) {
+            self.clients.authenticate(request).await?;
+        }
         metrics::counter!("oauth_tokens_issued_total", "grant_type" => grant.as_str()).increment(1);
         Ok(response)
+    }
+
+    /// Holds the grant at `checkpoint` when a test asked for it ([`checkpoint`]).
+    async fn checkpoint(&self, checkpoint: Checkpoint) {
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.reached(checkpoint).await;
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use secrecy::SecretString;
 
+use super::checkpoint::Checkpoint;
 use super::{GrantError, Param, TokenRequest, TokenResponse, TokenService, required, scope};
 use crate::passwords::PasswordError;
 use crate::store::{Client, GrantType};
@@ -65,6 +66,7 @@ pub async fn grant(
         }
     };
     service.throttle.succeeded(permit).await?;
+    service.checkpoint(Checkpoint::PasswordVerified).await;
     // The record was read before a verification that can take a while: a password reset,
     // disabling or deletion in the meantime (whose cutoff is already set) must win, or this
     // login would start a session after the revocation.

@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::checkpoint::Checkpoint;
 use super::{GrantError, Param, TokenRequest, TokenResponse, TokenService, required, scope};
 use crate::clock::Clock;
 use crate::issuer::IssuedToken;
@@ -230,6 +231,7 @@ pub async fn grant(
     let scope = scope::negotiate(scope::requested(request)?, &allowed)?;
     // Issued before the successor is stored, so the successor records its jti.
     let access = service.issuer.issue(&user.id, &client.id, &scope)?;
+    service.checkpoint(Checkpoint::RefreshChecked).await;
     let successor = refresh
         .rotate(lookup, presented, &access, &service.deny_list)
         .await?;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, TestDb};
 
-fn command(db: &TestDb, args: &[&str]) -> Command {
+pub fn command(db: &TestDb, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_auth-server"));
     command
         .args(args)

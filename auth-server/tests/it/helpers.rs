@@ -1,7 +1,8 @@
 //! `TestApp`: a fresh database (SQLite file or PostgreSQL database with a random name) with
 //! its own `AUTH_SECRETS`, and the real server bound to 127.0.0.1:0, its time rules reading a
 //! [`ManualClock`] the test moves (`app.clock.advance(…)`), so no rule about time is tested by
-//! waiting for it.
+//! waiting for it, and its grants passing a [`CheckpointGate`] the test can arm
+//! (`app.gate.hold_next(…)`), so no race is tested by timing it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use auth_server::Application;
 use auth_server::clock::ManualClock;
 use auth_server::config::ServerConfig;
 use auth_server::grants::TokenService;
+use auth_server::grants::checkpoint::{Checkpoint, Checkpoints};
 use auth_server::keys::KeyRing;
 use auth_server::sealed::SystemSecrets;
 use auth_server::secrets::{SecretHasher, generate_client_secret};
@@ -18,6 +20,69 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 pub use test_support::db::TestDb;
+
+/// Holds the next grant that reaches an armed [`Checkpoint`] until the test releases it:
+/// [`hold_next`](Self::hold_next), start the request, [`wait_until_held`](Self::wait_until_held),
+/// do what must happen meanwhile, [`release`](Self::release). Unarmed it holds nothing. Install
+/// it as [`ServerConfig::checkpoints`].
+#[derive(Debug)]
+pub struct CheckpointGate {
+    armed: std::sync::Mutex<Option<Checkpoint>>,
+    held: tokio::sync::Semaphore,
+    released: tokio::sync::Semaphore,
+}
+
+impl CheckpointGate {
+    /// How long [`wait_until_held`](Self::wait_until_held) waits for a grant to arrive.
+    pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub fn new() -> Arc<CheckpointGate> {
+        Arc::new(CheckpointGate {
+            armed: std::sync::Mutex::new(None),
+            held: tokio::sync::Semaphore::new(0),
+            released: tokio::sync::Semaphore::new(0),
+        })
+    }
+
+    /// Holds the next grant (one) that reaches `at`.
+    pub fn hold_next(&self, at: Checkpoint) {
+        *self.armed.lock().unwrap() = Some(at);
+    }
+
+    /// Returns once a grant is held at the armed checkpoint; panics after [`Self::DEADLINE`].
+    pub async fn wait_until_held(&self) {
+        tokio::time::timeout(Self::DEADLINE, self.held.acquire())
+            .await
+            .expect("no grant reached the armed checkpoint")
+            .unwrap()
+            .forget();
+    }
+
+    /// Lets the held grant go on.
+    pub fn release(&self) {
+        self.released.add_permits(1);
+    }
+}
+
+#[async_trait::async_trait]
+impl Checkpoints for CheckpointGate {
+    async fn reached(&self, checkpoint: Checkpoint) {
+        let hold = {
+            let mut armed = self.armed.lock().unwrap();
+            let hold = *armed == Some(checkpoint);
+            if hold {
+                *armed = None;
+            }
+            hold
+        };
+        if hold {
+            self.held.add_permits(1);
+            if let Ok(permit) = self.released.acquire().await {
+                permit.forget();
+            }
+        }
+    }
+}
 
 /// The running server and handles to its database.
 pub struct TestApp {
@@ -33,6 +98,8 @@ pub struct TestApp {
     pub db: TestDb,
     /// The clock of the refresh-token, client-cache and lock-out rules.
     pub clock: Arc<ManualClock>,
+    /// Holds a grant at a checkpoint when armed ([`CheckpointGate::hold_next`]).
+    pub gate: Arc<CheckpointGate>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -46,6 +113,8 @@ impl TestApp {
         let mut config = TestApp::config(&db);
         let clock = Arc::new(ManualClock::starting_now());
         config.clock = clock.clone();
+        let gate = CheckpointGate::new();
+        config.checkpoints = Some(gate.clone());
         tweak(&mut config);
         let app = Application::build(config).await.expect("server starts");
         let tokens = app.tokens();
@@ -70,6 +139,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             db,
             clock,
+            gate,
             _shutdown: tx,
         }
     }

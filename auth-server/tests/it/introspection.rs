@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::helpers::TestApp;
 use crate::password::{PASSWORD, login};
 
-async fn introspect(app: &TestApp, caller: (&str, &str), token: &str) -> Value {
+pub async fn introspect(app: &TestApp, caller: (&str, &str), token: &str) -> Value {
     let response = app
         .post_form("/oauth/introspect", &[("token", token)], caller)
         .await;

@@ -6,7 +6,9 @@
 mod api_reach;
 mod cli;
 mod cli_output;
+mod client_cutoff;
 mod discovery;
+mod hashing;
 mod helpers;
 mod hostile_input;
 mod introspection;
@@ -14,6 +16,7 @@ mod keys;
 mod lockout;
 mod metrics;
 mod password;
+mod races;
 mod reach;
 mod refresh;
 mod signals;

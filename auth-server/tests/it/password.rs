@@ -29,7 +29,7 @@ pub async fn login(
     app.token(&form, Some(client)).await
 }
 
-async fn error_of(response: reqwest::Response, status: StatusCode) -> Value {
+pub async fn error_of(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
     assert_eq!(response.headers()["cache-control"], "no-store");
     response.json().await.unwrap()
@@ -122,6 +122,66 @@ async fn unknown_user_and_wrong_password_answer_alike(app: &TestApp) {
         2,
         "the unknown user was verified against the dummy hash too"
     );
+}
+
+/// README (Users): an unknown user is verified against a dummy hash made with the same
+/// parameters, so it costs the same argon2 work as a known user: every login below, whatever
+/// its answer, is one argon2 run of m = 19456 KiB × t = 2 passes and allocates nothing (the
+/// work is counted by the pool as it computes, not timed).
+async fn an_unknown_user_costs_the_same_argon2_work_as_a_known_one(app: &TestApp) {
+    const BLOCKS_PER_RUN: u64 = 19_456 * 2;
+    let (id, secret) = app.create_client(&["a"], &[Password]).await;
+    // As `users create` stores it (the CLI's hash) and as a running server hashes.
+    app.create_user("known@example.com", PASSWORD, &["a"]).await;
+    let pool = &app.tokens.passwords;
+    let server_hash = pool
+        .hash(secrecy::SecretString::from(PASSWORD.to_owned()))
+        .await
+        .unwrap();
+    let hashed_here = app
+        .create_user("hashed-here@example.com", "placeholder password", &["a"])
+        .await;
+    app.store
+        .set_user_password_hash(&hashed_here, &server_hash)
+        .await
+        .unwrap();
+    let cases = [
+        ("known@example.com", PASSWORD, StatusCode::OK),
+        (
+            "known@example.com",
+            "wrong password!",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("hashed-here@example.com", PASSWORD, StatusCode::OK),
+        (
+            "hashed-here@example.com",
+            "wrong password!",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("nobody@example.com", PASSWORD, StatusCode::BAD_REQUEST),
+        (
+            "nobody@example.com",
+            "wrong password!",
+            StatusCode::BAD_REQUEST,
+        ),
+        // A name RFC 8265 refuses is an unknown user too.
+        ("a b@example.com", PASSWORD, StatusCode::BAD_REQUEST),
+    ];
+    for (username, password, status) in cases {
+        let before = pool.usage();
+        let response = login(app, (&id, &secret), username, password, None).await;
+        assert_eq!(response.status(), status, "{username} / {password}");
+        let after = pool.usage();
+        assert_eq!(
+            (
+                after.runs - before.runs,
+                after.blocks_computed - before.blocks_computed,
+                after.kib_allocated - before.kib_allocated,
+            ),
+            (1, BLOCKS_PER_RUN, 0),
+            "{username} / {password}: one argon2 run of the same cost"
+        );
+    }
 }
 
 async fn missing_username_or_password_is_invalid_request(app: &TestApp) {
@@ -328,6 +388,7 @@ crate::on_both_backends!(
     password_grant_issues_user_tokens_within_permissions,
     a_client_without_refresh_gets_no_refresh_token,
     unknown_user_and_wrong_password_answer_alike,
+    an_unknown_user_costs_the_same_argon2_work_as_a_known_one,
     missing_username_or_password_is_invalid_request,
     disabled_user_is_refused,
     a_client_without_the_password_grant_is_unauthorized,

@@ -15,7 +15,7 @@ const CC: (&str, &str) = ("grant_type", "client_credentials");
 
 /// Asserts an OAuth error response: status, code, `no-store`, and a Basic challenge exactly
 /// when the status is 401.
-async fn assert_oauth_error(response: reqwest::Response, status: StatusCode, code: &str) {
+pub async fn assert_oauth_error(response: reqwest::Response, status: StatusCode, code: &str) {
     assert_eq!(response.status(), status);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let challenge = response
