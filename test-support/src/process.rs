@@ -51,12 +51,37 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts `program args` with only `PATH`, `RUST_LOG=info`, `NO_COLOR=1` and `env` in its
-    /// environment; its output goes to `<log_dir>/<name>.{stdout,stderr}`.
+    /// environment; its output goes to `<log_dir>/<name>.{stdout,stderr}`, where `<name>` is
+    /// the program's file name and its subcommand (`worker-notifier`).
     pub fn spawn(
         program: impl AsRef<OsStr>,
         args: &[&str],
         env: &[(&str, String)],
         log_dir: &Path,
+    ) -> ServiceProcess {
+        Self::spawn_with(program, args, env, log_dir, |_| {})
+    }
+
+    /// [`spawn`](Self::spawn) with `working_dir` as the working directory (a test that checks
+    /// what a process leaves there puts `log_dir` elsewhere).
+    pub fn spawn_in(
+        working_dir: &Path,
+        program: impl AsRef<OsStr>,
+        args: &[&str],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> ServiceProcess {
+        Self::spawn_with(program, args, env, log_dir, |command| {
+            command.current_dir(working_dir);
+        })
+    }
+
+    fn spawn_with(
+        program: impl AsRef<OsStr>,
+        args: &[&str],
+        env: &[(&str, String)],
+        log_dir: &Path,
+        adjust: impl FnOnce(&mut Command),
     ) -> ServiceProcess {
         let program = program.as_ref();
         let name = Path::new(program)
@@ -70,7 +95,8 @@ impl ServiceProcess {
         std::fs::create_dir_all(log_dir).expect("the log directory");
         let stdout = log_dir.join(format!("{name}.stdout"));
         let stderr = log_dir.join(format!("{name}.stderr"));
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -79,7 +105,9 @@ impl ServiceProcess {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        adjust(&mut command);
+        let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.to_string_lossy()));
         ServiceProcess {
