@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// A loopback port on which a connection is refused, reserved for as long as the value lives:
-/// a socket is bound to 127.0.0.1:<port> and never listens, so the kernel answers a connection
+/// a socket is bound to `127.0.0.1:<port>` and never listens, so the kernel answers a connection
 /// with a reset and gives the port to no other socket (a port merely bound once and released
 /// can be handed to another test's server in the meantime). Displays as the port number.
 pub struct ClosedPort {
@@ -53,7 +53,7 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// A TCP proxy on 127.0.0.1:<random port> forwarding every connection to one upstream
+/// A TCP proxy on `127.0.0.1:<random port>` forwarding every connection to one upstream
 /// `host:port`, in four states the test switches between:
 ///
 /// * forwarding (the start);

@@ -90,7 +90,7 @@ impl ReceivedMail {
     }
 }
 
-/// A running sink on 127.0.0.1:<random port>; it serves until the test's runtime ends.
+/// A running sink on `127.0.0.1:<random port>`; it serves until the test's runtime ends.
 pub struct SmtpSink {
     /// Where it listens.
     pub addr: SocketAddr,
