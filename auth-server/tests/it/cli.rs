@@ -14,7 +14,11 @@ pub fn command(db: &TestDb, args: &[&str]) -> Command {
         .env("AUTH_SECRETS", db.auth_secrets())
         .env("KEYS_DIR", db.keys_dir())
         .env_remove("AUTH_SECRETS_FILE")
-        .env_remove("CLIENT_SECRET_PEPPER");
+        .env_remove("CLIENT_SECRET_PEPPER")
+        // The suite's REDIS_URL must not make the CLI publish cutoffs into the shared Redis
+        // under the default prefix; tests that want Redis set it with their own prefix.
+        .env_remove("REDIS_URL")
+        .env_remove("QUEUE_PREFIX");
     command
 }
 

@@ -68,14 +68,43 @@ impl From<BodyError> for ApiError {
     }
 }
 
+/// A body read up to its limit ([`plumbing::http::read_body`]): 413 beyond the limit, 400 when
+/// it breaks off.
+impl From<plumbing::http::BodyError> for ApiError {
+    fn from(err: plumbing::http::BodyError) -> Self {
+        match err {
+            plumbing::http::BodyError::TooLarge { limit } => ApiError::PayloadTooLarge(limit),
+            plumbing::http::BodyError::Unreadable => {
+                ApiError::BadRequest("could not read the request body".into())
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match &err {
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            ) => ApiError::Unavailable(format!("the database is unavailable: {err}")),
+            StoreError::Database(e) if database_unavailable(e) => {
+                ApiError::Unavailable(format!("the database is unavailable: {err}"))
+            }
             _ => ApiError::Internal(err.to_string()),
         }
+    }
+}
+
+/// Whether the database could not serve the request at all, which the README promises as 503
+/// `service_unavailable` ("Errors"): no connection within the pool's timeout (the server is
+/// down, refuses connections or does not answer), the connection lost, or PostgreSQL ending
+/// the session with a `FATAL` (or `PANIC`) error: shutting down, `pg_terminate_backend`, a
+/// database that does not accept connections (`ALLOW_CONNECTIONS false`).
+fn database_unavailable(err: &sqlx::Error) -> bool {
+    use sqlx::postgres::{PgDatabaseError, PgSeverity};
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<PgDatabaseError>()
+            .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic)),
+        _ => false,
     }
 }
 

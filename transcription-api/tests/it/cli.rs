@@ -1,16 +1,19 @@
 //! The `transcription-api` binary as an operator runs it: one error line naming what failed,
-//! quiet migrations, and no secret in `--help`.
+//! quiet migrations, no secret in `--help`, and the start-up warning about revocations.
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
 
+use serde_json::Value;
 use test_support::auth::TestAuthServer;
 use test_support::cli::{
     StartFailure, assert_help_hides_secrets, assert_start_failures, run_with_env,
 };
 use test_support::db::TestDb;
 use test_support::net::closed_port;
+use test_support::process::{ServiceProcess, Signal};
+use uuid::Uuid;
 
 const SIGNING_KEY: &str = "transcription-api binary tests: 32+ bytes";
 
@@ -130,4 +133,76 @@ fn help_never_shows_a_secret() {
             "{name} was not exercised: {secrets:?}"
         );
     }
+}
+
+/// README (Configuration): without `REDIS_URL` the API cannot see revocations made at the auth
+/// server and warns about it at start; given `REDIS_URL` (it reads the revoked-token list
+/// there) it has nothing to warn about.
+#[tokio::test]
+async fn serve_warns_at_start_that_revocations_go_unseen_without_redis_url_and_not_with_it() {
+    const WARNING: &str =
+        "REDIS_URL is unset: revoked access tokens stay valid here until they expire";
+    let auth = TestAuthServer::spawn().await;
+    let db = TestDb::sqlite();
+    let env = |redis: Option<(&str, &str)>| {
+        let mut env = vec![
+            (
+                "DATABASE_URL",
+                format!("sqlite:{}", db.dir.join("api.db").display()),
+            ),
+            (
+                "QUEUE_DATABASE_URL",
+                format!("sqlite:{}", db.dir.join("queue.db").display()),
+            ),
+            ("AUTH_ISSUER", auth.issuer.clone()),
+            ("AUTH_JWKS_URL", auth.jwks_url()),
+            ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
+            ("LOG_FORMAT", "json".to_owned()),
+        ];
+        if let Some((url, prefix)) = redis {
+            env.push(("REDIS_URL", url.to_owned()));
+            env.push(("QUEUE_PREFIX", prefix.to_owned()));
+        }
+        env
+    };
+    // The start-up log, complete once the server says it listens (the services are set up
+    // before the listener).
+    let start_log = async |env: Vec<(&str, String)>, logs: &str| {
+        let mut api = ServiceProcess::spawn(
+            env!("CARGO_BIN_EXE_transcription-api"),
+            &["serve", "--bind", "127.0.0.1:0"],
+            &env,
+            &db.dir.join(logs),
+        );
+        api.wait_for_event("transcription-api listening").await;
+        let events: Vec<Value> = api
+            .stderr()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        api.stop_cleanly(Signal::Term).await;
+        events
+    };
+    let warnings = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|event| event["level"] == "WARN")
+            .map(|event| event["fields"]["message"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+
+    let without = start_log(env(None), "without-redis").await;
+    assert_eq!(
+        warnings(&without),
+        [WARNING],
+        "one warning at start: {without:?}"
+    );
+
+    let Some(redis) = test_support::redis::reachable_url().await else {
+        return;
+    };
+    let prefix = format!("api-cli-{}", Uuid::new_v4().simple());
+    let with = start_log(env(Some((&redis, &prefix))), "with-redis").await;
+    assert_eq!(warnings(&with), Vec::<String>::new(), "{with:?}");
+    test_support::redis::delete_prefix(&redis, &prefix).await;
 }

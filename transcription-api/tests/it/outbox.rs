@@ -3,146 +3,22 @@
 //! once it answers; a late duplicate of a timed-out enqueue is suppressed by the queue; a crash
 //! between commit and enqueue, or a queue that lost its data, is repaired by the relay.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use job_queue::jobs::TRANSCRIBE_QUEUE;
 use job_queue::{QueueConfig, RedisQueue, ReliableQueue};
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use transcription_api::store::Report;
 use transcription_api::submissions::OutboxConfig;
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-/// A TCP proxy to Redis that can be cut (dropping live connections) and restored: Redis going
-/// away and coming back, without touching the shared server.
-struct SwitchableProxy {
-    addr: std::net::SocketAddr,
-    up: Arc<AtomicBool>,
-    /// While `true`, live connections forward nothing (bytes wait in the proxy), like a
-    /// `kill -STOP`ped Redis; set back to `false`, everything held is delivered in order.
-    paused: tokio::sync::watch::Sender<bool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl SwitchableProxy {
-    async fn start(upstream: String) -> SwitchableProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (paused, _) = tokio::sync::watch::channel(false);
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let accept = tokio::spawn({
-            let (up, links, paused) = (up.clone(), links.clone(), paused.clone());
-            async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    if !up.load(Ordering::SeqCst) {
-                        continue; // dropped: the connection is closed at once
-                    }
-                    let upstream = upstream.clone();
-                    let paused = paused.clone();
-                    links.lock().unwrap().push(tokio::spawn(async move {
-                        if let Ok(server) = TcpStream::connect(upstream).await {
-                            let (client_read, client_write) = client.into_split();
-                            let (server_read, server_write) = server.into_split();
-                            tokio::join!(
-                                pump(client_read, server_write, paused.subscribe()),
-                                pump(server_read, client_write, paused.subscribe()),
-                            );
-                        }
-                    }));
-                }
-            }
-        });
-        SwitchableProxy {
-            addr,
-            up,
-            paused,
-            links,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-
-    fn pause(&self) {
-        self.paused.send_replace(true);
-    }
-
-    fn resume(&self) {
-        self.paused.send_replace(false);
-    }
-
-    fn url(&self) -> String {
-        format!("redis://{}", self.addr)
-    }
-}
-
-impl Drop for SwitchableProxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
-/// Copies `from` to `to`, holding the bytes while `paused` is `true`.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut paused: tokio::sync::watch::Receiver<bool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if paused.wait_for(|paused| !paused).await.is_err() {
-            return;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// A Redis queue behind a proxy, under a random prefix (deleted at the end).
-async fn redis_behind_proxy()
--> Option<(SwitchableProxy, Arc<dyn ReliableQueue>, RedisQueue, String)> {
-    let url = test_support::redis::reachable_url().await?;
-    let upstream = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let proxy = SwitchableProxy::start(upstream).await;
-    let prefix = format!("api-it-{}", Uuid::new_v4().simple());
-    let through_proxy =
-        RedisQueue::connect(&proxy.url(), &prefix, signing_key(), QueueConfig::default())
-            .await
-            .unwrap();
-    let direct = RedisQueue::connect(&url, &prefix, signing_key(), QueueConfig::default())
-        .await
-        .unwrap();
-    Some((proxy, Arc::new(through_proxy), direct, prefix))
-}
+use crate::proxy::{delete_prefix, redis_behind_proxy};
 
 /// A `redis-server` process of the test's own on a free loopback port (no persistence), so it
 /// can be stopped and continued without touching the shared server; killed on drop.
@@ -202,12 +78,6 @@ impl Drop for OwnRedis {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-async fn delete_prefix(prefix: &str) {
-    if let Some(url) = test_support::redis::reachable_url().await {
-        test_support::redis::delete_prefix(&url, prefix).await;
     }
 }
 
@@ -469,6 +339,102 @@ async fn a_queued_record_whose_job_redis_lost_is_requeued() {
     })
     .await;
     stale_record_is_requeued(&api, async || delete_prefix(&prefix).await).await;
+    drop(api);
+    delete_prefix(&prefix).await;
+}
+
+/// The stale-record repair hands over only records still `queued`: records a worker moved on
+/// (`processing`, `completed`, `failed`), whose jobs the queue no longer holds either, are
+/// never queued again and stay exactly as they were. A `queued` record in the same state is
+/// handed over by the same pass, so the repair did run.
+async fn records_past_queued_are_never_requeued(api: &TestApi, lose_data: impl AsyncFnOnce()) {
+    let user = api.token(&[WRITE, READ]).await;
+    let worker = api.token(&[REPORT]).await;
+    let mut moved_on = Vec::new();
+    for report in [
+        json!({"status": "processing"}),
+        json!({"status": "completed", "transcript": "hello world"}),
+        json!({"status": "failed", "error": "the audio could not be downloaded (timeout)"}),
+    ] {
+        let id = api.create(&user).await.to_string();
+        assert_eq!(
+            api.report(&worker, &id, &report).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        let path = format!("/transcriptions/{id}");
+        let shown: Value = api.get(&user, &path).await.json().await.unwrap();
+        assert_eq!(shown["status"], report["status"]);
+        moved_on.push((path, shown));
+    }
+    let still_queued = api.create(&user).await;
+    let queue = &api.queue;
+    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 4);
+
+    lose_data().await;
+    let empty = queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    assert_eq!(
+        (empty.ready, empty.processing, empty.delayed, empty.dead),
+        (0, 0, 0, 0)
+    );
+    let settled = api.transcriptions.relay_once().await.unwrap();
+
+    let stats = queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.processing, stats.delayed, stats.dead),
+        (1, 0, 0, 0),
+        "one job: the queued record's"
+    );
+    assert_eq!(settled, 1, "only the queued record is handed over again");
+    let job = queue
+        .reserve(TRANSCRIBE_QUEUE, "w2", Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("the queued record's job");
+    assert_eq!(job.envelope.id.as_str(), still_queued.to_string());
+    assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 0);
+    for (path, before) in moved_on {
+        let after: Value = api.get(&user, &path).await.json().await.unwrap();
+        assert_eq!(after, before, "{path} is unchanged");
+    }
+}
+
+#[tokio::test]
+async fn records_past_queued_are_never_requeued_on_the_embedded_queue() {
+    let api = TestApi::spawn_with(Options {
+        outbox: stale_at_once(),
+        ..Options::default()
+    })
+    .await;
+    let queue = api.queue.clone();
+    records_past_queued_are_never_requeued(&api, async || {
+        // Every job gone without a new report (the queue's data lost): taken and acked.
+        while let Some(job) = queue
+            .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+            .await
+            .unwrap()
+        {
+            assert!(queue.ack(&job).await.unwrap());
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn records_past_queued_are_never_requeued_on_redis() {
+    let Some(url) = test_support::redis::reachable_url().await else {
+        return;
+    };
+    let prefix = format!("api-it-{}", Uuid::new_v4().simple());
+    let queue = RedisQueue::connect(&url, &prefix, signing_key(), QueueConfig::default())
+        .await
+        .unwrap();
+    let api = TestApi::spawn_with(Options {
+        queue: Some(Arc::new(queue)),
+        outbox: stale_at_once(),
+        ..Options::default()
+    })
+    .await;
+    records_past_queued_are_never_requeued(&api, async || delete_prefix(&prefix).await).await;
     drop(api);
     delete_prefix(&prefix).await;
 }
