@@ -15,8 +15,6 @@ pub mod sealed;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod throttle;
 pub mod vault;
 

@@ -259,10 +259,9 @@ fn engine_child_runs(pid: u32) -> bool {
 /// the job's deadline (4 s) can end it. Every child is gone once the job is dead.
 #[tokio::test]
 async fn a_job_timeout_kills_the_command_engines_child() {
-    use auth_server::testing::process::ServiceProcess;
     use contracts::jobs::TranscribeJob;
-    use job_queue::Job;
-    use job_queue::SqliteQueue;
+    use job_queue::{Job, SqliteQueue};
+    use test_support::process::ServiceProcess;
 
     use crate::download::audio_host;
     use crate::helpers::{SIGNING_KEY, queue_config, signing_key};

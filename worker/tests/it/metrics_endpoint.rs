@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_server::testing::process::{ServiceProcess, Signal};
+use test_support::net::TcpProxy;
+use test_support::process::{ServiceProcess, Signal};
 
 use contracts::jobs::{NotifyJob, NotifyStatus};
 use job_queue::{Job, NewJob, ReliableQueue, SqliteQueue};
@@ -14,11 +15,8 @@ use uuid::Uuid;
 
 use crate::deadlines::stalled_server;
 use crate::download::audio_host;
-use crate::helpers::{
-    RedisTestQueue, SIGNING_KEY, TempDir, WorkerProcess, eventually, queue_config, signing_key,
-};
+use crate::helpers::{RedisTestQueue, SIGNING_KEY, TempDir, eventually, queue_config, signing_key};
 use crate::platform::TestPlatform;
-use crate::redis_proxy::StallableRedisProxy;
 
 /// The address the process logged for its metrics endpoint (JSON logs).
 fn logged_metrics_addr(log: &str) -> Option<String> {
@@ -66,7 +64,8 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
         .unwrap();
 
     let outbox = dir.path().join("outbox");
-    let notifier = WorkerProcess::spawn(
+    let notifier = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
         &["notifier", "--metrics-bind", "127.0.0.1:0"],
         &[
             ("QUEUE_DATABASE_URL", url.clone()),
@@ -75,15 +74,15 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
             ("LOG_FORMAT", "json".to_owned()),
             ("OUTBOX_DIR", outbox.display().to_string()),
         ],
-        dir.path().join("notifier.log"),
+        dir.path(),
     );
     let mut addr = None;
     let listening = eventually(Duration::from_secs(20), || {
-        addr = logged_metrics_addr(&notifier.log());
+        addr = logged_metrics_addr(&notifier.stderr());
         std::future::ready(addr.is_some())
     })
     .await;
-    assert!(listening, "no metrics endpoint:\n{}", notifier.log());
+    assert!(listening, "no metrics endpoint:\n{}", notifier.stderr());
     let base = format!("http://{}", addr.unwrap());
     let http = reqwest::Client::new();
 
@@ -110,7 +109,7 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "queue depth never showed the dead job:\n{text}\n--- log\n{}",
-            notifier.log()
+            notifier.stderr()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -270,13 +269,15 @@ async fn healthz_answers_503_while_the_queue_backend_does_not_answer() {
     let Some(redis) = RedisTestQueue::connect().await else {
         return;
     };
-    let proxy = StallableRedisProxy::start(&redis.url).await;
+    let (proxy, proxied_url) = TcpProxy::in_front_of(&redis.url)
+        .await
+        .expect("a redis:// URL");
     let dir = TempDir::new("healthz-stalled");
     let mut notifier = ServiceProcess::spawn(
         env!("CARGO_BIN_EXE_worker"),
         &["notifier", "--metrics-bind", "127.0.0.1:0"],
         &[
-            ("REDIS_URL", proxy.url()),
+            ("REDIS_URL", proxied_url),
             ("QUEUE_PREFIX", redis.prefix.clone()),
             ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
             (
