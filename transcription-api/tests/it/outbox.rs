@@ -7,80 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::jobs::TranscribeJob;
-
 use contracts::report::ResultReport;
 use job_queue::{Job, QueueConfig, RedisQueue, ReliableQueue};
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::net::TcpStream;
 use transcription_api::submissions::OutboxConfig;
 use uuid::Uuid;
 
 use crate::helpers::*;
 use crate::proxy::{delete_prefix, redis_behind_proxy};
-
-/// A `redis-server` process of the test's own on a free loopback port (no persistence), so it
-/// can be stopped and continued without touching the shared server; killed on drop.
-struct OwnRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl OwnRedis {
-    /// `None` (a skip) when `redis-server` cannot run outside CI; under `CI=true` it must.
-    async fn start() -> Option<OwnRedis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if !test_support::ci::in_ci() => {
-                eprintln!("skipping: redis-server not runnable ({e})");
-                return None;
-            }
-            Err(e) => panic!("redis-server must run under CI=true: {e}"),
-        };
-        let redis = OwnRedis {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(redis);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server on port {port} did not start");
-    }
-
-    /// Sends `signal` (`-STOP`, `-CONT`) to the server process.
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal}");
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn queue_down_gives_202_and_the_relay_queues_the_job_once_it_is_back() {
@@ -143,7 +80,7 @@ async fn redis_paused_in_flight_replay_is_409_then_one_job_and_the_record_stays(
     let Some((proxy, queue, direct, prefix)) = redis_behind_proxy().await else {
         return;
     };
-    in_flight_replay_while_redis_is_paused(queue, direct, || proxy.pause(), || proxy.resume())
+    in_flight_replay_while_redis_is_paused(queue, direct, || proxy.stall(), || proxy.resume())
         .await;
     delete_prefix(&prefix).await;
 }
@@ -152,21 +89,16 @@ async fn redis_paused_in_flight_replay_is_409_then_one_job_and_the_record_stays(
 /// `kill -CONT`, as the reproduction did.
 #[tokio::test]
 async fn a_real_redis_stopped_and_continued_gives_409_then_one_job_and_the_record_stays() {
-    let Some(redis) = OwnRedis::start().await else {
+    let Some(redis) = test_support::redis::OwnRedis::start(None).await else {
         return;
     };
     let prefix = format!("api-it-{}", Uuid::new_v4().simple());
     let connect =
-        || RedisQueue::connect(&redis.url, &prefix, signing_key(), QueueConfig::default());
+        || RedisQueue::connect(redis.url(), &prefix, signing_key(), QueueConfig::default());
     let queue: Arc<dyn ReliableQueue> = Arc::new(connect().await.unwrap());
     let direct = connect().await.unwrap();
-    in_flight_replay_while_redis_is_paused(
-        queue,
-        direct,
-        || redis.signal("-STOP"),
-        || redis.signal("-CONT"),
-    )
-    .await;
+    in_flight_replay_while_redis_is_paused(queue, direct, || redis.suspend(), || redis.resume())
+        .await;
 }
 
 /// A keyed submission while Redis does not answer: a repeat in flight gets 409, the first gets
