@@ -1,6 +1,6 @@
 //! Flags with environment fallbacks (README, transcription-api "Configuration"), validated once
 //! into [`ApiConfig`] and the [`Services`](crate::Services) the API runs on. Every problem is one
-//! line ([`ConfigError`]).
+//! line ([`ApiConfigError`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,7 +94,7 @@ pub struct ServeArgs {
 
 /// Bad configuration, one line.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum ApiConfigError {
     #[error("{0}")]
     Invalid(String),
     #[error("cannot open the job queue: {0}")]
@@ -127,31 +127,31 @@ impl ApiConfig {
 }
 
 /// The job signing key, checked.
-pub fn signing_key(key: Option<&SecretString>) -> Result<SigningKey, ConfigError> {
+pub fn signing_key(key: Option<&SecretString>) -> Result<SigningKey, ApiConfigError> {
     let key = key.ok_or_else(|| {
-        ConfigError::Invalid("JOB_SIGNING_KEY is required (at least 32 bytes)".into())
+        ApiConfigError::Invalid("JOB_SIGNING_KEY is required (at least 32 bytes)".into())
     })?;
     SigningKey::new(key.expose_secret().as_bytes())
-        .map_err(|e| ConfigError::Invalid(format!("JOB_SIGNING_KEY: {e}")))
+        .map_err(|e| ApiConfigError::Invalid(format!("JOB_SIGNING_KEY: {e}")))
 }
 
 impl ServeArgs {
     /// Validates the flags into the server's configuration.
-    pub fn config(&self, common: &CommonArgs) -> Result<ApiConfig, ConfigError> {
+    pub fn config(&self, common: &CommonArgs) -> Result<ApiConfig, ApiConfigError> {
         let issuer = self.issuer.trim_end_matches('/');
         if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
-            return Err(ConfigError::Invalid(format!(
+            return Err(ApiConfigError::Invalid(format!(
                 "AUTH_ISSUER must be an http(s) URL, got `{}`",
                 self.issuer
             )));
         }
         if self.outbox_relay_interval == 0 {
-            return Err(ConfigError::Invalid(
+            return Err(ApiConfigError::Invalid(
                 "OUTBOX_RELAY_INTERVAL must be at least 1 second".into(),
             ));
         }
         if self.requeue_stale_after == 0 {
-            return Err(ConfigError::Invalid(
+            return Err(ApiConfigError::Invalid(
                 "REQUEUE_STALE_AFTER must be at least 1 second".into(),
             ));
         }
@@ -173,7 +173,7 @@ impl ServeArgs {
     }
 
     /// Connects the queue and the revoked-token list this configuration names.
-    pub async fn services(&self) -> Result<Services, ConfigError> {
+    pub async fn services(&self) -> Result<Services, ApiConfigError> {
         let key = signing_key(self.job_signing_key.as_ref())?;
         let redis_url = self.redis_url.as_ref().map(|url| url.expose_secret());
         let queue = job_queue::connect(

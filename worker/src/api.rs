@@ -7,7 +7,7 @@
 //!
 //! Every call has a deadline covering connect, request, response headers and the whole body
 //! (`API_TIMEOUT_SECS`, default 30 s), so a server that accepts and never answers, or stalls
-//! mid-body, fails the call as [`ApiError::Unavailable`] (retried with the job's back-off).
+//! mid-body, fails the call as [`ReportError::Unavailable`] (retried with the job's back-off).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ pub struct ClientCredentials {
 
 /// Why a call to the auth server or the API failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum ReportError {
     /// Connection failure, timeout or 5xx: try again later.
     #[error("{0}")]
     Unavailable(String),
@@ -55,10 +55,13 @@ pub enum ApiError {
     Rejected { status: u16, body: String },
 }
 
-impl ApiError {
+impl ReportError {
     /// `true` when repeating the call cannot help.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ApiError::NotFound(_) | ApiError::Rejected { .. })
+        matches!(
+            self,
+            ReportError::NotFound(_) | ReportError::Rejected { .. }
+        )
     }
 }
 
@@ -100,7 +103,7 @@ impl TokenSource {
     }
 
     /// A valid access token: the cached one, or a fresh one.
-    pub async fn token(&self) -> Result<SecretString, ApiError> {
+    pub async fn token(&self) -> Result<SecretString, ReportError> {
         let mut cache = self.cache.lock().await;
         if let Some(cached) = cache.as_ref()
             && Instant::now() < cached.refresh_at
@@ -118,7 +121,7 @@ impl TokenSource {
         *self.cache.lock().await = None;
     }
 
-    async fn fetch(&self) -> Result<CachedToken, ApiError> {
+    async fn fetch(&self) -> Result<CachedToken, ReportError> {
         let creds = &self.credentials;
         let response = self
             .http
@@ -134,25 +137,25 @@ impl TokenSource {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| ApiError::Unavailable(format!("token endpoint: {}", chain(&e))))?;
+            .map_err(|e| ReportError::Unavailable(format!("token endpoint: {}", chain(&e))))?;
         let status = response.status();
         if status.is_server_error() {
-            return Err(ApiError::Unavailable(format!(
+            return Err(ReportError::Unavailable(format!(
                 "token endpoint answered HTTP {status}"
             )));
         }
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(ApiError::Token(format!(
+            return Err(ReportError::Token(format!(
                 "HTTP {status}: {}",
                 body.chars().take(200).collect::<String>()
             )));
         }
         let body: TokenResponse = response.json().await.map_err(|e| {
             if e.is_timeout() {
-                ApiError::Unavailable(format!("token endpoint: {}", chain(&e)))
+                ReportError::Unavailable(format!("token endpoint: {}", chain(&e)))
             } else {
-                ApiError::Token(format!("unreadable token response: {e}"))
+                ReportError::Token(format!("unreadable token response: {e}"))
             }
         })?;
         let lifetime = Duration::from_secs(body.expires_in.unwrap_or(60));
@@ -220,7 +223,11 @@ impl TranscriptionApi {
     }
 
     /// Sends one result report; on 401 fetches a new token and tries once more.
-    pub async fn report(&self, id: Uuid, report: &ResultReport) -> Result<ReportOutcome, ApiError> {
+    pub async fn report(
+        &self,
+        id: Uuid,
+        report: &ResultReport,
+    ) -> Result<ReportOutcome, ReportError> {
         self.put(id, "result", report).await
     }
 
@@ -230,7 +237,7 @@ impl TranscriptionApi {
         &self,
         id: Uuid,
         report: &NotificationReport,
-    ) -> Result<ReportOutcome, ApiError> {
+    ) -> Result<ReportOutcome, ReportError> {
         self.put(id, "notification", report).await
     }
 
@@ -241,7 +248,7 @@ impl TranscriptionApi {
         id: Uuid,
         what: &str,
         body: &impl Serialize,
-    ) -> Result<ReportOutcome, ApiError> {
+    ) -> Result<ReportOutcome, ReportError> {
         let url = format!("{}/internal/transcriptions/{id}/{what}", self.base_url);
         let mut retried = false;
         loop {
@@ -254,25 +261,27 @@ impl TranscriptionApi {
                 .timeout(self.timeout)
                 .send()
                 .await
-                .map_err(|e| ApiError::Unavailable(format!("transcription-api: {}", chain(&e))))?;
+                .map_err(|e| {
+                    ReportError::Unavailable(format!("transcription-api: {}", chain(&e)))
+                })?;
             let status = response.status();
             match status.as_u16() {
                 200..=299 => return Ok(ReportOutcome::Accepted),
                 409 => return Ok(ReportOutcome::AlreadyFinal),
-                404 => return Err(ApiError::NotFound(id)),
+                404 => return Err(ReportError::NotFound(id)),
                 401 if !retried => {
                     self.tokens.invalidate().await;
                     retried = true;
                 }
-                401 => return Err(ApiError::Unauthorized),
+                401 => return Err(ReportError::Unauthorized),
                 408 | 429 | 500..=599 => {
-                    return Err(ApiError::Unavailable(format!(
+                    return Err(ReportError::Unavailable(format!(
                         "transcription-api answered HTTP {status}"
                     )));
                 }
                 code => {
                     let body = response.text().await.unwrap_or_default();
-                    return Err(ApiError::Rejected {
+                    return Err(ReportError::Rejected {
                         status: code,
                         body: body.chars().take(200).collect(),
                     });

@@ -13,7 +13,7 @@ use contracts::jobs::{NotifyJob, TranscribeJob};
 use job_queue::{DeadJob, Job, QueueError, ReliableQueue};
 use serde::Serialize;
 
-use crate::config::{ConfigError, NotifierArgs, QueueArgs, TranscriberArgs};
+use crate::config::{NotifierArgs, QueueArgs, TranscriberArgs, WorkerConfigError};
 use crate::notifier::Notifier;
 use crate::runner::{RunError, RunSummary};
 use crate::telemetry::{self, MetricsServer, TelemetryError};
@@ -77,7 +77,7 @@ pub enum QueueCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("{0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] WorkerConfigError),
     #[error("{0}")]
     Run(#[from] RunError),
     #[error("{0}")]

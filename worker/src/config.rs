@@ -1,5 +1,5 @@
 //! Command-line flags with environment fallbacks, validated once into the library's config
-//! types. Every problem is one line of text (`ConfigError`).
+//! types. Every problem is one line of text (`WorkerConfigError`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::transcriber::{EngineConfig, TranscriberConfig};
 
 /// Bad configuration, printed as one line.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum WorkerConfigError {
     #[error("{0}")]
     Invalid(String),
     #[error("cannot open the queue: {0}")]
@@ -34,8 +34,8 @@ const TRANSCRIBER_JOB_TIMEOUT: Duration = Duration::from_secs(900);
 /// Default `JOB_TIMEOUT_SECS` of the notifier: one SMTP conversation with its timeouts.
 const NOTIFIER_JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn invalid(message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid(message.into())
+fn invalid(message: impl Into<String>) -> WorkerConfigError {
+    WorkerConfigError::Invalid(message.into())
 }
 
 /// Flags every command shares: where the queues live.
@@ -84,7 +84,7 @@ pub struct QueueArgs {
 
 impl QueueArgs {
     /// Opens the configured queue backend (migrating the SQLite schema).
-    pub async fn connect(&self) -> Result<Arc<dyn ReliableQueue>, ConfigError> {
+    pub async fn connect(&self) -> Result<Arc<dyn ReliableQueue>, WorkerConfigError> {
         let key = self
             .job_signing_key
             .as_ref()
@@ -101,7 +101,7 @@ impl QueueArgs {
 
     /// Opens the configured queue backend for the operations that neither sign nor verify a
     /// job (counts, the dead list, purging it): `JOB_SIGNING_KEY` is not needed.
-    pub async fn inspect(&self) -> Result<Arc<dyn QueueInspector>, ConfigError> {
+    pub async fn inspect(&self) -> Result<Arc<dyn QueueInspector>, WorkerConfigError> {
         let redis_url = self.redis_url.as_ref().map(|url| url.expose_secret());
         Ok(job_queue::inspect(redis_url, &self.queue_db, &self.queue_prefix).await?)
     }
@@ -141,7 +141,7 @@ impl RunArgs {
         role: &str,
         default_queue: &str,
         default_job_timeout: Duration,
-    ) -> Result<RunConfig, ConfigError> {
+    ) -> Result<RunConfig, WorkerConfigError> {
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(invalid("WORKER_CONCURRENCY must be between 1 and 1024"));
         }
@@ -213,7 +213,7 @@ impl ApiClientArgs {
         &self,
         api_url: Option<&str>,
         requirement: &str,
-    ) -> Result<ReportConfig, ConfigError> {
+    ) -> Result<ReportConfig, WorkerConfigError> {
         let api_url = http_url("TRANSCRIPTION_API_URL", api_url)?;
         let auth_url = http_url("AUTH_URL", self.auth_url.as_deref())?;
         let client_id = self
@@ -240,7 +240,7 @@ impl ApiClientArgs {
 }
 
 /// The secret in `path`, without its trailing newline.
-fn read_secret_file(path: &std::path::Path) -> Result<Option<SecretString>, ConfigError> {
+fn read_secret_file(path: &std::path::Path) -> Result<Option<SecretString>, WorkerConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid(format!("WORKER_CLIENT_SECRET_FILE {}: {e}", path.display())))?;
     Ok(Some(SecretString::from(
@@ -295,7 +295,7 @@ pub struct TranscriberArgs {
 }
 
 impl TranscriberArgs {
-    pub fn to_config(&self) -> Result<TranscriberConfig, ConfigError> {
+    pub fn to_config(&self) -> Result<TranscriberConfig, WorkerConfigError> {
         let ReportConfig {
             api_url,
             credentials,
@@ -357,7 +357,7 @@ impl TranscriberArgs {
 }
 
 /// Checks an http(s) base URL and returns it without a trailing slash.
-fn http_url(name: &str, value: Option<&str>) -> Result<String, ConfigError> {
+fn http_url(name: &str, value: Option<&str>) -> Result<String, WorkerConfigError> {
     let value = value.ok_or_else(|| invalid(format!("{name} is required")))?;
     let url = reqwest::Url::parse(value).map_err(|e| invalid(format!("{name}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -397,7 +397,7 @@ pub struct NotifierArgs {
 }
 
 impl NotifierArgs {
-    pub fn to_config(&self) -> Result<NotifierConfig, ConfigError> {
+    pub fn to_config(&self) -> Result<NotifierConfig, WorkerConfigError> {
         if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
             return Err(invalid(format!(
                 "MAIL_FROM `{}` is not an address",

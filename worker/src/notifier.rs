@@ -41,7 +41,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::api::{ApiError, ClientCredentials, ReportOutcome, TokenSource, TranscriptionApi};
+use crate::api::{ClientCredentials, ReportError, ReportOutcome, TokenSource, TranscriptionApi};
 use crate::runner::{JobError, JobHandler, RunConfig, RunError, RunSummary, WorkerLoop};
 
 /// How mail leaves the notifier.
@@ -434,11 +434,11 @@ impl NotifyHandler {
                 tracing::warn!(%id, ?report, "the API holds a different final notification state (409)");
                 Ok(())
             }
-            Err(ApiError::NotFound(_)) => {
+            Err(ReportError::NotFound(_)) => {
                 tracing::warn!(%id, ?report, "notification state not reported: the API answered 404 (unknown transcription, or no notification route)");
                 Ok(())
             }
-            Err(err @ ApiError::Unavailable(_)) => Err(JobError::Transient(format!(
+            Err(err @ ReportError::Unavailable(_)) => Err(JobError::Transient(format!(
                 "cannot report the notification state: {err}"
             ))),
             Err(err) => {

@@ -29,7 +29,7 @@ use contracts::report::ResultReport;
 use job_queue::{Envelope, JobId, ReliableQueue};
 use uuid::Uuid;
 
-use crate::api::{ApiError, ClientCredentials, ReportOutcome, TokenSource, TranscriptionApi};
+use crate::api::{ClientCredentials, ReportError, ReportOutcome, TokenSource, TranscriptionApi};
 use crate::download::{AudioDownloader, DOWNLOAD_FAILED, DownloadLimits};
 use crate::engine::{CommandEngine, ENGINE_FAILED, Engine, SimulatedEngine};
 use crate::runner::{
@@ -174,7 +174,7 @@ impl TranscribeHandler {
                 tracing::info!(%id, "transcription already final (409); continuing idempotently");
                 Ok(Reported::Recorded)
             }
-            Err(ApiError::NotFound(_)) => Ok(Reported::NoRecord),
+            Err(ReportError::NotFound(_)) => Ok(Reported::NoRecord),
             Err(err) => Err(api_error(err)),
         }
     }
@@ -340,7 +340,7 @@ fn failed_notice(job: &TranscribeJob) -> NotifyJob {
     }
 }
 
-fn api_error(err: ApiError) -> JobError {
+fn api_error(err: ReportError) -> JobError {
     if err.is_permanent() {
         JobError::Permanent(err.to_string())
     } else {

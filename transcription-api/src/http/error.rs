@@ -33,7 +33,7 @@ pub struct ValidationErrors {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum GatewayError {
     #[error("validation failed")]
     Validation(FieldErrors),
     #[error("{0}")]
@@ -56,12 +56,12 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl From<BodyError> for ApiError {
+impl From<BodyError> for GatewayError {
     fn from(err: BodyError) -> Self {
         match err {
-            BodyError::Invalid(errors) => ApiError::Validation(errors),
-            BodyError::Malformed(message) => ApiError::BadRequest(message),
-            BodyError::UnsupportedMediaType => ApiError::UnsupportedMediaType(
+            BodyError::Invalid(errors) => GatewayError::Validation(errors),
+            BodyError::Malformed(message) => GatewayError::BadRequest(message),
+            BodyError::UnsupportedMediaType => GatewayError::UnsupportedMediaType(
                 "application/json or application/x-www-form-urlencoded",
             ),
         }
@@ -70,24 +70,24 @@ impl From<BodyError> for ApiError {
 
 /// A body read up to its limit ([`plumbing::http::read_body`]): 413 beyond the limit, 400 when
 /// it breaks off.
-impl From<plumbing::http::BodyError> for ApiError {
+impl From<plumbing::http::BodyError> for GatewayError {
     fn from(err: plumbing::http::BodyError) -> Self {
         match err {
-            plumbing::http::BodyError::TooLarge { limit } => ApiError::PayloadTooLarge(limit),
+            plumbing::http::BodyError::TooLarge { limit } => GatewayError::PayloadTooLarge(limit),
             plumbing::http::BodyError::Unreadable => {
-                ApiError::BadRequest("could not read the request body".into())
+                GatewayError::BadRequest("could not read the request body".into())
             }
         }
     }
 }
 
-impl From<StoreError> for ApiError {
+impl From<StoreError> for GatewayError {
     fn from(err: StoreError) -> Self {
         match &err {
             StoreError::Database(e) if database_unavailable(e) => {
-                ApiError::Unavailable(format!("the database is unavailable: {err}"))
+                GatewayError::Unavailable(format!("the database is unavailable: {err}"))
             }
-            _ => ApiError::Internal(err.to_string()),
+            _ => GatewayError::Internal(err.to_string()),
         }
     }
 }
@@ -108,18 +108,20 @@ fn database_unavailable(err: &sqlx::Error) -> bool {
     }
 }
 
-impl From<SubmitError> for ApiError {
+impl From<SubmitError> for GatewayError {
     fn from(err: SubmitError) -> Self {
         match err {
-            SubmitError::KeyReused => ApiError::Validation(FieldErrors::single(
+            SubmitError::KeyReused => GatewayError::Validation(FieldErrors::single(
                 "idempotency_key",
                 "This Idempotency-Key was already used with a different request.",
             )),
-            SubmitError::InFlight { retry_after_secs } => ApiError::InFlight { retry_after_secs },
-            SubmitError::NotFailed(status) => ApiError::Conflict(format!(
+            SubmitError::InFlight { retry_after_secs } => {
+                GatewayError::InFlight { retry_after_secs }
+            }
+            SubmitError::NotFailed(status) => GatewayError::Conflict(format!(
                 "Only a failed transcription can be retried; this one is {status}."
             )),
-            SubmitError::NotFound => ApiError::NotFound,
+            SubmitError::NotFound => GatewayError::NotFound,
             SubmitError::Store(e) => e.into(),
         }
     }
@@ -129,24 +131,24 @@ fn body(status: StatusCode, error: &'static str, message: String) -> Response {
     (status, Json(ErrorBody { error, message })).into_response()
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Validation(errors) => (
+            GatewayError::Validation(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(ValidationErrors { errors }),
             )
                 .into_response(),
-            ApiError::BadRequest(message) => {
+            GatewayError::BadRequest(message) => {
                 body(StatusCode::BAD_REQUEST, "invalid_request", message)
             }
-            ApiError::NotFound => body(
+            GatewayError::NotFound => body(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "No such transcription.".into(),
             ),
-            ApiError::Conflict(message) => body(StatusCode::CONFLICT, "conflict", message),
-            ApiError::InFlight { retry_after_secs } => {
+            GatewayError::Conflict(message) => body(StatusCode::CONFLICT, "conflict", message),
+            GatewayError::InFlight { retry_after_secs } => {
                 let mut response = body(
                     StatusCode::CONFLICT,
                     "conflict",
@@ -158,17 +160,17 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 response
             }
-            ApiError::PayloadTooLarge(limit) => body(
+            GatewayError::PayloadTooLarge(limit) => body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("The body must not exceed {limit} bytes."),
             ),
-            ApiError::UnsupportedMediaType(expected) => body(
+            GatewayError::UnsupportedMediaType(expected) => body(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!("Send the body as {expected}."),
             ),
-            ApiError::Unavailable(reason) => {
+            GatewayError::Unavailable(reason) => {
                 tracing::warn!(%reason, "answering 503");
                 let mut response = body(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -180,7 +182,7 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
                 response
             }
-            ApiError::Internal(reason) => {
+            GatewayError::Internal(reason) => {
                 tracing::error!(%reason, "internal error");
                 body(
                     StatusCode::INTERNAL_SERVER_ERROR,

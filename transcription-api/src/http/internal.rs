@@ -14,7 +14,7 @@ use contracts::scopes::TRANSCRIPTIONS_REPORT;
 use plumbing::http::read_body;
 use uuid::Uuid;
 
-use super::error::{ApiError, ErrorBody, ValidationErrors};
+use super::error::{ErrorBody, GatewayError, ValidationErrors};
 use crate::AppState;
 use crate::store::{Notification, NotificationOutcome, ReportOutcome, Status};
 use crate::validate;
@@ -59,13 +59,13 @@ pub async fn report(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, GatewayError> {
     let (id, report) =
         read_json_report(&id, &headers, body, MAX_REPORT_BYTES, validate::report).await?;
     match state.transcriptions.report(id, &report).await? {
         ReportOutcome::Applied | ReportOutcome::Unchanged => Ok(StatusCode::NO_CONTENT),
-        ReportOutcome::NotFound => Err(ApiError::NotFound),
-        ReportOutcome::Conflict(current) => Err(ApiError::Conflict(format!(
+        ReportOutcome::NotFound => Err(GatewayError::NotFound),
+        ReportOutcome::Conflict(current) => Err(GatewayError::Conflict(format!(
             "The transcription is {current}; it cannot become {}.",
             Status::from(&report)
         ))),
@@ -101,7 +101,7 @@ pub async fn notification(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, GatewayError> {
     let (id, report) = read_json_report(
         &id,
         &headers,
@@ -117,8 +117,8 @@ pub async fn notification(
         .await?
     {
         NotificationOutcome::Applied | NotificationOutcome::Unchanged => Ok(StatusCode::NO_CONTENT),
-        NotificationOutcome::NotFound => Err(ApiError::NotFound),
-        NotificationOutcome::Conflict(current) => Err(ApiError::Conflict(format!(
+        NotificationOutcome::NotFound => Err(GatewayError::NotFound),
+        NotificationOutcome::Conflict(current) => Err(GatewayError::Conflict(format!(
             "The notification is already {}; it cannot become {}.",
             current.as_str(),
             notification.as_str()
@@ -134,15 +134,15 @@ async fn read_json_report<T>(
     body: Body,
     limit: usize,
     parse: fn(Option<&str>, &[u8]) -> Result<T, validate::BodyError>,
-) -> Result<(Uuid, T), ApiError> {
-    let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound)?;
+) -> Result<(Uuid, T), GatewayError> {
+    let id = Uuid::parse_str(id).map_err(|_| GatewayError::NotFound)?;
     let bytes = read_body(headers, body, limit).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let parsed = parse(content_type, &bytes).map_err(|e| match e {
         validate::BodyError::UnsupportedMediaType => {
-            ApiError::UnsupportedMediaType("application/json")
+            GatewayError::UnsupportedMediaType("application/json")
         }
         other => other.into(),
     })?;

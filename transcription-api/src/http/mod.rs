@@ -13,7 +13,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
-pub use error::ApiError;
+pub use error::GatewayError;
 pub use internal::MAX_REPORT_BYTES;
 pub use transcriptions::MAX_SUBMISSION_BYTES;
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 use token_guard::Principal;
 use uuid::Uuid;
 
-use super::error::{ApiError, ErrorBody, ValidationErrors};
+use super::error::{ErrorBody, GatewayError, ValidationErrors};
 use crate::AppState;
 use crate::store::{Notification, Status, Transcription};
 use crate::submissions::{Caller, Submitted};
@@ -122,19 +122,19 @@ fn caller(principal: &Principal) -> Caller {
 
 /// The request's `Idempotency-Key`, if any: given twice it is ambiguous (which request would a
 /// replay answer?), so 400 as for a malformed key (draft-ietf-httpapi-idempotency-key-header §2).
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, GatewayError> {
     let mut values = headers.get_all("idempotency-key").into_iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(ApiError::BadRequest(
+        return Err(GatewayError::BadRequest(
             "The Idempotency-Key header must be given once.".into(),
         ));
     }
     validate::check_idempotency_key(value.as_bytes())
         .map(Some)
-        .map_err(ApiError::BadRequest)
+        .map_err(GatewayError::BadRequest)
 }
 
 /// Submit audio for transcription.
@@ -167,7 +167,7 @@ pub async fn create(
     principal: Principal,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let key = idempotency_key(&headers)?;
     let bytes = read_body(&headers, body, MAX_SUBMISSION_BYTES).await?;
     let content_type = headers
@@ -183,13 +183,13 @@ pub async fn create(
 
 /// `202 {"id", "status": "queued"}` with `Location`, and `Idempotent-Replayed: true` for a
 /// replayed answer.
-fn accepted(submitted: Submitted) -> Result<Response, ApiError> {
+fn accepted(submitted: Submitted) -> Result<Response, GatewayError> {
     let (id, replayed) = match submitted {
         Submitted::Created(id) => (id, false),
         Submitted::Replayed(id) => (id, true),
     };
     let location = HeaderValue::try_from(format!("/transcriptions/{id}"))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
     let mut response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
@@ -235,9 +235,9 @@ pub async fn retry(
     principal: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let key = idempotency_key(&headers)?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let id = Uuid::parse_str(&id).map_err(|_| GatewayError::NotFound)?;
     let submitted = state
         .transcriptions
         .retry(&caller(&principal), id, key)
@@ -261,13 +261,13 @@ pub async fn show(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<TranscriptionView>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+) -> Result<Json<TranscriptionView>, GatewayError> {
+    let id = Uuid::parse_str(&id).map_err(|_| GatewayError::NotFound)?;
     let transcription = state
         .transcriptions
         .get(&principal.sub, id)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(GatewayError::NotFound)?;
     Ok(Json(transcription.into()))
 }
 
@@ -283,15 +283,15 @@ fn decode_cursor(cursor: &str) -> Option<Uuid> {
     Uuid::from_slice(&bytes).ok()
 }
 
-fn bad_cursor() -> ApiError {
-    ApiError::Validation(FieldErrors::single(
+fn bad_cursor() -> GatewayError {
+    GatewayError::Validation(FieldErrors::single(
         "cursor",
         "The cursor is not one this API gave out.",
     ))
 }
 
 /// `limit` and `cursor` of a list request.
-fn page_params(query: Option<&str>) -> Result<(u32, Option<Uuid>), ApiError> {
+fn page_params(query: Option<&str>) -> Result<(u32, Option<Uuid>), GatewayError> {
     let mut errors = FieldErrors::default();
     let mut limit = DEFAULT_PAGE_SIZE;
     let mut cursor = None;
@@ -314,7 +314,7 @@ fn page_params(query: Option<&str>) -> Result<(u32, Option<Uuid>), ApiError> {
     if errors.is_empty() {
         Ok((limit, cursor))
     } else {
-        Err(ApiError::Validation(errors))
+        Err(GatewayError::Validation(errors))
     }
 }
 
@@ -338,7 +338,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+) -> Result<Response, GatewayError> {
     let (limit, after) = page_params(query.as_deref())?;
     let page = state
         .transcriptions

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
-use worker::api::{ApiError, ClientCredentials, TokenSource, TranscriptionApi};
+use worker::api::{ClientCredentials, ReportError, TokenSource, TranscriptionApi};
 use worker::download::{AudioDownloader, DownloadError, DownloadLimits};
 use worker::{JobError, JobHandler, RunConfig, WorkerLoop};
 
@@ -74,7 +74,7 @@ async fn token_fetch_from_a_silent_server_times_out_as_unavailable() {
             .await
             .expect("the token fetch has a deadline");
         let err = outcome.unwrap_err();
-        assert!(matches!(err, ApiError::Unavailable(_)), "{err:?}");
+        assert!(matches!(err, ReportError::Unavailable(_)), "{err:?}");
         assert!(!err.is_permanent());
     }
 }
@@ -100,7 +100,7 @@ async fn report_to_a_silent_api_times_out_as_unavailable() {
                 .await
                 .expect("the report has a deadline");
         let err = outcome.unwrap_err();
-        assert!(matches!(err, ApiError::Unavailable(_)), "{err:?}");
+        assert!(matches!(err, ReportError::Unavailable(_)), "{err:?}");
     }
 }
 
