@@ -35,7 +35,7 @@ pub const DATA_FILES: [&str; 3] = ["demo-credentials.json", "job-signing-key", "
 const OUTBOX_DIR: &str = "outbox";
 const SCRATCH_DIR: &str = "scratch";
 /// The client-secret pepper generated into the keys directory (old layout).
-const PEPPER_FILE: &str = auth_server::secrets::PEPPER_NAME;
+const PEPPER_FILE: &str = auth_server::config::LEGACY_PEPPER_FILE;
 /// Committed files of `./keys/`: neither the stack's to delete nor foreign.
 const KEYS_COMMITTED: [&str; 2] = ["README.md", ".gitignore"];
 
@@ -297,7 +297,7 @@ pub async fn reset(config: &StackConfig, yes: bool) -> Result<Report, ResetError
 /// Redis or in `queue.db`, never in PostgreSQL).
 fn postgres_migrators() -> [sqlx::migrate::Migrator; 2] {
     [
-        auth_server::store::PostgresStore::migrator(),
+        auth_server::postgres_migrations(),
         transcription_api::store::PostgresStore::migrator(),
     ]
 }

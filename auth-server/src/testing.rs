@@ -13,17 +13,16 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Application;
+use crate::admin::{Admin, NewClient, NewUser};
 use crate::config::ServerConfig;
 use crate::grants::checkpoint::{Checkpoint, Checkpoints};
 use crate::keys::{self, KeyRing};
-use crate::passwords::hash_password;
+use crate::model::GrantType;
 use crate::sealed::SystemSecrets;
-use crate::secrets::{SecretHasher, generate_client_secret};
-use crate::store::{Client, GrantType, Scope, Store, User};
+use crate::store::{self, Store};
 
 /// Where PostgreSQL tests connect to create their databases.
 fn postgres_admin_url() -> String {
@@ -216,13 +215,15 @@ pub struct TestAuthServer {
     pub base: String,
     /// The `iss` of its tokens.
     pub issuer: String,
+    /// Its database, to check rows below the API.
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeyRing>,
-    /// The secrets its database is sealed with (to generate or import keys beside it).
+    /// The admin operations of the running server (register, revoke, rotate keys).
+    pub admin: Admin,
+    /// The secrets its database is sealed with (to read what they seal).
     pub secrets: SystemSecrets,
     /// Holds `auth.db`.
     pub dir: PathBuf,
-    hasher: SecretHasher,
     http: reqwest::Client,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -246,15 +247,16 @@ impl TestAuthServer {
         let url = format!("sqlite:{}", dir.join("auth.db").display());
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &url, dir.join("keys"));
         adjust(&mut config);
+        let config_url = config.database_url.clone();
         let app = Application::build(config)
             .await
             .expect("the test auth server starts");
         let base = format!("http://{}", app.local_addr());
         let issuer = app.issuer().to_owned();
         let keys = app.key_ring();
-        let store = app.store();
+        let admin = app.admin();
         let secrets = app.secrets();
-        let hasher = app.secret_hasher();
+        let store = store::connect(&config_url).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -264,9 +266,9 @@ impl TestAuthServer {
             issuer,
             store,
             keys,
+            admin,
             secrets,
             dir,
-            hasher,
             http: reqwest::Client::new(),
             _shutdown: tx,
         }
@@ -286,39 +288,28 @@ impl TestAuthServer {
 
     /// Creates the scopes that do not exist yet.
     pub async fn ensure_scopes(&self, scopes: &[&str]) {
-        let existing: BTreeSet<String> = self
-            .store
-            .list_scopes()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        for name in scopes.iter().filter(|s| !existing.contains(**s)) {
-            let scope = Scope {
-                name: (*name).to_owned(),
-                description: String::new(),
-                created_at: OffsetDateTime::now_utc(),
-            };
-            self.store.create_scope(&scope).await.unwrap();
-        }
+        let scopes: Vec<(&str, &str)> = scopes.iter().map(|name| (*name, "")).collect();
+        self.admin.ensure_scopes(&scopes).await.unwrap();
     }
 
-    /// Registers a client with `grants` allowed `scopes`; returns its id and secret.
+    /// Registers a client with `grants` (the admin rules apply: none means
+    /// client_credentials, password implies refresh_token) allowed `scopes`, creating missing
+    /// scopes; returns its id and secret.
     pub async fn client_with(&self, scopes: &[&str], grants: &[GrantType]) -> (String, String) {
         self.ensure_scopes(scopes).await;
-        let secret = generate_client_secret().unwrap().expose_secret().to_owned();
-        let client = Client {
-            id: Uuid::new_v4().to_string(),
-            name: "test client".to_owned(),
-            secret_hash: self.hasher.hash(&secret),
-            grant_types: grants.iter().copied().collect(),
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            disabled: false,
-            created_at: OffsetDateTime::now_utc(),
-        };
-        self.store.create_client(&client).await.unwrap();
-        (client.id, secret)
+        let registered = self
+            .admin
+            .register_client(NewClient::new(
+                "test client",
+                scopes.iter().copied(),
+                grants.iter().copied(),
+            ))
+            .await
+            .unwrap();
+        (
+            registered.client.id,
+            registered.secret.expose_secret().to_owned(),
+        )
     }
 
     /// Registers a client_credentials client allowed `scopes`.
@@ -327,19 +318,15 @@ impl TestAuthServer {
             .await
     }
 
-    /// Registers a user with `permissions`; returns the user id.
+    /// Registers a user with `permissions` (creating missing scopes); returns the user id.
     pub async fn user(&self, email: &str, password: &str, permissions: &[&str]) -> String {
         self.ensure_scopes(permissions).await;
-        let user = User {
-            id: Uuid::new_v4().to_string(),
-            email: email.to_owned(),
-            password_hash: hash_password(password).unwrap(),
-            permissions: permissions.iter().map(|s| (*s).to_owned()).collect(),
-            disabled: false,
-            created_at: OffsetDateTime::now_utc(),
-        };
-        self.store.create_user(&user).await.unwrap();
-        user.id
+        let new = NewUser::new(email, permissions.iter().copied()).unwrap();
+        self.admin
+            .register_user(new, SecretString::from(password.to_owned()))
+            .await
+            .unwrap()
+            .id
     }
 
     /// `POST /oauth/token` with HTTP Basic client authentication; the JSON answer (asserting
