@@ -248,11 +248,15 @@ impl Stack {
             .as_ref()
             .map(|u| u.expose_secret().to_owned());
 
-        // One recorder per process: the worker's (processing time as a histogram) serves the
-        // /metrics of the auth server and of the API with every part's metrics.
-        let metrics = worker::telemetry::install_prometheus()
-            .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
-            .ok();
+        // One recorder per process, with every part's histograms and descriptions: it serves
+        // the /metrics of the auth server and of the API with every part's metrics.
+        let metrics = plumbing::metrics::install_prometheus(&[
+            auth_server::telemetry::METRICS,
+            transcription_api::METRICS,
+            worker::telemetry::METRICS,
+        ])
+        .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+        .ok();
 
         // The auth server.
         let mut auth_config =

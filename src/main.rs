@@ -11,14 +11,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use auth_server::config::LogFormat;
 use clap::Parser;
+use plumbing::cli::{LogFormat, secret};
 use secrecy::SecretString;
 use stack::{SAMPLE_PATH, Stack, StackConfig};
-
-fn secret(value: &str) -> Result<SecretString, String> {
-    Ok(SecretString::from(value.to_owned()))
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,10 +91,7 @@ async fn main() -> std::process::ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    plumbing::cli::init_logs(
-        args.log_format == LogFormat::Json,
-        plumbing::cli::SERVICE_LOG_LEVEL,
-    );
+    plumbing::cli::init_logs(args.log_format, plumbing::cli::SERVICE_LOG_LEVEL);
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => plumbing::cli::fail(err.as_ref(), false),

@@ -19,6 +19,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use plumbing::connect::Backend;
 use secrecy::ExposeSecret;
 use sqlx::Connection;
 use uuid::Uuid;
@@ -255,9 +256,7 @@ pub async fn reset(config: &StackConfig, yes: bool) -> Result<Report, ResetError
     }
     let postgres = match config.database_url.as_deref() {
         None => None,
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Some(url)
-        }
+        Some(url) if Backend::of_url(url) == Some(Backend::Postgres) => Some(url),
         Some(url) => {
             let scheme = url.split(':').next().unwrap_or_default();
             return Err(ResetError::UnsupportedDatabase(format!("{scheme}:…")));

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
+use plumbing::cli::{LogFormat, secret};
 use secrecy::SecretString;
 
 use crate::clock::{Clock, SystemClock};
@@ -33,7 +34,7 @@ pub struct CommonArgs {
     pub database_url: String,
     /// Secrets that encrypt the signing keys and the client-secret pepper in the database:
     /// comma-separated, each ≥ 32 bytes; the first encrypts, every one decrypts.
-    #[arg(long, env = "AUTH_SECRETS", hide_env_values = true, global = true, value_parser = parse_secret)]
+    #[arg(long, env = "AUTH_SECRETS", hide_env_values = true, global = true, value_parser = secret)]
     pub secrets: Option<SecretString>,
     /// File of the secrets instead: one per line, blank lines ignored.
     #[arg(long, env = "AUTH_SECRETS_FILE", global = true)]
@@ -44,7 +45,7 @@ pub struct CommonArgs {
     pub keys_dir: PathBuf,
     /// Import source only: the pepper an earlier version was given (≥ 32 bytes); refused if
     /// the database holds another.
-    #[arg(long, env = "CLIENT_SECRET_PEPPER", hide_env_values = true, global = true, value_parser = parse_secret)]
+    #[arg(long, env = "CLIENT_SECRET_PEPPER", hide_env_values = true, global = true, value_parser = secret)]
     pub client_secret_pepper: Option<SecretString>,
     /// Redis for the shared access-token deny-list (optional).
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
@@ -81,12 +82,6 @@ impl CommonArgs {
             (None, None) => Ok(None),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
 }
 
 /// Flags of `auth-server serve`.
@@ -297,10 +292,6 @@ fn is_plain_path(path: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
         })
-}
-
-fn parse_secret(value: &str) -> Result<SecretString, String> {
-    Ok(SecretString::from(value.to_owned()))
 }
 
 /// Parses `900`, `900s`, `15m`, `1h` or `30d`.

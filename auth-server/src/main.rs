@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use auth_server::cli::{Cli, Command};
-use auth_server::config::LogFormat;
 use plumbing::cli::{COMMAND_LOG_LEVEL, SERVICE_LOG_LEVEL};
 
 #[tokio::main]
@@ -17,7 +16,7 @@ async fn main() -> ExitCode {
         Command::Serve(_) => SERVICE_LOG_LEVEL,
         _ => COMMAND_LOG_LEVEL,
     };
-    plumbing::cli::init_logs(cli.common.log_format == LogFormat::Json, level);
+    plumbing::cli::init_logs(cli.common.log_format, level);
     let json = cli.common.json;
     match auth_server::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
-//! Prometheus metrics of the auth server (served at `GET /metrics`): what it recorded, where,
-//! and the process-wide recorder. Labels carry only values from fixed sets (grant types, RFC
+//! Prometheus metrics of the auth server (served at `GET /metrics`): what it records, where,
+//! and its part of the process-wide recorder ([`METRICS`]). Labels carry only values from fixed sets (grant types, RFC
 //! 6749 error codes, route templates, revocation kinds): never a client id, user name or token.
 //!
 //! | metric | type | labels |
@@ -22,7 +22,8 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
+use plumbing::metrics::{Histogram, ServiceMetrics};
 
 /// Name of the request latency histogram.
 pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
@@ -33,24 +34,25 @@ pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// Installs the Prometheus recorder as this process's `metrics` recorder and returns the
-/// handle that renders the text format; every call returns the same handle. `None` (logged)
-/// when another recorder was installed first: in one process sharing a recorder, pass that
-/// one's handle in [`crate::config::ServerConfig::metrics`] instead.
+/// What the auth server records, for the process's recorder: [`REQUEST_DURATION`] as a
+/// histogram with [`REQUEST_DURATION_BUCKETS`]; its series carry no descriptions.
+pub const METRICS: ServiceMetrics = ServiceMetrics {
+    histograms: &[Histogram {
+        name: REQUEST_DURATION,
+        buckets: REQUEST_DURATION_BUCKETS,
+    }],
+    describe: || {},
+};
+
+/// Installs the process's Prometheus recorder with the auth server's [`METRICS`]
+/// ([`plumbing::metrics::install_prometheus`]) and returns the handle that renders the text
+/// format; every call returns the same handle. `None` (logged) when another `metrics` recorder
+/// was installed first. A process running other services too installs the recorder with all
+/// their [`ServiceMetrics`] and passes the handle in [`crate::config::ServerConfig::metrics`].
 pub fn install_prometheus() -> Option<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(REQUEST_DURATION.to_owned()),
-                    REQUEST_DURATION_BUCKETS,
-                )
-                .and_then(PrometheusBuilder::install_recorder)
-                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
-                .ok()
-        })
-        .clone()
+    plumbing::metrics::install_prometheus(&[METRICS])
+        .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+        .ok()
 }
 
 /// Counts requests and records their durations per route template and status. Every label

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use plumbing::connect::Backend;
 
 use crate::{
     DeadJob, QueueConfig, QueueError, QueueStats, RedisQueue, ReliableQueue, SigningKey,
@@ -25,7 +26,7 @@ pub async fn connect(
             RedisQueue::connect(url, prefix, key, config).await?,
         )),
         None => {
-            if !sqlite_url.starts_with("sqlite:") {
+            if Backend::of_url(sqlite_url) != Some(Backend::Sqlite) {
                 return Err(QueueError::Config(format!(
                     "the embedded queue needs a sqlite: URL, not `{sqlite_url}`"
                 )));

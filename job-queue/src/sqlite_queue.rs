@@ -18,16 +18,13 @@
 //! * `synchronous = FULL` in WAL mode: a committed job survives a crash of the process or of
 //!   the machine.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use plumbing::connect::open_sqlite;
+use plumbing::connect::{OtherMigrations, embedded_migrator, open_sqlite, sqlite_options};
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Notify;
 
 use crate::envelope::{Envelope, JobId, SigningKey, dead_text, now_ms, peek_unverified_bytes};
@@ -68,11 +65,7 @@ impl SqliteQueue {
         config: QueueConfig,
     ) -> Result<Self, QueueError> {
         config.validate()?;
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
+        let options = sqlite_options(url, SqliteSynchronous::Full)?;
         let pool = open_sqlite(options, SqlitePoolOptions::new().max_connections(4)).await?;
         Ok(SqliteQueue {
             inner: Arc::new(Inner {
@@ -211,40 +204,24 @@ impl HeldRow {
     }
 }
 
-/// The embedded migrations, built by hand because sqlx's macros are not enabled.
+/// The queue's migrations, in order. The queue keeps its own database file, so a migration it
+/// does not know means a newer binary migrated it: refused.
 fn migrator() -> sqlx::migrate::Migrator {
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use std::borrow::Cow;
-    let files: [(i64, &'static str, &'static str); 2] = [
-        (
-            1,
-            "queue",
-            include_str!("../../migrations/job-queue/sqlite/0001_queue.sql"),
-        ),
-        (
-            2,
-            "markers",
-            include_str!("../../migrations/job-queue/sqlite/0002_markers.sql"),
-        ),
-    ];
-    let migrations = files
-        .iter()
-        .map(|(version, description, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*description),
-                MigrationType::Simple,
-                Cow::Borrowed(*sql),
-                false,
-            )
-        })
-        .collect::<Vec<_>>();
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ignore_missing: false,
-        locking: true,
-        no_tx: false,
-    }
+    embedded_migrator(
+        &[
+            (
+                1,
+                "queue",
+                include_str!("../../migrations/job-queue/sqlite/0001_queue.sql"),
+            ),
+            (
+                2,
+                "markers",
+                include_str!("../../migrations/job-queue/sqlite/0002_markers.sql"),
+            ),
+        ],
+        OtherMigrations::Refuse,
+    )
 }
 
 fn lossy(bytes: Option<Vec<u8>>) -> String {

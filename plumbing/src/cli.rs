@@ -1,10 +1,14 @@
-//! What the binaries' `main`s share: parsing the command line, the log set-up and reporting a
-//! failure. A failure is one line on stderr, `error: …`, or with `--json` the object
-//! `{"error": "…"}`; exit codes stay 1 for a failure and 2 for a usage error.
+//! What the binaries' `main`s share: parsing the command line (with the flags every binary
+//! has: [`LogFormat`], [`secret`] values), the log set-up and reporting a failure. A failure is
+//! one line on stderr, `error: …`, or with `--json` the object `{"error": "…"}`; exit codes
+//! stay 1 for a failure and 2 for a usage error.
 
 use std::error::Error;
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::process::ExitCode;
+
+use secrecy::SecretString;
 
 /// Default log level of the servers and worker loops (`RUST_LOG` overrides it).
 pub const SERVICE_LOG_LEVEL: &str = "info";
@@ -75,20 +79,47 @@ fn print_json_error(line: &str) {
     eprintln!("{}", serde_json::json!({ "error": line }));
 }
 
+/// How the binaries write their log lines (`--log-format`, `LOG_FORMAT`): `pretty`, text for
+/// a person, coloured only on a terminal ([`init_logs`]); `json`, one JSON object per line for
+/// a log collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// The value parser of a flag that holds a secret (`value_parser = plumbing::cli::secret`):
+/// the value as given, wrapped so that `Debug` never shows it. Pair it with
+/// `hide_env_values = true`, so `--help` does not show it either. Never fails.
+pub fn secret(value: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(value.to_owned()))
+}
+
 /// Installs the tracing subscriber on stderr: JSON lines or text, filtered by `RUST_LOG`, else
-/// `default_level` ([`SERVICE_LOG_LEVEL`] or [`COMMAND_LOG_LEVEL`]).
-pub fn init_logs(json: bool, default_level: &str) {
+/// `default_level` ([`SERVICE_LOG_LEVEL`] or [`COMMAND_LOG_LEVEL`]). Text is coloured (ANSI
+/// escape codes) only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>): a log written to a file or a pipe holds plain text.
+pub fn init_logs(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+        .with_writer(std::io::stderr)
+        .with_ansi(colours(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ));
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
     };
+}
+
+/// Whether log text is coloured: on a terminal, unless `NO_COLOR` holds a value.
+fn colours(terminal: bool, no_color: Option<OsString>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 #[cfg(test)]
@@ -115,6 +146,35 @@ mod tests {
         );
         let err = Flags::try_parse_from(["x", "--nope"]).unwrap_err();
         assert_eq!(usage_line(&err), "unexpected argument '--nope' found");
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colours(true, None));
+        assert!(colours(true, Some(OsString::new())));
+        assert!(!colours(true, Some(OsString::from("1"))));
+        assert!(!colours(false, None));
+        assert!(!colours(false, Some(OsString::new())));
+    }
+
+    #[test]
+    fn log_formats_are_pretty_and_json() {
+        use clap::ValueEnum;
+        let names: Vec<String> = LogFormat::value_variants()
+            .iter()
+            .filter_map(|format| format.to_possible_value())
+            .map(|value| value.get_name().to_owned())
+            .collect();
+        assert_eq!(names, ["pretty", "json"]);
+        assert_eq!(LogFormat::default(), LogFormat::Pretty);
+    }
+
+    #[test]
+    fn secrets_are_kept_as_given_and_hidden_from_debug() {
+        use secrecy::ExposeSecret;
+        let parsed = secret("postgres://u:pw@h/db").unwrap();
+        assert_eq!(parsed.expose_secret(), "postgres://u:pw@h/db");
+        assert!(!format!("{parsed:?}").contains("pw"));
     }
 
     #[test]

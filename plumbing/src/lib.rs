@@ -1,12 +1,17 @@
-//! What every binary of the platform shares, once (STYLE 13): how an error becomes the one
-//! line an operator reads ([`error_line`]), how a time is printed ([`rfc3339`]), how the
-//! databases and Redis are opened so that a failure names what was tried ([`connect`]), and,
-//! with the `cli` feature, argument parsing with JSON usage errors and the log set-up
-//! ([`cli`]), and with the `signal` feature the services' stop signal ([`shutdown_signal`]).
+//! What every binary of the platform shares, once: how an error becomes the one line an
+//! operator reads ([`error_line`]), how a time is printed ([`rfc3339`]), how the databases and
+//! Redis are chosen, opened and migrated so that a failure names what was tried ([`connect`]),
+//! and behind features: argument parsing with JSON usage errors, the flags every binary has and
+//! the log set-up (`cli`), request bodies read up to a limit (`http`), the process's Prometheus
+//! recorder (`metrics`) and the services' stop signal (`signal`, [`shutdown_signal`]).
 
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod connect;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use job_queue::{QueueConfig, SigningKey};
+use plumbing::cli::{LogFormat, secret};
 use secrecy::{ExposeSecret, SecretString};
 use token_guard::{
     GuardConfig, RedisRevocationConfig, RedisRevocationList, RevocationList, StaticRevocationList,
@@ -19,10 +20,6 @@ use crate::submissions::OutboxConfig;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/transcription-api.db";
 /// Default embedded queue when `REDIS_URL` is unset (shared with the worker).
 pub const DEFAULT_QUEUE_DATABASE_URL: &str = "sqlite:data/queue.db";
-
-fn secret(value: &str) -> Result<SecretString, String> {
-    Ok(SecretString::from(value.to_owned()))
-}
 
 /// `transcription-api`: the transcription gateway.
 #[derive(Debug, Parser)]
@@ -40,13 +37,6 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
 }
 
 /// Flags every command shares.

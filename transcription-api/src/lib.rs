@@ -137,15 +137,18 @@ impl Application {
 /// The services' one stop signal (SIGINT or SIGTERM), see [`plumbing::shutdown_signal`].
 pub use plumbing::shutdown_signal;
 
-/// The Prometheus recorder of this process, installed on first use (a process has one).
+/// What transcription-api records, for the process's recorder: no histogram buckets (its
+/// request durations are summaries) and no descriptions.
+pub const METRICS: plumbing::metrics::ServiceMetrics = plumbing::metrics::ServiceMetrics {
+    histograms: &[],
+    describe: || {},
+};
+
+/// The Prometheus recorder of this process, installed on first use with the API's [`METRICS`]
+/// ([`plumbing::metrics::install_prometheus`]; a process has one). `None` (logged) when
+/// another `metrics` recorder was installed first.
 pub fn prometheus() -> Option<PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
-                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
-                .ok()
-        })
-        .clone()
+    plumbing::metrics::install_prometheus(&[METRICS])
+        .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+        .ok()
 }

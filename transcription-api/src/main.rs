@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use plumbing::cli::{COMMAND_LOG_LEVEL, SERVICE_LOG_LEVEL};
-use transcription_api::config::{Cli, Command, LogFormat};
+use transcription_api::config::{Cli, Command};
 use transcription_api::{Application, shutdown_signal, store};
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
         Command::Serve(_) => SERVICE_LOG_LEVEL,
         Command::Migrate => COMMAND_LOG_LEVEL,
     };
-    plumbing::cli::init_logs(cli.common.log_format == LogFormat::Json, level);
+    plumbing::cli::init_logs(cli.common.log_format, level);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => plumbing::cli::fail(err.as_ref(), false),

@@ -98,7 +98,10 @@ async fn connect(url: &str, prefix: &str) -> RedisQueue {
 
 async fn consume(url: &str, prefix: &str, concurrency: usize, production_telemetry: bool) {
     if production_telemetry {
-        plumbing::cli::init_logs(true, plumbing::cli::SERVICE_LOG_LEVEL);
+        plumbing::cli::init_logs(
+            plumbing::cli::LogFormat::Json,
+            plumbing::cli::SERVICE_LOG_LEVEL,
+        );
         worker::telemetry::install_prometheus().expect("recorder");
     }
     let queue: Arc<dyn ReliableQueue> = Arc::new(connect(url, prefix).await);

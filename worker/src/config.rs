@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 use job_queue::{QueueConfig, QueueError, QueueInspector, ReliableQueue, SigningKey};
+use plumbing::cli::{LogFormat, secret};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::ClientCredentials;
@@ -34,17 +35,6 @@ const NOTIFIER_JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
-}
-
-fn secret(value: &str) -> Result<SecretString, String> {
-    Ok(SecretString::from(value.to_owned()))
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
 }
 
 /// Flags every command shares: where the queues live.

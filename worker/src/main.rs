@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use plumbing::cli::{COMMAND_LOG_LEVEL, SERVICE_LOG_LEVEL};
 use worker::cli::{Cli, Command};
-use worker::config::LogFormat;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,7 +16,7 @@ async fn main() -> ExitCode {
         Command::Transcriber(_) | Command::Notifier(_) => SERVICE_LOG_LEVEL,
         Command::Queue(_) => COMMAND_LOG_LEVEL,
     };
-    plumbing::cli::init_logs(cli.common.log_format == LogFormat::Json, level);
+    plumbing::cli::init_logs(cli.common.log_format, level);
     let json = cli.common.json;
     match worker::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,13 +1,13 @@
-//! Metric names and recording helpers over the `metrics` facade, the Prometheus recorder and
-//! the `/metrics` + `/healthz` endpoint that serves it.
+//! Metric names and recording helpers over the `metrics` facade, the worker's part of the
+//! Prometheus recorder ([`METRICS`]) and the `/metrics` + `/healthz` endpoint that serves it.
 //!
 //! Nothing is exported unless the process installs a recorder: [`install_prometheus`] (the
-//! `worker` binary does with `--metrics-bind`; the one-process stack can call it too). Without
-//! one every recording call is a no-op.
+//! `worker` binary does with `--metrics-bind`; the one-process stack installs one with every
+//! service's metrics). Without one every recording call is a no-op.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,7 +16,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use job_queue::{QueueStats, ReliableQueue};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
+use plumbing::metrics::{Histogram, ServiceMetrics};
 
 /// Counter: jobs this process enqueued (label `queue`).
 pub const JOBS_ENQUEUED: &str = "worker_jobs_enqueued_total";
@@ -36,7 +37,7 @@ pub const PROCESSING_SECONDS: &str = "worker_job_processing_seconds";
 pub const QUEUE_DEPTH: &str = "worker_queue_depth";
 
 /// Bucket bounds of [`PROCESSING_SECONDS`], in seconds: no-op jobs to long transcriptions.
-const PROCESSING_BUCKETS: &[f64] = &[
+pub const PROCESSING_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
     600.0,
 ];
@@ -58,30 +59,22 @@ pub enum TelemetryError {
     Install(String),
 }
 
-/// The process-wide recorder: `metrics` allows one per process, so the first call's outcome
-/// is kept and every later call gets the same handle.
-static PROMETHEUS: OnceLock<Result<PrometheusHandle, TelemetryError>> = OnceLock::new();
+/// What the worker records, for the process's recorder: [`PROCESSING_SECONDS`] as a histogram
+/// with [`PROCESSING_BUCKETS`], and the descriptions of every series ([`describe`]).
+pub const METRICS: ServiceMetrics = ServiceMetrics {
+    histograms: &[Histogram {
+        name: PROCESSING_SECONDS,
+        buckets: PROCESSING_BUCKETS,
+    }],
+    describe,
+};
 
-/// Installs the Prometheus recorder as the process's `metrics` recorder (processing time as a
-/// histogram with [`PROCESSING_BUCKETS`], descriptions registered) and returns the handle
-/// that renders the text format. Idempotent: every call returns the same handle.
+/// Installs the process's Prometheus recorder with the worker's [`METRICS`]
+/// ([`plumbing::metrics::install_prometheus`]) and returns the handle that renders the text
+/// format. Idempotent: every call returns the same handle.
 pub fn install_prometheus() -> Result<PrometheusHandle, TelemetryError> {
-    PROMETHEUS
-        .get_or_init(|| {
-            let install =
-                |e: metrics_exporter_prometheus::BuildError| TelemetryError::Install(e.to_string());
-            let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(PROCESSING_SECONDS.to_owned()),
-                    PROCESSING_BUCKETS,
-                )
-                .map_err(install)?
-                .install_recorder()
-                .map_err(install)?;
-            describe();
-            Ok(handle)
-        })
-        .clone()
+    plumbing::metrics::install_prometheus(&[METRICS])
+        .map_err(|plumbing::metrics::InstallError(cause)| TelemetryError::Install(cause))
 }
 
 /// `GET /metrics` (Prometheus text format) and `GET /healthz` (200 when the queue answers a
@@ -169,7 +162,7 @@ impl MetricsServer {
     }
 }
 
-/// Registers descriptions with the installed recorder ([`install_prometheus`] does).
+/// Registers descriptions with the installed recorder (installing it with [`METRICS`] does).
 pub fn describe() {
     metrics::describe_counter!(JOBS_ENQUEUED, "Jobs enqueued by this process");
     metrics::describe_counter!(JOBS_SUCCEEDED, "Jobs handled and acknowledged");

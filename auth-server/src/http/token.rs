@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use plumbing::http::{BodyError, read_body};
 
 use super::error::TokenEndpointError;
 use crate::AppState;
@@ -89,22 +89,14 @@ async fn read_form(headers: &HeaderMap, body: Body) -> Result<TokenRequest, Toke
         )
         .into());
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return Err(TokenEndpointError::PayloadTooLarge(MAX_BODY_BYTES));
-    }
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(TokenEndpointError::PayloadTooLarge(MAX_BODY_BYTES));
-        }
-        Err(_) => {
-            return Err(GrantError::InvalidRequest("could not read the request body").into());
-        }
-    };
+    let bytes = read_body(headers, body, MAX_BODY_BYTES)
+        .await
+        .map_err(|err| match err {
+            BodyError::TooLarge { limit } => TokenEndpointError::PayloadTooLarge(limit),
+            BodyError::Unreadable => {
+                GrantError::InvalidRequest("could not read the request body").into()
+            }
+        })?;
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use plumbing::connect::Backend;
 use time::OffsetDateTime;
 
 pub use postgres::PostgresStore;
@@ -288,12 +289,10 @@ pub trait SystemSecretStore: Send + Sync {
 
 /// Opens the store named by a `sqlite:` or `postgres://` URL.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl)
+    match Backend::of_url(url) {
+        Some(Backend::Sqlite) => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        Some(Backend::Postgres) => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        None => Err(StoreError::UnsupportedUrl),
     }
 }
 

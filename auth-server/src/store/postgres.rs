@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use plumbing::connect::open_postgres;
+use plumbing::connect::{OtherMigrations, embedded_migrator, open_postgres};
 use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::sql::{
-    RENORMALIZE_USER_EMAILS, impl_sql_store, migrator, release_login_attempts_sql,
-    reserve_login_attempt_sql,
+    RENORMALIZE_USER_EMAILS, impl_sql_store, release_login_attempts_sql, reserve_login_attempt_sql,
 };
 use super::*;
 
@@ -31,39 +30,47 @@ impl PostgresStore {
     }
 
     /// The migrations of this store, in order (the one-process stack's `--reset` drops what
-    /// they create).
+    /// they create); other services may keep theirs in the same database (the one-process
+    /// stack on PostgreSQL): their versions are not ours to judge.
     pub fn migrator() -> sqlx::migrate::Migrator {
-        migrator(&[
-            (
-                1,
-                "foundation",
-                include_str!("../../../migrations/auth-server/postgres/0001_foundation.sql"),
-            ),
-            (
-                2,
-                "users and sessions",
-                include_str!(
-                    "../../../migrations/auth-server/postgres/0002_users_and_sessions.sql"
+        embedded_migrator(
+            &[
+                (
+                    1,
+                    "foundation",
+                    include_str!("../../../migrations/auth-server/postgres/0001_foundation.sql"),
                 ),
-            ),
-            (
-                3,
-                "precis identifiers",
-                include_str!(
-                    "../../../migrations/auth-server/postgres/0003_precis_identifiers.sql"
+                (
+                    2,
+                    "users and sessions",
+                    include_str!(
+                        "../../../migrations/auth-server/postgres/0002_users_and_sessions.sql"
+                    ),
                 ),
-            ),
-            (
-                4,
-                "revocation reach",
-                include_str!("../../../migrations/auth-server/postgres/0004_revocation_reach.sql"),
-            ),
-            (
-                5,
-                "sealed secrets",
-                include_str!("../../../migrations/auth-server/postgres/0005_sealed_secrets.sql"),
-            ),
-        ])
+                (
+                    3,
+                    "precis identifiers",
+                    include_str!(
+                        "../../../migrations/auth-server/postgres/0003_precis_identifiers.sql"
+                    ),
+                ),
+                (
+                    4,
+                    "revocation reach",
+                    include_str!(
+                        "../../../migrations/auth-server/postgres/0004_revocation_reach.sql"
+                    ),
+                ),
+                (
+                    5,
+                    "sealed secrets",
+                    include_str!(
+                        "../../../migrations/auth-server/postgres/0005_sealed_secrets.sql"
+                    ),
+                ),
+            ],
+            OtherMigrations::Ignore,
+        )
     }
 }
 

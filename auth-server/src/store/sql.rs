@@ -967,29 +967,3 @@ macro_rules! impl_sql_store {
 }
 
 pub(crate) use impl_sql_store;
-
-/// Builds a migrator from SQL files embedded at compile time.
-pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use std::borrow::Cow;
-    let migrations = files
-        .iter()
-        .map(|(version, description, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*description),
-                MigrationType::Simple,
-                Cow::Borrowed(*sql),
-                false,
-            )
-        })
-        .collect::<Vec<_>>();
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        // Other services may keep their migrations in the same database (the one-process stack
-        // on PostgreSQL); their versions are not ours to judge.
-        ignore_missing: true,
-        locking: true,
-        no_tx: false,
-    }
-}

@@ -1,16 +1,12 @@
 //! SQLite backend: the embedded default (one file under `./data/`, WAL mode).
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use plumbing::connect::open_sqlite;
+use plumbing::connect::{OtherMigrations, embedded_migrator, open_sqlite, sqlite_options};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
 
 use super::sql::{
-    RENORMALIZE_USER_EMAILS, impl_sql_store, migrator, release_login_attempts_sql,
-    reserve_login_attempt_sql,
+    RENORMALIZE_USER_EMAILS, impl_sql_store, release_login_attempts_sql, reserve_login_attempt_sql,
 };
 use super::*;
 
@@ -26,46 +22,52 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at a `sqlite:` URL.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+        let options = sqlite_options(url, SqliteSynchronous::Normal)?;
         let pool =
             open_sqlite(options.clone(), SqlitePoolOptions::new().max_connections(8)).await?;
         let writer = open_sqlite(options, SqlitePoolOptions::new().max_connections(1)).await?;
         Ok(SqliteStore { pool, writer })
     }
 
+    /// The migrations of this store, in order; other services may keep theirs in the same
+    /// database.
     fn migrator() -> sqlx::migrate::Migrator {
-        migrator(&[
-            (
-                1,
-                "foundation",
-                include_str!("../../../migrations/auth-server/sqlite/0001_foundation.sql"),
-            ),
-            (
-                2,
-                "users and sessions",
-                include_str!("../../../migrations/auth-server/sqlite/0002_users_and_sessions.sql"),
-            ),
-            (
-                3,
-                "precis identifiers",
-                include_str!("../../../migrations/auth-server/sqlite/0003_precis_identifiers.sql"),
-            ),
-            (
-                4,
-                "revocation reach",
-                include_str!("../../../migrations/auth-server/sqlite/0004_revocation_reach.sql"),
-            ),
-            (
-                5,
-                "sealed secrets",
-                include_str!("../../../migrations/auth-server/sqlite/0005_sealed_secrets.sql"),
-            ),
-        ])
+        embedded_migrator(
+            &[
+                (
+                    1,
+                    "foundation",
+                    include_str!("../../../migrations/auth-server/sqlite/0001_foundation.sql"),
+                ),
+                (
+                    2,
+                    "users and sessions",
+                    include_str!(
+                        "../../../migrations/auth-server/sqlite/0002_users_and_sessions.sql"
+                    ),
+                ),
+                (
+                    3,
+                    "precis identifiers",
+                    include_str!(
+                        "../../../migrations/auth-server/sqlite/0003_precis_identifiers.sql"
+                    ),
+                ),
+                (
+                    4,
+                    "revocation reach",
+                    include_str!(
+                        "../../../migrations/auth-server/sqlite/0004_revocation_reach.sql"
+                    ),
+                ),
+                (
+                    5,
+                    "sealed secrets",
+                    include_str!("../../../migrations/auth-server/sqlite/0005_sealed_secrets.sql"),
+                ),
+            ],
+            OtherMigrations::Ignore,
+        )
     }
 }
 

@@ -192,6 +192,34 @@ async fn admin_commands_are_quiet_on_postgres() {
     );
 }
 
+/// Logs written to a pipe (or a file) are plain text: no ANSI colour codes, since stderr is
+/// not a terminal. `keys generate` on a fresh database logs at DEBUG that it generated the
+/// database's pepper; `LOG_FORMAT` is unset, so the text format is used.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let db = TestDb::sqlite();
+    let env = db_env(&db);
+    let mut env = borrowed(&env);
+    env.push(("RUST_LOG", "auth_server=debug"));
+    let output = auth_server(&["keys", "generate"], &env);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let logged: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("DEBUG"))
+        .collect();
+    assert!(
+        logged
+            .iter()
+            .any(|line| line.contains("generated its client-secret pepper")),
+        "the DEBUG line about the pepper is missing from stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("\x1b["),
+        "ANSI escape codes in a log written to a pipe:\n{stderr:?}"
+    );
+}
+
 /// `users create` and `users reset-password` without a password say that none was given,
 /// not that it is too short.
 #[test]

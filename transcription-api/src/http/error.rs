@@ -68,6 +68,19 @@ impl From<BodyError> for ApiError {
     }
 }
 
+/// A body read up to its limit ([`plumbing::http::read_body`]): 413 beyond the limit, 400 when
+/// it breaks off.
+impl From<plumbing::http::BodyError> for ApiError {
+    fn from(err: plumbing::http::BodyError) -> Self {
+        match err {
+            plumbing::http::BodyError::TooLarge { limit } => ApiError::PayloadTooLarge(limit),
+            plumbing::http::BodyError::Unreadable => {
+                ApiError::BadRequest("could not read the request body".into())
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match &err {

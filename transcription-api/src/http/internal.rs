@@ -7,10 +7,10 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::put;
+use plumbing::http::read_body;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ValidationErrors};
-use super::read_body;
 use crate::AppState;
 use crate::store::{Notification, NotificationOutcome, ReportOutcome};
 use crate::validate;

@@ -9,12 +9,9 @@ mod transcriptions;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 pub use error::ApiError;
 pub use internal::{MAX_REPORT_BYTES, SCOPE_REPORT};
@@ -49,25 +46,4 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status)
         .increment(1);
     response
-}
-
-/// Reads a request body of at most `limit` bytes (413 beyond, decided from `Content-Length`
-/// before reading when the client sends one).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge(limit))
-        }
-        Err(_) => Err(ApiError::BadRequest(
-            "could not read the request body".into(),
-        )),
-    }
 }

@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use plumbing::http::read_body;
 use serde::Serialize;
 use token_guard::Principal;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ValidationErrors};
-use super::read_body;
 use crate::AppState;
 use crate::store::{Notification, Status, Transcription};
 use crate::submissions::{Caller, Submitted};

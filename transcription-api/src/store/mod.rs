@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use plumbing::connect::Backend;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -360,12 +361,10 @@ pub trait TranscriptionStore: Send + Sync {
 
 /// Opens the store a `DATABASE_URL` names.
 pub async fn connect(url: &str) -> Result<Arc<dyn TranscriptionStore>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    match Backend::of_url(url) {
+        Some(Backend::Sqlite) => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        Some(Backend::Postgres) => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        None => Err(StoreError::UnsupportedUrl(redact_url(url))),
     }
 }
 

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use plumbing::connect::open_postgres;
+use plumbing::connect::{OtherMigrations, embedded_migrator, open_postgres};
 use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::{impl_sql_store, migrator, transcription_columns};
+use super::sql::{impl_sql_store, transcription_columns};
 use super::*;
 
 /// [`TranscriptionStore`] on a PostgreSQL database.
@@ -29,36 +29,42 @@ impl PostgresStore {
     }
 
     /// The migrations of this store, in order (the one-process stack's `--reset` drops what
-    /// they create).
+    /// they create); the auth server may keep its own (versions below 1000) in the same
+    /// database.
     pub fn migrator() -> sqlx::migrate::Migrator {
-        migrator(&[
-            (
-                1001,
-                "transcriptions",
-                include_str!(
-                    "../../../migrations/transcription-api/postgres/1001_transcriptions.sql"
+        embedded_migrator(
+            &[
+                (
+                    1001,
+                    "transcriptions",
+                    include_str!(
+                        "../../../migrations/transcription-api/postgres/1001_transcriptions.sql"
+                    ),
                 ),
-            ),
-            (
-                1003,
-                "notification",
-                include_str!(
-                    "../../../migrations/transcription-api/postgres/1003_notification.sql"
+                (
+                    1003,
+                    "notification",
+                    include_str!(
+                        "../../../migrations/transcription-api/postgres/1003_notification.sql"
+                    ),
                 ),
-            ),
-            (
-                1004,
-                "outbox in flight requeue",
-                include_str!(
-                    "../../../migrations/transcription-api/postgres/1004_outbox_in_flight_requeue.sql"
+                (
+                    1004,
+                    "outbox in flight requeue",
+                    include_str!(
+                        "../../../migrations/transcription-api/postgres/1004_outbox_in_flight_requeue.sql"
+                    ),
                 ),
-            ),
-            (
-                1005,
-                "attempts",
-                include_str!("../../../migrations/transcription-api/postgres/1005_attempts.sql"),
-            ),
-        ])
+                (
+                    1005,
+                    "attempts",
+                    include_str!(
+                        "../../../migrations/transcription-api/postgres/1005_attempts.sql"
+                    ),
+                ),
+            ],
+            OtherMigrations::Ignore,
+        )
     }
 }
 

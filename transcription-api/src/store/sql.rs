@@ -495,28 +495,3 @@ macro_rules! transcription_columns {
 }
 
 pub(crate) use transcription_columns;
-
-/// Builds a migrator from SQL files embedded at compile time.
-pub(crate) fn migrator(files: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use std::borrow::Cow;
-    let migrations = files
-        .iter()
-        .map(|(version, description, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*description),
-                MigrationType::Simple,
-                Cow::Borrowed(*sql),
-                false,
-            )
-        })
-        .collect::<Vec<_>>();
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        // The auth server may keep its migrations (versions below 1000) in the same database.
-        ignore_missing: true,
-        locking: true,
-        no_tx: false,
-    }
-}
