@@ -1,6 +1,6 @@
 //! `stack --reset`: removes what earlier runs of the stack created, and nothing else.
 //!
-//! The stack's own files are a fixed list ([`classify`], and the README's *The stack's
+//! The stack's own files are a fixed list (`classify`, and the README's *The stack's
 //! settings*): in the data directory the SQLite databases with their `-wal`/`-shm`/`-journal`
 //! companions, `demo-credentials.json`, `job-signing-key`, `auth-secrets`, the outbox's
 //! `<transcription id>.eml` files (and `.tmp-<hex>` left by an interrupted write) and the

@@ -132,7 +132,7 @@ pub struct ServeArgs {
 pub struct ServerConfig {
     pub bind: SocketAddr,
     pub database_url: String,
-    /// `AUTH_SECRETS`: opens the database's sealed contents ([`crate::vault`]); required.
+    /// `AUTH_SECRETS`: opens the database's sealed contents ([`crate::sealed`]); required.
     pub secrets: Option<SystemSecrets>,
     /// Import source only: the keys directory of an earlier version.
     pub keys_dir: PathBuf,

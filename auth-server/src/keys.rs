@@ -345,7 +345,7 @@ pub(crate) async fn import_pem(
     insert_sealed(store, secrets, alg, KeyState::Next, der).await
 }
 
-/// Outcome of [`rotate`].
+/// Outcome of a rotation ([`Admin::rotate_keys`](crate::admin::Admin::rotate_keys)).
 #[derive(Debug, Serialize)]
 pub struct Rotation {
     /// The key that now signs.

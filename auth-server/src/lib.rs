@@ -3,7 +3,7 @@
 //!
 //! What other crates use: [`Application`] and its [`config`], the [`admin`] layer (every
 //! operator operation, with its rules) and the records of the [`model`]; [`cli`] for the
-//! binary; [`testing`] (feature `testing`) for other crates' tests. The [`store`], the signing
+//! binary; `testing` (feature `testing`) for other crates' tests. The [`store`], the signing
 //! [`keys`], [`sealed`] (the `AUTH_SECRETS` format), [`grants`] (the token service, its
 //! counters and checkpoints) and [`clock`] stay public for the crate's own integration tests,
 //! which check what lies below the HTTP API (the store conformance suite, key rotation, races).
@@ -105,9 +105,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the database with `AUTH_SECRETS` ([`vault::open`]: migrations, the one-time
-    /// import of an earlier version's keys directory, the secret checked), loads (or first
-    /// generates) the signing keys and binds the listener.
+    /// Opens the database with `AUTH_SECRETS` by the rules every process follows (as
+    /// [`Admin::open_sealed`] does: migrations, the one-time import of an earlier version's
+    /// keys directory, the secret checked), loads (or first generates) the signing keys and
+    /// binds the listener.
     pub async fn build(config: ServerConfig) -> Result<Application, StartError> {
         let grace = config.access_token_ttl + VERIFIER_LEEWAY;
         let vault = vault::open(

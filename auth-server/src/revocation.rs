@@ -29,7 +29,7 @@ use crate::store::{Store, StoreError};
 pub const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
 
 /// How often a running server copies the store's revocations into Redis again
-/// ([`DenyList::republish`]).
+/// (the deny-list's `republish`).
 pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long past the `exp` of the last token it covers a revocation is kept: the largest
