@@ -1,6 +1,7 @@
 //! A real auth server for other crates' tests (feature `testing`): started in-process on
 //! 127.0.0.1:0 with a fresh SQLite database and a random `AUTH_SECRETS` (removed on drop),
-//! plus helpers to register scopes, clients and users and to obtain tokens over HTTP;
+//! plus helpers to register scopes, clients and users (through the server's [`Admin`], so the
+//! admin rules apply) and to obtain tokens over HTTP;
 //! [`process`] runs the binaries as an operator would, for process tests; [`CheckpointGate`]
 //! holds a grant at a [`Checkpoint`] so a test can drive a race in a fixed order.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

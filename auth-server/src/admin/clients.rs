@@ -148,3 +148,34 @@ impl Admin {
         Ok(secret)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use GrantType::{ClientCredentials, Password, RefreshToken};
+
+    /// README, "Admin CLI": no grant means client_credentials; `--grant password` implies
+    /// `refresh_token`; nothing else is added.
+    #[test]
+    fn grant_rules() {
+        let table: [(&[GrantType], &[GrantType]); 6] = [
+            (&[], &[ClientCredentials]),
+            (&[ClientCredentials], &[ClientCredentials]),
+            (&[Password], &[Password, RefreshToken]),
+            (&[Password, Password], &[Password, RefreshToken]),
+            (&[RefreshToken], &[RefreshToken]),
+            (
+                &[Password, ClientCredentials],
+                &[ClientCredentials, Password, RefreshToken],
+            ),
+        ];
+        for (asked, granted) in table {
+            let new = NewClient::new("c", ["a"], asked.iter().copied());
+            assert_eq!(
+                new.grant_types(),
+                granted.iter().copied().collect::<BTreeSet<_>>(),
+                "{asked:?}"
+            );
+        }
+    }
+}

@@ -60,3 +60,30 @@ impl Admin {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 6749 §3.3 `scope-token`s of at most 128 bytes.
+    #[test]
+    fn scope_names() {
+        let longest = "s".repeat(MAX_SCOPE_LEN);
+        for good in [
+            "a",
+            "transcriptions:read",
+            "oauth:introspect",
+            "!#[]~",
+            &longest,
+        ] {
+            assert!(check_scope_name(good).is_ok(), "{good:?}");
+        }
+        let too_long = "s".repeat(MAX_SCOPE_LEN + 1);
+        for bad in ["", "a b", "a\"b", "a\\b", "é", "a\tb", &too_long] {
+            assert!(
+                matches!(check_scope_name(bad), Err(AdminError::InvalidScopeName(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -172,3 +172,47 @@ impl Admin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The e-mail is trimmed, must have an RFC 8265 form and look like an address; it is
+    /// stored as entered (but trimmed).
+    #[test]
+    fn new_users_are_checked_before_any_password() {
+        for (email, stored) in [
+            ("ada@example.com", "ada@example.com"),
+            ("  Ada@Example.com\n", "Ada@Example.com"),
+            ("jose\u{301}@example.com", "jose\u{301}@example.com"),
+        ] {
+            let new = NewUser::new(email, ["a"]).unwrap();
+            assert_eq!(new.email(), stored, "{email:?}");
+        }
+        for email in [
+            "",
+            "ada",
+            "ada@localhost",
+            "@example.com",
+            "ada@example.",
+            "a@b@c.d",
+        ] {
+            assert!(
+                matches!(
+                    NewUser::new(email, ["a"]),
+                    Err(AdminError::NotAnEmail(_) | AdminError::InvalidUsername(_))
+                ),
+                "{email:?}"
+            );
+        }
+        for email in ["a b@example.com", "ada\u{7}@example.com"] {
+            assert!(
+                matches!(
+                    NewUser::new(email, ["a"]),
+                    Err(AdminError::InvalidUsername(_))
+                ),
+                "{email:?}"
+            );
+        }
+    }
+}
