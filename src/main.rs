@@ -201,7 +201,7 @@ mod tests {
         Args::command().debug_assert();
         let mut command = Args::command();
         command.build();
-        auth_server::testing::assert_readme_table_matches(
+        test_support::readme::assert_flag_table_matches(
             &["## Walkthrough", "### The stack's settings"],
             &[&command],
         );
@@ -221,6 +221,6 @@ mod tests {
         .iter()
         .map(|chain| chain.iter().map(|h| (*h).to_owned()).collect())
         .collect();
-        assert_eq!(auth_server::testing::readme_flag_tables(), checked);
+        assert_eq!(test_support::readme::flag_tables(), checked);
     }
 }

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use auth_server::testing::process::{HeldRequest, ServiceProcess, Signal, wait_until_refused};
 use serde_json::Value;
+use test_support::process::{HeldRequest, ServiceProcess, Signal, wait_until_refused};
 use uuid::Uuid;
 
 /// Temporary data and keys directories, removed at the end.

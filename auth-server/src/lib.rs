@@ -3,10 +3,10 @@
 //!
 //! What other crates use: [`Application`] and its [`config`], the [`admin`] layer (every
 //! operator operation, with its rules) and the records of the [`model`]; [`cli`] for the
-//! binary; `testing` (feature `testing`) for other crates' tests. The [`store`], the signing
-//! [`keys`], [`sealed`] (the `AUTH_SECRETS` format), [`grants`] (the token service, its
-//! counters and checkpoints) and [`clock`] stay public for the crate's own integration tests,
-//! which check what lies below the HTTP API (the store conformance suite, key rotation, races).
+//! binary. The [`store`], the signing [`keys`], [`sealed`] (the `AUTH_SECRETS` format),
+//! [`grants`] (the token service, its counters and checkpoints) and [`clock`] stay public for
+//! the tests, which check what lies below the HTTP API (the store conformance suite, key
+//! rotation, races) and forge tokens with a published key (test-support's `TestAuthServer`).
 //! Everything else is private.
 
 pub mod admin;
@@ -25,8 +25,6 @@ pub mod sealed;
 mod secrets;
 pub mod store;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod throttle;
 mod vault;
 

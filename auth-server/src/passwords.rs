@@ -462,8 +462,8 @@ impl PasswordPool {
 
     /// Occupies one hashing thread until the returned guard is dropped, for tests that need a
     /// saturated pool (the 503 a login then gets). Returns once the thread is held; the place it
-    /// takes counts against the pool's bound like any job. Drop the guard before the pool.
-    #[cfg(feature = "testing")]
+    /// takes counts against the pool's bound like any job. Drop the guard before the pool. (A
+    /// seam for tests; the servers never call it.)
     pub async fn hold_a_thread(&self) -> Result<HeldThread, PasswordError> {
         let (held, is_held) = oneshot::channel();
         let (release, until_released) = std::sync::mpsc::channel::<()>();
@@ -515,7 +515,6 @@ impl PasswordPool {
 }
 
 /// A hashing thread held by [`PasswordPool::hold_a_thread`]; dropping it lets the thread go.
-#[cfg(feature = "testing")]
 pub struct HeldThread {
     _release: std::sync::mpsc::Sender<()>,
     _finished: oneshot::Receiver<()>,

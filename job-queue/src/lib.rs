@@ -1,4 +1,4 @@
-//! Reliable job queues for the transcription platform (DESIGN.md §8).
+//! Reliable job queues for the transcription platform (docs/architecture.md, "Job flow").
 //!
 //! * [`envelope`]: the versioned job envelope and its HMAC-SHA-256 seal ([`SigningKey`]).
 //! * [`ReliableQueue`]: the contract (reserve / ack / fail with backoff / dead list / reaper).

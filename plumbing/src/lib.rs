@@ -12,8 +12,6 @@ pub mod connect;
 pub mod http;
 #[cfg(feature = "metrics")]
 pub mod metrics;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 use std::error::Error;
 

@@ -1,13 +1,15 @@
 //! The README's rule for tests whose server is unreachable (section "Development"): outside CI
 //! the test prints `skipping: …` and passes; in CI (`CI` set to anything but empty, `0` or
 //! `false`) it fails. Checked on a real test run as its own process: [`probe`], a test that
-//! needs Redis the way every crate's tests ask for it ([`test_support::redis_url`]), is run by
+//! needs Redis the way every crate's tests ask for it ([`test_support::redis::reachable_url`]), is run by
 //! this test binary with `REDIS_URL` on a closed port, once per `CI` value; its output and
 //! exit status are what a developer and CI see.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Output};
+
+use test_support::net::ClosedPort;
 
 /// Set only in the child process that runs [`probe`].
 const PROBE: &str = "TEST_SUPPORT_RUN_PROBE";
@@ -19,18 +21,17 @@ async fn probe() {
     if std::env::var_os(PROBE).is_none() {
         return;
     }
-    let Some(url) = test_support::redis_url().await else {
+    let Some(url) = test_support::redis::reachable_url().await else {
         return;
     };
     panic!("Redis answered at {url}, which should be a closed port");
 }
 
-/// `REDIS_URL` of a port on which nothing listens.
-fn closed_redis_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("redis://127.0.0.1:{port}")
+/// `REDIS_URL` of a port that refuses connections while the [`ClosedPort`] lives.
+fn closed_redis_url() -> (ClosedPort, String) {
+    let port = test_support::net::closed_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    (port, url)
 }
 
 /// Runs [`probe`] in a child process of this test binary with `CI` set to `ci` (`None`:
@@ -59,7 +60,7 @@ fn describe(output: &Output) -> String {
 
 #[test]
 fn outside_ci_a_test_whose_server_is_unreachable_prints_skipping_and_passes() {
-    let url = closed_redis_url();
+    let (_port, url) = closed_redis_url();
     for ci in [None, Some(""), Some("0"), Some("false"), Some("FALSE")] {
         let output = run_probe(ci, &url);
         let (stdout, stderr) = (
@@ -87,7 +88,7 @@ fn outside_ci_a_test_whose_server_is_unreachable_prints_skipping_and_passes() {
 
 #[test]
 fn in_ci_a_test_whose_server_is_unreachable_fails() {
-    let url = closed_redis_url();
+    let (_port, url) = closed_redis_url();
     for ci in ["true", "1", "yes"] {
         let output = run_probe(Some(ci), &url);
         let (stdout, stderr) = (

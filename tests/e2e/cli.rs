@@ -4,9 +4,8 @@
 use std::net::TcpListener;
 use std::path::Path;
 
-use plumbing::testing::{
-    StartFailure, assert_help_hides_secrets, assert_start_failures, closed_port,
-};
+use test_support::cli::{StartFailure, assert_help_hides_secrets, assert_start_failures};
+use test_support::net::closed_port;
 use uuid::Uuid;
 
 #[test]

@@ -9,31 +9,21 @@
 
 mod backends;
 mod cli;
-mod revocation;
-
-#[path = "../../worker/tests/it/smtp_sink.rs"]
-#[allow(dead_code)]
-mod smtp_sink;
-
 mod profiles;
 mod reset;
+mod revocation;
 mod shutdown;
 mod walkthrough;
-
-/// What the shared SMTP sink expects of its test crate.
-mod helpers {
-    pub fn decode_qp(body: &str) -> String {
-        super::unfold(body)
-    }
-}
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use auth_server::testing::{TestDb, redis_url};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use stack::{SAMPLE_PATH, Stack, StackConfig};
+use test_support::db::TestDb;
+use test_support::redis::reachable_url;
+use test_support::smtp::SmtpSink;
 use uuid::Uuid;
 
 /// Temporary data and keys directories, removed at the end.
@@ -223,7 +213,7 @@ async fn the_stack_on_postgres_and_redis_fetches_its_own_sample_and_no_other_pri
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let Some(redis) = redis_url().await else {
+    let Some(redis) = reachable_url().await else {
         return;
     };
     let dirs = Dirs::new();
@@ -237,7 +227,7 @@ async fn the_stack_on_postgres_and_redis_fetches_its_own_sample_and_no_other_pri
     fetches_its_own_sample_and_no_other_private_address(config).await;
     // It ran on PostgreSQL and Redis, not on a silent fallback to SQLite files.
     backends::assert_no_sqlite_files(&dirs.0);
-    auth_server::testing::delete_redis_prefix(&redis, &prefix).await;
+    test_support::redis::delete_prefix(&redis, &prefix).await;
 }
 
 /// The auth server's JWKS and a closed loopback port are refused with the owner-facing text
@@ -291,10 +281,10 @@ async fn a_client_transcription_completes_on_postgres_and_redis_with_smtp() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let Some(redis) = redis_url().await else {
+    let Some(redis) = reachable_url().await else {
         return;
     };
-    let sink = smtp_sink::SmtpSink::start().await;
+    let sink = SmtpSink::start().await;
     let dirs = Dirs::new();
     let prefix = format!("e2e-{}", Uuid::new_v4().simple());
     let config = StackConfig {
@@ -340,7 +330,7 @@ async fn a_client_transcription_completes_on_postgres_and_redis_with_smtp() {
     backends::assert_rows_in_postgres(&db.url, &id, &transcript, &client_id).await;
     backends::assert_queue_keys_under_prefix(&redis, &prefix, &id).await;
     backends::assert_no_sqlite_files(&dirs.0);
-    auth_server::testing::delete_redis_prefix(&redis, &prefix).await;
+    test_support::redis::delete_prefix(&redis, &prefix).await;
 }
 
 #[tokio::test]

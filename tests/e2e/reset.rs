@@ -233,7 +233,7 @@ async fn reset_on_postgres_and_redis_leaves_a_database_the_stack_starts_fresh_on
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let Some(redis) = redis_url().await else {
+    let Some(redis) = reachable_url().await else {
         return;
     };
     let dirs = Dirs::new();
@@ -311,5 +311,5 @@ async fn reset_on_postgres_and_redis_leaves_a_database_the_stack_starts_fresh_on
         .unwrap();
     assert_eq!(refused.status(), 401);
     stack.shutdown().await.unwrap();
-    auth_server::testing::delete_redis_prefix(&redis, &prefix).await;
+    test_support::redis::delete_prefix(&redis, &prefix).await;
 }

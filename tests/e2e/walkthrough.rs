@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 
-use auth_server::testing::process::{PATIENCE, ServiceProcess, Signal};
+use test_support::process::{PATIENCE, ServiceProcess, Signal};
 
 use super::*;
 
@@ -158,7 +158,7 @@ fn curl_installed() -> bool {
         .status()
         .is_ok_and(|status| status.success());
     found
-        || test_support::skip_unless_ci::<()>("curl is not installed (apt-get install curl)")
+        || test_support::ci::skip_unless_ci::<()>("curl is not installed (apt-get install curl)")
             .is_some()
 }
 

@@ -1,9 +1,10 @@
 //! [`GuardConfig`]: what a resource service tells the guard about its auth server, with the
-//! defaults of DESIGN.md §6, validated once when the guard starts.
+//! defaults of the README ("Introspection and token-guard apply one set of rules"), validated
+//! once when the guard starts.
 
 use std::time::Duration;
 
-/// Leeway on `exp` and `nbf` (DESIGN.md §6).
+/// Leeway on `exp` and `nbf` (60 s, as the README says for introspection and the guards).
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Largest leeway allowed: revoked ids are kept this long past the token's `exp`.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(120);

@@ -1,5 +1,5 @@
-//! Resource-side verification of the auth server's access tokens (DESIGN.md §6), without a
-//! call to the auth server per request.
+//! Resource-side verification of the auth server's access tokens (README, "Introspection and
+//! token-guard apply one set of rules"), without a call to the auth server per request.
 //!
 //! - [`TokenGuard`] verifies a token: JWKS keys ([`JwksCache`]), the rules of [`verify`], the
 //!   deny-list ([`RevocationList`]) and a bounded cache of verified tokens.

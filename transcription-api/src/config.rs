@@ -1,5 +1,6 @@
-//! Flags with environment fallbacks (DESIGN.md §3), validated once into [`ApiConfig`] and the
-//! [`Services`](crate::Services) the API runs on. Every problem is one line ([`ConfigError`]).
+//! Flags with environment fallbacks (README, transcription-api "Configuration"), validated once
+//! into [`ApiConfig`] and the [`Services`](crate::Services) the API runs on. Every problem is one
+//! line ([`ConfigError`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

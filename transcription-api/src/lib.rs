@@ -1,5 +1,5 @@
-//! transcription-api: the gateway of the transcription platform (DESIGN.md §7). Token holders
-//! submit audio URLs and read their results; the worker reports back. Tokens are verified
+//! transcription-api: the gateway of the transcription platform (docs/architecture.md). Token
+//! holders submit audio URLs and read their results; the worker reports back. Tokens are verified
 //! locally by [`token_guard`]; jobs go out through the [`job_queue`] with an outbox
 //! ([`submissions`]). [`Application::build`] binds a ready server; `main` is thin.
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-/// Longest accepted `audio_url`, in bytes (DESIGN.md §7).
+/// Longest accepted `audio_url`, in bytes (README, transcription-api "Routes").
 pub const MAX_URL_LEN: usize = 2048;
 /// Longest accepted e-mail address (RFC 5321 path limit).
 pub const MAX_EMAIL_LEN: usize = 254;

@@ -1,4 +1,4 @@
-//! Queue workers of the transcription platform (DESIGN.md §8).
+//! Queue workers of the transcription platform (docs/architecture.md, "Job flow").
 //!
 //! * [`Transcriber`]: consumes `transcribe` jobs, downloads audio safely ([`download`]), runs
 //!   an [`Engine`](engine::Engine), reports to transcription-api ([`api`]) and enqueues

@@ -3,8 +3,8 @@
 //! (docs/testing.md, "Rules the tests follow"): a user reset, disabled or deleted while their
 //! password is verified, a login revoked while its refresh runs, a client disabled while a
 //! grant holds its cached record. Servers run without any
-//! ([`ServerConfig::checkpoints`](crate::config::ServerConfig::checkpoints) is `None`); tests
-//! install `auth_server::testing::CheckpointGate`.
+//! ([`ServerConfig::checkpoints`](crate::config::ServerConfig::checkpoints) is `None`); the
+//! integration tests install their `CheckpointGate` (`auth-server/tests/it/helpers.rs`).
 
 use std::fmt;
 

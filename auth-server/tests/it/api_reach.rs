@@ -34,7 +34,7 @@ struct Platform {
 
 impl Platform {
     async fn start() -> Option<Platform> {
-        let redis_url = auth_server::testing::redis_url().await?;
+        let redis_url = test_support::redis::reachable_url().await?;
         let prefix = format!("api-reach-{}", uuid::Uuid::new_v4().simple());
         let db = TestDb::sqlite();
         let api_db = format!("sqlite:{}", db.dir.join("api.db").display());
@@ -189,7 +189,7 @@ impl Drop for Platform {
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(auth_server::testing::delete_redis_prefix(&url, &prefix));
+                .block_on(test_support::redis::delete_prefix(&url, &prefix));
         })
         .join();
     }

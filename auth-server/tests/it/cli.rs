@@ -369,7 +369,7 @@ fn the_cli_is_well_formed_and_matches_the_readme() {
     let mut command = auth_server::cli::Cli::command();
     command.build();
     let serve = command.find_subcommand("serve").unwrap();
-    auth_server::testing::assert_readme_table_matches(
+    test_support::readme::assert_flag_table_matches(
         &["## auth-server", "### Configuration"],
         &[serve],
     );

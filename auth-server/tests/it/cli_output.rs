@@ -5,11 +5,12 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
 
-use plumbing::testing::{
-    StartFailure, assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc,
-    assert_start_failures, closed_port, run_with_env,
-};
 use serde_json::Value;
+use test_support::cli::{
+    StartFailure, assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc,
+    assert_start_failures, run_with_env,
+};
+use test_support::net::closed_port;
 
 use crate::cli::json;
 use crate::helpers::TestDb;

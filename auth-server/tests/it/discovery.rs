@@ -149,7 +149,7 @@ fn python_with_authlib() -> Option<&'static str> {
     });
     if found.is_none() {
         assert!(
-            !auth_server::testing::in_ci(),
+            !test_support::ci::in_ci(),
             "authlib is required in CI: apt-get install python3-authlib"
         );
         eprintln!("skipping: no python3 with authlib (apt-get install python3-authlib)");

@@ -11,13 +11,77 @@ use auth_server::admin::{Admin, AdminOptions, NewClient, NewUser};
 use auth_server::clock::ManualClock;
 use auth_server::config::ServerConfig;
 use auth_server::grants::TokenService;
+use auth_server::grants::checkpoint::{Checkpoint, Checkpoints};
 use auth_server::keys::KeyRing;
 use auth_server::model::GrantType;
 use auth_server::sealed::SystemSecrets;
 use auth_server::store::{self, Store};
 use secrecy::{ExposeSecret, SecretString};
 
-pub use auth_server::testing::{CheckpointGate, TestDb};
+pub use test_support::db::TestDb;
+
+/// Holds the next grant that reaches an armed [`Checkpoint`] until the test releases it:
+/// [`hold_next`](Self::hold_next), start the request, [`wait_until_held`](Self::wait_until_held),
+/// do what must happen meanwhile, [`release`](Self::release). Unarmed it holds nothing. Install
+/// it as [`ServerConfig::checkpoints`].
+#[derive(Debug)]
+pub struct CheckpointGate {
+    armed: std::sync::Mutex<Option<Checkpoint>>,
+    held: tokio::sync::Semaphore,
+    released: tokio::sync::Semaphore,
+}
+
+impl CheckpointGate {
+    /// How long [`wait_until_held`](Self::wait_until_held) waits for a grant to arrive.
+    pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub fn new() -> Arc<CheckpointGate> {
+        Arc::new(CheckpointGate {
+            armed: std::sync::Mutex::new(None),
+            held: tokio::sync::Semaphore::new(0),
+            released: tokio::sync::Semaphore::new(0),
+        })
+    }
+
+    /// Holds the next grant (one) that reaches `at`.
+    pub fn hold_next(&self, at: Checkpoint) {
+        *self.armed.lock().unwrap() = Some(at);
+    }
+
+    /// Returns once a grant is held at the armed checkpoint; panics after [`Self::DEADLINE`].
+    pub async fn wait_until_held(&self) {
+        tokio::time::timeout(Self::DEADLINE, self.held.acquire())
+            .await
+            .expect("no grant reached the armed checkpoint")
+            .unwrap()
+            .forget();
+    }
+
+    /// Lets the held grant go on.
+    pub fn release(&self) {
+        self.released.add_permits(1);
+    }
+}
+
+#[async_trait::async_trait]
+impl Checkpoints for CheckpointGate {
+    async fn reached(&self, checkpoint: Checkpoint) {
+        let hold = {
+            let mut armed = self.armed.lock().unwrap();
+            let hold = *armed == Some(checkpoint);
+            if hold {
+                *armed = None;
+            }
+            hold
+        };
+        if hold {
+            self.held.add_permits(1);
+            if let Ok(permit) = self.released.acquire().await {
+                permit.forget();
+            }
+        }
+    }
+}
 
 /// The running server and handles to its database.
 pub struct TestApp {
@@ -92,7 +156,7 @@ impl TestApp {
     /// The default configuration of a server on `db` (with its `AUTH_SECRETS`), on port 0.
     pub fn config(db: &TestDb) -> ServerConfig {
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &db.url, db.keys_dir());
-        config.secrets = Some(db.secrets());
+        config.secrets = Some(SystemSecrets::from_list(&db.auth_secrets).unwrap());
         config
     }
 

@@ -176,7 +176,7 @@ crate::on_both_backends!(
 /// servers poll, scored by the token's expiry.
 #[tokio::test]
 async fn revocations_reach_the_redis_deny_list() {
-    let Some(url) = auth_server::testing::redis_url().await else {
+    let Some(url) = test_support::redis::reachable_url().await else {
         return;
     };
     let client = redis::Client::open(url.as_str()).unwrap();

@@ -42,7 +42,7 @@ struct Reach {
 
 impl Reach {
     async fn spawn(db: TestDb) -> Option<Reach> {
-        let redis_url = auth_server::testing::redis_url().await?;
+        let redis_url = test_support::redis::reachable_url().await?;
         let prefix = format!("reach-{}", uuid::Uuid::new_v4().simple());
         let app = TestApp::spawn_with(db, |config| {
             config.redis = Some((redis_url.clone(), prefix.clone()));
@@ -416,7 +416,7 @@ macro_rules! on_both_backends_with_redis {
                 async fn $name() {
                     if let Some(reach) = super::Reach::spawn(TestDb::sqlite()).await {
                         super::$name(&reach).await;
-                        auth_server::testing::delete_redis_prefix(&reach.redis_url, &reach.prefix).await;
+                        test_support::redis::delete_prefix(&reach.redis_url, &reach.prefix).await;
                     }
                 }
             )*
@@ -429,7 +429,7 @@ macro_rules! on_both_backends_with_redis {
                     let Some(db) = TestDb::postgres().await else { return };
                     if let Some(reach) = super::Reach::spawn(db).await {
                         super::$name(&reach).await;
-                        auth_server::testing::delete_redis_prefix(&reach.redis_url, &reach.prefix).await;
+                        test_support::redis::delete_prefix(&reach.redis_url, &reach.prefix).await;
                     }
                 }
             )*

@@ -4,9 +4,9 @@
 
 use std::process::{Command, Stdio};
 
-use auth_server::testing::process::{HeldRequest, ServiceProcess, Signal, wait_until_refused};
 use base64::Engine;
 use serde_json::Value;
+use test_support::process::{HeldRequest, ServiceProcess, Signal, wait_until_refused};
 
 use crate::helpers::TestDb;
 

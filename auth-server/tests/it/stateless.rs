@@ -3,10 +3,8 @@
 //! `DATABASE_URL` and `AUTH_SECRETS`; a wrong or missing secret; the one-time import of an
 //! earlier version's keys directory; `keys import`; rotating the secret itself.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auth_server::Application;
@@ -27,6 +25,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use test_support::process::ServiceProcess;
 
 use crate::helpers::{TestApp, TestDb};
 use crate::token::verify;
@@ -82,67 +82,20 @@ fn assert_still_empty(dir: &Path) {
     assert!(entries.is_empty(), "{} holds {entries:?}", dir.display());
 }
 
-/// An `auth-server serve` process on 127.0.0.1:0 with JSON logs, killed on drop.
-struct ServeProcess {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl ServeProcess {
-    fn spawn(cwd: &Path, database_url: &str, secrets: &str) -> ServeProcess {
-        let mut child = auth_server(
-            cwd,
-            database_url,
-            &[("AUTH_SECRETS", secrets), ("LOG_FORMAT", "json")],
-            &["serve", "--bind", "127.0.0.1:0"],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        ServeProcess { child, log }
-    }
-
-    /// `http://<addr>` once the process logged that it listens.
-    async fn base(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let addr = self.log.lock().unwrap().lines().find_map(|line| {
-                let line: Value = serde_json::from_str(line).ok()?;
-                (line["fields"]["message"] == "auth-server listening")
-                    .then(|| line["fields"]["addr"].as_str().map(str::to_owned))?
-            });
-            if let Some(addr) = addr {
-                return format!("http://{addr}");
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("serve exited with {status}: {}", self.log.lock().unwrap());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not start: {}",
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An `auth-server serve` process in `cwd` on 127.0.0.1:0 with JSON logs (kept in
+/// `log_dir`), only `DATABASE_URL` and `AUTH_SECRETS` for configuration; killed on drop.
+fn serve(cwd: &Path, log_dir: &Path, database_url: &str, secrets: &str) -> ServiceProcess {
+    ServiceProcess::spawn_in(
+        cwd,
+        env!("CARGO_BIN_EXE_auth-server"),
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[
+            ("DATABASE_URL", database_url.to_owned()),
+            ("AUTH_SECRETS", secrets.to_owned()),
+            ("LOG_FORMAT", "json".to_owned()),
+        ],
+        log_dir,
+    )
 }
 
 /// Waits (at most 30 s) for a process that is expected to exit by itself.
@@ -199,9 +152,16 @@ async fn two_servers_and_the_cli_share_only_the_database_url_and_the_secret() {
         empty_dir(&db.dir, "cli"),
     );
     // Both start on the fresh database at once: one pepper and one active key result.
-    let mut first = ServeProcess::spawn(&first_dir, &db.url, &secrets);
-    let mut second = ServeProcess::spawn(&second_dir, &db.url, &secrets);
-    let (first_base, second_base) = (first.base().await, second.base().await);
+    let mut first = serve(&first_dir, &db.dir.join("first-log"), &db.url, &secrets);
+    let mut second = serve(&second_dir, &db.dir.join("second-log"), &db.url, &secrets);
+    let first_base = format!(
+        "http://{}",
+        first.wait_for_addr("auth-server listening").await
+    );
+    let second_base = format!(
+        "http://{}",
+        second.wait_for_addr("auth-server listening").await
+    );
 
     let env = [("AUTH_SECRETS", secrets.as_str())];
     json(&cli(

@@ -2,8 +2,8 @@
 //!
 //! Redis: `REDIS_URL` (default `redis://127.0.0.1:6379`), a random key prefix per test, every
 //! key under it deleted on drop. When Redis is unreachable the test prints a skip message and
-//! passes, unless CI is on (`test_support::in_ci`), where it fails. SQLite: a randomly named file in the temp dir,
-//! removed on drop.
+//! passes, unless CI is on (`test_support::ci::in_ci`), where it fails. SQLite: a randomly
+//! named file in the temp dir, removed on drop.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ pub struct Harness {
 
 impl Harness {
     pub async fn redis() -> Option<Harness> {
-        let url = test_support::redis_url().await?;
+        let url = test_support::redis::reachable_url().await?;
         let prefix = format!("jqtest:{}", uuid::Uuid::new_v4().simple());
         let queue = RedisQueue::connect(&url, &prefix, signing_key(), test_config())
             .await
@@ -175,21 +175,7 @@ impl Drop for Harness {
         match &self.backend {
             Backend::Redis { url, prefix } => {
                 // Synchronous, so the keys go even when the test panicked.
-                let Ok(client) = redis::Client::open(url.as_str()) else {
-                    return;
-                };
-                let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2))
-                else {
-                    return;
-                };
-                let keys: Vec<String> =
-                    match redis::Commands::scan_match(&mut conn, format!("{prefix}:*")) {
-                        Ok(iter) => iter.filter_map(Result::ok).collect(),
-                        Err(_) => return,
-                    };
-                if !keys.is_empty() {
-                    let _ = redis::cmd("DEL").arg(&keys).query::<()>(&mut conn);
-                }
+                test_support::redis::delete_prefix_blocking(url, prefix);
             }
             Backend::Sqlite { path, .. } => {
                 for suffix in ["", "-wal", "-shm"] {

@@ -4,7 +4,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use auth_server::testing::TestAuthServer;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
@@ -14,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use test_support::auth::TestAuthServer;
 use token_guard::{GuardConfig, Principal, RevocationList, StaticRevocationList, TokenGuard};
 use uuid::Uuid;
 

@@ -1,13 +1,14 @@
 //! The Redis deny-list (`{prefix}:revoked_jti`, score = exp): a ZADD reaches the guard within
 //! 5 s, expired entries are ignored, and the last known list survives a Redis outage (also
 //! through a URL with a password and a database number). Skipped with a message when Redis is
-//! unreachable, unless CI is on (`test_support::in_ci`).
+//! unreachable, unless CI is on (`test_support::ci::in_ci`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
+use test_support::net::TcpProxy;
+use test_support::redis::OwnRedis;
 use token_guard::{
     RedisRevocationConfig, RedisRevocationList, RevocationList, RevocationSubject, TokenGuard,
 };
@@ -17,16 +18,13 @@ use crate::helpers::{
     AuthServer, ProtectedApp, READ, assert_invalid_token, eventually, guard_config, now, payload,
 };
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| test_support::DEFAULT_REDIS_URL.to_owned())
-}
-
-/// A connection to the test Redis, or `None` (with a message) when it is unreachable outside
-/// CI; in CI the test fails.
-async fn redis_or_skip() -> Option<redis::aio::MultiplexedConnection> {
-    let url = test_support::redis_url().await?;
+/// The test Redis's URL and a connection to it, or `None` (with a message) when it is
+/// unreachable outside CI; in CI the test fails.
+async fn redis_or_skip() -> Option<(String, redis::aio::MultiplexedConnection)> {
+    let url = test_support::redis::reachable_url().await?;
     let client = redis::Client::open(url.as_str()).unwrap();
-    Some(client.get_multiplexed_async_connection().await.unwrap())
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    Some((url, conn))
 }
 
 /// A token known by its jti only (its sub and client carry no cutoff).
@@ -46,14 +44,13 @@ async fn revoke(conn: &mut redis::aio::MultiplexedConnection, key: &str, jti: &s
 
 #[tokio::test]
 async fn a_redis_revocation_reaches_the_guard_within_5_seconds() {
-    let Some(mut conn) = redis_or_skip().await else {
+    let Some((url, mut conn)) = redis_or_skip().await else {
         return;
     };
     let prefix = random_prefix();
-    let list =
-        RedisRevocationList::connect(RedisRevocationConfig::new(redis_url()).with_prefix(&prefix))
-            .await
-            .unwrap();
+    let list = RedisRevocationList::connect(RedisRevocationConfig::new(&url).with_prefix(&prefix))
+        .await
+        .unwrap();
     assert_eq!(list.key(), format!("{prefix}:revoked_jti"));
     let auth = AuthServer::spawn().await;
     let guard = TokenGuard::new(guard_config(&auth, &auth.jwks_url()), Arc::new(list))
@@ -95,15 +92,14 @@ async fn a_redis_revocation_reaches_the_guard_within_5_seconds() {
 /// tokens issued after it.
 #[tokio::test]
 async fn a_cutoff_in_redis_ends_earlier_tokens_of_its_subject_only() {
-    let Some(mut conn) = redis_or_skip().await else {
+    let Some((url, mut conn)) = redis_or_skip().await else {
         return;
     };
     let prefix = random_prefix();
     let key = format!("{prefix}:revoked_jti");
-    let list =
-        RedisRevocationList::connect(RedisRevocationConfig::new(redis_url()).with_prefix(&prefix))
-            .await
-            .unwrap();
+    let list = RedisRevocationList::connect(RedisRevocationConfig::new(&url).with_prefix(&prefix))
+        .await
+        .unwrap();
     let auth = AuthServer::spawn().await;
     let guard = TokenGuard::new(guard_config(&auth, &auth.jwks_url()), Arc::new(list))
         .await
@@ -149,7 +145,7 @@ async fn a_cutoff_in_redis_ends_earlier_tokens_of_its_subject_only() {
 
 #[tokio::test]
 async fn expired_revocations_are_not_loaded() {
-    let Some(mut conn) = redis_or_skip().await else {
+    let Some((url, mut conn)) = redis_or_skip().await else {
         return;
     };
     let prefix = random_prefix();
@@ -157,10 +153,9 @@ async fn expired_revocations_are_not_loaded() {
     revoke(&mut conn, &key, "long-gone", now() - 3600).await;
     revoke(&mut conn, &key, "inside-leeway", now() - 30).await;
     revoke(&mut conn, &key, "live", now() + 600).await;
-    let list =
-        RedisRevocationList::connect(RedisRevocationConfig::new(redis_url()).with_prefix(&prefix))
-            .await
-            .unwrap();
+    let list = RedisRevocationList::connect(RedisRevocationConfig::new(&url).with_prefix(&prefix))
+        .await
+        .unwrap();
     assert!(!list.is_revoked(&by_jti("long-gone")));
     assert!(list.is_revoked(&by_jti("inside-leeway")));
     assert!(list.is_revoked(&by_jti("live")));
@@ -171,115 +166,21 @@ async fn expired_revocations_are_not_loaded() {
 #[tokio::test]
 async fn bad_settings_are_refused() {
     for (prefix, every) in [("", 1), ("has space", 1), ("ok", 0), ("ok", 5)] {
-        let mut config = RedisRevocationConfig::new(redis_url()).with_prefix(prefix);
+        let mut config =
+            RedisRevocationConfig::new(test_support::redis::configured_url()).with_prefix(prefix);
         config.poll_interval = Duration::from_secs(every);
         let err = RedisRevocationList::connect(config).await.unwrap_err();
         assert!(err.to_string().contains("settings"), "{err}");
     }
 }
 
-/// A TCP forwarder to Redis that can be cut.
-struct CuttableProxy {
-    addr: std::net::SocketAddr,
-    down: Arc<AtomicBool>,
-    connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl CuttableProxy {
-    async fn spawn(upstream: String) -> CuttableProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let down = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (down_flag, registry) = (down.clone(), connections.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if down_flag.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let upstream = upstream.clone();
-                let task = tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                registry.lock().unwrap().push(task.abort_handle());
-            }
-        });
-        CuttableProxy {
-            addr,
-            down,
-            connections,
-        }
-    }
-
-    fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        for connection in self.connections.lock().unwrap().drain(..) {
-            connection.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.down.store(false, Ordering::SeqCst);
-    }
-}
-
-/// `url` with its host and port replaced by `proxy`'s, keeping the user, password, database
-/// number and query; `None` for URLs a TCP proxy cannot stand in for (TLS, Unix sockets).
-fn through_proxy(url: &url::Url, proxy: std::net::SocketAddr) -> Option<String> {
-    if url.scheme() != "redis" {
-        return None;
-    }
-    let mut proxied = url.clone();
-    proxied.set_host(Some(&proxy.ip().to_string())).ok()?;
-    proxied.set_port(Some(proxy.port())).ok()?;
-    Some(proxied.into())
-}
-
-#[test]
-fn the_proxy_url_keeps_the_password_and_the_database() {
-    let proxy = "127.0.0.1:4242".parse().unwrap();
-    for (upstream, proxied) in [
-        ("redis://127.0.0.1:6379", "redis://127.0.0.1:4242"),
-        ("redis://localhost", "redis://127.0.0.1:4242"),
-        (
-            "redis://:s3cret@redis.internal:6380/3",
-            "redis://:s3cret@127.0.0.1:4242/3",
-        ),
-        (
-            "redis://app:pw@10.0.0.5/2?protocol=resp3",
-            "redis://app:pw@127.0.0.1:4242/2?protocol=resp3",
-        ),
-    ] {
-        let upstream = url::Url::parse(upstream).unwrap();
-        assert_eq!(through_proxy(&upstream, proxy).as_deref(), Some(proxied));
-    }
-    for unsupported in ["rediss://h:6379", "redis+unix:///tmp/redis.sock"] {
-        assert_eq!(
-            through_proxy(&url::Url::parse(unsupported).unwrap(), proxy),
-            None
-        );
-    }
-}
-
 /// The outage scenario against the Redis that `upstream` names: the guard reads through a
 /// proxy that is cut and restored; the test writes to Redis directly.
 async fn the_last_known_list_survives_an_outage_of(upstream: &str) {
-    let parsed = url::Url::parse(upstream).unwrap();
-    let addr = format!(
-        "{}:{}",
-        parsed.host_str().unwrap_or("127.0.0.1"),
-        parsed.port().unwrap_or(6379)
-    );
-    let proxy = CuttableProxy::spawn(addr).await;
-    let Some(proxy_url) = through_proxy(&parsed, proxy.addr) else {
-        let _: Option<()> = test_support::skip_unless_ci(&format!(
+    let Some((proxy, proxy_url)) = TcpProxy::in_front_of(upstream).await else {
+        let _: Option<()> = test_support::ci::skip_unless_ci(&format!(
             "the outage test proxies redis:// URLs only, not {}",
-            parsed.scheme()
+            url::Url::parse(upstream).unwrap().scheme()
         ));
         return;
     };
@@ -320,76 +221,25 @@ async fn the_last_known_list_survives_an_outage_of(upstream: &str) {
 
 #[tokio::test]
 async fn the_last_known_list_survives_a_redis_outage() {
-    if redis_or_skip().await.is_none() {
+    let Some((url, _)) = redis_or_skip().await else {
         return;
-    }
-    the_last_known_list_survives_an_outage_of(&redis_url()).await;
+    };
+    the_last_known_list_survives_an_outage_of(&url).await;
 }
 
 /// The same scenario through `redis://:<password>@host:port/3`, on a `redis-server` of the
 /// test's own that requires the password, so such a `REDIS_URL` is no reason to skip.
 #[tokio::test]
 async fn the_outage_scenario_runs_with_a_password_and_a_database_number() {
-    let Some(server) = PasswordRedis::start("outage-test-password").await else {
+    let Some(server) = OwnRedis::start(Some("outage-test-password")).await else {
         return;
     };
-    the_last_known_list_survives_an_outage_of(&server.url).await;
-}
-
-/// A `redis-server` of the test's own on a free loopback port that requires a password (no
-/// persistence); killed on drop.
-struct PasswordRedis {
-    child: std::process::Child,
-    /// With the password and database 3.
-    url: String,
-}
-
-impl PasswordRedis {
-    /// `None` (a skip) when `redis-server` cannot run outside CI; in CI it must.
-    async fn start(password: &str) -> Option<PasswordRedis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--requirepass", password])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) => return test_support::skip_unless_ci(&format!("redis-server: {e}")),
-        };
-        let server = PasswordRedis {
-            child,
-            url: format!("redis://:{password}@127.0.0.1:{port}/3"),
-        };
-        let ping = || async {
-            let client = redis::Client::open(server.url.as_str()).ok()?;
-            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-        };
-        let up = eventually(Duration::from_secs(30), || async { ping().await.is_some() }).await;
-        assert!(up.is_some(), "redis-server on port {port} did not answer");
-        let anonymous = format!("redis://127.0.0.1:{port}");
-        let refused = async {
-            let client = redis::Client::open(anonymous.as_str()).unwrap();
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        };
-        assert!(refused.await.is_err(), "the server requires the password");
-        Some(server)
-    }
-}
-
-impl Drop for PasswordRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let anonymous = server.url().replace(":outage-test-password@", "");
+    let refused = async {
+        let client = redis::Client::open(anonymous.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    assert!(refused.await.is_err(), "the server requires the password");
+    the_last_known_list_survives_an_outage_of(&format!("{}/3", server.url())).await;
 }

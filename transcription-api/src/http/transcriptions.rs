@@ -21,7 +21,7 @@ use crate::store::{Notification, Status, Transcription};
 use crate::submissions::{Caller, Submitted};
 use crate::validate::{self, FieldErrors};
 
-/// Largest accepted submission body (DESIGN.md §7).
+/// Largest accepted submission body (README, transcription-api "Routes": 413 over 64 KiB).
 pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
 /// Page size when `limit` is not given, and the largest allowed.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;

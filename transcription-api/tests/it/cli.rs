@@ -5,12 +5,14 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
 
-use auth_server::testing::process::{ServiceProcess, Signal};
-use auth_server::testing::{TestAuthServer, TestDb};
-use plumbing::testing::{
-    StartFailure, assert_help_hides_secrets, assert_start_failures, closed_port, run_with_env,
-};
 use serde_json::Value;
+use test_support::auth::TestAuthServer;
+use test_support::cli::{
+    StartFailure, assert_help_hides_secrets, assert_start_failures, run_with_env,
+};
+use test_support::db::TestDb;
+use test_support::net::closed_port;
+use test_support::process::{ServiceProcess, Signal};
 use uuid::Uuid;
 
 const SIGNING_KEY: &str = "transcription-api binary tests: 32+ bytes";
@@ -196,11 +198,11 @@ async fn serve_warns_at_start_that_revocations_go_unseen_without_redis_url_and_n
         "one warning at start: {without:?}"
     );
 
-    let Some(redis) = auth_server::testing::redis_url().await else {
+    let Some(redis) = test_support::redis::reachable_url().await else {
         return;
     };
     let prefix = format!("api-cli-{}", Uuid::new_v4().simple());
     let with = start_log(env(Some((&redis, &prefix))), "with-redis").await;
     assert_eq!(warnings(&with), Vec::<String>::new(), "{with:?}");
-    auth_server::testing::delete_redis_prefix(&redis, &prefix).await;
+    test_support::redis::delete_prefix(&redis, &prefix).await;
 }

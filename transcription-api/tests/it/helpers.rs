@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_server::testing::TestAuthServer;
 use job_queue::{QueueConfig, ReliableQueue, SigningKey, SqliteQueue};
 use reqwest::StatusCode;
 use serde_json::Value;
+use test_support::auth::TestAuthServer;
 use time::OffsetDateTime;
 use token_guard::{RevocationList, StaticRevocationList};
 use transcription_api::config::ApiConfig;

@@ -2,7 +2,7 @@
 //! purges old keys, a key created a minute less than 24 h ago still names its transcription
 //! and one created a minute more than 24 h ago is free again. On SQLite and PostgreSQL.
 
-use auth_server::testing::TestDb;
+use test_support::db::TestDb;
 use time::{Duration, OffsetDateTime};
 use transcription_api::store::{EarlierRequest, IdempotencyKey, Inserted, Transcription};
 

@@ -29,7 +29,7 @@ fn the_cli_is_well_formed_and_matches_the_readme() {
     let mut command = transcription_api::config::Cli::command();
     command.build();
     let commands = ["serve", "migrate"].map(|name| command.find_subcommand(name).unwrap());
-    auth_server::testing::assert_readme_table_matches(
+    test_support::readme::assert_flag_table_matches(
         &["## transcription-api", "### Configuration"],
         &commands,
     );

@@ -2,10 +2,10 @@
 //! the notifier with `PUT /internal/transcriptions/{id}/notification`, final once `sent` or
 //! `failed`; on SQLite and on PostgreSQL.
 
-use auth_server::testing::TestDb;
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
+use test_support::db::TestDb;
 
 use crate::helpers::*;
 

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use auth_server::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use test_support::db::TestDb;
 use tokio::time::Instant;
 
 use crate::helpers::*;

@@ -42,7 +42,7 @@ impl OwnRedis {
             .spawn();
         let child = match child {
             Ok(child) => child,
-            Err(e) if !auth_server::testing::in_ci() => {
+            Err(e) if !test_support::ci::in_ci() => {
                 eprintln!("skipping: redis-server not runnable ({e})");
                 return None;
             }
@@ -325,7 +325,7 @@ async fn a_queued_record_whose_job_the_embedded_queue_lost_is_requeued() {
 
 #[tokio::test]
 async fn a_queued_record_whose_job_redis_lost_is_requeued() {
-    let Some(url) = auth_server::testing::redis_url().await else {
+    let Some(url) = test_support::redis::reachable_url().await else {
         return;
     };
     let prefix = format!("api-it-{}", Uuid::new_v4().simple());
@@ -421,7 +421,7 @@ async fn records_past_queued_are_never_requeued_on_the_embedded_queue() {
 
 #[tokio::test]
 async fn records_past_queued_are_never_requeued_on_redis() {
-    let Some(url) = auth_server::testing::redis_url().await else {
+    let Some(url) = test_support::redis::reachable_url().await else {
         return;
     };
     let prefix = format!("api-it-{}", Uuid::new_v4().simple());

@@ -151,7 +151,7 @@ async fn pump(
 /// A Redis queue behind a proxy, under a random prefix (deleted at the end).
 pub async fn redis_behind_proxy()
 -> Option<(SwitchableProxy, Arc<dyn ReliableQueue>, RedisQueue, String)> {
-    let url = auth_server::testing::redis_url().await?;
+    let url = test_support::redis::reachable_url().await?;
     let upstream = url
         .trim_start_matches("redis://")
         .trim_end_matches('/')
@@ -170,7 +170,7 @@ pub async fn redis_behind_proxy()
 
 /// Deletes the test's Redis keys under `prefix:`.
 pub async fn delete_prefix(prefix: &str) {
-    if let Some(url) = auth_server::testing::redis_url().await {
-        auth_server::testing::delete_redis_prefix(&url, prefix).await;
+    if let Some(url) = test_support::redis::reachable_url().await {
+        test_support::redis::delete_prefix(&url, prefix).await;
     }
 }

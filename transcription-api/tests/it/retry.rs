@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_server::testing::TestDb;
 use job_queue::{QueueConfig, RedisQueue, Reserved};
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::{Value, json};
+use test_support::db::TestDb;
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -187,7 +187,7 @@ async fn a_failed_transcription_is_retried_and_completes_on_postgres_and_redis()
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let Some(url) = auth_server::testing::redis_url().await else {
+    let Some(url) = test_support::redis::reachable_url().await else {
         return;
     };
     let prefix = format!("api-retry-{}", Uuid::new_v4().simple());
@@ -202,7 +202,7 @@ async fn a_failed_transcription_is_retried_and_completes_on_postgres_and_redis()
     .await;
     a_failed_transcription_is_retried_and_completes(&api).await;
     drop(api);
-    auth_server::testing::delete_redis_prefix(&url, &prefix).await;
+    test_support::redis::delete_prefix(&url, &prefix).await;
 }
 
 /// A retry whose enqueue did not happen (the queue was down) is queued by the outbox relay,

@@ -1,9 +1,9 @@
 //! `transcription-api serve` as a supervisor stops it: on SIGTERM and on SIGINT it stops
 //! accepting connections, answers the submission it is in the middle of, and exits 0.
 
-use auth_server::testing::TestAuthServer;
-use auth_server::testing::process::{HeldRequest, ServiceProcess, Signal, wait_until_refused};
 use serde_json::Value;
+use test_support::auth::TestAuthServer;
+use test_support::process::{HeldRequest, ServiceProcess, Signal, wait_until_refused};
 use uuid::Uuid;
 
 use crate::helpers::{READ, WRITE};

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use auth_server::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use test_support::db::TestDb;
 use time::OffsetDateTime;
 use transcription_api::store::{
     self, EarlierRequest, IdempotencyKey, Inserted, Notification, NotificationOutcome, Report,

@@ -10,7 +10,7 @@ use worker::runner::JobHandler;
 
 use crate::helpers::{TempDir, TestQueue};
 use crate::notifier::notifier_config;
-use crate::smtp_sink::SmtpSink;
+use test_support::smtp::SmtpSink;
 
 /// The notify job the transcriber queues after the transcribe job `transcribe_id`.
 fn notify_after(job: &NotifyJob, transcribe_id: &str) -> Envelope {

@@ -203,5 +203,5 @@ fn the_cli_is_well_formed_and_matches_the_readme() {
     let mut command = worker::cli::Cli::command();
     command.build();
     let roles = ["transcriber", "notifier"].map(|name| command.find_subcommand(name).unwrap());
-    auth_server::testing::assert_readme_table_matches(&["## worker"], &roles);
+    test_support::readme::assert_flag_table_matches(&["## worker"], &roles);
 }

@@ -6,11 +6,12 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
 
-use plumbing::testing::{
-    StartFailure, assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc,
-    assert_start_failures, closed_port, run_with_env,
-};
 use serde_json::Value;
+use test_support::cli::{
+    StartFailure, assert_help_hides_secrets, assert_one_error_line, assert_rfc3339_utc,
+    assert_start_failures, run_with_env,
+};
+use test_support::net::closed_port;
 
 use crate::cli::{json, queue_with_dead_job};
 use crate::helpers::{SIGNING_KEY, TempDir};
@@ -51,7 +52,7 @@ async fn commands_that_only_read_need_no_signing_key() {
 /// The same on Redis.
 #[tokio::test]
 async fn commands_that_only_read_need_no_signing_key_on_redis() {
-    let Some(url) = auth_server::testing::redis_url().await else {
+    let Some(url) = test_support::redis::reachable_url().await else {
         return;
     };
     let prefix = format!("worker-cli-{}", uuid::Uuid::new_v4().simple());
@@ -62,7 +63,7 @@ async fn commands_that_only_read_need_no_signing_key_on_redis() {
     let stats = json(&worker(&["queue", "stats", "--json"], &env));
     assert_eq!(stats["transcribe"]["ready"], 0);
     json(&worker(&["queue", "dead", "--json"], &env));
-    auth_server::testing::delete_redis_prefix(&url, &prefix).await;
+    test_support::redis::delete_prefix(&url, &prefix).await;
 }
 
 /// When a dead job died, in text and in JSON: RFC 3339 in UTC.

@@ -20,8 +20,8 @@ use worker::{Notifier, Transcriber};
 use crate::helpers::{RedisTestQueue, TempDir, TestQueue, eventually, serve};
 use crate::notifier::notifier_config;
 use crate::platform::TestPlatform;
-use crate::smtp_sink::SmtpSink;
 use crate::transcriber::{SUBMITTER_EMAIL, transcriber_config};
+use test_support::smtp::SmtpSink;
 
 /// What the owner reads once the worker gave up on a download that kept failing.
 const GAVE_UP: &str =

@@ -247,8 +247,8 @@ fn engine_child_runs(pid: u32) -> bool {
 /// the job's deadline (4 s) can end it. Every child is gone once the job is dead.
 #[tokio::test]
 async fn a_job_timeout_kills_the_command_engines_child() {
-    use auth_server::testing::process::ServiceProcess;
     use job_queue::SqliteQueue;
+    use test_support::process::ServiceProcess;
     use worker::jobs::TRANSCRIBE_QUEUE;
 
     use crate::download::audio_host;

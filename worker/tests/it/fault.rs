@@ -52,11 +52,10 @@ use uuid::Uuid;
 use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE, TranscribeJob};
 
 use crate::download::{AUDIO_TRANSCRIPT, audio_host};
-use crate::helpers::{
-    RedisTestQueue, SIGNING_KEY, TempDir, WorkerProcess, eventually, queue_config, signing_key,
-};
+use crate::helpers::{RedisTestQueue, SIGNING_KEY, TempDir, eventually, queue_config, signing_key};
 use crate::platform::TestPlatform;
-use crate::smtp_sink::SmtpSink;
+use test_support::process::ServiceProcess;
+use test_support::smtp::SmtpSink;
 
 const JOBS: usize = 40;
 
@@ -142,16 +141,17 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
     // mid-batch even if this test is slow to notice the condition.
     let mut first_env = transcriber_env.clone();
     first_env.push(("WORKER_CONCURRENCY", "2".to_owned()));
-    let mut first = WorkerProcess::spawn(
+    let mut first = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
         &["transcriber"],
         &first_env,
-        dir.path().join("transcriber-a.log"),
+        &dir.path().join("transcriber-a"),
     );
     let mid_batch = eventually(Duration::from_secs(60), || async move {
         completed(platform).await >= JOBS / 5 && stats(queue, TRANSCRIBE_QUEUE).await.processing > 0
     })
     .await;
-    assert!(mid_batch, "worker A made no progress:\n{}", first.log());
+    assert!(mid_batch, "worker A made no progress:\n{}", first.stderr());
     first.kill();
     let completed_at_kill = completed(platform).await;
     let held_by_dead_worker = stats(queue, TRANSCRIBE_QUEUE).await.processing;
@@ -166,15 +166,17 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
     );
 
     // 2. Worker B and the notifier.
-    let mut second = WorkerProcess::spawn(
+    let mut second = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
         &["transcriber"],
         &transcriber_env,
-        dir.path().join("transcriber-b.log"),
+        &dir.path().join("transcriber-b"),
     );
-    let mut notifier = WorkerProcess::spawn(
+    let mut notifier = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
         &["notifier"],
         &notifier_env,
-        dir.path().join("notifier.log"),
+        &dir.path().join("notifier"),
     );
 
     // 3. Until all work is done (see the module docs).
@@ -191,19 +193,19 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
         stats(queue, TRANSCRIBE_QUEUE).await,
         stats(queue, NOTIFY_QUEUE).await,
         sink.received().len(),
-        first.log(),
-        second.log(),
-        notifier.log()
+        first.stderr(),
+        second.stderr(),
+        notifier.stderr()
     );
     assert_eq!(
         second.exit_status(),
         None,
         "worker B died:\n{}",
-        second.log()
+        second.stderr()
     );
-    assert_eq!(notifier.exit_status(), None, "{}", notifier.log());
+    assert_eq!(notifier.exit_status(), None, "{}", notifier.stderr());
     // B's or the notifier's maintenance loop (both reap every queue) returned A's jobs.
-    let survivors = format!("{}{}", second.log(), notifier.log());
+    let survivors = format!("{}{}", second.stderr(), notifier.stderr());
     assert!(
         survivors.contains("returned jobs of"),
         "nobody reaped worker A's jobs:\n{survivors}"
@@ -237,8 +239,8 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
         "replayed jobs not done: transcribe {:?}, notify {:?}\n--- B\n{}\n--- notifier\n{}",
         stats(queue, TRANSCRIBE_QUEUE).await,
         stats(queue, NOTIFY_QUEUE).await,
-        second.log(),
-        notifier.log()
+        second.stderr(),
+        notifier.stderr()
     );
 
     // Every transcription completed with the one transcript the engine gives, its e-mail
@@ -292,10 +294,10 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
     // The replay really went through the notifier's second line of defence.
     assert!(
         notifier
-            .log()
+            .stderr()
             .contains("message was sent before; not sending again"),
         "the replay never reached the notifier's sent-marker check:\n{}",
-        notifier.log()
+        notifier.stderr()
     );
 }
 

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use auth_server::testing::process::{ServiceProcess, Signal};
+use test_support::process::{ServiceProcess, Signal};
 use uuid::Uuid;
 
 use crate::helpers::{

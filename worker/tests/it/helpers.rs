@@ -74,8 +74,6 @@ impl TestQueue {
     }
 }
 
-pub use test_support::in_ci;
-
 /// A Redis queue under a random prefix (keys deleted on drop), or `None` with a message when
 /// Redis is unreachable outside CI.
 pub struct RedisTestQueue {
@@ -86,7 +84,7 @@ pub struct RedisTestQueue {
 
 impl RedisTestQueue {
     pub async fn connect() -> Option<RedisTestQueue> {
-        let url = test_support::redis_url().await?;
+        let url = test_support::redis::reachable_url().await?;
         let prefix = format!("workertest:{}", Uuid::new_v4().simple());
         let queue = RedisQueue::connect(&url, &prefix, signing_key(), queue_config())
             .await
@@ -101,24 +99,7 @@ impl RedisTestQueue {
 
 impl Drop for RedisTestQueue {
     fn drop(&mut self) {
-        let url = self.url.clone();
-        let pattern = format!("{}:*", self.prefix);
-        let _ = std::thread::spawn(move || {
-            let Ok(client) = redis::Client::open(url.as_str()) else {
-                return;
-            };
-            let Ok(mut conn) = client.get_connection() else {
-                return;
-            };
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-            }
-        })
-        .join();
+        test_support::redis::delete_prefix_blocking(&self.url, &self.prefix);
     }
 }
 
@@ -130,35 +111,6 @@ pub async fn serve(router: Router) -> SocketAddr {
         let _ = axum::serve(listener, router).await;
     });
     addr
-}
-
-/// An address nobody listens on.
-pub async fn closed_port() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
-}
-
-/// Decodes a quoted-printable body (soft breaks and `=XX`).
-pub fn decode_qp(body: &str) -> String {
-    let joined = body.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && let Some(hex) = joined.get(i + 1..i + 3)
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Waits until `check` holds, up to `timeout`.
@@ -176,54 +128,6 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// A `worker` process (the binary under test), SIGKILLed on drop so a failing test leaves
-/// nothing running. Its stderr goes to a log file for the failure message.
-pub struct WorkerProcess {
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl WorkerProcess {
-    /// Starts `worker <args>` with only `PATH`, `RUST_LOG=info` and `env` set.
-    pub fn spawn(args: &[&str], env: &[(&str, String)], log: PathBuf) -> WorkerProcess {
-        let stderr = std::fs::File::create(&log).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(std::process::Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        WorkerProcess { child, log }
-    }
-
-    /// SIGKILL (no shutdown path runs) and reap the process.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// `None` while it runs.
-    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-
-    /// What it wrote to stderr so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

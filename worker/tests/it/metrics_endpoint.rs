@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_server::testing::process::{ServiceProcess, Signal};
+use test_support::net::TcpProxy;
+use test_support::process::{ServiceProcess, Signal};
 
 use job_queue::{NewJob, ReliableQueue, SqliteQueue};
 use uuid::Uuid;
@@ -14,11 +15,8 @@ use worker::jobs::{NOTIFY_KIND, NOTIFY_QUEUE, NotifyJob, NotifyStatus};
 
 use crate::deadlines::stalled_server;
 use crate::download::audio_host;
-use crate::helpers::{
-    RedisTestQueue, SIGNING_KEY, TempDir, WorkerProcess, eventually, queue_config, signing_key,
-};
+use crate::helpers::{RedisTestQueue, SIGNING_KEY, TempDir, eventually, queue_config, signing_key};
 use crate::platform::TestPlatform;
-use crate::redis_proxy::StallableRedisProxy;
 
 /// The address the process logged for its metrics endpoint (JSON logs).
 fn logged_metrics_addr(log: &str) -> Option<String> {
@@ -63,7 +61,8 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
         .unwrap();
 
     let outbox = dir.path().join("outbox");
-    let notifier = WorkerProcess::spawn(
+    let notifier = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_worker"),
         &["notifier", "--metrics-bind", "127.0.0.1:0"],
         &[
             ("QUEUE_DATABASE_URL", url.clone()),
@@ -72,15 +71,15 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
             ("LOG_FORMAT", "json".to_owned()),
             ("OUTBOX_DIR", outbox.display().to_string()),
         ],
-        dir.path().join("notifier.log"),
+        dir.path(),
     );
     let mut addr = None;
     let listening = eventually(Duration::from_secs(20), || {
-        addr = logged_metrics_addr(&notifier.log());
+        addr = logged_metrics_addr(&notifier.stderr());
         std::future::ready(addr.is_some())
     })
     .await;
-    assert!(listening, "no metrics endpoint:\n{}", notifier.log());
+    assert!(listening, "no metrics endpoint:\n{}", notifier.stderr());
     let base = format!("http://{}", addr.unwrap());
     let http = reqwest::Client::new();
 
@@ -107,7 +106,7 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "queue depth never showed the dead job:\n{text}\n--- log\n{}",
-            notifier.log()
+            notifier.stderr()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -267,13 +266,15 @@ async fn healthz_answers_503_while_the_queue_backend_does_not_answer() {
     let Some(redis) = RedisTestQueue::connect().await else {
         return;
     };
-    let proxy = StallableRedisProxy::start(&redis.url).await;
+    let (proxy, proxied_url) = TcpProxy::in_front_of(&redis.url)
+        .await
+        .expect("a redis:// URL");
     let dir = TempDir::new("healthz-stalled");
     let mut notifier = ServiceProcess::spawn(
         env!("CARGO_BIN_EXE_worker"),
         &["notifier", "--metrics-bind", "127.0.0.1:0"],
         &[
-            ("REDIS_URL", proxy.url()),
+            ("REDIS_URL", proxied_url),
             ("QUEUE_PREFIX", redis.prefix.clone()),
             ("JOB_SIGNING_KEY", SIGNING_KEY.to_owned()),
             (

@@ -13,7 +13,7 @@ use worker::runner::JobHandler;
 use worker::{Notifier, RunConfig};
 
 use crate::helpers::{TempDir, TestQueue, eventually};
-use crate::smtp_sink::SmtpSink;
+use test_support::smtp::SmtpSink;
 
 pub fn notifier_config(smtp: Option<String>, dir: &TempDir) -> NotifierConfig {
     let mut run = RunConfig::new("notifier", NOTIFY_QUEUE);
@@ -122,7 +122,8 @@ async fn smtp_redelivery_of_the_same_job_sends_one_mail() {
 async fn unreachable_smtp_server_is_a_transient_failure() {
     let dir = TempDir::new("smtp-down");
     let queue = TestQueue::sqlite().await;
-    let closed = crate::helpers::closed_port().await;
+    let port = test_support::net::closed_port();
+    let closed = format!("127.0.0.1:{port}");
     let notifier = Notifier::new(
         notifier_config(Some(format!("smtp://{closed}?tls=none")), &dir),
         queue.queue.clone(),

@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_server::testing::TestAuthServer;
 use axum::Router;
 use job_queue::{Envelope, JobId, ReliableQueue};
 use secrecy::SecretString;
+use test_support::auth::TestAuthServer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use uuid::Uuid;
@@ -24,7 +24,7 @@ use worker::{JobError, Notifier};
 use crate::helpers::{RedisTestQueue, TempDir, TestQueue, eventually, serve};
 use crate::notifier::notifier_config;
 use crate::platform::{REPORT, TestPlatform};
-use crate::smtp_sink::SmtpSink;
+use test_support::smtp::SmtpSink;
 
 /// How the scripted SMTP server misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

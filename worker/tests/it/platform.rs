@@ -1,5 +1,5 @@
 //! The real services the worker talks to, in-process over real HTTP on 127.0.0.1:0: the auth
-//! server (`auth_server::testing`) and transcription-api, which verifies every token against
+//! server (`test_support::auth`) and transcription-api, which verifies every token against
 //! the auth server's JWKS and queues its jobs on the queue the test hands it (the one the
 //! worker under test consumes).
 //!
@@ -10,10 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_server::testing::{TestAuthServer, TestDb};
 use job_queue::{Envelope, ReliableQueue};
 use secrecy::SecretString;
 use serde_json::Value;
+use test_support::auth::TestAuthServer;
+use test_support::db::TestDb;
 use token_guard::StaticRevocationList;
 use transcription_api::config::ApiConfig;
 use transcription_api::{Application, Services};

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use worker::jobs::{NOTIFY_QUEUE, NotifyJob, NotifyStatus};
 
 use crate::helpers::{RedisTestQueue, SIGNING_KEY, TempDir};
-use crate::smtp_sink::SmtpSink;
+use test_support::smtp::SmtpSink;
 
 #[tokio::test]
 async fn notify_job_through_redis_is_delivered_once() {
@@ -115,7 +115,7 @@ async fn non_utf8_bytes_pushed_with_redis_cli_are_dead_lettered() {
         .spawn();
     let mut child = match child {
         Ok(child) => child,
-        Err(e) if !crate::helpers::in_ci() => {
+        Err(e) if !test_support::ci::in_ci() => {
             eprintln!("skipping: redis-cli not runnable ({e})");
             return;
         }
@@ -173,7 +173,7 @@ async fn non_utf8_bytes_pushed_with_redis_cli_are_dead_lettered() {
 async fn the_sent_marker_lives_30_days_in_redis() {
     use std::time::Duration;
 
-    use auth_server::testing::process::{ServiceProcess, Signal};
+    use test_support::process::{ServiceProcess, Signal};
 
     use crate::helpers::{eventually, redis_connection, redis_value_and_expiry};
 

@@ -2,7 +2,7 @@
 //! taking jobs on SIGTERM/SIGINT … and return the rest to the queue"): started on an embedded
 //! queue of their own, each exits 0 on SIGTERM and on SIGINT once it is running.
 
-use auth_server::testing::process::{ServiceProcess, Signal};
+use test_support::process::{ServiceProcess, Signal};
 
 use crate::helpers::{SIGNING_KEY, TempDir};
 

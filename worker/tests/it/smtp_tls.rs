@@ -23,7 +23,7 @@ use worker::{JobError, Notifier};
 
 use crate::helpers::{TempDir, TestQueue};
 use crate::notifier::notifier_config;
-use crate::smtp_sink::{Connection, Handshake, SinkTls, SmtpSink};
+use test_support::smtp::{Connection, Handshake, SinkTls, SmtpSink};
 
 /// A private CA and a server certificate it signed for `127.0.0.1` and `localhost`.
 pub struct TestCa {

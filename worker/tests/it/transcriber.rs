@@ -24,8 +24,9 @@ use worker::runner::JobHandler;
 use worker::{EngineConfig, JobError, RunConfig, Transcriber, TranscriberConfig};
 
 use crate::download::{AUDIO_TRANSCRIPT, audio_host};
-use crate::helpers::{TempDir, TestQueue, closed_port, eventually};
+use crate::helpers::{TempDir, TestQueue, eventually};
 use crate::platform::{READ, REPORT, TestPlatform, WRITE, take_job};
+use test_support::net::closed_port;
 
 pub const SUBMITTER_EMAIL: &str = "listener@example.com";
 
@@ -159,7 +160,8 @@ async fn unreachable_result_api_makes_the_job_retry_with_backoff() {
     let platform = TestPlatform::start(queue.queue.clone()).await;
     let host = audio_host().await;
     let scratch = TempDir::new("scratch");
-    let api = format!("http://{}", closed_port().await);
+    let port = closed_port();
+    let api = format!("http://127.0.0.1:{port}");
     let job = TranscribeJob {
         transcription_id: Uuid::new_v4(),
         audio_url: format!("http://{host}/audio"),

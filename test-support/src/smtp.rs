@@ -1,8 +1,8 @@
-//! A tiny SMTP server for tests: speaks enough real SMTP over TCP (greeting, EHLO/HELO,
-//! MAIL FROM, RCPT TO, DATA with dot-unstuffing, RSET, NOOP, QUIT) and keeps every message.
-//! With a [`Handshake`] it also speaks TLS: `STARTTLS` (RFC 3207) or implicit TLS from the
-//! first byte (`smtps://`). The TLS itself comes from the including crate (the worker's tests
-//! build it in `smtp_tls.rs`), so this file needs nothing but tokio wherever it is included.
+//! The SMTP sink: a tiny SMTP server for tests that speaks enough real SMTP over TCP (RFC 5321:
+//! greeting, EHLO/HELO, MAIL FROM, RCPT TO, DATA with dot-unstuffing, RSET, NOOP, QUIT) and
+//! keeps every message. With a [`Handshake`] it also speaks TLS: `STARTTLS` (RFC 3207) or
+//! implicit TLS from the first byte (`smtps://`). The TLS itself comes from the test (the
+//! worker's tests build it with a private CA), so the sink needs nothing but tokio.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,7 +41,9 @@ pub enum SinkTls {
 /// One accepted message.
 #[derive(Debug, Clone)]
 pub struct ReceivedMail {
+    /// The `MAIL FROM` address.
     pub from: String,
+    /// The `RCPT TO` addresses, in order.
     pub recipients: Vec<String>,
     /// The DATA section: headers, blank line, body (CRLF line ends).
     pub data: String,
@@ -84,16 +86,15 @@ impl ReceivedMail {
         let qp = self
             .header("Content-Transfer-Encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case("quoted-printable"));
-        if qp {
-            super::helpers::decode_qp(body)
-        } else {
-            body.to_owned()
-        }
+        if qp { decode_qp(body) } else { body.to_owned() }
     }
 }
 
+/// A running sink on `127.0.0.1:<random port>`; it serves until the test's runtime ends.
 pub struct SmtpSink {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Every message accepted so far, in order.
     pub messages: Arc<Mutex<Vec<ReceivedMail>>>,
     /// TLS from the first byte: the URL is `smtps://`.
     implicit_tls: bool,
@@ -105,6 +106,7 @@ impl SmtpSink {
         SmtpSink::start_with(SinkTls::None).await
     }
 
+    /// A sink speaking TLS as `tls` says.
     pub async fn start_with(tls: SinkTls) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -133,6 +135,7 @@ impl SmtpSink {
         format!("{scheme}://{}", self.addr)
     }
 
+    /// A copy of the messages accepted so far.
     pub fn received(&self) -> Vec<ReceivedMail> {
         self.messages.lock().unwrap().clone()
     }
@@ -243,4 +246,25 @@ fn address(argument: &str) -> String {
         (Some(start), Some(end)) if start < end => argument[start + 1..end].to_owned(),
         _ => argument.split_whitespace().next().unwrap_or("").to_owned(),
     }
+}
+
+/// Decodes a quoted-printable body (RFC 2045 §6.7: soft line breaks and `=XX`).
+pub fn decode_qp(body: &str) -> String {
+    let joined = body.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && let Some(hex) = joined.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

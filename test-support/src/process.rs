@@ -22,7 +22,9 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// A signal a test sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
+    /// SIGTERM, what a supervisor sends.
     Term,
+    /// SIGINT, Ctrl-C.
     Int,
 }
 
@@ -49,12 +51,37 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts `program args` with only `PATH`, `RUST_LOG=info`, `NO_COLOR=1` and `env` in its
-    /// environment; its output goes to `<log_dir>/<name>.{stdout,stderr}`.
+    /// environment; its output goes to `<log_dir>/<name>.{stdout,stderr}`, where `<name>` is
+    /// the program's file name and its subcommand (`worker-notifier`).
     pub fn spawn(
         program: impl AsRef<OsStr>,
         args: &[&str],
         env: &[(&str, String)],
         log_dir: &Path,
+    ) -> ServiceProcess {
+        Self::spawn_with(program, args, env, log_dir, |_| {})
+    }
+
+    /// [`spawn`](Self::spawn) with `working_dir` as the working directory (a test that checks
+    /// what a process leaves there puts `log_dir` elsewhere).
+    pub fn spawn_in(
+        working_dir: &Path,
+        program: impl AsRef<OsStr>,
+        args: &[&str],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> ServiceProcess {
+        Self::spawn_with(program, args, env, log_dir, |command| {
+            command.current_dir(working_dir);
+        })
+    }
+
+    fn spawn_with(
+        program: impl AsRef<OsStr>,
+        args: &[&str],
+        env: &[(&str, String)],
+        log_dir: &Path,
+        adjust: impl FnOnce(&mut Command),
     ) -> ServiceProcess {
         let program = program.as_ref();
         let name = Path::new(program)
@@ -68,7 +95,8 @@ impl ServiceProcess {
         std::fs::create_dir_all(log_dir).expect("the log directory");
         let stdout = log_dir.join(format!("{name}.stdout"));
         let stderr = log_dir.join(format!("{name}.stderr"));
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -77,7 +105,9 @@ impl ServiceProcess {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        adjust(&mut command);
+        let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.to_string_lossy()));
         ServiceProcess {
@@ -88,6 +118,7 @@ impl ServiceProcess {
         }
     }
 
+    /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -212,6 +243,13 @@ impl ServiceProcess {
         assert!(status.success(), "kill {} {}", signal.flag(), self.pid());
     }
 
+    /// SIGKILL (no shutdown path runs), then reaps the process; [`exit_status`](Self::exit_status)
+    /// tells the signal afterwards.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `None` while it runs.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait")
@@ -299,8 +337,7 @@ impl ServiceProcess {
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -324,9 +361,11 @@ pub async fn wait_until_refused(addr: SocketAddr) {
 /// An HTTP/1.1 answer.
 #[derive(Debug)]
 pub struct HttpAnswer {
+    /// The status code.
     pub status: u16,
     /// The status line and the headers, as received.
     pub head: String,
+    /// The body (lossy UTF-8).
     pub body: String,
 }
 

@@ -1,5 +1,7 @@
-//! Assertions on what the binaries print, for the crates' tests (feature `testing`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! A binary run once, as an operator runs a command, and assertions on what it printed: a
+//! start-up failure is one line naming what failed, each cause once ([`assert_start_failures`]),
+//! and `--help` never shows the value of a secret-bearing variable
+//! ([`assert_help_hides_secrets`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -43,6 +45,7 @@ pub fn assert_one_error_line(output: &Output, thing: &str) -> String {
 pub struct StartFailure {
     /// What goes wrong, for the assertion messages.
     pub case: &'static str,
+    /// The command line after the binary's name.
     pub args: Vec<String>,
     /// The whole environment of the run (besides `PATH`).
     pub env: Vec<(&'static str, String)>,
@@ -52,6 +55,8 @@ pub struct StartFailure {
 }
 
 impl StartFailure {
+    /// A case run with `args` and an empty environment, whose line must hold every text of
+    /// `says` (the first is what failed).
     pub fn new(case: &'static str, args: &[&str], says: &[&str]) -> StartFailure {
         StartFailure {
             case,
@@ -61,6 +66,7 @@ impl StartFailure {
         }
     }
 
+    /// The case with `name=value` added to its environment.
     pub fn env(mut self, name: &'static str, value: impl Into<String>) -> StartFailure {
         self.env.push((name, value.into()));
         self
@@ -117,12 +123,6 @@ pub fn assert_rfc3339_utc(value: &str) {
         value.ends_with('Z') && time::OffsetDateTime::parse(value, &Rfc3339).is_ok(),
         "`{value}` is not an RFC 3339 time in UTC"
     );
-}
-
-/// A local port nothing listens on (bound once, then released).
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// Whether an environment variable can hold a secret, so `--help` must not show its value:
