@@ -7,19 +7,10 @@ use std::path::Path;
 use auth_server::admin::{Admin, AdminError, NewClient, NewUser};
 use auth_server::config::SystemSecrets;
 use auth_server::model::GrantType;
+use contracts::scopes::{self, TRANSCRIPTIONS_READ, TRANSCRIPTIONS_REPORT, TRANSCRIPTIONS_WRITE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// Scopes of the transcription platform.
-pub const SCOPES: [(&str, &str); 3] = [
-    ("transcriptions:write", "submit transcriptions"),
-    ("transcriptions:read", "read your transcriptions"),
-    (
-        "transcriptions:report",
-        "report transcription results (worker)",
-    ),
-];
 
 /// What a newcomer needs to call the stack, as written to `demo-credentials.json`.
 #[derive(Serialize, Deserialize)]
@@ -30,7 +21,7 @@ pub struct DemoCredentials {
     pub client_secret: String,
     pub user_email: String,
     pub user_password: String,
-    /// The worker's own client (client_credentials with `transcriptions:report`).
+    /// The worker's own client (client_credentials with [`TRANSCRIPTIONS_REPORT`]).
     pub worker_client_id: String,
     pub worker_client_secret: String,
 }
@@ -85,18 +76,18 @@ pub async fn ensure(
             Err(err) => return Err(err.into()),
         }
     }
-    admin.ensure_scopes(&SCOPES).await?;
+    admin.ensure_scopes(&scopes::ALL).await?;
     let app = admin
         .register_client(NewClient::new(
             "demo app",
-            ["transcriptions:write", "transcriptions:read"],
+            [TRANSCRIPTIONS_WRITE, TRANSCRIPTIONS_READ],
             [GrantType::ClientCredentials, GrantType::Password],
         ))
         .await?;
     let worker = admin
         .register_client(NewClient::new(
             "worker",
-            ["transcriptions:report"],
+            [TRANSCRIPTIONS_REPORT],
             [GrantType::ClientCredentials],
         ))
         .await?;
@@ -113,7 +104,7 @@ pub async fn ensure(
         &Uuid::new_v4().simple().to_string()[..8]
     );
     // On the auth server's hashing threads: no 19 MiB allocation of its own.
-    let user = NewUser::new(&email, ["transcriptions:write", "transcriptions:read"])?;
+    let user = NewUser::new(&email, [TRANSCRIPTIONS_WRITE, TRANSCRIPTIONS_READ])?;
     admin
         .register_user(user, SecretString::from(password.clone()))
         .await?;

@@ -22,8 +22,9 @@ use auth_server::config::{ServerConfig, SystemSecrets};
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::routing::get;
-use job_queue::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
-use job_queue::{QueueConfig, ReliableQueue, SigningKey};
+use contracts::jobs::{NotifyJob, TranscribeJob};
+use contracts::scopes::TRANSCRIPTIONS_REPORT;
+use job_queue::{Job, QueueConfig, ReliableQueue, SigningKey};
 use secrecy::{ExposeSecret, SecretString};
 use token_guard::{
     RedisRevocationConfig, RedisRevocationList, RevocationList, StaticRevocationList,
@@ -335,12 +336,12 @@ impl Stack {
             token_url: format!("{auth_url}/oauth/token"),
             client_id: credentials.worker_client_id.clone(),
             client_secret: SecretString::from(credentials.worker_client_secret.clone()),
-            scope: "transcriptions:report".to_owned(),
+            scope: TRANSCRIPTIONS_REPORT.to_owned(),
         };
         let transcriber = Transcriber::new(
             TranscriberConfig {
-                run: run_config("transcriber", TRANSCRIBE_QUEUE),
-                notify_queue: NOTIFY_QUEUE.to_owned(),
+                run: run_config("transcriber", TranscribeJob::QUEUE),
+                notify_queue: NotifyJob::QUEUE.to_owned(),
                 api_url: api_url.clone(),
                 credentials: worker_credentials.clone(),
                 // The sample is served from the stack's own address: that origin, and no other
@@ -366,7 +367,7 @@ impl Stack {
         });
         let notifier = Notifier::new(
             NotifierConfig {
-                run: run_config("notifier", NOTIFY_QUEUE),
+                run: run_config("notifier", NotifyJob::QUEUE),
                 mail: MailConfig {
                     smtp_url: config.smtp_url.clone(),
                     from: config.mail_from.clone(),
@@ -564,7 +565,8 @@ async fn mirror_revocations(
 mod tests {
     use std::time::Duration;
 
-    use job_queue::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
+    use contracts::jobs::{NotifyJob, TranscribeJob};
+    use job_queue::Job;
 
     use super::run_config;
 
@@ -573,8 +575,8 @@ mod tests {
     #[test]
     fn the_stacks_workers_get_10_s_to_finish_their_jobs_on_ctrl_c() {
         for (role, queue) in [
-            ("transcriber", TRANSCRIBE_QUEUE),
-            ("notifier", NOTIFY_QUEUE),
+            ("transcriber", TranscribeJob::QUEUE),
+            ("notifier", NotifyJob::QUEUE),
         ] {
             let config = run_config(role, queue);
             assert_eq!(config.shutdown_grace, Duration::from_secs(10), "{role}");

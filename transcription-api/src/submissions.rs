@@ -24,7 +24,7 @@
 //! A transcription that failed for good can be retried by its owner
 //! ([`Transcriptions::retry`]): the record goes back to `queued` as its next attempt, in the same
 //! transaction as a fresh outbox entry, and from there on it is handed over like a submission,
-//! as a fresh job ([`job_queue::jobs::attempt_key`]).
+//! as a fresh job ([`contracts::jobs::attempt_key`]).
 //!
 //! [`OutboxRelay`]: Transcriptions::run_relay
 
@@ -32,13 +32,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::digest;
-use job_queue::ReliableQueue;
-use job_queue::jobs::{FIRST_ATTEMPT, TRANSCRIBE_QUEUE, TranscribeJob};
+use contracts::jobs::{FIRST_ATTEMPT, TranscribeJob};
+use contracts::report::ResultReport;
+use job_queue::{Job, ReliableQueue};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::store::{
-    EarlierRequest, IdempotencyKey, Inserted, Notification, NotificationOutcome, Page, Report,
+    EarlierRequest, IdempotencyKey, Inserted, Notification, NotificationOutcome, Page,
     ReportOutcome, Retried, Status, StoreError, Transcription, TranscriptionStore,
 };
 use crate::validate::Submission;
@@ -314,7 +315,7 @@ impl Transcriptions {
         let job = job.to_attempt_job(attempt).map_err(|e| e.to_string())?;
         match tokio::time::timeout(
             self.config.enqueue_timeout,
-            self.queue.enqueue_job(TRANSCRIBE_QUEUE, job),
+            self.queue.enqueue_job(TranscribeJob::QUEUE, job),
         )
         .await
         {
@@ -344,13 +345,17 @@ impl Transcriptions {
     }
 
     /// Applies a worker's report.
-    pub async fn report(&self, id: Uuid, report: &Report) -> Result<ReportOutcome, StoreError> {
+    pub async fn report(
+        &self,
+        id: Uuid,
+        report: &ResultReport,
+    ) -> Result<ReportOutcome, StoreError> {
         let outcome = self
             .store
             .report(id, report, OffsetDateTime::now_utc())
             .await?;
         if outcome == ReportOutcome::Applied {
-            metrics::counter!("transcriptions_reported_total", "status" => report.status().as_str())
+            metrics::counter!("transcriptions_reported_total", "status" => Status::from(report).as_str())
                 .increment(1);
         }
         Ok(outcome)

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use contracts::report::{MAX_REASON_BYTES, NotificationReport, ResultReport};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -13,8 +14,6 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_EMAIL_LEN: usize = 254;
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-/// Longest accepted failure reason in a worker report.
-pub const MAX_ERROR_LEN: usize = 4096;
 
 /// Messages per field name, serialized as `{"email": ["…"], …}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -356,10 +355,10 @@ pub fn check_idempotency_key(key: &[u8]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(key).into_owned())
 }
 
-/// A worker's report: `{"status": "processing"}`, `{"status": "completed", "transcript": …}` or
-/// `{"status": "failed", "error": …}`.
-pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::Report, BodyError> {
-    use crate::store::Report;
+/// A worker's report ([`ResultReport`]): `{"status": "processing"}`,
+/// `{"status": "completed", "transcript": …}` or `{"status": "failed", "error": …}`, read field
+/// by field so that every problem gets its own message.
+pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<ResultReport, BodyError> {
     if format_of(content_type) != Some(Format::Json) {
         return Err(BodyError::UnsupportedMediaType);
     }
@@ -369,7 +368,7 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
     let status = string_field(&fields, "status", None, &mut errors);
     let report = match status.as_deref() {
         None => None,
-        Some("processing") => Some(Report::Processing),
+        Some("processing") => Some(ResultReport::Processing),
         Some("completed") => {
             let transcript = match fields.get("transcript").map(Vec::as_slice) {
                 Some([Value::String(text)]) if !is_storable_text(text) => {
@@ -389,10 +388,10 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
                     None
                 }
             };
-            transcript.map(|transcript| Report::Completed { transcript })
+            transcript.map(|transcript| ResultReport::Completed { transcript })
         }
         Some("failed") => {
-            bounded_text(&fields, "error", &mut errors).map(|error| Report::Failed { error })
+            bounded_text(&fields, "error", &mut errors).map(|error| ResultReport::Failed { error })
         }
         Some(_) => {
             errors.add(
@@ -408,13 +407,12 @@ pub fn report(content_type: Option<&str>, body: &[u8]) -> Result<crate::store::R
     }
 }
 
-/// The notifier's report on the e-mail: `{"status": "sent"}` or
+/// The notifier's report on the e-mail ([`NotificationReport`]): `{"status": "sent"}` or
 /// `{"status": "failed", "reason": …}` (`pending` is where a record starts, never a report).
 pub fn notification(
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<crate::store::Notification, BodyError> {
-    use crate::store::Notification;
+) -> Result<NotificationReport, BodyError> {
     if format_of(content_type) != Some(Format::Json) {
         return Err(BodyError::UnsupportedMediaType);
     }
@@ -424,9 +422,9 @@ pub fn notification(
     let status = string_field(&fields, "status", None, &mut errors);
     let notification = match status.as_deref() {
         None => None,
-        Some("sent") => Some(Notification::Sent),
+        Some("sent") => Some(NotificationReport::Sent),
         Some("failed") => bounded_text(&fields, "reason", &mut errors)
-            .map(|reason| Notification::Failed { reason }),
+            .map(|reason| NotificationReport::Failed { reason }),
         Some(_) => {
             errors.add("status", "The status field must be one of sent, failed.");
             None
@@ -438,14 +436,14 @@ pub fn notification(
     }
 }
 
-/// A required string field of at most [`MAX_ERROR_LEN`] bytes that the store can keep as
+/// A required string field of at most [`MAX_REASON_BYTES`] bytes that the store can keep as
 /// sent (an error or a reason text); `None` with the field's error otherwise.
 fn bounded_text(fields: &Fields, name: &str, errors: &mut FieldErrors) -> Option<String> {
     let text = string_field(fields, name, None, errors)?;
-    if text.len() > MAX_ERROR_LEN {
+    if text.len() > MAX_REASON_BYTES {
         errors.add(
             name,
-            format!("The {name} field must not be longer than {MAX_ERROR_LEN} bytes."),
+            format!("The {name} field must not be longer than {MAX_REASON_BYTES} bytes."),
         );
         return None;
     }
@@ -717,20 +715,19 @@ mod tests {
 
     #[test]
     fn reports_parse_per_status() {
-        use crate::store::Report;
         assert_eq!(
             report(JSON, br#"{"status":"processing"}"#),
-            Ok(Report::Processing)
+            Ok(ResultReport::Processing)
         );
         assert_eq!(
             report(JSON, br#"{"status":"completed","transcript":""}"#),
-            Ok(Report::Completed {
+            Ok(ResultReport::Completed {
                 transcript: String::new()
             })
         );
         assert_eq!(
             report(JSON, br#"{"status":"failed","error":"boom"}"#),
-            Ok(Report::Failed {
+            Ok(ResultReport::Failed {
                 error: "boom".into()
             })
         );
@@ -746,6 +743,33 @@ mod tests {
             report(FORM, b"status=processing"),
             Err(BodyError::UnsupportedMediaType)
         ));
+    }
+
+    /// What the worker sends (the contract type's serde form) is what this reader accepts, and
+    /// it reads back the same value.
+    #[test]
+    fn the_workers_serialized_reports_parse_to_the_same_value() {
+        for sent in [
+            ResultReport::Processing,
+            ResultReport::Completed {
+                transcript: "line one\nline\ttwo".into(),
+            },
+            ResultReport::Failed {
+                error: "the audio could not be downloaded (timeout)".into(),
+            },
+        ] {
+            let body = serde_json::to_vec(&sent).unwrap();
+            assert_eq!(report(JSON, &body), Ok(sent));
+        }
+        for sent in [
+            NotificationReport::Sent,
+            NotificationReport::Failed {
+                reason: "550 no such user".into(),
+            },
+        ] {
+            let body = serde_json::to_vec(&sent).unwrap();
+            assert_eq!(notification(JSON, &body), Ok(sent));
+        }
     }
 
     #[test]

@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use clap::{Parser, Subcommand};
-use job_queue::{Envelope, QueueConfig, RedisQueue, ReliableQueue, SigningKey};
+use job_queue::{Envelope, Job, NewJob, QueueConfig, RedisQueue, ReliableQueue, SigningKey};
+use serde::{Deserialize, Serialize};
 use worker::{JobError, JobHandler, RunConfig, WorkerLoop};
 
-const QUEUE: &str = "bench";
-const KIND: &str = "noop";
+const QUEUE: &str = NoopJob::QUEUE;
 const KEY: &[u8] = b"queue-throughput-benchmark-signing-key-0123";
 
 #[derive(Parser)]
@@ -76,15 +76,24 @@ enum Mode {
     },
 }
 
+/// The benchmark's job: `{"n": …}`, doing nothing.
+#[derive(Serialize, Deserialize)]
+struct NoopJob {
+    n: usize,
+}
+
+impl Job for NoopJob {
+    const JOB_NAME: &'static str = "noop";
+    const QUEUE: &'static str = "bench";
+}
+
 struct Noop;
 
 #[async_trait]
 impl JobHandler for Noop {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    type Job = NoopJob;
 
-    async fn handle(&self, _job: &Envelope) -> Result<(), JobError> {
+    async fn perform(&self, _job: NoopJob, _envelope: &Envelope) -> Result<(), JobError> {
         Ok(())
     }
 }
@@ -206,10 +215,8 @@ async fn enqueue_all(queue: &RedisQueue, jobs: usize, producers: usize) {
         let count = per_task.min(jobs.saturating_sub(task * per_task));
         tasks.spawn(async move {
             for n in 0..count {
-                queue
-                    .enqueue(QUEUE, KIND, serde_json::json!({ "n": n }))
-                    .await
-                    .expect("enqueue");
+                let job = NewJob::typed(&NoopJob { n }).expect("encode");
+                queue.enqueue_job(QUEUE, job).await.expect("enqueue");
             }
         });
     }

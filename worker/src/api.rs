@@ -2,6 +2,8 @@
 //! transcriber) and `PUT /internal/transcriptions/{id}/notification` (the notifier), with the
 //! worker's own client_credentials access token, which [`TokenSource`] fetches from
 //! the auth server (HTTP Basic client authentication) and caches until 30 s before expiry.
+//! The bodies ([`ResultReport`], [`NotificationReport`]) and the token response
+//! ([`TokenResponse`]) are the `contracts` types transcription-api and the auth server use.
 //!
 //! Every call has a deadline covering connect, request, response headers and the whole body
 //! (`API_TIMEOUT_SECS`, default 30 s), so a server that accepts and never answers, or stalls
@@ -10,8 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use contracts::report::{NotificationReport, ResultReport};
+use contracts::token::TokenResponse;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -27,7 +31,7 @@ pub struct ClientCredentials {
     pub token_url: String,
     pub client_id: String,
     pub client_secret: SecretString,
-    /// Requested scope, `transcriptions:report`.
+    /// Requested scope, [`TRANSCRIPTIONS_REPORT`](contracts::scopes::TRANSCRIPTIONS_REPORT).
     pub scope: String,
 }
 
@@ -56,12 +60,6 @@ impl ApiError {
     pub fn is_permanent(&self) -> bool {
         matches!(self, ApiError::NotFound(_) | ApiError::Rejected { .. })
     }
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: Option<u64>,
 }
 
 struct CachedToken {
@@ -186,26 +184,6 @@ fn form_encode(value: &str) -> String {
     out
 }
 
-/// A report body for `PUT /internal/transcriptions/{id}/result`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-pub enum ResultReport {
-    Processing,
-    Completed { transcript: String },
-    Failed { error: String },
-}
-
-/// A report body for `PUT /internal/transcriptions/{id}/notification`: what became of the
-/// e-mail telling the owner about the result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-pub enum NotificationReport {
-    /// The mail server accepted the message (or it was written to the outbox).
-    Sent,
-    /// The message can never be delivered; `reason` is shown to the owner.
-    Failed { reason: String },
-}
-
 /// How the API took a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportOutcome {
@@ -319,40 +297,6 @@ fn chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reports_serialize_as_the_contract_says() {
-        assert_eq!(
-            serde_json::to_value(ResultReport::Processing).unwrap(),
-            serde_json::json!({"status": "processing"})
-        );
-        assert_eq!(
-            serde_json::to_value(ResultReport::Completed {
-                transcript: "hi".into()
-            })
-            .unwrap(),
-            serde_json::json!({"status": "completed", "transcript": "hi"})
-        );
-        assert_eq!(
-            serde_json::to_value(ResultReport::Failed { error: "x".into() }).unwrap(),
-            serde_json::json!({"status": "failed", "error": "x"})
-        );
-    }
-
-    #[test]
-    fn notification_reports_serialize_as_the_contract_says() {
-        assert_eq!(
-            serde_json::to_value(NotificationReport::Sent).unwrap(),
-            serde_json::json!({"status": "sent"})
-        );
-        assert_eq!(
-            serde_json::to_value(NotificationReport::Failed {
-                reason: "550 no such user".into()
-            })
-            .unwrap(),
-            serde_json::json!({"status": "failed", "reason": "550 no such user"})
-        );
-    }
 
     #[test]
     fn basic_credentials_are_form_encoded() {

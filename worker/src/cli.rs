@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use job_queue::{DeadJob, QueueError, ReliableQueue};
+use contracts::jobs::{NotifyJob, TranscribeJob};
+use job_queue::{DeadJob, Job, QueueError, ReliableQueue};
 use serde::Serialize;
 
 use crate::config::{ConfigError, NotifierArgs, QueueArgs, TranscriberArgs};
-use crate::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
 use crate::notifier::Notifier;
 use crate::runner::{RunError, RunSummary};
 use crate::telemetry::{self, MetricsServer, TelemetryError};
@@ -159,7 +159,7 @@ async fn with_metrics(
 fn queues(queue: Option<String>) -> Vec<String> {
     match queue {
         Some(queue) => vec![queue],
-        None => vec![TRANSCRIBE_QUEUE.to_owned(), NOTIFY_QUEUE.to_owned()],
+        None => vec![TranscribeJob::QUEUE.to_owned(), NotifyJob::QUEUE.to_owned()],
     }
 }
 

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
-use job_queue::{QueueConfig, QueueError, QueueInspector, ReliableQueue, SigningKey};
+use contracts::jobs::{NotifyJob, TranscribeJob};
+use contracts::scopes::TRANSCRIPTIONS_REPORT;
+use job_queue::{Job, QueueConfig, QueueError, QueueInspector, ReliableQueue, SigningKey};
 use plumbing::cli::{LogFormat, secret};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::ClientCredentials;
 use crate::download::DownloadLimits;
 use crate::engine::split_command_line;
-use crate::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
 use crate::notifier::{MailConfig, NotifierConfig, ReportConfig};
 use crate::runner::{RunConfig, new_worker_id};
 use crate::transcriber::{EngineConfig, TranscriberConfig};
@@ -200,7 +201,7 @@ pub struct ApiClientArgs {
     #[arg(
         long,
         env = "WORKER_TOKEN_SCOPE",
-        default_value = "transcriptions:report"
+        default_value = TRANSCRIPTIONS_REPORT
     )]
     pub token_scope: String,
 }
@@ -253,7 +254,7 @@ pub struct TranscriberArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Queue the notify jobs go to.
-    #[arg(long, env = "NOTIFY_QUEUE", default_value = NOTIFY_QUEUE)]
+    #[arg(long, env = "NOTIFY_QUEUE", default_value = NotifyJob::QUEUE)]
     pub notify_queue: String,
     #[command(flatten)]
     pub api: ApiClientArgs,
@@ -331,9 +332,11 @@ impl TranscriberArgs {
             }
         };
         Ok(TranscriberConfig {
-            run: self
-                .run
-                .to_config("transcriber", TRANSCRIBE_QUEUE, TRANSCRIBER_JOB_TIMEOUT)?,
+            run: self.run.to_config(
+                "transcriber",
+                TranscribeJob::QUEUE,
+                TRANSCRIBER_JOB_TIMEOUT,
+            )?,
             notify_queue: self.notify_queue.clone(),
             api_url,
             credentials,
@@ -417,7 +420,7 @@ impl NotifierArgs {
         Ok(NotifierConfig {
             run: self
                 .run
-                .to_config("notifier", NOTIFY_QUEUE, NOTIFIER_JOB_TIMEOUT)?,
+                .to_config("notifier", NotifyJob::QUEUE, NOTIFIER_JOB_TIMEOUT)?,
             mail: MailConfig {
                 smtp_url: self.smtp_url.clone(),
                 from: self.mail_from.clone(),

@@ -4,7 +4,10 @@
 //!   an [`Engine`](engine::Engine), reports to transcription-api ([`api`]) and enqueues
 //!   `notify` jobs.
 //! * [`Notifier`]: consumes `notify` jobs and sends e-mail over SMTP or to an outbox folder.
-//! * [`runner`]: the loop both share (N slots, heartbeat, reaper, graceful shutdown).
+//! * [`runner`]: the loop both share (N slots, heartbeat, reaper, graceful shutdown), feeding
+//!   a typed [`JobHandler`] per job type.
+//!
+//! The jobs, reports and token response are the `contracts` crate's types.
 //! * [`cli`]: the `worker` binary's commands, including `worker queue …` for operators.
 //!
 //! Both roles are plain library types that take an `Arc<dyn ReliableQueue>` and a shutdown
@@ -15,7 +18,6 @@ pub mod cli;
 pub mod config;
 pub mod download;
 pub mod engine;
-pub mod jobs;
 pub mod notifier;
 pub mod runner;
 pub mod telemetry;

@@ -30,6 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use contracts::jobs::{NotifyJob, NotifyStatus};
+use contracts::report::NotificationReport;
 use job_queue::{Envelope, ReliableQueue};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
@@ -39,10 +41,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::api::{
-    ApiError, ClientCredentials, NotificationReport, ReportOutcome, TokenSource, TranscriptionApi,
-};
-use crate::jobs::{NOTIFY_KIND, NotifyJob, NotifyStatus};
+use crate::api::{ApiError, ClientCredentials, ReportOutcome, TokenSource, TranscriptionApi};
 use crate::runner::{JobError, JobHandler, RunConfig, RunError, RunSummary, WorkerLoop};
 
 /// How mail leaves the notifier.
@@ -72,7 +71,8 @@ pub const SENT_MARKER_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub struct ReportConfig {
     /// transcription-api base URL (`TRANSCRIPTION_API_URL`).
     pub api_url: String,
-    /// The worker's client (scope `transcriptions:report`).
+    /// The worker's client (scope
+    /// [`TRANSCRIPTIONS_REPORT`](contracts::scopes::TRANSCRIPTIONS_REPORT)).
     pub credentials: ClientCredentials,
 }
 
@@ -491,13 +491,9 @@ impl NotifyHandler {
 
 #[async_trait]
 impl JobHandler for NotifyHandler {
-    fn kind(&self) -> &'static str {
-        NOTIFY_KIND
-    }
+    type Job = NotifyJob;
 
-    async fn handle(&self, envelope: &Envelope) -> Result<(), JobError> {
-        let job: NotifyJob = serde_json::from_value(envelope.payload.clone())
-            .map_err(|e| JobError::Permanent(format!("bad notify payload: {e}")))?;
+    async fn perform(&self, job: NotifyJob, envelope: &Envelope) -> Result<(), JobError> {
         let key = NotifyJob::delivery_key(&envelope.id);
         let message = self.compose(&job, key).map_err(mail_error)?;
         self.mailer
@@ -508,10 +504,7 @@ impl JobHandler for NotifyHandler {
             .await
     }
 
-    async fn on_dead(&self, envelope: &Envelope, error: &JobError) {
-        let Ok(job) = serde_json::from_value::<NotifyJob>(envelope.payload.clone()) else {
-            return;
-        };
+    async fn on_dead(&self, job: NotifyJob, _envelope: &Envelope, error: &JobError) {
         let reason = match error {
             JobError::Permanent(reason) | JobError::Transient(reason) => reason.clone(),
         };

@@ -1,6 +1,7 @@
 //! The worker loop shared by the transcriber and the notifier: N job slots reserving from one
-//! queue, a heartbeat task, a maintenance task (`reap` + `promote_due` + queue-depth gauge +
-//! the audit of this worker's own reservations) and graceful shutdown.
+//! queue, each job decoded into the [`JobHandler`]'s job type before it runs, a heartbeat task,
+//! a maintenance task (`reap` + `promote_due` + queue-depth gauge + the audit of this worker's
+//! own reservations) and graceful shutdown.
 //!
 //! Own reservations: the reaper only returns the jobs of workers that stopped heartbeating, so
 //! a job in this (living) worker's processing area that no slot works on would otherwise stay
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use job_queue::{Envelope, FailOutcome, QueueError, ReliableQueue, Reserved};
+use job_queue::{Envelope, FailOutcome, Job, QueueError, ReliableQueue, Reserved};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -139,19 +140,65 @@ pub enum JobError {
     Permanent(String),
 }
 
-/// Handles the jobs of one kind. Handlers must be idempotent by job id: delivery is at least
-/// once.
+/// Handles the jobs of one type, [`Self::Job`]. Handlers must be idempotent by job id: delivery
+/// is at least once.
+///
+/// The worker loop hands a handler only jobs of its type: a job of another kind, or whose
+/// payload does not parse as the type, fails permanently (dead at once) before
+/// [`perform`](Self::perform) is called.
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
-    /// The job kind this handler accepts; other kinds fail permanently.
-    fn kind(&self) -> &'static str;
+    /// The job type: its [`Job::JOB_NAME`] is the only kind this handler accepts.
+    type Job: Job;
 
-    /// Processes one job. `Ok` acks it.
-    async fn handle(&self, job: &Envelope) -> Result<(), JobError>;
+    /// Processes one job, decoded from `envelope` (which gives its id and delivery count).
+    /// `Ok` acks it.
+    async fn perform(&self, job: Self::Job, envelope: &Envelope) -> Result<(), JobError>;
 
     /// Called once a job went to the dead list after `error` (best effort compensation, e.g.
-    /// telling the user). The default does nothing.
-    async fn on_dead(&self, _job: &Envelope, _error: &JobError) {}
+    /// telling the user); not called for a job whose payload does not parse. The default does
+    /// nothing.
+    async fn on_dead(&self, _job: Self::Job, _envelope: &Envelope, _error: &JobError) {}
+
+    /// Decodes `envelope` into [`Self::Job`] and [`perform`](Self::perform)s it: what the worker
+    /// loop does with each job it reserves (minus its deadline and the queue's bookkeeping).
+    /// Another kind or a payload that does not parse is a [`JobError::Permanent`].
+    async fn handle(&self, envelope: &Envelope) -> Result<(), JobError> {
+        let job = envelope
+            .decode::<Self::Job>()
+            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        self.perform(job, envelope).await
+    }
+}
+
+/// A [`JobHandler`] with its job type erased, so one worker loop runs any of them.
+#[async_trait]
+trait ErasedHandler: Send + Sync + 'static {
+    /// The job kind the handler accepts.
+    fn job_name(&self) -> &'static str;
+
+    /// [`JobHandler::handle`].
+    async fn handle_envelope(&self, envelope: &Envelope) -> Result<(), JobError>;
+
+    /// [`JobHandler::on_dead`] for a job whose payload parses.
+    async fn dead_envelope(&self, envelope: &Envelope, error: &JobError);
+}
+
+#[async_trait]
+impl<H: JobHandler> ErasedHandler for H {
+    fn job_name(&self) -> &'static str {
+        <H::Job as Job>::JOB_NAME
+    }
+
+    async fn handle_envelope(&self, envelope: &Envelope) -> Result<(), JobError> {
+        JobHandler::handle(self, envelope).await
+    }
+
+    async fn dead_envelope(&self, envelope: &Envelope, error: &JobError) {
+        if let Ok(job) = envelope.decode::<H::Job>() {
+            self.on_dead(job, envelope, error).await;
+        }
+    }
 }
 
 /// Why a worker loop could not run.
@@ -213,14 +260,15 @@ struct Counters {
 /// One queue, one handler, N slots.
 pub struct WorkerLoop {
     queue: Arc<dyn ReliableQueue>,
-    handler: Arc<dyn JobHandler>,
+    handler: Arc<dyn ErasedHandler>,
     config: RunConfig,
 }
 
 impl WorkerLoop {
-    pub fn new(
+    /// A loop feeding `handler` the jobs of `config.queue` (see the module docs).
+    pub fn new<H: JobHandler>(
         queue: Arc<dyn ReliableQueue>,
-        handler: Arc<dyn JobHandler>,
+        handler: Arc<H>,
         config: RunConfig,
     ) -> Self {
         WorkerLoop {
@@ -323,7 +371,7 @@ impl WorkerLoop {
 
 struct Slot {
     queue: Arc<dyn ReliableQueue>,
-    handler: Arc<dyn JobHandler>,
+    handler: Arc<dyn ErasedHandler>,
     config: Arc<RunConfig>,
     counters: Arc<Counters>,
     in_flight: InFlight,
@@ -389,8 +437,11 @@ async fn process(slot: &Slot, job: &Reserved) {
     let span = tracing::info_span!("job", job_id = %envelope.id, kind, attempt = envelope.attempt);
     let started = Instant::now();
     let deadline = slot.config.job_timeout;
-    let result = if kind == slot.handler.kind() {
-        let handled = slot.handler.handle(envelope).instrument(span.clone());
+    let result = if kind == slot.handler.job_name() {
+        let handled = slot
+            .handler
+            .handle_envelope(envelope)
+            .instrument(span.clone());
         match tokio::time::timeout(deadline, handled).await {
             Ok(result) => result,
             Err(_) => {
@@ -443,7 +494,7 @@ async fn process(slot: &Slot, job: &Reserved) {
                     tracing::error!(parent: &span, error = %reason, "job failed for the last time: moved to the dead list");
                     let compensation = slot
                         .handler
-                        .on_dead(envelope, &error)
+                        .dead_envelope(envelope, &error)
                         .instrument(span.clone());
                     if tokio::time::timeout(deadline, compensation).await.is_err() {
                         tracing::error!(parent: &span, "on_dead compensation timed out");

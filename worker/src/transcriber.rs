@@ -24,15 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use contracts::jobs::{NotifyJob, NotifyStatus, TranscribeJob};
+use contracts::report::ResultReport;
 use job_queue::{Envelope, JobId, ReliableQueue};
 use uuid::Uuid;
 
-use crate::api::{
-    ApiError, ClientCredentials, ReportOutcome, ResultReport, TokenSource, TranscriptionApi,
-};
+use crate::api::{ApiError, ClientCredentials, ReportOutcome, TokenSource, TranscriptionApi};
 use crate::download::{AudioDownloader, DOWNLOAD_FAILED, DownloadLimits};
 use crate::engine::{CommandEngine, ENGINE_FAILED, Engine, SimulatedEngine};
-use crate::jobs::{NotifyJob, NotifyStatus, TRANSCRIBE_KIND, TranscribeJob};
 use crate::runner::{
     JOB_TIMED_OUT, JobError, JobHandler, RunConfig, RunError, RunSummary, WorkerLoop,
 };
@@ -248,12 +247,9 @@ impl TranscribeHandler {
 
 #[async_trait]
 impl JobHandler for TranscribeHandler {
-    fn kind(&self) -> &'static str {
-        TRANSCRIBE_KIND
-    }
+    type Job = TranscribeJob;
 
-    async fn handle(&self, envelope: &Envelope) -> Result<(), JobError> {
-        let job = parse(envelope)?;
+    async fn perform(&self, job: TranscribeJob, envelope: &Envelope) -> Result<(), JobError> {
         let id = job.transcription_id;
         if self.report(id, &ResultReport::Processing).await? == Reported::NoRecord {
             tracing::info!(%id, "no record of this transcription: job acknowledged as obsolete");
@@ -283,13 +279,12 @@ impl JobHandler for TranscribeHandler {
         self.enqueue_notify(&notify, &envelope.id).await
     }
 
-    async fn on_dead(&self, envelope: &Envelope, error: &JobError) {
-        // Permanent errors here mean a bad payload or a transcription the API does not know:
-        // nobody to tell.
+    async fn on_dead(&self, job: TranscribeJob, envelope: &Envelope, error: &JobError) {
+        // Permanent errors here mean a transcription the API does not know (or refused the
+        // report of): nobody to tell.
         if matches!(error, JobError::Permanent(_)) {
             return;
         }
-        let Ok(job) = parse(envelope) else { return };
         let reason = format!("gave up after repeated failures: {}", owner_text(error));
         if let Err(err) = self
             .report(
@@ -335,11 +330,6 @@ pub(crate) fn owner_text(error: &JobError) -> String {
 
 /// How the owner-facing text of a failure outside the download and the engine begins.
 const NOT_COMPLETED: &str = "the transcription could not be completed";
-
-fn parse(envelope: &Envelope) -> Result<TranscribeJob, JobError> {
-    serde_json::from_value(envelope.payload.clone())
-        .map_err(|e| JobError::Permanent(format!("bad transcribe payload: {e}")))
-}
 
 fn failed_notice(job: &TranscribeJob) -> NotifyJob {
     NotifyJob {

@@ -12,11 +12,10 @@ pub fn grant(
 ) -> Result<TokenResponse, GrantError> {
     let scope = scope::negotiate(scope::requested(request)?, &client.scopes)?;
     let issued = issuer.issue(&client.id, &client.id, &scope)?;
-    Ok(TokenResponse {
-        access_token: issued.token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
+    Ok(TokenResponse::bearer(
+        issued.token,
+        issued.expires_in,
         scope,
-        refresh_token: None,
-    })
+        None,
+    ))
 }

@@ -13,7 +13,7 @@ pub(crate) mod scope;
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use contracts::token::TokenResponse;
 
 use crate::issuer::TokenIssuer;
 use crate::keys::{KeyError, KeyRing};
@@ -93,17 +93,6 @@ impl GrantError {
             | GrantError::DenyList(_) => "server_error",
         }
     }
-}
-
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: u64,
-    pub scope: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
 }
 
 /// Grant types this server implements at the token endpoint.

@@ -93,11 +93,10 @@ pub async fn grant(
     } else {
         None
     };
-    Ok(TokenResponse {
-        access_token: access.token,
-        token_type: "Bearer",
-        expires_in: access.expires_in,
+    Ok(TokenResponse::bearer(
+        access.token,
+        access.expires_in,
         scope,
         refresh_token,
-    })
+    ))
 }

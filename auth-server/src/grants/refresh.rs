@@ -236,11 +236,10 @@ pub async fn grant(
     let successor = refresh
         .rotate(lookup, presented, &access, &service.deny_list)
         .await?;
-    Ok(TokenResponse {
-        access_token: access.token,
-        token_type: "Bearer",
-        expires_in: access.expires_in,
+    Ok(TokenResponse::bearer(
+        access.token,
+        access.expires_in,
         scope,
-        refresh_token: Some(successor),
-    })
+        Some(successor),
+    ))
 }

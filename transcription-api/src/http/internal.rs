@@ -1,27 +1,29 @@
 //! `PUT /internal/transcriptions/{id}/result` and `…/notification`: the worker reports progress,
 //! results and the fate of the owner's e-mail with its own client_credentials token
-//! (`transcriptions:report`).
+//! ([`TRANSCRIPTIONS_REPORT`]). The bodies are the worker's own types ([`ResultReport`],
+//! [`NotificationReport`]), read field by field by [`validate`] and described in the OpenAPI
+//! document from those same types.
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::put;
+use contracts::report::{NotificationReport, ResultReport};
+use contracts::scopes::TRANSCRIPTIONS_REPORT;
 use plumbing::http::read_body;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody, ValidationErrors};
 use crate::AppState;
-use crate::store::{Notification, NotificationOutcome, ReportOutcome};
+use crate::store::{Notification, NotificationOutcome, ReportOutcome, Status};
 use crate::validate;
 
 /// Largest accepted report body: transcripts of long recordings are large.
 pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
 
-pub const SCOPE_REPORT: &str = "transcriptions:report";
-
 pub fn router(state: &AppState) -> Router<AppState> {
-    let report_scope = state.guard.require_scope(SCOPE_REPORT);
+    let report_scope = state.guard.require_scope(TRANSCRIPTIONS_REPORT);
     Router::new()
         .route(
             "/internal/transcriptions/{id}/result",
@@ -31,19 +33,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/internal/transcriptions/{id}/notification",
             put(notification).route_layer(report_scope),
         )
-}
-
-/// A worker report, by `status`.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)] // Documents the body; parsing is in `validate`.
-pub struct ResultReport {
-    /// `processing`, `completed` or `failed`.
-    #[schema(example = "completed")]
-    status: String,
-    /// Required with `completed`.
-    transcript: Option<String>,
-    /// Required with `failed` (≤ 4096 bytes).
-    error: Option<String>,
 }
 
 /// Report progress or the result of a transcription (worker only).
@@ -59,13 +48,11 @@ pub struct ResultReport {
     responses(
         (status = 204, description = "Recorded (or already so)"),
         (status = 401, description = "No or invalid token"),
-        (status = 403, description = "Token lacks transcriptions:report"),
         (status = 404, description = "Unknown transcription", body = ErrorBody),
         (status = 409, description = "Already final with another result", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "Invalid report", body = ValidationErrors),
-    ),
-    security(("bearer" = ["transcriptions:report"]))
+    )
 )]
 pub async fn report(
     State(state): State<AppState>,
@@ -80,7 +67,7 @@ pub async fn report(
         ReportOutcome::NotFound => Err(ApiError::NotFound),
         ReportOutcome::Conflict(current) => Err(ApiError::Conflict(format!(
             "The transcription is {current}; it cannot become {}.",
-            report.status()
+            Status::from(&report)
         ))),
     }
 }
@@ -97,19 +84,17 @@ pub const MAX_NOTIFICATION_BYTES: usize = 16 * 1024;
     path = "/internal/transcriptions/{id}/notification",
     tag = "internal",
     params(("id" = Uuid, Path, description = "Transcription id")),
-    request_body(content = Notification, content_type = "application/json",
+    request_body(content = NotificationReport, content_type = "application/json",
                  description = "`sent`, or `failed` with its `reason` (≤ 4096 bytes)"),
     responses(
         (status = 204, description = "Recorded (or already so)"),
         (status = 401, description = "No or invalid token"),
-        (status = 403, description = "Token lacks transcriptions:report"),
         (status = 404, description = "Unknown transcription", body = ErrorBody),
         (status = 409, description = "Already final with another state or reason", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid report", body = ValidationErrors),
-    ),
-    security(("bearer" = ["transcriptions:report"]))
+    )
 )]
 pub async fn notification(
     State(state): State<AppState>,
@@ -117,7 +102,7 @@ pub async fn notification(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let (id, notification) = read_json_report(
+    let (id, report) = read_json_report(
         &id,
         &headers,
         body,
@@ -125,6 +110,7 @@ pub async fn notification(
         validate::notification,
     )
     .await?;
+    let notification = Notification::from(report);
     match state
         .transcriptions
         .report_notification(id, &notification)

@@ -14,8 +14,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 pub use error::ApiError;
-pub use internal::{MAX_REPORT_BYTES, SCOPE_REPORT};
-pub use transcriptions::{MAX_SUBMISSION_BYTES, SCOPE_READ, SCOPE_WRITE};
+pub use internal::MAX_REPORT_BYTES;
+pub use transcriptions::MAX_SUBMISSION_BYTES;
 
 use crate::AppState;
 

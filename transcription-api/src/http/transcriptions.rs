@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use contracts::scopes::{TRANSCRIPTIONS_READ, TRANSCRIPTIONS_WRITE};
 use plumbing::http::read_body;
 use serde::Serialize;
 use token_guard::Principal;
@@ -27,12 +28,9 @@ pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-pub const SCOPE_WRITE: &str = "transcriptions:write";
-pub const SCOPE_READ: &str = "transcriptions:read";
-
 pub fn router(state: &AppState) -> Router<AppState> {
-    let write = state.guard.require_scope(SCOPE_WRITE);
-    let read = state.guard.require_scope(SCOPE_READ);
+    let write = state.guard.require_scope(TRANSCRIPTIONS_WRITE);
+    let read = state.guard.require_scope(TRANSCRIPTIONS_READ);
     Router::new()
         .route(
             "/transcriptions",
@@ -155,7 +153,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
          headers(("Location" = String, description = "URL of the new transcription"))),
         (status = 400, description = "Unparseable body, or a malformed or repeated Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No or invalid token"),
-        (status = 403, description = "Token lacks transcriptions:write"),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Neither JSON nor a form", body = ErrorBody),
         (status = 422, description = "Invalid or repeated fields, or the key was used with another body", body = ValidationErrors),
@@ -163,8 +160,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
          headers(("Retry-After" = u32))),
         (status = 503, description = "Database unreachable; nothing was stored", body = ErrorBody,
          headers(("Retry-After" = u32))),
-    ),
-    security(("bearer" = ["transcriptions:write"]))
+    )
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -227,14 +223,12 @@ fn accepted(submitted: Submitted) -> Result<Response, ApiError> {
          headers(("Location" = String, description = "URL of the transcription"))),
         (status = 400, description = "A malformed or repeated Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No or invalid token"),
-        (status = 403, description = "Token lacks transcriptions:write"),
         (status = 404, description = "Unknown, or not yours", body = ErrorBody),
         (status = 409, description = "The transcription has not failed (queued, processing or completed), or a request with this Idempotency-Key is still in flight", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used with another request", body = ValidationErrors),
         (status = 503, description = "Database unreachable; nothing changed", body = ErrorBody,
          headers(("Retry-After" = u32))),
-    ),
-    security(("bearer" = ["transcriptions:write"]))
+    )
 )]
 pub async fn retry(
     State(state): State<AppState>,
@@ -260,10 +254,8 @@ pub async fn retry(
     responses(
         (status = 200, description = "The transcription", body = TranscriptionView),
         (status = 401, description = "No or invalid token"),
-        (status = 403, description = "Token lacks transcriptions:read"),
         (status = 404, description = "Unknown, or not yours", body = ErrorBody),
-    ),
-    security(("bearer" = ["transcriptions:read"]))
+    )
 )]
 pub async fn show(
     State(state): State<AppState>,
@@ -339,10 +331,8 @@ fn page_params(query: Option<&str>) -> Result<(u32, Option<Uuid>), ApiError> {
         (status = 200, description = "A page", body = TranscriptionPage,
          headers(("Link" = String, description = "rel=\"next\" URL when there is a next page"))),
         (status = 401, description = "No or invalid token"),
-        (status = 403, description = "Token lacks transcriptions:read"),
         (status = 422, description = "Bad limit or cursor", body = ValidationErrors),
-    ),
-    security(("bearer" = ["transcriptions:read"]))
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,

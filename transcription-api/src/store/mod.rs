@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use contracts::report::{NotificationReport, ResultReport};
 use plumbing::connect::Backend;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -54,6 +55,17 @@ impl Status {
     }
 }
 
+/// The status a worker report moves a transcription to.
+impl From<&ResultReport> for Status {
+    fn from(report: &ResultReport) -> Status {
+        match report {
+            ResultReport::Processing => Status::Processing,
+            ResultReport::Completed { .. } => Status::Completed,
+            ResultReport::Failed { .. } => Status::Failed,
+        }
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -76,6 +88,16 @@ pub enum Notification {
         #[schema(example = "550 5.1.1 mailbox unavailable")]
         reason: String,
     },
+}
+
+/// The state a notifier report makes final.
+impl From<NotificationReport> for Notification {
+    fn from(report: NotificationReport) -> Notification {
+        match report {
+            NotificationReport::Sent => Notification::Sent,
+            NotificationReport::Failed { reason } => Notification::Failed { reason },
+        }
+    }
 }
 
 impl Notification {
@@ -142,7 +164,7 @@ pub struct Transcription {
     pub notification: Notification,
     /// 1 at submission, one more each time the owner retries it after it failed
     /// ([`TranscriptionStore::retry`]); each attempt is its own transcribe job
-    /// ([`job_queue::jobs::attempt_key`]).
+    /// ([`contracts::jobs::attempt_key`]).
     pub attempt: u32,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -193,24 +215,6 @@ pub enum Retried {
     NotFailed(Status),
     /// No record with this id belongs to this owner.
     NotFound,
-}
-
-/// A progress or result report of the worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Report {
-    Processing,
-    Completed { transcript: String },
-    Failed { error: String },
-}
-
-impl Report {
-    pub fn status(&self) -> Status {
-        match self {
-            Report::Processing => Status::Processing,
-            Report::Completed { .. } => Status::Completed,
-            Report::Failed { .. } => Status::Failed,
-        }
-    }
 }
 
 /// What [`TranscriptionStore::report`] did.
@@ -320,7 +324,7 @@ pub trait TranscriptionStore: Send + Sync {
     async fn report(
         &self,
         id: Uuid,
-        report: &Report,
+        report: &ResultReport,
         now: OffsetDateTime,
     ) -> Result<ReportOutcome, StoreError>;
 

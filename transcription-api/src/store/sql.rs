@@ -211,17 +211,17 @@ macro_rules! impl_sql_store {
             async fn report(
                 &self,
                 id: Uuid,
-                report: &Report,
+                report: &ResultReport,
                 now: OffsetDateTime,
             ) -> Result<ReportOutcome, StoreError> {
                 let key = id.to_string();
                 let (transcript, error) = match report {
-                    Report::Processing => (None, None),
-                    Report::Completed { transcript } => (Some(transcript.as_str()), None),
-                    Report::Failed { error } => (None, Some(error.as_str())),
+                    ResultReport::Processing => (None, None),
+                    ResultReport::Completed { transcript } => (Some(transcript.as_str()), None),
+                    ResultReport::Failed { error } => (None, Some(error.as_str())),
                 };
                 let sql = match report {
-                    Report::Processing => {
+                    ResultReport::Processing => {
                         "UPDATE transcriptions SET status = $1, transcript = $2, error = $3, \
                          updated_at = $4 WHERE id = $5 AND status = 'queued'"
                     }
@@ -231,7 +231,7 @@ macro_rules! impl_sql_store {
                     }
                 };
                 let changed = sqlx::query(sql)
-                    .bind(report.status().as_str())
+                    .bind(Status::from(report).as_str())
                     .bind(transcript)
                     .bind(error)
                     .bind(now)
@@ -250,7 +250,7 @@ macro_rules! impl_sql_store {
                     return Ok(ReportOutcome::NotFound);
                 };
                 let status = Status::parse(&row.try_get::<String, _>("status")?)?;
-                let same = status == report.status()
+                let same = status == Status::from(report)
                     && row.try_get::<Option<String>, _>("transcript")?.as_deref() == transcript
                     && row.try_get::<Option<String>, _>("error")?.as_deref() == error;
                 Ok(if same {

@@ -2,7 +2,9 @@
 //! 422 naming it as in a form, a repeated `Idempotency-Key` gets 400, and only addresses the
 //! mailer's own parser takes are accepted.
 
-use job_queue::jobs::TRANSCRIBE_QUEUE;
+use contracts::jobs::TranscribeJob;
+
+use job_queue::Job;
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
@@ -57,7 +59,10 @@ async fn a_field_given_twice_gets_422_naming_it_and_nothing_is_queued() {
             "{body}: {errors}"
         );
     }
-    assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 0);
+    assert_eq!(
+        api.queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
+        0
+    );
 }
 
 #[tokio::test]
@@ -120,7 +125,10 @@ async fn a_repeated_idempotency_key_gets_400_and_nothing_is_queued() {
             "{error}"
         );
     }
-    assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 0);
+    assert_eq!(
+        api.queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
+        0
+    );
     // One key is still fine.
     let response = api
         .http
@@ -154,5 +162,8 @@ async fn only_addresses_the_mailer_accepts_are_taken() {
             assert!(errors["errors"]["email"].is_array(), "{email}: {errors}");
         }
     }
-    assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 2);
+    assert_eq!(
+        api.queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
+        2
+    );
 }

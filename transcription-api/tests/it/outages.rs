@@ -12,7 +12,8 @@ use test_support::db::TestDb;
 use tokio::time::Instant;
 
 use crate::helpers::*;
-use crate::proxy::{SwitchableProxy, delete_prefix, redis_behind_proxy};
+use crate::proxy::{delete_prefix, redis_behind_proxy};
+use test_support::net::TcpProxy;
 
 /// How long a backend that is back may take to be used again (reconnects, backoff): only a
 /// broken API takes this long.
@@ -64,7 +65,7 @@ async fn assert_unavailable(what: &str, response: reqwest::Response) {
 /// The API on a fresh PostgreSQL database that it reaches through a proxy the test controls.
 struct ApiOnPostgres {
     api: TestApi,
-    proxy: SwitchableProxy,
+    proxy: TcpProxy,
     user: String,
     worker: String,
     /// A queued record written before the outage, and how it reads.
@@ -83,9 +84,9 @@ impl ApiOnPostgres {
             url.host_str().unwrap(),
             url.port_or_known_default().unwrap_or(5432)
         );
-        let proxy = SwitchableProxy::start(upstream).await;
+        let proxy = TcpProxy::start(upstream).await;
         url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(proxy.addr.port())).unwrap();
+        url.set_port(Some(proxy.addr().port())).unwrap();
         let api = TestApi::spawn_with(Options {
             database_url: Some(url.to_string()),
             ..Options::default()
@@ -276,7 +277,7 @@ async fn a_database_that_does_not_answer_gives_503_with_retry_after_5_until_it_a
     let (api, user) = (&setup.api, &setup.user);
     let path = setup.path();
     let submission = sample_body();
-    setup.proxy.pause();
+    setup.proxy.stall();
     let (read, submit) = tokio::join!(api.get(user, &path), api.submit(user, &submission));
     assert_unavailable("read", read).await;
     assert_unavailable("submit", submit).await;

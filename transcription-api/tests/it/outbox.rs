@@ -6,80 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use job_queue::jobs::TRANSCRIBE_QUEUE;
-use job_queue::{QueueConfig, RedisQueue, ReliableQueue};
+use contracts::jobs::TranscribeJob;
+use contracts::report::ResultReport;
+use job_queue::{Job, QueueConfig, RedisQueue, ReliableQueue};
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::net::TcpStream;
-use transcription_api::store::Report;
 use transcription_api::submissions::OutboxConfig;
 use uuid::Uuid;
 
 use crate::helpers::*;
 use crate::proxy::{delete_prefix, redis_behind_proxy};
-
-/// A `redis-server` process of the test's own on a free loopback port (no persistence), so it
-/// can be stopped and continued without touching the shared server; killed on drop.
-struct OwnRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl OwnRedis {
-    /// `None` (a skip) when `redis-server` cannot run outside CI; under `CI=true` it must.
-    async fn start() -> Option<OwnRedis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if !test_support::ci::in_ci() => {
-                eprintln!("skipping: redis-server not runnable ({e})");
-                return None;
-            }
-            Err(e) => panic!("redis-server must run under CI=true: {e}"),
-        };
-        let redis = OwnRedis {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(redis);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server on port {port} did not start");
-    }
-
-    /// Sends `signal` (`-STOP`, `-CONT`) to the server process.
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal}");
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn queue_down_gives_202_and_the_relay_queues_the_job_once_it_is_back() {
@@ -128,7 +66,7 @@ async fn queue_down_gives_202_and_the_relay_queues_the_job_once_it_is_back() {
     assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 0);
     assert!(settled <= 1);
     let job = direct
-        .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
         .await
         .unwrap()
         .expect("the job is in Redis");
@@ -142,7 +80,7 @@ async fn redis_paused_in_flight_replay_is_409_then_one_job_and_the_record_stays(
     let Some((proxy, queue, direct, prefix)) = redis_behind_proxy().await else {
         return;
     };
-    in_flight_replay_while_redis_is_paused(queue, direct, || proxy.pause(), || proxy.resume())
+    in_flight_replay_while_redis_is_paused(queue, direct, || proxy.stall(), || proxy.resume())
         .await;
     delete_prefix(&prefix).await;
 }
@@ -151,21 +89,16 @@ async fn redis_paused_in_flight_replay_is_409_then_one_job_and_the_record_stays(
 /// `kill -CONT`, as the reproduction did.
 #[tokio::test]
 async fn a_real_redis_stopped_and_continued_gives_409_then_one_job_and_the_record_stays() {
-    let Some(redis) = OwnRedis::start().await else {
+    let Some(redis) = test_support::redis::OwnRedis::start(None).await else {
         return;
     };
     let prefix = format!("api-it-{}", Uuid::new_v4().simple());
     let connect =
-        || RedisQueue::connect(&redis.url, &prefix, signing_key(), QueueConfig::default());
+        || RedisQueue::connect(redis.url(), &prefix, signing_key(), QueueConfig::default());
     let queue: Arc<dyn ReliableQueue> = Arc::new(connect().await.unwrap());
     let direct = connect().await.unwrap();
-    in_flight_replay_while_redis_is_paused(
-        queue,
-        direct,
-        || redis.signal("-STOP"),
-        || redis.signal("-CONT"),
-    )
-    .await;
+    in_flight_replay_while_redis_is_paused(queue, direct, || redis.suspend(), || redis.resume())
+        .await;
 }
 
 /// A keyed submission while Redis does not answer: a repeat in flight gets 409, the first gets
@@ -256,13 +189,13 @@ async fn in_flight_replay_while_redis_is_paused(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(api.transcriptions.store().outbox_len().await.unwrap(), 0);
-    let stats = direct.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    let stats = direct.stats(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(
         stats.ready, 1,
         "the late command and the relay give one job"
     );
     let job = direct
-        .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
@@ -276,19 +209,19 @@ async fn stale_record_is_requeued(api: &TestApi, lose_data: impl AsyncFnOnce()) 
     let token = api.token(&[WRITE]).await;
     let id = api.create(&token).await;
     let queue = &api.queue;
-    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 1);
+    assert_eq!(queue.stats(TranscribeJob::QUEUE).await.unwrap().ready, 1);
     api.transcriptions.relay_once().await.unwrap();
     assert_eq!(
-        queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready,
+        queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
         1,
         "the queue holds the job: nothing added"
     );
 
     lose_data().await;
-    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 0);
+    assert_eq!(queue.stats(TranscribeJob::QUEUE).await.unwrap().ready, 0);
     api.transcriptions.relay_once().await.unwrap();
     let job = queue
-        .reserve(TRANSCRIBE_QUEUE, "w2", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w2", Duration::ZERO)
         .await
         .unwrap()
         .expect("requeued");
@@ -314,7 +247,7 @@ async fn a_queued_record_whose_job_the_embedded_queue_lost_is_requeued() {
     stale_record_is_requeued(&api, async || {
         // Gone without a report (the queue's data lost): taken and acked.
         let job = queue
-            .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+            .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
@@ -368,17 +301,17 @@ async fn records_past_queued_are_never_requeued(api: &TestApi, lose_data: impl A
     }
     let still_queued = api.create(&user).await;
     let queue = &api.queue;
-    assert_eq!(queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 4);
+    assert_eq!(queue.stats(TranscribeJob::QUEUE).await.unwrap().ready, 4);
 
     lose_data().await;
-    let empty = queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    let empty = queue.stats(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(
         (empty.ready, empty.processing, empty.delayed, empty.dead),
         (0, 0, 0, 0)
     );
     let settled = api.transcriptions.relay_once().await.unwrap();
 
-    let stats = queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    let stats = queue.stats(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(
         (stats.ready, stats.processing, stats.delayed, stats.dead),
         (1, 0, 0, 0),
@@ -386,7 +319,7 @@ async fn records_past_queued_are_never_requeued(api: &TestApi, lose_data: impl A
     );
     assert_eq!(settled, 1, "only the queued record is handed over again");
     let job = queue
-        .reserve(TRANSCRIBE_QUEUE, "w2", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w2", Duration::ZERO)
         .await
         .unwrap()
         .expect("the queued record's job");
@@ -409,7 +342,7 @@ async fn records_past_queued_are_never_requeued_on_the_embedded_queue() {
     records_past_queued_are_never_requeued(&api, async || {
         // Every job gone without a new report (the queue's data lost): taken and acked.
         while let Some(job) = queue
-            .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+            .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
             .await
             .unwrap()
         {
@@ -450,7 +383,11 @@ async fn the_relay_queues_a_record_whose_enqueue_never_happened() {
     let started = record("someone");
     store.insert(&started, None, 0).await.unwrap();
     store
-        .report(started.id, &Report::Processing, OffsetDateTime::now_utc())
+        .report(
+            started.id,
+            &ResultReport::Processing,
+            OffsetDateTime::now_utc(),
+        )
         .await
         .unwrap();
     // An entry still within its grace period (a request in flight) is left alone.
@@ -458,11 +395,11 @@ async fn the_relay_queues_a_record_whose_enqueue_never_happened() {
     store.insert(&in_flight, None, i64::MAX).await.unwrap();
 
     assert_eq!(api.transcriptions.relay_once().await.unwrap(), 2);
-    let stats = api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap();
+    let stats = api.queue.stats(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(stats.ready, 1, "only the orphan is queued");
     let job = api
         .queue
-        .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
@@ -511,7 +448,7 @@ async fn the_relay_keeps_an_entry_while_the_queue_is_down_and_queues_it_once_bac
     assert_eq!(settled, 1);
     assert_eq!(store.outbox_len().await.unwrap(), 0);
     let job = direct
-        .reserve(TRANSCRIBE_QUEUE, "w1", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "w1", Duration::ZERO)
         .await
         .unwrap()
         .unwrap();

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
+use contracts::report::ResultReport;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::db::TestDb;
 use time::OffsetDateTime;
 use transcription_api::store::{
-    self, EarlierRequest, IdempotencyKey, Inserted, Notification, NotificationOutcome, Report,
+    self, EarlierRequest, IdempotencyKey, Inserted, Notification, NotificationOutcome,
     ReportOutcome, Retried, Status, Transcription, TranscriptionStore,
 };
 use uuid::Uuid;
@@ -132,19 +133,19 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
     let now = OffsetDateTime::now_utc();
     assert_eq!(
         store
-            .report(first.id, &Report::Processing, now)
+            .report(first.id, &ResultReport::Processing, now)
             .await
             .unwrap(),
         ReportOutcome::Applied
     );
     assert_eq!(
         store
-            .report(first.id, &Report::Processing, now)
+            .report(first.id, &ResultReport::Processing, now)
             .await
             .unwrap(),
         ReportOutcome::Unchanged
     );
-    let done = Report::Completed {
+    let done = ResultReport::Completed {
         transcript: "hi".into(),
     };
     assert_eq!(
@@ -159,7 +160,7 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
         store
             .report(
                 first.id,
-                &Report::Completed {
+                &ResultReport::Completed {
                     transcript: "other".into()
                 },
                 now
@@ -170,7 +171,7 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
     );
     assert_eq!(
         store
-            .report(first.id, &Report::Processing, now)
+            .report(first.id, &ResultReport::Processing, now)
             .await
             .unwrap(),
         ReportOutcome::Conflict(Status::Completed)
@@ -313,7 +314,7 @@ async fn conformance(store: Arc<dyn TranscriptionStore>) {
         store.retry("erin", failing.id, None, now, 7).await.unwrap(),
         Retried::NotFailed(Status::Queued)
     );
-    let error = Report::Failed {
+    let error = ResultReport::Failed {
         error: "boom".into(),
     };
     store.report(failing.id, &error, now).await.unwrap();

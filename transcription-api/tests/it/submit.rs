@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use job_queue::jobs::TRANSCRIBE_QUEUE;
+use contracts::jobs::TranscribeJob;
+
+use job_queue::Job;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use serde_json::{Value, json};
@@ -21,7 +23,7 @@ async fn a_json_submission_is_recorded_and_its_job_queued() {
 
     let job = api
         .queue
-        .reserve(TRANSCRIBE_QUEUE, "test-worker", Duration::ZERO)
+        .reserve(TranscribeJob::QUEUE, "test-worker", Duration::ZERO)
         .await
         .unwrap()
         .expect("a transcribe job is ready");
@@ -138,7 +140,10 @@ async fn invalid_fields_get_422_with_every_message_and_nothing_is_queued() {
             );
         }
     }
-    assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 0);
+    assert_eq!(
+        api.queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
+        0
+    );
 }
 
 #[tokio::test]
@@ -205,7 +210,10 @@ async fn a_body_over_64_kib_gets_413() {
         response.json::<Value>().await.unwrap()["error"],
         "payload_too_large"
     );
-    assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 0);
+    assert_eq!(
+        api.queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
+        0
+    );
 }
 
 #[tokio::test]
@@ -231,7 +239,10 @@ async fn the_same_idempotency_key_and_body_give_the_same_answer_once() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.headers()[LOCATION], first_location);
     assert_eq!(again.json::<Value>().await.unwrap(), first);
-    assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 1);
+    assert_eq!(
+        api.queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
+        1
+    );
 
     let other_body =
         json!({"email": "ada@example.com", "audio_url": "https://cdn.example.com/other.wav"});
@@ -248,7 +259,10 @@ async fn the_same_idempotency_key_and_body_give_the_same_answer_once() {
     let fresh = send("order-8", sample_body()).await.unwrap();
     assert_eq!(fresh.status(), StatusCode::ACCEPTED);
     assert_ne!(fresh.json::<Value>().await.unwrap()["id"], first["id"]);
-    assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 2);
+    assert_eq!(
+        api.queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
+        2
+    );
 }
 
 #[tokio::test]
@@ -304,7 +318,10 @@ async fn idempotency_keys_are_per_caller_and_concurrent_repeats_create_one_recor
         .to_owned();
     assert!(ids.iter().all(|id| id == &alice_id), "{ids:?}");
     assert_ne!(bob_id, alice_id);
-    assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 2);
+    assert_eq!(
+        api.queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
+        2
+    );
 }
 
 #[tokio::test]
@@ -321,7 +338,10 @@ async fn a_malformed_idempotency_key_gets_400() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(api.queue.stats(TRANSCRIBE_QUEUE).await.unwrap().ready, 0);
+    assert_eq!(
+        api.queue.stats(TranscribeJob::QUEUE).await.unwrap().ready,
+        0
+    );
 }
 
 /// Runs the futures concurrently on the test's runtime and returns their outputs in order.

@@ -2,10 +2,10 @@
 //! job and its own e-mail: the first attempt's "sent" marker or outbox file does not swallow
 //! the second's, and a redelivery within an attempt still sends nothing twice.
 
+use contracts::jobs::{NotifyJob, NotifyStatus};
 use job_queue::{Envelope, JobId};
 use uuid::Uuid;
 use worker::Notifier;
-use worker::jobs::{NotifyJob, NotifyStatus};
 use worker::runner::JobHandler;
 
 use crate::helpers::{TempDir, TestQueue};

@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use job_queue::{QueueStats, ReliableQueue};
-use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE};
+use contracts::jobs::{NotifyJob, TranscribeJob};
+use job_queue::{Job, QueueStats, ReliableQueue};
 use worker::notifier::ReportConfig;
 use worker::{Notifier, Transcriber};
 
@@ -77,7 +77,7 @@ async fn a_dead_transcription_is_reported_failed_and_the_submitter_mailed(
             let record = platform.transcription(id).await;
             record["status"] == "failed"
                 && record["notification"]["status"] == "sent"
-                && q.stats(NOTIFY_QUEUE).await.unwrap() == QueueStats::default()
+                && q.stats(NotifyJob::QUEUE).await.unwrap() == QueueStats::default()
         }
     })
     .await;
@@ -88,8 +88,8 @@ async fn a_dead_transcription_is_reported_failed_and_the_submitter_mailed(
         settled,
         "not settled: {}, transcribe {:?}, notify {:?}, {} mails; {transcribed:?} {notified:?}",
         platform.transcription(id).await,
-        queue.stats(TRANSCRIBE_QUEUE).await.unwrap(),
-        queue.stats(NOTIFY_QUEUE).await.unwrap(),
+        queue.stats(TranscribeJob::QUEUE).await.unwrap(),
+        queue.stats(NotifyJob::QUEUE).await.unwrap(),
         sink.received().len()
     );
 
@@ -97,7 +97,7 @@ async fn a_dead_transcription_is_reported_failed_and_the_submitter_mailed(
     assert_eq!(transcribed.failed, 3, "{transcribed:?}");
     assert_eq!(transcribed.succeeded, 0, "{transcribed:?}");
     assert_eq!(downloads.load(Ordering::SeqCst), 3);
-    let dead = queue.dead(TRANSCRIBE_QUEUE).await.unwrap();
+    let dead = queue.dead(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].id, id.to_string());
     assert_eq!(dead[0].attempt, 3, "{:?}", dead[0]);

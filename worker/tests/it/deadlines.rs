@@ -11,11 +11,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use axum::routing::post;
-use job_queue::{Envelope, ReliableQueue};
+use contracts::report::ResultReport;
+use job_queue::{Envelope, Job, ReliableQueue};
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
-use worker::api::{ApiError, ClientCredentials, ResultReport, TokenSource, TranscriptionApi};
+use worker::api::{ApiError, ClientCredentials, TokenSource, TranscriptionApi};
 use worker::download::{AudioDownloader, DownloadError, DownloadLimits};
 use worker::{JobError, JobHandler, RunConfig, WorkerLoop};
 
@@ -126,6 +128,18 @@ async fn download_from_a_server_that_stalls_times_out() {
     }
 }
 
+/// A `test` job: `{"hang": true}`, or anything else (`{"n": …}`) for one that completes.
+#[derive(Serialize, Deserialize)]
+struct TestJob {
+    #[serde(default)]
+    hang: bool,
+}
+
+impl Job for TestJob {
+    const JOB_NAME: &'static str = "test";
+    const QUEUE: &'static str = "deadline";
+}
+
 /// Never returns for jobs whose payload says `hang`; completes the others at once.
 #[derive(Default)]
 struct HangingHandler {
@@ -136,12 +150,10 @@ struct HangingHandler {
 
 #[async_trait]
 impl JobHandler for HangingHandler {
-    fn kind(&self) -> &'static str {
-        "test"
-    }
+    type Job = TestJob;
 
-    async fn handle(&self, job: &Envelope) -> Result<(), JobError> {
-        if job.payload["hang"] == true {
+    async fn perform(&self, job: TestJob, _envelope: &Envelope) -> Result<(), JobError> {
+        if job.hang {
             self.hung.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<()>().await;
         }
@@ -149,7 +161,7 @@ impl JobHandler for HangingHandler {
         Ok(())
     }
 
-    async fn on_dead(&self, _job: &Envelope, _error: &JobError) {
+    async fn on_dead(&self, _job: TestJob, _envelope: &Envelope, _error: &JobError) {
         self.dead.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -247,9 +259,9 @@ fn engine_child_runs(pid: u32) -> bool {
 /// the job's deadline (4 s) can end it. Every child is gone once the job is dead.
 #[tokio::test]
 async fn a_job_timeout_kills_the_command_engines_child() {
-    use job_queue::SqliteQueue;
+    use contracts::jobs::TranscribeJob;
+    use job_queue::{Job, SqliteQueue};
     use test_support::process::ServiceProcess;
-    use worker::jobs::TRANSCRIBE_QUEUE;
 
     use crate::download::audio_host;
     use crate::helpers::{SIGNING_KEY, queue_config, signing_key};
@@ -345,7 +357,7 @@ async fn a_job_timeout_kills_the_command_engines_child() {
         "gave up after repeated failures: the transcription could not be completed (timeout)",
         "{record}"
     );
-    let dead = queue.dead(TRANSCRIBE_QUEUE).await.unwrap();
+    let dead = queue.dead(TranscribeJob::QUEUE).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].attempt, 2, "{:?}", dead[0]);
     assert_eq!(

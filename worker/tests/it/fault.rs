@@ -47,9 +47,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use job_queue::{QueueStats, ReliableQueue, SqliteQueue};
+use contracts::jobs::{NotifyJob, TranscribeJob};
+use job_queue::{Job, QueueStats, ReliableQueue, SqliteQueue};
 use uuid::Uuid;
-use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE, TranscribeJob};
 
 use crate::download::{AUDIO_TRANSCRIPT, audio_host};
 use crate::helpers::{RedisTestQueue, SIGNING_KEY, TempDir, eventually, queue_config, signing_key};
@@ -98,13 +98,13 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
     }
     // An enqueue that missed its 3 s in the request is finished by the API's outbox relay.
     let queued = eventually(Duration::from_secs(30), || async move {
-        stats(queue, TRANSCRIBE_QUEUE).await.ready == JOBS as u64
+        stats(queue, TranscribeJob::QUEUE).await.ready == JOBS as u64
     })
     .await;
     assert!(
         queued,
         "the API did not queue one job per submission: {:?}",
-        stats(queue, TRANSCRIBE_QUEUE).await
+        stats(queue, TranscribeJob::QUEUE).await
     );
 
     let mut common = backend.env.clone();
@@ -148,13 +148,14 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
         &dir.path().join("transcriber-a"),
     );
     let mid_batch = eventually(Duration::from_secs(60), || async move {
-        completed(platform).await >= JOBS / 5 && stats(queue, TRANSCRIBE_QUEUE).await.processing > 0
+        completed(platform).await >= JOBS / 5
+            && stats(queue, TranscribeJob::QUEUE).await.processing > 0
     })
     .await;
     assert!(mid_batch, "worker A made no progress:\n{}", first.stderr());
     first.kill();
     let completed_at_kill = completed(platform).await;
-    let held_by_dead_worker = stats(queue, TRANSCRIBE_QUEUE).await.processing;
+    let held_by_dead_worker = stats(queue, TranscribeJob::QUEUE).await.processing;
     assert_eq!(first.exit_status().and_then(|s| s.signal()), Some(9));
     assert!(
         completed_at_kill < JOBS,
@@ -182,16 +183,16 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
     // 3. Until all work is done (see the module docs).
     let drained = eventually(Duration::from_secs(90), || async move {
         completed(platform).await == JOBS
-            && stats(queue, TRANSCRIBE_QUEUE).await == QueueStats::default()
-            && stats(queue, NOTIFY_QUEUE).await == QueueStats::default()
+            && stats(queue, TranscribeJob::QUEUE).await == QueueStats::default()
+            && stats(queue, NotifyJob::QUEUE).await == QueueStats::default()
     })
     .await;
     assert!(
         drained,
         "work left: {} completed, transcribe {:?}, notify {:?}, {} mails\n--- A\n{}\n--- B\n{}\n--- notifier\n{}",
         completed(platform).await,
-        stats(queue, TRANSCRIBE_QUEUE).await,
-        stats(queue, NOTIFY_QUEUE).await,
+        stats(queue, TranscribeJob::QUEUE).await,
+        stats(queue, NotifyJob::QUEUE).await,
         sink.received().len(),
         first.stderr(),
         second.stderr(),
@@ -224,21 +225,21 @@ async fn killed_transcriber_loses_nothing_and_mails_once(backend: Backend, dir: 
             email: email.clone(),
         };
         let enqueued = queue
-            .enqueue_job(TRANSCRIBE_QUEUE, job.to_job().unwrap())
+            .enqueue_job(TranscribeJob::QUEUE, job.to_job().unwrap())
             .await
             .unwrap();
         assert!(!enqueued.duplicate, "the acked id is free again");
     }
     let replayed = eventually(Duration::from_secs(60), || async move {
-        stats(queue, TRANSCRIBE_QUEUE).await == QueueStats::default()
-            && stats(queue, NOTIFY_QUEUE).await == QueueStats::default()
+        stats(queue, TranscribeJob::QUEUE).await == QueueStats::default()
+            && stats(queue, NotifyJob::QUEUE).await == QueueStats::default()
     })
     .await;
     assert!(
         replayed,
         "replayed jobs not done: transcribe {:?}, notify {:?}\n--- B\n{}\n--- notifier\n{}",
-        stats(queue, TRANSCRIBE_QUEUE).await,
-        stats(queue, NOTIFY_QUEUE).await,
+        stats(queue, TranscribeJob::QUEUE).await,
+        stats(queue, NotifyJob::QUEUE).await,
         second.stderr(),
         notifier.stderr()
     );

@@ -25,4 +25,5 @@ mod redis;
 mod signals;
 mod smtp_tls;
 mod transcriber;
+mod upgrade;
 mod worker_loop;

@@ -9,9 +9,9 @@ use std::time::Duration;
 use test_support::net::TcpProxy;
 use test_support::process::{ServiceProcess, Signal};
 
-use job_queue::{NewJob, ReliableQueue, SqliteQueue};
+use contracts::jobs::{NotifyJob, NotifyStatus};
+use job_queue::{Job, NewJob, ReliableQueue, SqliteQueue};
 use uuid::Uuid;
-use worker::jobs::{NOTIFY_KIND, NOTIFY_QUEUE, NotifyJob, NotifyStatus};
 
 use crate::deadlines::stalled_server;
 use crate::download::audio_host;
@@ -47,15 +47,18 @@ async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
         status: NotifyStatus::Completed,
     };
     queue
-        .enqueue_job(NOTIFY_QUEUE, good.to_job().unwrap())
+        .enqueue_job(NotifyJob::QUEUE, good.to_job().unwrap())
         .await
         .unwrap();
     // Fails permanently (bad payload): dead at once, never retried (QUEUE_MAX_ATTEMPTS=2 does
     // not apply to a permanent failure).
     queue
         .enqueue_job(
-            NOTIFY_QUEUE,
-            NewJob::new(NOTIFY_KIND, serde_json::json!({"not": "a notify job"})),
+            NotifyJob::QUEUE,
+            NewJob::new(
+                NotifyJob::JOB_NAME,
+                serde_json::json!({"not": "a notify job"}),
+            ),
         )
         .await
         .unwrap();
@@ -333,7 +336,7 @@ async fn notifier_counts_jobs_cancelled_at_the_job_timeout() {
         status: NotifyStatus::Completed,
     };
     queue
-        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .enqueue_job(NotifyJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
     let silent_smtp = stalled_server(b"").await;
@@ -387,7 +390,7 @@ async fn notifier_counts_jobs_cancelled_at_the_job_timeout() {
         ),
         "{text}"
     );
-    let dead = queue.dead(NOTIFY_QUEUE).await.unwrap();
+    let dead = queue.dead(NotifyJob::QUEUE).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(
         dead[0].reason,
@@ -456,7 +459,7 @@ async fn transcriber_counts_the_notify_jobs_it_enqueues() {
         text.contains("# HELP worker_jobs_enqueued_total Jobs enqueued by this process"),
         "{text}"
     );
-    assert_eq!(queue.stats(NOTIFY_QUEUE).await.unwrap().ready, 2);
+    assert_eq!(queue.stats(NotifyJob::QUEUE).await.unwrap().ready, 2);
     for id in ids {
         assert_eq!(platform.status(id).await, "completed");
     }

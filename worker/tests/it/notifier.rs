@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use job_queue::{Envelope, JobId, ReliableQueue};
+use contracts::jobs::{NotifyJob, NotifyStatus};
+use job_queue::{Envelope, Job, JobId, ReliableQueue};
 use secrecy::SecretString;
 use uuid::Uuid;
-use worker::jobs::{NOTIFY_QUEUE, NotifyJob, NotifyStatus};
 use worker::notifier::{MailConfig, NotifierConfig};
 use worker::runner::JobHandler;
 use worker::{Notifier, RunConfig};
@@ -16,7 +16,7 @@ use crate::helpers::{TempDir, TestQueue, eventually};
 use test_support::smtp::SmtpSink;
 
 pub fn notifier_config(smtp: Option<String>, dir: &TempDir) -> NotifierConfig {
-    let mut run = RunConfig::new("notifier", NOTIFY_QUEUE);
+    let mut run = RunConfig::new("notifier", NotifyJob::QUEUE);
     run.reserve_wait = Duration::from_millis(200);
     run.maintenance_interval = Duration::from_millis(100);
     run.shutdown_grace = Duration::from_secs(5);
@@ -201,7 +201,7 @@ pub async fn run_notifier_until(
     // Every job finished (none ready, in flight or waiting for a retry): a duplicate delivery
     // could only come from one of them, so the count below is final once the loop stops.
     let settled = eventually(Duration::from_secs(10), || async {
-        let stats = queue.stats(NOTIFY_QUEUE).await.unwrap();
+        let stats = queue.stats(NotifyJob::QUEUE).await.unwrap();
         stats.ready + stats.processing + stats.delayed == 0
     })
     .await;
@@ -219,12 +219,12 @@ async fn notify_job_through_the_sqlite_queue_is_delivered_once() {
     let job = notify_job(NotifyStatus::Completed, "delivered once");
     let first = queue
         .queue
-        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .enqueue_job(NotifyJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
     let again = queue
         .queue
-        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .enqueue_job(NotifyJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
     assert!(!first.duplicate);
@@ -238,6 +238,6 @@ async fn notify_job_through_the_sqlite_queue_is_delivered_once() {
     let mail = sink.received();
     assert_eq!(mail.len(), 1);
     assert!(mail[0].body().contains("delivered once"));
-    let stats = queue.queue.stats(NOTIFY_QUEUE).await.unwrap();
+    let stats = queue.queue.stats(NotifyJob::QUEUE).await.unwrap();
     assert_eq!(stats, job_queue::QueueStats::default(), "the job was acked");
 }

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use job_queue::{Envelope, JobId, ReliableQueue};
+use contracts::jobs::{NotifyJob, NotifyStatus};
+use job_queue::{Envelope, Job, JobId, ReliableQueue};
 use secrecy::SecretString;
 use test_support::auth::TestAuthServer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 use worker::api::ClientCredentials;
-use worker::jobs::{NOTIFY_QUEUE, NotifyJob, NotifyStatus};
 use worker::notifier::{NotifierConfig, ReportConfig, SmtpMailer};
 use worker::runner::JobHandler;
 use worker::{JobError, Notifier};
@@ -169,7 +169,7 @@ async fn a_server_silent_after_data_is_retried_with_backoff_while_other_jobs_flo
     let job = job_to("stalled@example.com");
     queue
         .queue
-        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .enqueue_job(NotifyJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -182,7 +182,7 @@ async fn a_server_silent_after_data_is_retried_with_backoff_while_other_jobs_flo
     let q = queue.queue.clone();
     let dead = eventually(Duration::from_secs(20), || {
         let q = q.clone();
-        async move { q.stats(NOTIFY_QUEUE).await.unwrap().dead == 1 }
+        async move { q.stats(NotifyJob::QUEUE).await.unwrap().dead == 1 }
     })
     .await;
     let _ = tx.send(());
@@ -196,7 +196,7 @@ async fn a_server_silent_after_data_is_retried_with_backoff_while_other_jobs_flo
         "the stalled job never finished its retries: {summary:?}"
     );
     assert_eq!(summary.failed, 3, "three timed-out deliveries: {summary:?}");
-    let entry = &queue.queue.dead(NOTIFY_QUEUE).await.unwrap()[0];
+    let entry = &queue.queue.dead(NotifyJob::QUEUE).await.unwrap()[0];
     assert_eq!(entry.attempt, 3, "retried, not buried: {entry:?}");
     assert!(entry.reason.contains("no answer"), "{entry:?}");
 }
@@ -218,7 +218,7 @@ async fn other_jobs_keep_flowing_while_one_send_stalls() {
         let job = job_to(&format!("user{n}@example.com"));
         queue
             .queue
-            .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+            .enqueue_job(NotifyJob::QUEUE, job.to_job().unwrap())
             .await
             .unwrap();
     }
@@ -267,7 +267,7 @@ async fn a_refused_recipient_goes_to_the_dead_list_at_once_and_is_reported_faile
     let job = job_about(id, "nobody@example.com");
     queue
         .queue
-        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .enqueue_job(NotifyJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
 
@@ -284,7 +284,7 @@ async fn a_refused_recipient_goes_to_the_dead_list_at_once_and_is_reported_faile
 
     assert!(reported, "no notification state reported: {summary:?}");
     assert_eq!(summary.failed, 1, "one delivery, no retries: {summary:?}");
-    let dead = queue.queue.dead(NOTIFY_QUEUE).await.unwrap();
+    let dead = queue.queue.dead(NotifyJob::QUEUE).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         dead[0].attempt, 1,

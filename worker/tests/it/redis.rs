@@ -3,8 +3,9 @@
 
 use std::process::Command;
 
+use contracts::jobs::{NotifyJob, NotifyStatus};
+use job_queue::Job;
 use uuid::Uuid;
-use worker::jobs::{NOTIFY_QUEUE, NotifyJob, NotifyStatus};
 
 use crate::helpers::{RedisTestQueue, SIGNING_KEY, TempDir};
 use test_support::smtp::SmtpSink;
@@ -24,12 +25,12 @@ async fn notify_job_through_redis_is_delivered_once() {
     };
     redis
         .queue
-        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .enqueue_job(NotifyJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
     let again = redis
         .queue
-        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .enqueue_job(NotifyJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
     assert!(again.duplicate);
@@ -40,7 +41,7 @@ async fn notify_job_through_redis_is_delivered_once() {
     assert_eq!(mail.len(), 1);
     assert!(mail[0].body().contains("through redis"));
     assert_eq!(
-        redis.queue.stats(NOTIFY_QUEUE).await.unwrap(),
+        redis.queue.stats(NotifyJob::QUEUE).await.unwrap(),
         job_queue::QueueStats::default()
     );
 }
@@ -72,6 +73,15 @@ async fn queue_stats_cli_reads_redis() {
     assert_eq!(stats["transcribe"]["ready"], 1);
 }
 
+/// A `test` job (payload `{"n": …}`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TestJob {}
+
+impl job_queue::Job for TestJob {
+    const JOB_NAME: &'static str = "test";
+    const QUEUE: &'static str = "transcribe";
+}
+
 /// Counts the jobs it completes.
 #[derive(Default)]
 struct CountingHandler {
@@ -80,11 +90,13 @@ struct CountingHandler {
 
 #[async_trait::async_trait]
 impl worker::JobHandler for CountingHandler {
-    fn kind(&self) -> &'static str {
-        "test"
-    }
+    type Job = TestJob;
 
-    async fn handle(&self, _job: &job_queue::Envelope) -> Result<(), worker::JobError> {
+    async fn perform(
+        &self,
+        _job: TestJob,
+        _envelope: &job_queue::Envelope,
+    ) -> Result<(), worker::JobError> {
         self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -191,7 +203,7 @@ async fn the_sent_marker_lives_30_days_in_redis() {
     };
     redis
         .queue
-        .enqueue_job(NOTIFY_QUEUE, job.to_job().unwrap())
+        .enqueue_job(NotifyJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
     let mut notifier = ServiceProcess::spawn(
@@ -213,7 +225,7 @@ async fn the_sent_marker_lives_30_days_in_redis() {
         let queue = queue.clone();
         async move {
             sink.received().len() == 1
-                && queue.stats(NOTIFY_QUEUE).await.unwrap() == job_queue::QueueStats::default()
+                && queue.stats(NotifyJob::QUEUE).await.unwrap() == job_queue::QueueStats::default()
         }
     })
     .await;

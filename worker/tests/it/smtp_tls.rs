@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use contracts::jobs::{NotifyJob, NotifyStatus};
 use job_queue::{Envelope, JobId};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use secrecy::SecretString;
@@ -16,7 +17,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use uuid::Uuid;
-use worker::jobs::{NotifyJob, NotifyStatus};
 use worker::notifier::SmtpMailer;
 use worker::runner::JobHandler;
 use worker::{JobError, Notifier};

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use job_queue::{QueueStats, ReliableQueue};
+use contracts::jobs::{NotifyJob, TranscribeJob};
+use job_queue::{Job, QueueStats, ReliableQueue};
 use secrecy::{ExposeSecret, SecretString};
 use token_guard::revocation::CutoffKind;
 use uuid::Uuid;
 use worker::api::{ClientCredentials, TokenSource};
 use worker::download::DownloadLimits;
 use worker::engine::{Engine, EngineError, SimulatedEngine};
-use worker::jobs::{NOTIFY_QUEUE, TRANSCRIBE_QUEUE, TranscribeJob};
 use worker::runner::JobHandler;
 use worker::{EngineConfig, JobError, RunConfig, Transcriber, TranscriberConfig};
 
@@ -35,13 +35,13 @@ pub fn transcriber_config(
     credentials: ClientCredentials,
     scratch: &TempDir,
 ) -> TranscriberConfig {
-    let mut run = RunConfig::new("transcriber", TRANSCRIBE_QUEUE);
+    let mut run = RunConfig::new("transcriber", TranscribeJob::QUEUE);
     run.reserve_wait = Duration::from_millis(200);
     run.maintenance_interval = Duration::from_millis(100);
     run.shutdown_grace = Duration::from_secs(5);
     TranscriberConfig {
         run,
-        notify_queue: NOTIFY_QUEUE.into(),
+        notify_queue: NotifyJob::QUEUE.into(),
         api_url: api_url.into(),
         credentials,
         download: DownloadLimits {
@@ -65,7 +65,7 @@ fn transcriber(platform: &TestPlatform, queue: &TestQueue, scratch: &TempDir) ->
 
 /// Takes the one notify job off the queue and returns its id and payload.
 async fn take_notify(queue: &dyn ReliableQueue) -> (String, serde_json::Value) {
-    let envelope = take_job(queue, NOTIFY_QUEUE).await;
+    let envelope = take_job(queue, NotifyJob::QUEUE).await;
     assert_eq!(envelope.kind, "notify");
     (envelope.id.to_string(), envelope.payload)
 }
@@ -88,7 +88,7 @@ async fn a_submitted_transcription_is_completed_through_the_real_api_and_notify_
     let q = queue.queue.clone();
     let done = eventually(Duration::from_secs(20), || {
         let q = q.clone();
-        async move { q.stats(NOTIFY_QUEUE).await.unwrap().ready == 1 }
+        async move { q.stats(NotifyJob::QUEUE).await.unwrap().ready == 1 }
     })
     .await;
     let _ = tx.send(());
@@ -108,7 +108,7 @@ async fn a_submitted_transcription_is_completed_through_the_real_api_and_notify_
         "no notifier ran"
     );
     assert_eq!(
-        queue.queue.stats(TRANSCRIBE_QUEUE).await.unwrap(),
+        queue.queue.stats(TranscribeJob::QUEUE).await.unwrap(),
         QueueStats::default(),
         "the transcribe job was acked"
     );
@@ -169,7 +169,7 @@ async fn unreachable_result_api_makes_the_job_retry_with_backoff() {
     };
     queue
         .queue
-        .enqueue_job(TRANSCRIBE_QUEUE, job.to_job().unwrap())
+        .enqueue_job(TranscribeJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
 
@@ -184,7 +184,7 @@ async fn unreachable_result_api_makes_the_job_retry_with_backoff() {
     let q = queue.queue.clone();
     let delayed = eventually(Duration::from_secs(10), || {
         let q = q.clone();
-        async move { q.stats(TRANSCRIBE_QUEUE).await.unwrap().delayed == 1 }
+        async move { q.stats(TranscribeJob::QUEUE).await.unwrap().delayed == 1 }
     })
     .await;
     let _ = tx.send(());
@@ -192,8 +192,15 @@ async fn unreachable_result_api_makes_the_job_retry_with_backoff() {
     assert!(delayed, "job not delayed; summary {summary:?}");
     assert_eq!(summary.failed, 1);
     assert_eq!(summary.succeeded, 0);
-    assert_eq!(queue.queue.stats(NOTIFY_QUEUE).await.unwrap().ready, 0);
-    assert!(queue.queue.dead(TRANSCRIBE_QUEUE).await.unwrap().is_empty());
+    assert_eq!(queue.queue.stats(NotifyJob::QUEUE).await.unwrap().ready, 0);
+    assert!(
+        queue
+            .queue
+            .dead(TranscribeJob::QUEUE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -206,7 +213,7 @@ async fn audio_that_cannot_be_fetched_is_reported_failed_and_notified() {
     let id = platform
         .submit(SUBMITTER_EMAIL, &format!("http://{host}/status/404"))
         .await;
-    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
+    let job = take_job(queue.queue.as_ref(), TranscribeJob::QUEUE).await;
 
     transcriber.handler().handle(&job).await.unwrap();
 
@@ -236,7 +243,7 @@ async fn private_audio_urls_are_refused_by_default() {
     let id = platform
         .submit(SUBMITTER_EMAIL, &format!("http://{host}/audio"))
         .await;
-    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
+    let job = take_job(queue.queue.as_ref(), TranscribeJob::QUEUE).await;
 
     transcriber.handler().handle(&job).await.unwrap();
 
@@ -293,7 +300,7 @@ async fn a_revoked_worker_token_is_replaced_after_the_401() {
     let id = platform
         .submit(SUBMITTER_EMAIL, &format!("http://{host}/audio"))
         .await;
-    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
+    let job = take_job(queue.queue.as_ref(), TranscribeJob::QUEUE).await;
     let handler = transcriber.handler();
     let handling = tokio::spawn(async move { handler.handle(&job).await });
 
@@ -343,17 +350,17 @@ async fn a_job_without_a_record_is_acknowledged_as_obsolete_not_dead_lettered() 
     };
     queue
         .queue
-        .enqueue_job(TRANSCRIBE_QUEUE, job.to_job().unwrap())
+        .enqueue_job(TranscribeJob::QUEUE, job.to_job().unwrap())
         .await
         .unwrap();
-    let envelope = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
+    let envelope = take_job(queue.queue.as_ref(), TranscribeJob::QUEUE).await;
 
     transcriber
         .handler()
         .handle(&envelope)
         .await
         .expect("an obsolete job is acknowledged");
-    assert_eq!(queue.queue.stats(NOTIFY_QUEUE).await.unwrap().ready, 0);
+    assert_eq!(queue.queue.stats(NotifyJob::QUEUE).await.unwrap().ready, 0);
 }
 
 #[tokio::test]
@@ -366,7 +373,7 @@ async fn a_redelivered_job_of_a_final_transcription_changes_nothing_and_notifies
     let id = platform
         .submit(SUBMITTER_EMAIL, &format!("http://{host}/audio"))
         .await;
-    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
+    let job = take_job(queue.queue.as_ref(), TranscribeJob::QUEUE).await;
 
     transcriber.handler().handle(&job).await.unwrap();
     let first = platform.transcription(id).await;
@@ -378,7 +385,7 @@ async fn a_redelivered_job_of_a_final_transcription_changes_nothing_and_notifies
     assert_eq!(first["status"], "completed", "{first}");
     assert_eq!(first, second, "the redelivery changed the record");
     assert_eq!(
-        queue.queue.stats(NOTIFY_QUEUE).await.unwrap().ready,
+        queue.queue.stats(NotifyJob::QUEUE).await.unwrap().ready,
         1,
         "the second notify-<id> is deduplicated by the queue"
     );
@@ -396,7 +403,7 @@ async fn wrong_client_secret_is_a_transient_failure() {
     let id = platform
         .submit(SUBMITTER_EMAIL, "http://203.0.113.1/a")
         .await;
-    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
+    let job = take_job(queue.queue.as_ref(), TranscribeJob::QUEUE).await;
 
     let err = transcriber.handler().handle(&job).await.unwrap_err();
     assert!(
@@ -423,7 +430,7 @@ async fn a_worker_client_without_the_report_scope_gets_no_token_and_retries() {
     let id = platform
         .submit(SUBMITTER_EMAIL, "http://203.0.113.1/a")
         .await;
-    let job = take_job(queue.queue.as_ref(), TRANSCRIBE_QUEUE).await;
+    let job = take_job(queue.queue.as_ref(), TranscribeJob::QUEUE).await;
 
     let err = transcriber.handler().handle(&job).await.unwrap_err();
     assert!(
@@ -458,7 +465,7 @@ async fn a_token_without_the_report_scope_is_refused_by_the_api_and_the_job_dead
     let q = queue.queue.clone();
     let dead = eventually(Duration::from_secs(20), || {
         let q = q.clone();
-        async move { q.stats(TRANSCRIBE_QUEUE).await.unwrap().dead == 1 }
+        async move { q.stats(TranscribeJob::QUEUE).await.unwrap().dead == 1 }
     })
     .await;
     let _ = tx.send(());
@@ -469,13 +476,13 @@ async fn a_token_without_the_report_scope_is_refused_by_the_api_and_the_job_dead
     // first delivery, with nobody told, and the record untouched.
     assert_eq!(summary.failed, 1, "{summary:?}");
     assert_eq!(summary.succeeded, 0, "{summary:?}");
-    let entry = &queue.queue.dead(TRANSCRIBE_QUEUE).await.unwrap()[0];
+    let entry = &queue.queue.dead(TranscribeJob::QUEUE).await.unwrap()[0];
     assert_eq!(entry.id, id.to_string());
     assert_eq!(entry.attempt, 1, "buried, not retried: {entry:?}");
     assert!(entry.reason.contains("HTTP 403"), "{entry:?}");
     assert_eq!(platform.status(id).await, "queued");
     assert_eq!(
-        queue.queue.stats(NOTIFY_QUEUE).await.unwrap(),
+        queue.queue.stats(NotifyJob::QUEUE).await.unwrap(),
         QueueStats::default()
     );
 }

@@ -6,13 +6,23 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use job_queue::{Envelope, ReliableQueue};
+use job_queue::{Envelope, Job, ReliableQueue};
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use worker::{JobError, JobHandler, RunConfig, WorkerLoop};
 
 use crate::helpers::{RedisTestQueue, TestQueue, eventually};
 
 const QUEUE: &str = "work";
+
+/// The jobs of these tests: kind `test`, payload `{"n": …}`.
+#[derive(Serialize, Deserialize)]
+struct TestJob {}
+
+impl Job for TestJob {
+    const JOB_NAME: &'static str = "test";
+    const QUEUE: &'static str = QUEUE;
+}
 
 /// Sleeps `work` per job, counting starts, finishes and dead jobs; fails when `fail` is set.
 struct TestHandler {
@@ -39,11 +49,9 @@ impl TestHandler {
 
 #[async_trait]
 impl JobHandler for TestHandler {
-    fn kind(&self) -> &'static str {
-        "test"
-    }
+    type Job = TestJob;
 
-    async fn handle(&self, _job: &Envelope) -> Result<(), JobError> {
+    async fn perform(&self, _job: TestJob, _envelope: &Envelope) -> Result<(), JobError> {
         self.started.fetch_add(1, Ordering::SeqCst);
         self.first_start.notify_one();
         tokio::time::sleep(self.work).await;
@@ -55,7 +63,7 @@ impl JobHandler for TestHandler {
         }
     }
 
-    async fn on_dead(&self, _job: &Envelope, _error: &JobError) {
+    async fn on_dead(&self, _job: TestJob, _envelope: &Envelope, _error: &JobError) {
         self.dead.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -182,11 +190,9 @@ struct Rendezvous {
 
 #[async_trait]
 impl JobHandler for Rendezvous {
-    fn kind(&self) -> &'static str {
-        "test"
-    }
+    type Job = TestJob;
 
-    async fn handle(&self, _job: &Envelope) -> Result<(), JobError> {
+    async fn perform(&self, _job: TestJob, _envelope: &Envelope) -> Result<(), JobError> {
         match tokio::time::timeout(Duration::from_secs(30), self.barrier.wait()).await {
             Ok(_) => Ok(()),
             Err(_) => Err(JobError::Permanent(
