@@ -4,13 +4,12 @@
 
 use std::path::Path;
 
-use auth_server::passwords::PasswordPool;
-use auth_server::secrets::{SecretHasher, generate_client_secret};
-use auth_server::store::{Client, GrantType, Scope, Store, StoreError, User};
+use auth_server::admin::{Admin, AdminError, NewClient, NewUser};
+use auth_server::config::SystemSecrets;
+use auth_server::model::GrantType;
 use contracts::scopes::{self, TRANSCRIPTIONS_READ, TRANSCRIPTIONS_REPORT, TRANSCRIPTIONS_WRITE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// What a newcomer needs to call the stack, as written to `demo-credentials.json`.
@@ -36,10 +35,11 @@ impl std::fmt::Debug for DemoCredentials {
     }
 }
 
+/// Why the demo set-up failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Admin(#[from] AdminError),
     #[error("{0}")]
     Setup(String),
     #[error("{path}: {source}")]
@@ -49,12 +49,11 @@ pub enum DemoError {
     },
 }
 
-/// Reads the credentials of an earlier start, or creates scopes, clients and user and writes
-/// them. Returns the credentials and whether they were created now.
+/// Reads the credentials of an earlier start, or registers scopes, clients and user through
+/// the auth server's admin layer and writes them. Returns the credentials and whether they were
+/// created now.
 pub async fn ensure(
-    store: &dyn Store,
-    hasher: &SecretHasher,
-    passwords: &PasswordPool,
+    admin: &Admin,
     file: &Path,
     auth_url: &str,
     api_url: &str,
@@ -65,61 +64,37 @@ pub async fn ensure(
     };
     if let Ok(text) = std::fs::read(file)
         && let Ok(mut existing) = serde_json::from_slice::<DemoCredentials>(&text)
-        && store.find_client(&existing.client_id).await?.is_some()
     {
-        existing.auth_url = auth_url.to_owned();
-        existing.api_url = api_url.to_owned();
-        return Ok((existing, false));
-    }
-    let now = OffsetDateTime::now_utc();
-    let existing: Vec<String> = store
-        .list_scopes()
-        .await?
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
-    for (name, description) in scopes::ALL {
-        if !existing.iter().any(|s| s == name) {
-            let scope = Scope {
-                name: name.to_owned(),
-                description: description.to_owned(),
-                created_at: now,
-            };
-            store.create_scope(&scope).await?;
+        match admin.client(&existing.client_id).await {
+            Ok(_) => {
+                existing.auth_url = auth_url.to_owned();
+                existing.api_url = api_url.to_owned();
+                return Ok((existing, false));
+            }
+            // A database reset under the file: register anew.
+            Err(AdminError::ClientNotFound(_)) => {}
+            Err(err) => return Err(err.into()),
         }
     }
-    let secret = || generate_client_secret().map_err(|e| DemoError::Setup(e.to_string()));
-    let new_client = |name: &str, scopes: &[&str], grants: &[GrantType], secret: &str| Client {
-        id: Uuid::new_v4().to_string(),
-        name: name.to_owned(),
-        secret_hash: hasher.hash(secret),
-        grant_types: grants.iter().copied().collect(),
-        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-        disabled: false,
-        created_at: now,
-    };
-    let app_secret = secret()?;
-    let app = new_client(
-        "demo app",
-        &[TRANSCRIPTIONS_WRITE, TRANSCRIPTIONS_READ],
-        &[
-            GrantType::ClientCredentials,
-            GrantType::Password,
-            GrantType::RefreshToken,
-        ],
-        app_secret.expose_secret(),
-    );
-    store.create_client(&app).await?;
-    let worker_secret = secret()?;
-    let worker = new_client(
-        "worker",
-        &[TRANSCRIPTIONS_REPORT],
-        &[GrantType::ClientCredentials],
-        worker_secret.expose_secret(),
-    );
-    store.create_client(&worker).await?;
+    admin.ensure_scopes(&scopes::ALL).await?;
+    let app = admin
+        .register_client(NewClient::new(
+            "demo app",
+            [TRANSCRIPTIONS_WRITE, TRANSCRIPTIONS_READ],
+            [GrantType::ClientCredentials, GrantType::Password],
+        ))
+        .await?;
+    let worker = admin
+        .register_client(NewClient::new(
+            "worker",
+            [TRANSCRIPTIONS_REPORT],
+            [GrantType::ClientCredentials],
+        ))
+        .await?;
 
-    let password = secret()?
+    // 20 characters of a fresh random secret (base64url).
+    let password = SystemSecrets::generate_secret()
+        .map_err(|e| DemoError::Setup(e.to_string()))?
         .expose_secret()
         .chars()
         .take(20)
@@ -129,32 +104,20 @@ pub async fn ensure(
         &Uuid::new_v4().simple().to_string()[..8]
     );
     // On the auth server's hashing threads: no 19 MiB allocation of its own.
-    let password_hash = passwords
-        .hash(SecretString::from(password.clone()))
-        .await
-        .map_err(|e| DemoError::Setup(e.to_string()))?;
-    let user = User {
-        id: Uuid::new_v4().to_string(),
-        email: email.clone(),
-        password_hash,
-        permissions: [TRANSCRIPTIONS_WRITE, TRANSCRIPTIONS_READ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
-        disabled: false,
-        created_at: now,
-    };
-    store.create_user(&user).await?;
+    let user = NewUser::new(&email, [TRANSCRIPTIONS_WRITE, TRANSCRIPTIONS_READ])?;
+    admin
+        .register_user(user, SecretString::from(password.clone()))
+        .await?;
 
     let credentials = DemoCredentials {
         auth_url: auth_url.to_owned(),
         api_url: api_url.to_owned(),
-        client_id: app.id,
-        client_secret: app_secret.expose_secret().to_owned(),
+        client_id: app.client.id,
+        client_secret: app.secret.expose_secret().to_owned(),
         user_email: email,
         user_password: password,
-        worker_client_id: worker.id,
-        worker_client_secret: worker_secret.expose_secret().to_owned(),
+        worker_client_id: worker.client.id,
+        worker_client_secret: worker.secret.expose_secret().to_owned(),
     };
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
@@ -162,7 +125,6 @@ pub async fn ensure(
     let _ = std::fs::remove_file(file);
     let json =
         serde_json::to_vec_pretty(&credentials).map_err(|e| DemoError::Setup(e.to_string()))?;
-    auth_server::keys::write_private_file(file, &json)
-        .map_err(|e| DemoError::Setup(e.to_string()))?;
+    crate::write_private_file(file, &json).map_err(io)?;
     Ok((credentials, true))
 }

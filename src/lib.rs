@@ -17,10 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use auth_server::config::ServerConfig;
-use auth_server::sealed::SystemSecrets;
-use auth_server::secrets::generate_client_secret;
-use auth_server::store::Store;
+use auth_server::Revocations;
+use auth_server::config::{ServerConfig, SystemSecrets};
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::routing::get;
@@ -274,9 +272,8 @@ impl Stack {
             .context("starting the auth server")?;
         let auth_url = format!("http://{}", auth.local_addr());
         let issuer = auth.issuer().to_owned();
-        let auth_store = auth.store();
-        let auth_tokens = auth.tokens();
-        let hasher = auth.secret_hasher();
+        let auth_admin = auth.admin();
+        let auth_revocations = auth.revocations();
         stages
             .servers
             .spawn(|stopping| async move { Ok(auth.run_until(stopping).await?) });
@@ -303,10 +300,10 @@ impl Stack {
             ),
             None => {
                 let list = Arc::new(StaticRevocationList::new());
-                let (store, copy) = (auth_store.clone(), list.clone());
+                let copy = list.clone();
                 stages
                     .background
-                    .spawn(|stopping| mirror_revocations(store, copy, stopping));
+                    .spawn(|stopping| mirror_revocations(auth_revocations, copy, stopping));
                 list
             }
         };
@@ -332,15 +329,8 @@ impl Stack {
 
         // The demo client and user (first start), then the workers with the worker's client.
         let credentials_file = config.data_dir.join("demo-credentials.json");
-        let (credentials, created) = demo::ensure(
-            auth_store.as_ref(),
-            &hasher,
-            &auth_tokens.passwords,
-            &credentials_file,
-            &auth_url,
-            &api_url,
-        )
-        .await?;
+        let (credentials, created) =
+            demo::ensure(&auth_admin, &credentials_file, &auth_url, &api_url).await?;
 
         let worker_credentials = ClientCredentials {
             token_url: format!("{auth_url}/oauth/token"),
@@ -479,32 +469,24 @@ async fn auth_secrets(config: &StackConfig, auth_db: &str) -> anyhow::Result<Sys
     if file.exists() {
         return read(&file);
     }
-    let store = auth_server::store::connect(auth_db)
+    if auth_server::admin::is_sealed(auth_db)
         .await
-        .context("opening the auth database")?;
-    store
-        .migrate()
-        .await
-        .context("migrating the auth database")?;
-    if auth_server::vault::is_initialised(store.as_ref()).await? {
+        .context("opening the auth database")?
+    {
         anyhow::bail!(
             "{} is missing, but the auth database is encrypted with a secret: restore the file, pass --auth-secrets (AUTH_SECRETS), or start fresh with --reset",
             file.display()
         );
     }
     let secret = SystemSecrets::generate_secret()?;
-    match auth_server::keys::write_private_file(&file, secret.expose_secret().as_bytes()) {
+    match write_private_file(&file, secret.expose_secret().as_bytes()) {
         Ok(()) => {
             tracing::info!(file = %file.display(), "fresh auth database: generated its AUTH_SECRETS");
             read(&file)
         }
         // Another stack on this data directory wrote it first.
-        Err(auth_server::keys::KeyError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::AlreadyExists =>
-        {
-            read(&file)
-        }
-        Err(err) => Err(err.into()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => read(&file),
+        Err(err) => Err(err).with_context(|| format!("writing {}", file.display())),
     }
 }
 
@@ -517,8 +499,9 @@ fn job_signing_key(config: &StackConfig) -> anyhow::Result<SigningKey> {
     let secret = match std::fs::read_to_string(&file) {
         Ok(text) => text.trim().to_owned(),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let secret = generate_client_secret()?.expose_secret().to_owned();
-            auth_server::keys::write_private_file(&file, secret.as_bytes())?;
+            let secret = SystemSecrets::generate_secret()?.expose_secret().to_owned();
+            write_private_file(&file, secret.as_bytes())
+                .with_context(|| format!("writing {}", file.display()))?;
             secret
         }
         Err(err) => return Err(err).with_context(|| format!("reading {}", file.display())),
@@ -526,10 +509,26 @@ fn job_signing_key(config: &StackConfig) -> anyhow::Result<SigningKey> {
     SigningKey::new(secret.as_bytes()).with_context(|| format!("the key in {}", file.display()))
 }
 
+/// Writes `contents` to a new file (refused if it exists) readable by the owner only (mode
+/// 0600 whatever the umask), and syncs it.
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
 /// Without Redis, copies the auth server's deny-list (revoked jtis and the per-user and
 /// per-client cutoffs) into the API's revocation list every second.
 async fn mirror_revocations(
-    store: Arc<dyn Store>,
+    revocations: Revocations,
     list: Arc<StaticRevocationList>,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -541,19 +540,12 @@ async fn mirror_revocations(
             _ = ticks.tick() => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
                 let now = i64::try_from(now).unwrap_or(i64::MAX);
-                let read = async {
-                    Ok::<_, auth_server::store::StoreError>((
-                        // Kept until a verifier's largest leeway past `exp` has passed.
-                        store.denied_access_tokens(auth_server::revocation::purge_before(now)).await?,
-                        store.revoked_subjects(now).await?,
-                    ))
-                };
-                match read.await {
-                    Ok((denied, cutoffs)) => {
-                        for (jti, expires_at) in denied {
+                match revocations.in_force(now).await {
+                    Ok(in_force) => {
+                        for (jti, expires_at) in in_force.denied {
                             list.insert(jti, u64::try_from(expires_at).unwrap_or_default());
                         }
-                        for cutoff in cutoffs {
+                        for cutoff in in_force.cutoffs {
                             list.insert_cutoff(
                                 cutoff.kind,
                                 cutoff.subject,

@@ -1,6 +1,6 @@
 //! `stack --reset`: removes what earlier runs of the stack created, and nothing else.
 //!
-//! The stack's own files are a fixed list ([`classify`], and the README's *The stack's
+//! The stack's own files are a fixed list (`classify`, and the README's *The stack's
 //! settings*): in the data directory the SQLite databases with their `-wal`/`-shm`/`-journal`
 //! companions, `demo-credentials.json`, `job-signing-key`, `auth-secrets`, the outbox's
 //! `<transcription id>.eml` files (and `.tmp-<hex>` left by an interrupted write) and the
@@ -36,7 +36,7 @@ pub const DATA_FILES: [&str; 3] = ["demo-credentials.json", "job-signing-key", "
 const OUTBOX_DIR: &str = "outbox";
 const SCRATCH_DIR: &str = "scratch";
 /// The client-secret pepper generated into the keys directory (old layout).
-const PEPPER_FILE: &str = auth_server::secrets::PEPPER_NAME;
+const PEPPER_FILE: &str = auth_server::config::LEGACY_PEPPER_FILE;
 /// Committed files of `./keys/`: neither the stack's to delete nor foreign.
 const KEYS_COMMITTED: [&str; 2] = ["README.md", ".gitignore"];
 
@@ -296,7 +296,7 @@ pub async fn reset(config: &StackConfig, yes: bool) -> Result<Report, ResetError
 /// Redis or in `queue.db`, never in PostgreSQL).
 fn postgres_migrators() -> [sqlx::migrate::Migrator; 2] {
     [
-        auth_server::store::PostgresStore::migrator(),
+        auth_server::postgres_migrations(),
         transcription_api::store::PostgresStore::migrator(),
     ]
 }

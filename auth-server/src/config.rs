@@ -11,14 +11,20 @@ use secrecy::SecretString;
 
 use crate::clock::{Clock, SystemClock};
 use crate::grants::checkpoint::Checkpoints;
-use crate::sealed::{SealError, SystemSecrets};
-use crate::throttle::ThrottlePolicy;
+use crate::sealed::SealError;
+
+pub use crate::sealed::SystemSecrets;
+pub use crate::throttle::ThrottlePolicy;
 
 /// Default prefix of a deployment's Redis keys.
 pub const DEFAULT_REDIS_PREFIX: &str = "transcribe";
 
 /// Default SQLite database of the auth server.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/auth-server.db";
+
+/// The file holding the client-secret pepper in the keys directory of versions before
+/// migration 0005 (`KEYS_DIR`, an import source only; beside it each key's `<kid>.pem`).
+pub const LEGACY_PEPPER_FILE: &str = crate::secrets::PEPPER_NAME;
 
 /// Flags shared by `serve` and the admin commands.
 #[derive(Debug, Clone, Args)]
@@ -126,7 +132,7 @@ pub struct ServeArgs {
 pub struct ServerConfig {
     pub bind: SocketAddr,
     pub database_url: String,
-    /// `AUTH_SECRETS`: opens the database's sealed contents ([`crate::vault`]); required.
+    /// `AUTH_SECRETS`: opens the database's sealed contents ([`crate::sealed`]); required.
     pub secrets: Option<SystemSecrets>,
     /// Import source only: the keys directory of an earlier version.
     pub keys_dir: PathBuf,

@@ -25,64 +25,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::clock::Clock;
+use crate::model::{KeyAlgorithm, KeyRecord, KeyState, StoredKey};
 use crate::sealed::{Purpose, SealError, SystemSecrets};
-use crate::store::{KeyRecord, Store, StoreError, StoredKey};
-
-/// JWS algorithms a signing key can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum KeyAlgorithm {
-    ES256,
-    RS256,
-    EdDSA,
-}
-
-impl KeyAlgorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyAlgorithm::ES256 => "ES256",
-            KeyAlgorithm::RS256 => "RS256",
-            KeyAlgorithm::EdDSA => "EdDSA",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<KeyAlgorithm> {
-        [
-            KeyAlgorithm::ES256,
-            KeyAlgorithm::RS256,
-            KeyAlgorithm::EdDSA,
-        ]
-        .into_iter()
-        .find(|alg| alg.as_str() == value)
-    }
-}
-
-/// Life-cycle state of a signing key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyState {
-    /// Published in the JWKS, not yet signing.
-    Next,
-    /// Signs new tokens; exactly one at a time.
-    Active,
-    /// No longer signs; published until the tokens it signed have expired.
-    Retired,
-}
-
-impl KeyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Next => "next",
-            KeyState::Active => "active",
-            KeyState::Retired => "retired",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<KeyState> {
-        [KeyState::Next, KeyState::Active, KeyState::Retired]
-            .into_iter()
-            .find(|state| state.as_str() == value)
-    }
-}
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -308,25 +253,6 @@ fn new_kid() -> Result<String, KeyError> {
     }
 }
 
-/// Writes `contents` to a new file readable by the owner only.
-pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
-    use std::io::Write;
-    let io = |source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(contents).map_err(io)?;
-    file.sync_all().map_err(io)
-}
-
 /// Decrypts the private key of a stored key (PKCS#8 DER).
 pub fn open_private_key(
     secrets: &SystemSecrets,
@@ -376,7 +302,7 @@ async fn insert_sealed(
 }
 
 /// Generates a key and records it, private key sealed, in `state`.
-pub async fn generate_key(
+pub(crate) async fn generate_key(
     store: &dyn Store,
     secrets: &SystemSecrets,
     alg: KeyAlgorithm,
@@ -386,11 +312,12 @@ pub async fn generate_key(
     insert_sealed(store, secrets, alg, state, der.expose_secret()).await
 }
 
-/// Adds the PKCS#8 PEM private key in `path` as the `next` key. Its algorithm is `alg`, or
-/// the one the key is for when `None`.
-pub async fn import_pem(
+/// Adds the PKCS#8 PEM private key `pem` (read from `path`, which errors name) as the `next`
+/// key. Its algorithm is `alg`, or the one the key is for when `None`.
+pub(crate) async fn import_pem(
     store: &dyn Store,
     secrets: &SystemSecrets,
+    pem: &[u8],
     path: &Path,
     alg: Option<KeyAlgorithm>,
 ) -> Result<KeyRecord, KeyError> {
@@ -398,11 +325,7 @@ pub async fn import_pem(
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read(path).map_err(|source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let der = pkcs8_from_pem(&text).map_err(unusable)?;
+    let der = pkcs8_from_pem(pem).map_err(unusable)?;
     let der = der.expose_secret();
     let alg = match alg {
         Some(alg) if SigningKey::from_pkcs8("", alg, der).is_some() => alg,
@@ -422,7 +345,7 @@ pub async fn import_pem(
     insert_sealed(store, secrets, alg, KeyState::Next, der).await
 }
 
-/// Outcome of [`rotate`].
+/// Outcome of a rotation ([`Admin::rotate_keys`](crate::admin::Admin::rotate_keys)).
 #[derive(Debug, Serialize)]
 pub struct Rotation {
     /// The key that now signs.
@@ -437,7 +360,7 @@ pub struct Rotation {
 
 /// Promotes the next key to active (generating one if none exists), retires the active key
 /// and generates a new next key so the following rotation is announced in advance.
-pub async fn rotate(
+pub(crate) async fn rotate(
     store: &dyn Store,
     secrets: &SystemSecrets,
     alg: KeyAlgorithm,
@@ -468,7 +391,7 @@ pub async fn rotate(
 }
 
 /// Retires a key that is not the active one.
-pub async fn retire(store: &dyn Store, kid: &str) -> Result<(), KeyError> {
+pub(crate) async fn retire(store: &dyn Store, kid: &str) -> Result<(), KeyError> {
     let keys = store.list_keys().await?;
     match keys.iter().find(|k| k.kid == kid) {
         None => Err(KeyError::UnknownKid(kid.to_owned())),
@@ -482,7 +405,7 @@ pub async fn retire(store: &dyn Store, kid: &str) -> Result<(), KeyError> {
 
 /// Makes sure an active key exists, generating an ES256 one into the store if not; returns its
 /// kid when one was generated.
-pub async fn ensure_active_key(
+pub(crate) async fn ensure_active_key(
     store: &dyn Store,
     secrets: &SystemSecrets,
 ) -> Result<Option<String>, KeyError> {

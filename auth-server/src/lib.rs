@@ -1,22 +1,32 @@
 //! The OAuth2 authorization server: issues JWT access tokens, publishes its keys as JWKS and
 //! is administered through a CLI. [`Application::build`] binds a ready server; `main` is thin.
+//!
+//! What other crates use: [`Application`] and its [`config`], the [`admin`] layer (every
+//! operator operation, with its rules) and the records of the [`model`]; [`cli`] for the
+//! binary. The [`store`], the signing [`keys`], [`sealed`] (the `AUTH_SECRETS` format),
+//! [`grants`] (the token service, its counters and checkpoints) and [`clock`] stay public for
+//! the tests, which check what lies below the HTTP API (the store conformance suite, key
+//! rotation, races) and forge tokens with a published key (test-support's `TestAuthServer`).
+//! Everything else is private.
 
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod grants;
 mod http;
-pub mod identifiers;
-pub mod issuer;
+mod identifiers;
+mod issuer;
 pub mod keys;
-pub mod passwords;
-pub mod revocation;
+pub mod model;
+mod passwords;
+mod revocation;
 pub mod sealed;
-pub mod secrets;
+mod secrets;
 pub mod store;
 pub mod telemetry;
-pub mod throttle;
-pub mod vault;
+mod throttle;
+mod vault;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,27 +42,33 @@ use grants::refresh::RefreshTokens;
 use issuer::TokenIssuer;
 use keys::{KeyError, KeyRing};
 use passwords::{PasswordError, PasswordPool};
-use revocation::{DenyList, DenyListError, VERIFIER_LEEWAY};
+use revocation::{DenyList, DenyListError};
 use sealed::SystemSecrets;
-use secrets::{SecretHasher, SecretsError};
+use secrets::SecretsError;
 use store::{Store, StoreError};
 use throttle::LoginThrottle;
-use vault::{LegacySources, OpenOptions, Vault, VaultError};
+use vault::{LegacySources, OpenOptions, VaultError};
+
+use admin::Admin;
 
 /// How often a running server re-reads its signing keys (to see CLI rotations), unless
 /// [`ServerConfig::key_reload_interval`] says otherwise.
 pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
+pub use revocation::{
+    REPUBLISH_INTERVAL, RETENTION_AFTER_EXP, Revocations, RevocationsInForce, VERIFIER_LEEWAY,
+};
+
 /// Shared state of the HTTP handlers; cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub keys: Arc<KeyRing>,
-    pub tokens: Arc<TokenService>,
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: Arc<KeyRing>,
+    pub(crate) tokens: Arc<TokenService>,
     /// The `iss` value and base URL of the metadata.
-    pub issuer: Arc<str>,
+    pub(crate) issuer: Arc<str>,
     /// Renders `GET /metrics`; `None` answers 404.
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Why the server could not start.
@@ -81,14 +97,16 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    vault: Vault,
+    admin: Admin,
+    secrets: SystemSecrets,
     key_reload_interval: Duration,
 }
 
 impl Application {
-    /// Opens the database with `AUTH_SECRETS` ([`vault::open`]: migrations, the one-time
-    /// import of an earlier version's keys directory, the secret checked), loads (or first
-    /// generates) the signing keys and binds the listener.
+    /// Opens the database with `AUTH_SECRETS` by the rules every process follows (as
+    /// [`Admin::open_sealed`] does: migrations, the one-time import of an earlier version's
+    /// keys directory, the secret checked), loads (or first generates) the signing keys and
+    /// binds the listener.
     pub async fn build(config: ServerConfig) -> Result<Application, StartError> {
         let grace = config.access_token_ttl + VERIFIER_LEEWAY;
         let vault = vault::open(
@@ -159,8 +177,9 @@ impl Application {
             issuer: token_issuer,
             store: store.clone(),
             keys: keys.clone(),
-            passwords: PasswordPool::new(config.password_hash_threads, config.password_hash_queue)
-                .await?,
+            passwords: Arc::new(
+                PasswordPool::new(config.password_hash_threads, config.password_hash_queue).await?,
+            ),
             throttle: LoginThrottle::new(
                 store.clone(),
                 config.throttle.clone(),
@@ -169,7 +188,7 @@ impl Application {
             deny_list,
             refresh: RefreshTokens::new(
                 store.clone(),
-                hasher,
+                hasher.clone(),
                 config.refresh_token_ttl,
                 config.refresh_grace,
                 config.clock.clone(),
@@ -177,6 +196,14 @@ impl Application {
             rules,
             checkpoints: config.checkpoints.clone(),
         });
+        let admin = Admin::of_server(
+            store.clone(),
+            vault.secrets.clone(),
+            hasher,
+            tokens.passwords.clone(),
+            tokens.deny_list.clone(),
+            config.access_token_ttl,
+        );
         Ok(Application {
             listener,
             state: AppState {
@@ -186,7 +213,8 @@ impl Application {
                 issuer,
                 metrics: config.metrics,
             },
-            vault,
+            admin,
+            secrets: vault.secrets,
             key_reload_interval: config.key_reload_interval,
         })
     }
@@ -203,19 +231,21 @@ impl Application {
         self.state.tokens.clone()
     }
 
-    /// The store the server runs on (to register clients and users beside it).
-    pub fn store(&self) -> Arc<dyn Store> {
-        self.state.store.clone()
+    /// The admin operations on this server's database ([`admin`]): its pepper, its password
+    /// hashing pool and its deny-list, so what they revoke reaches this server at once.
+    pub fn admin(&self) -> Admin {
+        self.admin.clone()
     }
 
-    /// The pepper client secrets are hashed with (to register clients beside the server).
-    pub fn secret_hasher(&self) -> SecretHasher {
-        self.vault.hasher.clone()
+    /// The revocations in force, as resource servers in the same process apply them (for one
+    /// that cannot read the Redis mirror).
+    pub fn revocations(&self) -> Revocations {
+        self.state.tokens.deny_list.in_force_reader()
     }
 
-    /// The secrets that open the database (to generate or import keys beside the server).
+    /// The secrets that open the database (tests read what they seal).
     pub fn secrets(&self) -> SystemSecrets {
-        self.vault.secrets.clone()
+        self.secrets.clone()
     }
 
     /// The key ring the server signs with (tests reload it after rotating keys).
@@ -268,6 +298,12 @@ impl Application {
         let _ = reloader.await;
         result
     }
+}
+
+/// The PostgreSQL migrations the server applies, for tools that must know what they create
+/// (the stack's `--reset` drops exactly the tables they create).
+pub fn postgres_migrations() -> sqlx::migrate::Migrator {
+    store::PostgresStore::migrator()
 }
 
 /// The services' one stop signal (SIGINT or SIGTERM), see [`plumbing::shutdown_signal`].

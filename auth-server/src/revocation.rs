@@ -21,14 +21,15 @@ use redis::aio::ConnectionManager;
 use time::OffsetDateTime;
 use token_guard::{CutoffKind, Revocation, RevocationSubject, is_revoked_by};
 
-use crate::store::{Families, FamilyOwner, Store, StoreError, SubjectCutoff};
+use crate::model::{Families, FamilyOwner, SubjectCutoff};
+use crate::store::{Store, StoreError};
 
 /// Leeway resource servers allow on `exp`: retired signing keys stay published this much
 /// longer than the tokens they signed.
 pub const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
 
 /// How often a running server copies the store's revocations into Redis again
-/// ([`DenyList::republish`]).
+/// (the deny-list's `republish`).
 pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long past the `exp` of the last token it covers a revocation is kept: the largest
@@ -36,6 +37,7 @@ pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
 /// still accept a token whose revocation was already dropped.
 pub const RETENTION_AFTER_EXP: Duration = token_guard::MAX_LEEWAY;
 
+/// Why a revocation could not be written (or the deny-list opened).
 #[derive(Debug, thiserror::Error)]
 pub enum DenyListError {
     #[error(transparent)]
@@ -107,8 +109,9 @@ impl DenyList {
         if self.redis.is_none() {
             return Ok(());
         }
-        let mut members = self.store.denied_access_tokens(purge_before(now)).await?;
-        for cutoff in self.store.revoked_subjects(now).await? {
+        let in_force = self.in_force_reader().in_force(now).await?;
+        let mut members = in_force.denied;
+        for cutoff in in_force.cutoffs {
             let member = Revocation::Cutoff {
                 kind: cutoff.kind,
                 subject: cutoff.subject,
@@ -118,6 +121,13 @@ impl DenyList {
         }
         // Guards poll the set; announcing thousands of old entries would only wake them.
         self.write_redis(&members, now, false).await
+    }
+
+    /// A reader of what this deny-list holds.
+    pub fn in_force_reader(&self) -> Revocations {
+        Revocations {
+            store: self.store.clone(),
+        }
     }
 
     /// Adds `members` (member, until) to the Redis set, drops expired ones and announces it.
@@ -313,6 +323,34 @@ impl DenyList {
             .subject_cutoff(CutoffKind::Client, token.client_id, now)
             .await?;
         Ok(is_revoked_by(token, denied, cutoff(sub), cutoff(client)))
+    }
+}
+
+/// Reads the revocations in force from the store, the source of truth, for resource servers in
+/// the same process that cannot read the Redis mirror; cheap to clone.
+#[derive(Clone)]
+pub struct Revocations {
+    store: Arc<dyn Store>,
+}
+
+/// Every revocation in force at one moment, as a resource server applies them
+/// ([`token_guard::is_revoked_by`]).
+#[derive(Debug, Clone, Default)]
+pub struct RevocationsInForce {
+    /// Denied access tokens, `(jti, exp)` (unix seconds), kept until
+    /// [`RETENTION_AFTER_EXP`] past `exp`.
+    pub denied: Vec<(String, i64)>,
+    /// The "not valid before" cutoffs of users and clients.
+    pub cutoffs: Vec<SubjectCutoff>,
+}
+
+impl Revocations {
+    /// What is in force at `now` (unix seconds).
+    pub async fn in_force(&self, now: i64) -> Result<RevocationsInForce, StoreError> {
+        Ok(RevocationsInForce {
+            denied: self.store.denied_access_tokens(purge_before(now)).await?,
+            cutoffs: self.store.revoked_subjects(now).await?,
+        })
     }
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::store::{
-    LockRule, LoginAttempt, Release, ReleasedAttempt, Store, StoreError, ThrottleKey,
-    normalize_username,
+use crate::model::{
+    LockRule, LoginAttempt, Release, ReleasedAttempt, ThrottleKey, normalize_username,
 };
+use crate::store::{Store, StoreError};
 
 /// Lock-out policy.
 #[derive(Debug, Clone)]

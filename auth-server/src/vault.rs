@@ -295,7 +295,7 @@ pub async fn is_initialised(store: &dyn Store) -> Result<bool, StoreError> {
         .any(|key| key.sealed_private_key.is_some()))
 }
 
-/// Outcome of [`reencrypt`].
+/// Outcome of re-encrypting ([`Admin::reencrypt`](crate::admin::Admin::reencrypt)).
 #[derive(Debug, Default, Serialize)]
 pub struct Reencryption {
     /// Blobs now sealed with the first secret that were not before.

@@ -1,21 +1,19 @@
 //! [`TestAuthServer`]: a real auth server for the tests of the crates around it (feature
 //! `auth-server`), started in-process on 127.0.0.1:0 with a fresh SQLite database (removed on
-//! drop), plus helpers to register scopes, clients and users and to obtain tokens over HTTP.
+//! drop), plus helpers to register scopes, clients and users (through the server's
+//! [`Admin`], so the admin rules apply) and to obtain tokens over HTTP.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use auth_server::Application;
-use auth_server::config::ServerConfig;
+use auth_server::admin::{Admin, NewClient, NewUser};
+use auth_server::config::{ServerConfig, SystemSecrets};
 use auth_server::keys::{self, KeyRing};
-use auth_server::passwords::hash_password;
-use auth_server::sealed::SystemSecrets;
-use auth_server::secrets::{SecretHasher, generate_client_secret};
-use auth_server::store::{Client, GrantType, Scope, Store, User};
-use secrecy::ExposeSecret;
+use auth_server::model::GrantType;
+use auth_server::store::{self, Store};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A running auth server; stops when dropped.
@@ -28,11 +26,13 @@ pub struct TestAuthServer {
     pub store: Arc<dyn Store>,
     /// Its signing keys.
     pub keys: Arc<KeyRing>,
-    /// The secrets its database is sealed with (to generate or import keys beside it).
+    /// The admin operations of the running server (register, revoke, generate and rotate
+    /// keys), with its pepper, hashing pool and deny-list.
+    pub admin: Admin,
+    /// The secrets its database is sealed with (to read what they seal).
     pub secrets: SystemSecrets,
     /// Holds `auth.db`.
     pub dir: PathBuf,
-    hasher: SecretHasher,
     http: reqwest::Client,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -56,15 +56,18 @@ impl TestAuthServer {
         let url = format!("sqlite:{}", dir.join("auth.db").display());
         let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), &url, dir.join("keys"));
         adjust(&mut config);
+        let database_url = config.database_url.clone();
         let app = Application::build(config)
             .await
             .expect("the test auth server starts");
         let base = format!("http://{}", app.local_addr());
         let issuer = app.issuer().to_owned();
         let keys = app.key_ring();
-        let store = app.store();
+        let admin = app.admin();
         let secrets = app.secrets();
-        let hasher = app.secret_hasher();
+        let store = store::connect(&database_url)
+            .await
+            .expect("the test auth server's database opens");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -74,9 +77,9 @@ impl TestAuthServer {
             issuer,
             store,
             keys,
+            admin,
             secrets,
             dir,
-            hasher,
             http: reqwest::Client::new(),
             _shutdown: tx,
         }
@@ -97,39 +100,31 @@ impl TestAuthServer {
 
     /// Creates the scopes that do not exist yet.
     pub async fn ensure_scopes(&self, scopes: &[&str]) {
-        let existing: BTreeSet<String> = self
-            .store
-            .list_scopes()
+        let scopes: Vec<(&str, &str)> = scopes.iter().map(|name| (*name, "")).collect();
+        self.admin
+            .ensure_scopes(&scopes)
             .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        for name in scopes.iter().filter(|s| !existing.contains(**s)) {
-            let scope = Scope {
-                name: (*name).to_owned(),
-                description: String::new(),
-                created_at: OffsetDateTime::now_utc(),
-            };
-            self.store.create_scope(&scope).await.unwrap();
-        }
+            .expect("the scopes are created");
     }
 
-    /// Registers a client with `grants` allowed `scopes`; returns its id and secret.
+    /// Registers a client with `grants` (the admin rules apply: none means
+    /// client_credentials, password implies refresh_token) allowed `scopes`, creating missing
+    /// scopes; returns its id and secret.
     pub async fn client_with(&self, scopes: &[&str], grants: &[GrantType]) -> (String, String) {
         self.ensure_scopes(scopes).await;
-        let secret = generate_client_secret().unwrap().expose_secret().to_owned();
-        let client = Client {
-            id: Uuid::new_v4().to_string(),
-            name: "test client".to_owned(),
-            secret_hash: self.hasher.hash(&secret),
-            grant_types: grants.iter().copied().collect(),
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            disabled: false,
-            created_at: OffsetDateTime::now_utc(),
-        };
-        self.store.create_client(&client).await.unwrap();
-        (client.id, secret)
+        let registered = self
+            .admin
+            .register_client(NewClient::new(
+                "test client",
+                scopes.iter().copied(),
+                grants.iter().copied(),
+            ))
+            .await
+            .expect("the client is registered");
+        (
+            registered.client.id,
+            registered.secret.expose_secret().to_owned(),
+        )
     }
 
     /// Registers a client_credentials client allowed `scopes`.
@@ -138,19 +133,15 @@ impl TestAuthServer {
             .await
     }
 
-    /// Registers a user with `permissions`; returns the user id.
+    /// Registers a user with `permissions` (creating missing scopes); returns the user id.
     pub async fn user(&self, email: &str, password: &str, permissions: &[&str]) -> String {
         self.ensure_scopes(permissions).await;
-        let user = User {
-            id: Uuid::new_v4().to_string(),
-            email: email.to_owned(),
-            password_hash: hash_password(password).unwrap(),
-            permissions: permissions.iter().map(|s| (*s).to_owned()).collect(),
-            disabled: false,
-            created_at: OffsetDateTime::now_utc(),
-        };
-        self.store.create_user(&user).await.unwrap();
-        user.id
+        let new = NewUser::new(email, permissions.iter().copied()).expect("a valid e-mail");
+        self.admin
+            .register_user(new, SecretString::from(password.to_owned()))
+            .await
+            .expect("the user is registered")
+            .id
     }
 
     /// `POST /oauth/token` with HTTP Basic client authentication; the JSON answer (asserting

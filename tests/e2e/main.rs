@@ -370,25 +370,21 @@ async fn a_user_logs_in_refreshes_submits_and_only_they_can_read_it() {
     assert_eq!(record["status"], "completed");
 
     // A second user of the same app, and the app itself, cannot see it.
-    let store = auth_server::store::connect(&format!(
+    let admin = auth_server::admin::Admin::open(&auth_server::admin::AdminOptions::new(&format!(
         "sqlite:{}",
         config.data_dir.join("auth-server.db").display()
-    ))
+    )))
     .await
     .unwrap();
-    let other = auth_server::store::User {
-        id: Uuid::new_v4().to_string(),
-        email: "other@example.com".to_owned(),
-        password_hash: auth_server::passwords::hash_password("another long passphrase").unwrap(),
-        permissions: [
-            "transcriptions:read".to_owned(),
-            "transcriptions:write".to_owned(),
-        ]
-        .into(),
-        disabled: false,
-        created_at: time::OffsetDateTime::now_utc(),
-    };
-    store.create_user(&other).await.unwrap();
+    let other = auth_server::admin::NewUser::new(
+        "other@example.com",
+        ["transcriptions:read", "transcriptions:write"],
+    )
+    .unwrap();
+    admin
+        .register_user(other, SecretString::from("another long passphrase"))
+        .await
+        .unwrap();
     let other_login = client
         .token(
             app,
@@ -474,21 +470,13 @@ async fn revocations_reach_the_apis_issued_tokens_on_sqlite() {
     assert_eq!(status(&second).await, 404, "another login is untouched");
 
     // Ending every token of the user (what `tokens revoke --user` runs).
-    let store = auth_server::store::connect(&format!(
+    let admin = auth_server::admin::Admin::open(&auth_server::admin::AdminOptions::new(&format!(
         "sqlite:{}",
         config.data_dir.join("auth-server.db").display()
-    ))
+    )))
     .await
     .unwrap();
-    let user = store
-        .find_user_by_email(&c.user_email)
-        .await
-        .unwrap()
-        .unwrap();
-    auth_server::revocation::DenyList::store_only(store, Duration::from_secs(900))
-        .revoke_user(&user.id)
-        .await
-        .unwrap();
+    admin.revoke_user_tokens(&c.user_email).await.unwrap();
     until_refused(&second, "all the user's tokens revoked").await;
     let (after, _) = login().await;
     assert_eq!(

@@ -1,19 +1,16 @@
 //! `auth-server clients create|list|show|disable|enable|delete|rotate-secret`.
 
-use std::collections::BTreeSet;
-
 use clap::Subcommand;
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use time::OffsetDateTime;
-use uuid::Uuid;
 
-use super::{AccessTokenTtl, CliError, Output, connect, deny_list, open_vault, split_list};
+use super::{
+    AccessTokenTtl, CliError, DEFAULT_ACCESS_TOKEN_TTL, Output, open_admin, open_sealed_admin,
+    split_list,
+};
+use crate::admin::{AdminError, NewClient};
 use crate::config::CommonArgs;
-use crate::grants::client_auth::CLIENT_CACHE_TTL;
-use crate::secrets::generate_client_secret;
-use crate::store::{Client, GrantType};
-use crate::vault::VaultError;
+use crate::model::{Client, GrantType};
 
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
@@ -63,55 +60,43 @@ struct Credentials<'a> {
 }
 
 pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
-    // Hashing a new secret needs the pepper, hence AUTH_SECRETS; the other commands do not.
-    let (store, hasher) = match cmd {
-        ClientsCommand::Create { .. } | ClientsCommand::RotateSecret { .. } => {
-            let vault = open_vault(common).await?;
-            (vault.store, Some(vault.hasher))
-        }
-        _ => (connect(common).await?, None),
-    };
-    let hasher = || hasher.clone().ok_or(VaultError::SecretsRequired);
-    let missing = |id: &str| CliError::NotFound(format!("no client with id `{id}`"));
     match cmd {
         ClientsCommand::Create {
             name,
             scopes,
             grants,
         } => {
-            if name.trim().is_empty() {
-                return Err(CliError::Invalid("--name must not be empty".to_owned()));
-            }
-            let secret = generate_client_secret()?;
-            let mut grant_types: BTreeSet<GrantType> = if grants.is_empty() {
-                BTreeSet::from([GrantType::ClientCredentials])
-            } else {
-                grants.into_iter().collect()
-            };
-            // A password login is a session: it comes with refresh tokens.
-            if grant_types.contains(&GrantType::Password) {
-                grant_types.insert(GrantType::RefreshToken);
-            }
-            let client = Client {
-                id: Uuid::new_v4().to_string(),
-                name,
-                secret_hash: hasher()?.hash(secret.expose_secret()),
-                grant_types,
-                scopes: split_list(&scopes).map(str::to_owned).collect(),
-                disabled: false,
-                created_at: OffsetDateTime::now_utc(),
-            };
-            store.create_client(&client).await?;
-            print_credentials(out, &client.id, secret.expose_secret());
+            // Hashing the new secret needs the pepper, hence AUTH_SECRETS.
+            let admin = open_sealed_admin(common).await?;
+            let registered = admin
+                .register_client(NewClient::new(name, split_list(&scopes), grants))
+                .await
+                .map_err(|err| match err {
+                    AdminError::EmptyClientName => {
+                        CliError::Invalid("--name must not be empty".to_owned())
+                    }
+                    other => other.into(),
+                })?;
+            print_credentials(
+                out,
+                &registered.client.id,
+                registered.secret.expose_secret(),
+            );
         }
         ClientsCommand::List => {
-            let clients = store.list_clients().await?;
+            let clients = open_admin(common, DEFAULT_ACCESS_TOKEN_TTL)
+                .await?
+                .list_clients()
+                .await?;
             out.print(&clients, || {
                 clients.iter().map(summary).collect::<Vec<_>>().join("\n")
             });
         }
         ClientsCommand::Show { id } => {
-            let client = store.find_client(&id).await?.ok_or_else(|| missing(&id))?;
+            let client = open_admin(common, DEFAULT_ACCESS_TOKEN_TTL)
+                .await?
+                .client(&id)
+                .await?;
             out.print(&client, || {
                 format!(
                     "client_id: {}\nname: {}\ngrants: {}\nscopes: {}\ndisabled: {}\ncreated_at: {}",
@@ -128,61 +113,48 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
             id,
             access_token_ttl,
         } => {
-            set_disabled(store.as_ref(), out, &id, true).await?;
-            deny_list(common, &store, &access_token_ttl)
+            open_admin(common, access_token_ttl.value)
                 .await?
-                .revoke_removed_client(&id, CLIENT_CACHE_TTL)
+                .disable_client(&id)
                 .await?;
+            print_disabled(out, &id, true);
         }
-        ClientsCommand::Enable { id } => set_disabled(store.as_ref(), out, &id, false).await?,
+        ClientsCommand::Enable { id } => {
+            open_admin(common, DEFAULT_ACCESS_TOKEN_TTL)
+                .await?
+                .enable_client(&id)
+                .await?;
+            print_disabled(out, &id, false);
+        }
         ClientsCommand::Delete {
             id,
             access_token_ttl,
         } => {
-            if store.find_client(&id).await?.is_none() {
-                return Err(missing(&id));
-            }
-            // Before the delete: it cascades to the families whose access tokens are denied.
-            deny_list(common, &store, &access_token_ttl)
+            open_admin(common, access_token_ttl.value)
                 .await?
-                .revoke_removed_client(&id, CLIENT_CACHE_TTL)
+                .delete_client(&id)
                 .await?;
-            if !store.delete_client(&id).await? {
-                return Err(missing(&id));
-            }
             out.print(&serde_json::json!({"deleted": id}), || {
                 format!("client {id} deleted")
             });
         }
         ClientsCommand::RotateSecret { id } => {
-            let secret = generate_client_secret()?;
-            if !store
-                .set_client_secret_hash(&id, &hasher()?.hash(secret.expose_secret()))
+            let secret = open_sealed_admin(common)
                 .await?
-            {
-                return Err(missing(&id));
-            }
+                .rotate_client_secret(&id)
+                .await?;
             print_credentials(out, &id, secret.expose_secret());
         }
     }
     Ok(())
 }
 
-async fn set_disabled(
-    store: &dyn crate::store::Store,
-    out: &Output,
-    id: &str,
-    disabled: bool,
-) -> Result<(), CliError> {
-    if !store.set_client_disabled(id, disabled).await? {
-        return Err(CliError::NotFound(format!("no client with id `{id}`")));
-    }
+fn print_disabled(out: &Output, id: &str, disabled: bool) {
     let word = if disabled { "disabled" } else { "enabled" };
     out.print(
         &serde_json::json!({"client_id": id, "disabled": disabled}),
         || format!("client {id} {word}"),
     );
-    Ok(())
 }
 
 fn print_credentials(out: &Output, client_id: &str, secret: &str) {

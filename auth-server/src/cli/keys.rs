@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::{CliError, Output, connect, open_vault};
+use super::{CliError, DEFAULT_ACCESS_TOKEN_TTL, Output, open_admin, open_sealed_admin};
+use crate::admin::{AdminError, KeyError};
 use crate::config::CommonArgs;
-use crate::keys::{self, KeyAlgorithm, KeyState};
-use crate::vault::VaultError;
+use crate::model::KeyAlgorithm;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -42,39 +42,29 @@ fn parse_alg(value: &str) -> Result<KeyAlgorithm, String> {
 }
 
 pub async fn run(cmd: KeysCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
-    // Generating or importing seals a private key, hence AUTH_SECRETS; list and retire do not.
-    let (store, secrets) = match cmd {
-        KeysCommand::Generate { .. } | KeysCommand::Import { .. } | KeysCommand::Rotate { .. } => {
-            let vault = open_vault(common).await?;
-            (vault.store, Some(vault.secrets))
-        }
-        KeysCommand::List | KeysCommand::Retire { .. } => (connect(common).await?, None),
-    };
-    let secrets = || secrets.as_ref().ok_or(VaultError::SecretsRequired);
     match cmd {
+        // Generating or importing seals a private key, hence AUTH_SECRETS; list and retire do
+        // not need it.
         KeysCommand::Generate { alg } => {
-            let has_active = store
-                .list_keys()
-                .await?
-                .iter()
-                .any(|k| k.state == KeyState::Active);
-            let state = if has_active {
-                KeyState::Next
-            } else {
-                KeyState::Active
-            };
-            let record = keys::generate_key(store.as_ref(), secrets()?, alg, state).await?;
+            let record = open_sealed_admin(common).await?.generate_key(alg).await?;
             out.print(&record, || {
                 format!(
                     "key {} ({}) generated as {}",
                     record.kid,
                     alg.as_str(),
-                    state.as_str()
+                    record.state.as_str()
                 )
             });
         }
         KeysCommand::Import { pem, alg } => {
-            let record = keys::import_pem(store.as_ref(), secrets()?, &pem, alg).await?;
+            let admin = open_sealed_admin(common).await?;
+            let text = std::fs::read(&pem).map_err(|source| {
+                AdminError::Keys(KeyError::Io {
+                    path: pem.clone(),
+                    source,
+                })
+            })?;
+            let record = admin.import_key(&text, alg, &pem).await?;
             out.print(&record, || {
                 format!(
                     "key {} ({}) imported as {}",
@@ -85,7 +75,10 @@ pub async fn run(cmd: KeysCommand, common: &CommonArgs, out: &Output) -> Result<
             });
         }
         KeysCommand::List => {
-            let records = store.list_keys().await?;
+            let records = open_admin(common, DEFAULT_ACCESS_TOKEN_TTL)
+                .await?
+                .list_keys()
+                .await?;
             out.print(&records, || {
                 records
                     .iter()
@@ -95,7 +88,7 @@ pub async fn run(cmd: KeysCommand, common: &CommonArgs, out: &Output) -> Result<
             });
         }
         KeysCommand::Rotate { alg } => {
-            let rotation = keys::rotate(store.as_ref(), secrets()?, alg).await?;
+            let rotation = open_sealed_admin(common).await?.rotate_keys(alg).await?;
             if rotation.unannounced {
                 eprintln!(
                     "warning: no next key was published; verifiers learn key {} on their next JWKS refetch",
@@ -112,7 +105,10 @@ pub async fn run(cmd: KeysCommand, common: &CommonArgs, out: &Output) -> Result<
             });
         }
         KeysCommand::Retire { kid } => {
-            keys::retire(store.as_ref(), &kid).await?;
+            open_admin(common, DEFAULT_ACCESS_TOKEN_TTL)
+                .await?
+                .retire_key(&kid)
+                .await?;
             out.print(&serde_json::json!({"retired": kid}), || {
                 format!("key {kid} retired")
             });

@@ -8,18 +8,13 @@ mod secrets;
 mod tokens;
 mod users;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::admin::{Admin, AdminError, AdminOptions};
 use crate::config::{CommonArgs, ConfigError, ServeArgs, ServerConfig, parse_duration};
-use crate::keys::KeyError;
-use crate::revocation::DenyList;
-use crate::secrets::SecretsError;
-use crate::store::{self, Store, StoreError};
-use crate::vault::{self, LegacySources, OpenOptions, Vault, VaultError};
 use crate::{Application, StartError};
 
 #[derive(Debug, Parser)]
@@ -69,21 +64,10 @@ pub enum CliError {
     #[error("{0}")]
     Start(#[from] StartError),
     #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Keys(#[from] KeyError),
-    #[error("{0}")]
-    Secrets(#[from] SecretsError),
-    #[error("{0}")]
-    Vault(#[from] VaultError),
-    #[error("{0}")]
-    DenyList(#[from] crate::revocation::DenyListError),
-    #[error("{0}")]
-    Password(#[from] crate::passwords::PasswordError),
+    Admin(#[from] AdminError),
+    /// Input the command line itself refuses (a flag, a password prompt).
     #[error("{0}")]
     Invalid(String),
-    #[error("{0}")]
-    NotFound(String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -102,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Migrate => {
-            open_vault(&cli.common).await?;
+            open_sealed_admin(&cli.common).await?;
             out.print(&serde_json::json!({"migrated": true}), || {
                 "migrations applied".to_owned()
             });
@@ -117,33 +101,37 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// Opens the store and applies migrations, so admin commands work on a fresh database. Given
-/// `AUTH_SECRETS`, it is opened as [`open_vault`] does (the secret checked, an earlier
-/// version's keys imported); commands that need no secret also run without one.
-async fn connect(common: &CommonArgs) -> Result<Arc<dyn Store>, CliError> {
-    if common.system_secrets()?.is_some() {
-        return Ok(open_vault(common).await?.store);
-    }
-    let store = store::connect(&common.database_url).await?;
-    store.migrate().await?;
-    Ok(store)
+/// The admin operations on the database the common flags name; `access_token_ttl` is the
+/// command's (how long its revocations are kept).
+async fn open_admin(common: &CommonArgs, access_token_ttl: Duration) -> Result<Admin, CliError> {
+    Ok(Admin::open(&admin_options(common, access_token_ttl)?).await?)
 }
 
-/// The store opened with `AUTH_SECRETS` (required), for commands that need the pepper or the
-/// private keys: the same rules as `serve` ([`vault::open`]).
-async fn open_vault(common: &CommonArgs) -> Result<Vault, CliError> {
-    let secrets = common.system_secrets()?;
-    let options = OpenOptions {
-        secrets: secrets.as_ref(),
-        migrate: true,
-        legacy: LegacySources {
-            keys_dir: &common.keys_dir,
-            pepper: common.client_secret_pepper.as_ref(),
-        },
-        retired_grace: vault::DEFAULT_RETIRED_GRACE,
-    };
-    Ok(vault::open(&common.database_url, options).await?)
+/// [`open_admin`] for commands that need the pepper or the private keys: without
+/// `AUTH_SECRETS` they fail before anything is opened, as `serve` does.
+async fn open_sealed_admin(common: &CommonArgs) -> Result<Admin, CliError> {
+    Ok(Admin::open_sealed(&admin_options(common, DEFAULT_ACCESS_TOKEN_TTL)?).await?)
 }
+
+fn admin_options(
+    common: &CommonArgs,
+    access_token_ttl: Duration,
+) -> Result<AdminOptions, CliError> {
+    Ok(AdminOptions {
+        database_url: common.database_url.clone(),
+        secrets: common.system_secrets()?,
+        keys_dir: common.keys_dir.clone(),
+        client_secret_pepper: common.client_secret_pepper.clone(),
+        redis: common
+            .redis_url
+            .clone()
+            .map(|url| (url, common.queue_prefix.clone())),
+        access_token_ttl,
+    })
+}
+
+/// The `--access-token-ttl` default, for commands that revoke nothing.
+const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(900);
 
 /// The access-token lifetime the commands that revoke tokens need: a denied jti or a cutoff
 /// is kept until every token it covers has expired.
@@ -152,20 +140,6 @@ pub struct AccessTokenTtl {
     /// Longest access-token lifetime in use, so a revocation outlives the tokens it covers.
     #[arg(long = "access-token-ttl", env = "ACCESS_TOKEN_TTL", default_value = "900", value_parser = parse_duration)]
     pub value: Duration,
-}
-
-/// The deny-list the admin commands write to: the store, and Redis when `REDIS_URL` is set.
-async fn deny_list(
-    common: &CommonArgs,
-    store: &Arc<dyn Store>,
-    ttl: &AccessTokenTtl,
-) -> Result<DenyList, CliError> {
-    Ok(match &common.redis_url {
-        Some(url) => {
-            DenyList::with_redis(store.clone(), url, &common.queue_prefix, ttl.value).await?
-        }
-        None => DenyList::store_only(store.clone(), ttl.value),
-    })
 }
 
 /// Prints results as text or JSON.

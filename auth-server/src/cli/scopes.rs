@@ -1,15 +1,9 @@
 //! `auth-server scopes create|list|delete`.
 
 use clap::Subcommand;
-use time::OffsetDateTime;
 
-use super::{CliError, Output, connect};
+use super::{CliError, DEFAULT_ACCESS_TOKEN_TTL, Output, open_admin};
 use crate::config::CommonArgs;
-use crate::grants::scope::is_scope_token;
-use crate::store::Scope;
-
-/// Longest accepted scope name.
-const MAX_SCOPE_LEN: usize = 128;
 
 #[derive(Debug, Subcommand)]
 pub enum ScopesCommand {
@@ -26,24 +20,14 @@ pub enum ScopesCommand {
 }
 
 pub async fn run(cmd: ScopesCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
-    let store = connect(common).await?;
+    let admin = open_admin(common, DEFAULT_ACCESS_TOKEN_TTL).await?;
     match cmd {
         ScopesCommand::Create { name, description } => {
-            if !is_scope_token(&name) || name.len() > MAX_SCOPE_LEN {
-                return Err(CliError::Invalid(format!(
-                    "invalid scope name `{name}`: use 1–{MAX_SCOPE_LEN} printable ASCII characters without spaces, quotes or backslashes"
-                )));
-            }
-            let scope = Scope {
-                name,
-                description,
-                created_at: OffsetDateTime::now_utc(),
-            };
-            store.create_scope(&scope).await?;
+            let scope = admin.create_scope(&name, &description).await?;
             out.print(&scope, || format!("scope {} created", scope.name));
         }
         ScopesCommand::List => {
-            let scopes = store.list_scopes().await?;
+            let scopes = admin.list_scopes().await?;
             out.print(&scopes, || {
                 scopes
                     .iter()
@@ -59,9 +43,7 @@ pub async fn run(cmd: ScopesCommand, common: &CommonArgs, out: &Output) -> Resul
             });
         }
         ScopesCommand::Delete { name } => {
-            if !store.delete_scope(&name).await? {
-                return Err(CliError::NotFound(format!("no scope named `{name}`")));
-            }
+            admin.delete_scope(&name).await?;
             out.print(&serde_json::json!({"deleted": name}), || {
                 format!("scope {name} deleted")
             });

@@ -2,9 +2,8 @@
 
 use clap::Subcommand;
 
-use super::{CliError, Output, open_vault};
+use super::{CliError, Output, open_sealed_admin};
 use crate::config::CommonArgs;
-use crate::vault;
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
@@ -14,10 +13,10 @@ pub enum SecretsCommand {
 }
 
 pub async fn run(cmd: SecretsCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
-    let vault = open_vault(common).await?;
+    let admin = open_sealed_admin(common).await?;
     match cmd {
         SecretsCommand::Reencrypt => {
-            let outcome = vault::reencrypt(vault.store.as_ref(), &vault.secrets).await?;
+            let outcome = admin.reencrypt().await?;
             out.print(&outcome, || {
                 format!(
                     "re-encrypted {} with the first secret ({} already were)",

@@ -1,11 +1,9 @@
 //! `auth-server tokens revoke --jti J | --client ID | --user ID`.
 
 use clap::{Args, Subcommand};
-use time::OffsetDateTime;
 
-use super::{AccessTokenTtl, CliError, Output, connect, deny_list};
+use super::{AccessTokenTtl, CliError, Output, open_admin};
 use crate::config::CommonArgs;
-use crate::revocation::VERIFIER_LEEWAY;
 
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
@@ -37,41 +35,27 @@ struct RevokeTarget {
 }
 
 pub async fn run(cmd: TokensCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
-    let store = connect(common).await?;
     let TokensCommand::Revoke(args) = cmd;
-    let deny_list = deny_list(common, &store, &args.access_token_ttl).await?;
-    let now = OffsetDateTime::now_utc();
+    let admin = open_admin(common, args.access_token_ttl.value).await?;
     let RevokeTarget { jti, client, user } = args.target;
-    if let Some(jti) = jti {
-        let until = now + args.access_token_ttl.value + VERIFIER_LEEWAY;
-        deny_list
-            .deny(&jti, until.unix_timestamp(), now.unix_timestamp())
-            .await?;
-        out.print(&serde_json::json!({"revoked_jti": jti}), || {
-            format!("access token {jti} revoked")
-        });
-        return Ok(());
-    }
-    let (revoked, label) = match (client, user) {
-        (Some(client), _) => {
-            // A typo must not "revoke" the tokens of a client nobody has.
-            if store.find_client(&client).await?.is_none() {
-                return Err(CliError::NotFound(format!("no client with id `{client}`")));
-            }
-            (
-                deny_list.revoke_client(&client).await?,
-                format!("client {client}"),
-            )
+    let (revoked, label) = match (jti, client, user) {
+        (Some(jti), _, _) => {
+            admin.revoke_access_token(&jti).await?;
+            out.print(&serde_json::json!({"revoked_jti": jti}), || {
+                format!("access token {jti} revoked")
+            });
+            return Ok(());
         }
-        (None, Some(user)) => {
-            // An id or an e-mail, as for the `users` commands; the cutoff is on the id (`sub`).
-            let user = super::users::find(store.as_ref(), &user).await?;
-            (
-                deny_list.revoke_user(&user.id).await?,
-                format!("user {}", user.email),
-            )
+        (None, Some(client), _) => (
+            admin.revoke_client_tokens(&client).await?,
+            format!("client {client}"),
+        ),
+        // An id or an e-mail, as for the `users` commands; the cutoff is on the id (`sub`).
+        (None, None, Some(user)) => {
+            let (user, revoked) = admin.revoke_user_tokens(&user).await?;
+            (revoked, format!("user {}", user.email))
         }
-        (None, None) => {
+        (None, None, None) => {
             return Err(CliError::Invalid(
                 "give --jti, --client or --user".to_owned(),
             ));

@@ -1,17 +1,15 @@
 //! `auth-server users create|list|show|set-permissions|reset-password|disable|enable|delete`.
 //! Passwords are read from stdin (first line) or, on a terminal, from a prompt; never argv.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal};
 
 use clap::Subcommand;
-use time::OffsetDateTime;
-use uuid::Uuid;
+use secrecy::SecretString;
 
-use super::{AccessTokenTtl, CliError, Output, connect, deny_list, split_list};
+use super::{AccessTokenTtl, CliError, DEFAULT_ACCESS_TOKEN_TTL, Output, open_admin, split_list};
+use crate::admin::NewUser;
 use crate::config::CommonArgs;
-use crate::passwords::{check_policy, hash_password};
-use crate::store::{Store, User, normalize_username};
+use crate::model::User;
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -53,43 +51,37 @@ pub enum UsersCommand {
 }
 
 pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
-    let store = connect(common).await?;
+    let ttl = match &cmd {
+        UsersCommand::ResetPassword {
+            access_token_ttl, ..
+        }
+        | UsersCommand::Disable {
+            access_token_ttl, ..
+        }
+        | UsersCommand::Delete {
+            access_token_ttl, ..
+        } => access_token_ttl.value,
+        _ => DEFAULT_ACCESS_TOKEN_TTL,
+    };
+    let admin = open_admin(common, ttl).await?;
     match cmd {
         UsersCommand::Create { email, permissions } => {
-            let email = email.trim().to_owned();
-            // RFC 8265 UsernameCaseMapped: the form logins are compared in must exist.
-            let normalized =
-                normalize_username(&email).map_err(|err| CliError::Invalid(err.to_string()))?;
-            if !is_email(&normalized) {
-                return Err(CliError::Invalid(format!(
-                    "`{email}` is not an e-mail address"
-                )));
-            }
-            let password = read_new_password(&email)?;
-            let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-                .await
-                .map_err(|_| CliError::Invalid("password hashing was interrupted".to_owned()))??;
-            let user = User {
-                id: Uuid::new_v4().to_string(),
-                email,
-                password_hash,
-                permissions: split_list(&permissions).map(str::to_owned).collect(),
-                disabled: false,
-                created_at: OffsetDateTime::now_utc(),
-            };
-            store.create_user(&user).await?;
+            // The e-mail is checked before the password is asked for.
+            let new = NewUser::new(&email, split_list(&permissions))?;
+            let password = read_new_password()?;
+            let user = admin.register_user(new, password).await?;
             out.print(&user, || {
                 format!("user {} created: {}", user.email, user.id)
             });
         }
         UsersCommand::List => {
-            let users = store.list_users().await?;
+            let users = admin.list_users().await?;
             out.print(&users, || {
                 users.iter().map(summary).collect::<Vec<_>>().join("\n")
             });
         }
         UsersCommand::Show { user } => {
-            let user = find(store.as_ref(), &user).await?;
+            let user = admin.user(&user).await?;
             out.print(&user, || {
                 format!(
                     "id: {}\nemail: {}\npermissions: {}\ndisabled: {}\ncreated_at: {}",
@@ -102,28 +94,21 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
             });
         }
         UsersCommand::SetPermissions { user, permissions } => {
-            let user = find(store.as_ref(), &user).await?;
-            let permissions: BTreeSet<String> =
-                split_list(&permissions).map(str::to_owned).collect();
-            store.set_user_permissions(&user.id, &permissions).await?;
-            let list = permissions.iter().cloned().collect::<Vec<_>>().join(" ");
+            let user = admin
+                .set_user_permissions(&user, split_list(&permissions))
+                .await?;
+            let list = permission_list(&user);
             out.print(
-                &serde_json::json!({"id": user.id, "permissions": permissions}),
+                &serde_json::json!({"id": user.id, "permissions": user.permissions}),
                 || format!("permissions of {}: {list}", user.email),
             );
         }
-        UsersCommand::ResetPassword {
-            user,
-            access_token_ttl,
-        } => {
-            let user = find(store.as_ref(), &user).await?;
-            let password = read_new_password(&user.email)?;
-            let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-                .await
-                .map_err(|_| CliError::Invalid("password hashing was interrupted".to_owned()))??;
-            store.set_user_password_hash(&user.id, &hash).await?;
-            let deny_list = deny_list(common, &store, &access_token_ttl).await?;
-            let revoked = deny_list.revoke_user(&user.id).await?.sessions;
+        UsersCommand::ResetPassword { user, .. } => {
+            // Named before the password is asked for: a typo is not prompted for.
+            let user = admin.user(&user).await?;
+            let password = read_new_password()?;
+            let (user, revoked) = admin.reset_password(&user.id, password).await?;
+            let revoked = revoked.sessions;
             out.print(
                 &serde_json::json!({"id": user.id, "revoked_sessions": revoked}),
                 || {
@@ -134,36 +119,23 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
                 },
             );
         }
-        UsersCommand::Disable {
-            user,
-            access_token_ttl,
-        } => {
-            let user = find(store.as_ref(), &user).await?;
-            store.set_user_disabled(&user.id, true).await?;
-            let deny_list = deny_list(common, &store, &access_token_ttl).await?;
-            let revoked = deny_list.revoke_user(&user.id).await?.sessions;
+        UsersCommand::Disable { user, .. } => {
+            let (user, revoked) = admin.disable_user(&user).await?;
+            let revoked = revoked.sessions;
             out.print(
                 &serde_json::json!({"id": user.id, "disabled": true, "revoked_sessions": revoked}),
                 || format!("user {} disabled; {revoked} session(s) ended", user.email),
             );
         }
         UsersCommand::Enable { user } => {
-            let user = find(store.as_ref(), &user).await?;
-            store.set_user_disabled(&user.id, false).await?;
+            let user = admin.enable_user(&user).await?;
             out.print(
                 &serde_json::json!({"id": user.id, "disabled": false}),
                 || format!("user {} enabled", user.email),
             );
         }
-        UsersCommand::Delete {
-            user,
-            access_token_ttl,
-        } => {
-            let user = find(store.as_ref(), &user).await?;
-            // Before the delete: it cascades to the families whose access tokens are denied.
-            let deny_list = deny_list(common, &store, &access_token_ttl).await?;
-            deny_list.revoke_user(&user.id).await?;
-            store.delete_user(&user.id).await?;
+        UsersCommand::Delete { user, .. } => {
+            let (user, _) = admin.delete_user(&user).await?;
             out.print(&serde_json::json!({"deleted": user.id}), || {
                 format!("user {} deleted", user.email)
             });
@@ -172,18 +144,9 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
     Ok(())
 }
 
-/// The user named by an id or an e-mail address (`NotFound` otherwise).
-pub(super) async fn find(store: &dyn Store, id_or_email: &str) -> Result<User, CliError> {
-    let found = if id_or_email.contains('@') {
-        store.find_user_by_email(id_or_email).await?
-    } else {
-        store.find_user(id_or_email).await?
-    };
-    found.ok_or_else(|| CliError::NotFound(format!("no user `{id_or_email}`")))
-}
-
 /// Reads a new password: a prompt with confirmation on a terminal, else the first stdin line.
-fn read_new_password(email: &str) -> Result<String, CliError> {
+/// The policy is the admin layer's ([`Admin::register_user`](crate::admin::Admin::register_user)).
+fn read_new_password() -> Result<SecretString, CliError> {
     let password = if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("New password: ")?;
         let second = rpassword::prompt_password("Repeat password: ")?;
@@ -202,22 +165,7 @@ fn read_new_password(email: &str) -> Result<String, CliError> {
                 .to_owned(),
         ));
     }
-    check_policy(&password, email)?;
-    Ok(password)
-}
-
-/// A pragmatic syntax check: one `@`, a non-empty local part, a dotted domain, no spaces. (The
-/// 254-byte limit applies to the RFC 8265 form: [`normalize_username`].)
-pub fn is_email(value: &str) -> bool {
-    let Some((local, domain)) = value.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+    Ok(SecretString::from(password))
 }
 
 fn permission_list(user: &User) -> String {

@@ -21,8 +21,9 @@ use secrecy::{ExposeSecret, SecretString};
 use super::request::{Param, decode_form_component, is_acceptable};
 use super::{GrantError, TokenRequest};
 use crate::clock::Clock;
+use crate::model::Client;
 use crate::secrets::SecretHasher;
-use crate::store::{Client, Store};
+use crate::store::Store;
 
 /// How long a client record is served from memory.
 pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(2);

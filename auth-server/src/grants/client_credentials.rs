@@ -3,7 +3,7 @@
 
 use super::{GrantError, TokenRequest, TokenResponse, scope};
 use crate::issuer::TokenIssuer;
-use crate::store::Client;
+use crate::model::Client;
 
 pub fn grant(
     client: &Client,

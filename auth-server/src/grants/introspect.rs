@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use token_guard::{AccessClaims, RevocationSubject};
 
 use super::{GrantError, INTROSPECT_SCOPE, Param, TokenRequest, TokenService};
-use crate::store::{Client, RefreshLookup};
+use crate::model::{Client, RefreshLookup};
 
 /// A token recognised as one of ours.
 enum Known {

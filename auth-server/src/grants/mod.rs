@@ -4,12 +4,12 @@
 
 pub mod checkpoint;
 pub mod client_auth;
-pub mod client_credentials;
-pub mod introspect;
-pub mod password;
-pub mod refresh;
-pub mod request;
-pub mod scope;
+pub(crate) mod client_credentials;
+pub(crate) mod introspect;
+pub(crate) mod password;
+pub(crate) mod refresh;
+pub(crate) mod request;
+pub(crate) mod scope;
 
 use std::sync::Arc;
 
@@ -17,9 +17,10 @@ use contracts::token::TokenResponse;
 
 use crate::issuer::TokenIssuer;
 use crate::keys::{KeyError, KeyRing};
+use crate::model::GrantType;
 use crate::passwords::PasswordPool;
 use crate::revocation::{DenyList, DenyListError};
-use crate::store::{GrantType, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
 use checkpoint::{Checkpoint, Checkpoints};
 use client_auth::ClientAuthenticator;
@@ -110,7 +111,7 @@ pub struct TokenService {
     pub issuer: TokenIssuer,
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeyRing>,
-    pub passwords: PasswordPool,
+    pub passwords: Arc<PasswordPool>,
     pub throttle: LoginThrottle,
     pub refresh: RefreshTokens,
     pub deny_list: DenyList,

@@ -11,8 +11,8 @@ use secrecy::SecretString;
 
 use super::checkpoint::Checkpoint;
 use super::{GrantError, Param, TokenRequest, TokenResponse, TokenService, required, scope};
+use crate::model::{Client, GrantType};
 use crate::passwords::PasswordError;
-use crate::store::{Client, GrantType};
 use crate::throttle::Admission;
 
 const BAD_CREDENTIALS: &str = "invalid username or password";

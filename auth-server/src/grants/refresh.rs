@@ -21,9 +21,10 @@ use super::checkpoint::Checkpoint;
 use super::{GrantError, Param, TokenRequest, TokenResponse, TokenService, required, scope};
 use crate::clock::Clock;
 use crate::issuer::IssuedToken;
+use crate::model::{Client, RefreshFamily, RefreshLookup, RefreshTokenRecord};
 use crate::revocation::DenyList;
 use crate::secrets::SecretHasher;
-use crate::store::{Client, RefreshFamily, RefreshLookup, RefreshTokenRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 const INVALID: &str = "invalid refresh token";
 

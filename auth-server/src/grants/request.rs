@@ -62,7 +62,7 @@ impl Param {
 
     /// Longest accepted value in bytes. Client ids are UUIDs, e-mail addresses are at most
     /// 254 octets (RFC 5321 §4.5.3.1.3; 320 leaves room before normalisation), passwords are
-    /// bounded by [`crate::passwords::MAX_PASSWORD_LEN`], access tokens by the resource
+    /// bounded by `MAX_PASSWORD_LEN` (1024 bytes), access tokens by the resource
     /// servers' cap (8 KiB), refresh tokens are 43 characters.
     pub fn max_len(self) -> usize {
         match self {

@@ -122,7 +122,10 @@ macro_rules! impl_sql_store {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::store::ScopeStore for $store {
             async fn create_scope(&self, scope: &Scope) -> Result<(), StoreError> {
                 sqlx::query("INSERT INTO scopes (name, description, created_at) VALUES ($1, $2, $3)")
                     .bind(&scope.name)
@@ -160,7 +163,10 @@ macro_rules! impl_sql_store {
                     Err(e) => Err(e.into()),
                 }
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::store::ClientStore for $store {
             async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
                 let mut tx = self.writer.begin().await?;
                 sqlx::query(
@@ -235,7 +241,10 @@ macro_rules! impl_sql_store {
                     .await?;
                 Ok(done.rows_affected() > 0)
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::store::UserStore for $store {
             async fn create_user(&self, user: &User) -> Result<(), StoreError> {
                 let mut tx = self.writer.begin().await?;
                 sqlx::query(
@@ -324,7 +333,10 @@ macro_rules! impl_sql_store {
                 let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.writer).await?;
                 Ok(done.rows_affected() > 0)
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::store::SessionStore for $store {
             async fn create_refresh_family(&self, family: &RefreshFamily, first: &RefreshTokenRecord) -> Result<(), StoreError> {
                 let mut tx = self.writer.begin().await?;
                 sqlx::query(
@@ -423,6 +435,26 @@ macro_rules! impl_sql_store {
                 Ok(done.rows_affected())
             }
 
+            async fn family_access_tokens(&self, families: Families<'_>, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+                const LIVE: &str = "t.access_jti IS NOT NULL AND t.access_expires_at >= $2";
+                let (filter, id) = match families {
+                    Families::One(id) => ("t.family_id = $1", id),
+                    Families::Of(FamilyOwner::Client(id)) => ("f.client_id = $1", id),
+                    Families::Of(FamilyOwner::User(id)) => ("f.user_id = $1", id),
+                };
+                let sql = format!(
+                    "SELECT t.access_jti, t.access_expires_at FROM refresh_tokens t \
+                     JOIN refresh_families f ON f.id = t.family_id WHERE {filter} AND {LIVE}"
+                );
+                let rows = sqlx::query(&sql).bind(id).bind(now).fetch_all(&self.writer).await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get("access_jti")?, row.try_get("access_expires_at")?)))
+                    .collect()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::RevocationStore for $store {
             async fn deny_access_token(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
                 sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1").bind(now).execute(&self.writer).await?;
                 sqlx::query(
@@ -452,23 +484,6 @@ macro_rules! impl_sql_store {
                     .await?;
                 rows.iter()
                     .map(|row| Ok((row.try_get("jti")?, row.try_get("expires_at")?)))
-                    .collect()
-            }
-
-            async fn family_access_tokens(&self, families: Families<'_>, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
-                const LIVE: &str = "t.access_jti IS NOT NULL AND t.access_expires_at >= $2";
-                let (filter, id) = match families {
-                    Families::One(id) => ("t.family_id = $1", id),
-                    Families::Of(FamilyOwner::Client(id)) => ("f.client_id = $1", id),
-                    Families::Of(FamilyOwner::User(id)) => ("f.user_id = $1", id),
-                };
-                let sql = format!(
-                    "SELECT t.access_jti, t.access_expires_at FROM refresh_tokens t \
-                     JOIN refresh_families f ON f.id = t.family_id WHERE {filter} AND {LIVE}"
-                );
-                let rows = sqlx::query(&sql).bind(id).bind(now).fetch_all(&self.writer).await?;
-                rows.iter()
-                    .map(|row| Ok((row.try_get("access_jti")?, row.try_get("access_expires_at")?)))
                     .collect()
             }
 
@@ -523,7 +538,10 @@ macro_rules! impl_sql_store {
                     })
                     .collect()
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::store::ThrottleStore for $store {
             async fn login_locked_until(&self, key: &str, now: i64) -> Result<Option<i64>, StoreError> {
                 let row = sqlx::query("SELECT locked_until FROM login_failures WHERE throttle_key = $1 AND locked_until > $2")
                     .bind(key)
@@ -604,7 +622,10 @@ macro_rules! impl_sql_store {
                 query.execute(&self.writer).await?;
                 Ok(())
             }
+        }
 
+        #[async_trait::async_trait]
+        impl $crate::store::KeyStore for $store {
             async fn insert_key(&self, key: &KeyRecord, sealed_private_key: &[u8]) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO signing_keys (kid, alg, state, created_at, activated_at, retired_at, private_key) \
@@ -621,6 +642,16 @@ macro_rules! impl_sql_store {
                 .await
                 .map_err(|e| map_insert_error(e, &format!("key `{}` (or a second active key)", key.kid), None))?;
                 Ok(())
+            }
+
+            async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT kid, alg, state, created_at, activated_at, retired_at FROM signing_keys \
+                     ORDER BY created_at DESC, kid",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(key_record_from_row).collect()
             }
 
             async fn list_stored_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
@@ -662,6 +693,41 @@ macro_rules! impl_sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE state = 'active'")
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query(
+                    "UPDATE signing_keys SET state = 'active', activated_at = $1 WHERE kid = $2 AND state = 'next'",
+                )
+                .bind(at)
+                .bind(next_kid)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn retire_key(&self, kid: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE kid = $2 AND state <> 'retired'",
+                )
+                .bind(at)
+                .bind(kid)
+                .execute(&self.writer)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::SystemSecretStore for $store {
             async fn find_system_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
                 let row = sqlx::query("SELECT sealed FROM system_secrets WHERE name = $1")
                     .bind(name)
@@ -698,48 +764,6 @@ macro_rules! impl_sql_store {
                     .bind(expected)
                     .execute(&self.writer)
                     .await?;
-                Ok(done.rows_affected() > 0)
-            }
-
-            async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT kid, alg, state, created_at, activated_at, retired_at FROM signing_keys \
-                     ORDER BY created_at DESC, kid",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(key_record_from_row).collect()
-            }
-
-            async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-                let mut tx = self.writer.begin().await?;
-                sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE state = 'active'")
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                let done = sqlx::query(
-                    "UPDATE signing_keys SET state = 'active', activated_at = $1 WHERE kid = $2 AND state = 'next'",
-                )
-                .bind(at)
-                .bind(next_kid)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                tx.commit().await?;
-                Ok(true)
-            }
-
-            async fn retire_key(&self, kid: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE kid = $2 AND state <> 'retired'",
-                )
-                .bind(at)
-                .bind(kid)
-                .execute(&self.writer)
-                .await?;
                 Ok(done.rows_affected() > 0)
             }
         }

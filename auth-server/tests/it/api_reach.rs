@@ -9,7 +9,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use auth_server::store::GrantType::ClientCredentials;
+use auth_server::model::GrantType::ClientCredentials;
 use clap::Parser;
 use reqwest::StatusCode;
 use serde_json::Value;

@@ -435,7 +435,7 @@ async fn the_access_token_ttl_combines_with_every_revocation() {
         // The larger of 30 m and 10 m after the cutoff, then the longest leeway a verifier may
         // have. The 30 m entry was written a few seconds before the latest (10 m) cutoff, and
         // a disabled client's cutoff lies its cache time ahead: allow 5 s for both.
-        let retention = auth_server::revocation::RETENTION_AFTER_EXP.as_secs() as i64;
+        let retention = auth_server::RETENTION_AFTER_EXP.as_secs() as i64;
         let horizon = cutoff.not_before_ms / 1000 + 1 + 1800 + retention;
         assert!(
             (horizon - 5..=horizon).contains(&cutoff.expires_at),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use auth_server::grants::INTROSPECT_SCOPE;
 use auth_server::grants::checkpoint::Checkpoint;
 use auth_server::grants::client_auth::CLIENT_CACHE_TTL;
-use auth_server::store::GrantType::{ClientCredentials, Password};
+use auth_server::model::GrantType::{ClientCredentials, Password};
 use reqwest::StatusCode;
 use serde_json::Value;
 use time::OffsetDateTime;

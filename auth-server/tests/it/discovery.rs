@@ -44,7 +44,7 @@ async fn an_issuer_with_a_path_serves_what_it_advertises() {
     let (id, secret) = app
         .create_client(
             &["read"],
-            &[auth_server::store::GrantType::ClientCredentials],
+            &[auth_server::model::GrantType::ClientCredentials],
         )
         .await;
     let meta: Value = app

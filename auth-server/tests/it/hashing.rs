@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use auth_server::store::GrantType::{ClientCredentials, Password};
+use auth_server::model::GrantType::{ClientCredentials, Password};
 use reqwest::StatusCode;
 
 use crate::helpers::TestApp;

@@ -4,20 +4,19 @@
 //! waiting for it, and its grants passing a [`CheckpointGate`] the test can arm
 //! (`app.gate.hold_next(…)`), so no race is tested by timing it.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use auth_server::Application;
+use auth_server::admin::{Admin, AdminOptions, NewClient, NewUser};
 use auth_server::clock::ManualClock;
 use auth_server::config::ServerConfig;
 use auth_server::grants::TokenService;
 use auth_server::grants::checkpoint::{Checkpoint, Checkpoints};
 use auth_server::keys::KeyRing;
+use auth_server::model::GrantType;
 use auth_server::sealed::SystemSecrets;
-use auth_server::secrets::{SecretHasher, generate_client_secret};
-use auth_server::store::{self, Client, GrantType, Scope, Store, User};
-use secrecy::ExposeSecret;
-use uuid::Uuid;
+use auth_server::store::{self, Store};
+use secrecy::{ExposeSecret, SecretString};
 
 pub use test_support::db::TestDb;
 
@@ -91,7 +90,9 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeyRing>,
     pub tokens: Arc<TokenService>,
-    pub hasher: SecretHasher,
+    /// The admin operations, opened on the database as an admin command opens it (with the
+    /// server's `AUTH_SECRETS`, Redis and access-token lifetime).
+    pub admin: Admin,
     /// The secrets the database is sealed with ([`TestDb::auth_secrets`]).
     pub secrets: SystemSecrets,
     pub http: reqwest::Client,
@@ -116,25 +117,33 @@ impl TestApp {
         let gate = CheckpointGate::new();
         config.checkpoints = Some(gate.clone());
         tweak(&mut config);
+        let admin_options = AdminOptions {
+            database_url: config.database_url.clone(),
+            secrets: config.secrets.clone(),
+            keys_dir: config.keys_dir.clone(),
+            client_secret_pepper: config.client_secret_pepper.clone(),
+            redis: config.redis.clone(),
+            access_token_ttl: config.access_token_ttl,
+        };
         let app = Application::build(config).await.expect("server starts");
         let tokens = app.tokens();
         let base = format!("http://{}", app.local_addr());
         let issuer = app.issuer().to_owned();
         let keys = app.key_ring();
-        let hasher = app.secret_hasher();
         let secrets = app.secrets();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
         }));
         let store = store::connect(&db.url).await.unwrap();
+        let admin = Admin::open(&admin_options).await.unwrap();
         TestApp {
             base,
             issuer,
             store,
             keys,
             tokens,
-            hasher,
+            admin,
             secrets,
             http: reqwest::Client::new(),
             db,
@@ -161,69 +170,60 @@ impl TestApp {
 
     pub async fn create_scopes(&self, names: &[&str]) {
         for name in names {
-            let scope = Scope {
-                name: (*name).to_owned(),
-                description: String::new(),
-                created_at: time::OffsetDateTime::now_utc(),
-            };
-            self.store.create_scope(&scope).await.unwrap();
+            self.admin.create_scope(name, "").await.unwrap();
         }
     }
 
     /// Creates those of `names` that do not exist yet.
     async fn ensure_scopes(&self, names: &[&str]) {
-        let existing: BTreeSet<String> = self
-            .store
-            .list_scopes()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        let missing: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|s| !existing.contains(*s))
-            .collect();
-        self.create_scopes(&missing).await;
+        let scopes: Vec<(&str, &str)> = names.iter().map(|name| (*name, "")).collect();
+        self.admin.ensure_scopes(&scopes).await.unwrap();
     }
 
-    /// Registers a client (creating missing scopes) and returns its id and secret.
+    /// Registers a client through the admin layer (creating missing scopes; no grant means
+    /// client_credentials, password implies refresh_token) and returns its id and secret.
     pub async fn create_client(&self, scopes: &[&str], grants: &[GrantType]) -> (String, String) {
         self.ensure_scopes(scopes).await;
-        let secret = generate_client_secret().unwrap().expose_secret().to_owned();
-        let client = Client {
-            id: Uuid::new_v4().to_string(),
-            name: "test client".to_owned(),
-            secret_hash: self.hasher.hash(&secret),
-            grant_types: grants.iter().copied().collect(),
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            disabled: false,
-            created_at: time::OffsetDateTime::now_utc(),
-        };
-        self.store.create_client(&client).await.unwrap();
-        (client.id, secret)
+        let registered = self
+            .admin
+            .register_client(NewClient::new(
+                "test client",
+                scopes.iter().copied(),
+                grants.iter().copied(),
+            ))
+            .await
+            .unwrap();
+        (
+            registered.client.id,
+            registered.secret.expose_secret().to_owned(),
+        )
     }
 
-    /// Registers a user (creating missing scopes) and returns their id.
+    /// A client stored with exactly `grants`, as a database written before the admin rules
+    /// holds one (a password client without refresh_token): registered through the admin
+    /// layer, then its row written again with these grants. Returns its id and secret.
+    pub async fn create_legacy_client(
+        &self,
+        scopes: &[&str],
+        grants: &[GrantType],
+    ) -> (String, String) {
+        let (id, secret) = self.create_client(scopes, grants).await;
+        let mut client = self.store.find_client(&id).await.unwrap().unwrap();
+        client.grant_types = grants.iter().copied().collect();
+        assert!(self.store.delete_client(&id).await.unwrap());
+        self.store.create_client(&client).await.unwrap();
+        (id, secret)
+    }
+
+    /// Registers a user through the admin layer (creating missing scopes) and returns their id.
     pub async fn create_user(&self, email: &str, password: &str, permissions: &[&str]) -> String {
         self.ensure_scopes(permissions).await;
-        let password = password.to_owned();
-        let password_hash =
-            tokio::task::spawn_blocking(move || auth_server::passwords::hash_password(&password))
-                .await
-                .unwrap()
-                .unwrap();
-        let user = User {
-            id: Uuid::new_v4().to_string(),
-            email: email.to_owned(),
-            password_hash,
-            permissions: permissions.iter().map(|s| (*s).to_owned()).collect(),
-            disabled: false,
-            created_at: time::OffsetDateTime::now_utc(),
-        };
-        self.store.create_user(&user).await.unwrap();
-        user.id
+        let new = NewUser::new(email, permissions.iter().copied()).unwrap();
+        self.admin
+            .register_user(new, SecretString::from(password.to_owned()))
+            .await
+            .unwrap()
+            .id
     }
 
     /// A form POST to `path` with HTTP Basic credentials.

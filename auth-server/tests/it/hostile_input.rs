@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use auth_server::store::GrantType::{ClientCredentials, Password, RefreshToken};
+use auth_server::model::GrantType::{ClientCredentials, Password, RefreshToken};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tracing_subscriber::layer::{Context, SubscriberExt};

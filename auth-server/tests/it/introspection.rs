@@ -1,7 +1,7 @@
 //! `POST /oauth/introspect` (RFC 7662) and `POST /oauth/revoke` (RFC 7009).
 
 use auth_server::grants::INTROSPECT_SCOPE;
-use auth_server::store::GrantType::{ClientCredentials, Password, RefreshToken};
+use auth_server::model::GrantType::{ClientCredentials, Password, RefreshToken};
 use reqwest::StatusCode;
 use serde_json::Value;
 

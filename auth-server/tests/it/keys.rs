@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use auth_server::keys::{self, KeyAlgorithm, KeyState};
-use auth_server::store::GrantType::ClientCredentials;
+use auth_server::admin::{AdminError, KeyError};
+use auth_server::model::GrantType::ClientCredentials;
+use auth_server::model::{KeyAlgorithm, KeyState};
 use jsonwebtoken::{Algorithm, decode_header};
 use serde_json::Value;
 
@@ -46,9 +47,8 @@ async fn rotate_to(app: &TestApp, alg: KeyAlgorithm, expected: Algorithm) {
     let old_kid = app.keys.current().active.kid().to_owned();
     let old_token = token(app, &id, &secret).await;
 
-    let next = keys::generate_key(app.store.as_ref(), &app.secrets, alg, KeyState::Next)
-        .await
-        .unwrap();
+    let next = app.admin.generate_key(alg).await.unwrap();
+    assert_eq!(next.state, KeyState::Next, "a key is active already");
     app.keys.reload().await.unwrap();
     let kids = jwks_kids(app).await;
     assert!(
@@ -62,9 +62,7 @@ async fn rotate_to(app: &TestApp, alg: KeyAlgorithm, expected: Algorithm) {
         "next key does not sign yet"
     );
 
-    let rotation = keys::rotate(app.store.as_ref(), &app.secrets, alg)
-        .await
-        .unwrap();
+    let rotation = app.admin.rotate_keys(alg).await.unwrap();
     assert_eq!(rotation.activated, next.kid);
     assert_eq!(rotation.retired.as_deref(), Some(old_kid.as_str()));
     assert!(!rotation.unannounced);
@@ -92,8 +90,8 @@ async fn eddsa_keys_sign_verifiable_tokens(app: &TestApp) {
 
 async fn the_active_key_cannot_be_retired(app: &TestApp) {
     let active = app.keys.current().active.kid().to_owned();
-    let err = keys::retire(app.store.as_ref(), &active).await.unwrap_err();
-    assert!(matches!(err, keys::KeyError::RetireActive(_)));
+    let err = app.admin.retire_key(&active).await.unwrap_err();
+    assert!(matches!(err, AdminError::Keys(KeyError::RetireActive(_))));
 }
 
 /// The README's rule: a retired key stays published until the last token it signed has
@@ -101,9 +99,7 @@ async fn the_active_key_cannot_be_retired(app: &TestApp) {
 /// and not after.
 async fn a_retired_key_is_published_for_the_access_token_ttl_plus_60_seconds(app: &TestApp) {
     let old_kid = app.keys.current().active.kid().to_owned();
-    keys::rotate(app.store.as_ref(), &app.secrets, KeyAlgorithm::ES256)
-        .await
-        .unwrap();
+    app.admin.rotate_keys(KeyAlgorithm::ES256).await.unwrap();
     let retired_at = app
         .store
         .list_keys()
@@ -162,14 +158,8 @@ mod reload {
     async fn a_key_written_by_another_process_is_published_without_restart(app: &TestApp) {
         // What `auth-server keys generate` does from another process: a row in the database;
         // this server's key ring is not told.
-        let next = keys::generate_key(
-            app.store.as_ref(),
-            &app.secrets,
-            KeyAlgorithm::ES256,
-            KeyState::Next,
-        )
-        .await
-        .unwrap();
+        let next = app.admin.generate_key(KeyAlgorithm::ES256).await.unwrap();
+        assert_eq!(next.state, KeyState::Next, "a key is active already");
         let deadline = Instant::now() + Duration::from_secs(30);
         while !jwks_kids(app).await.contains(&next.kid) {
             assert!(Instant::now() < deadline, "the new key was never published");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use auth_server::Application;
 use auth_server::config::ServerConfig;
 use auth_server::grants::TokenService;
-use auth_server::store::GrantType::Password;
+use auth_server::model::GrantType::Password;
 use reqwest::StatusCode;
 use serde_json::Value;
 

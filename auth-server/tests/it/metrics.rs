@@ -2,7 +2,7 @@
 //! login failures, revocations and request latency histograms, and nothing that names a
 //! client, a user or a secret.
 
-use auth_server::store::GrantType::{ClientCredentials, Password};
+use auth_server::model::GrantType::{ClientCredentials, Password};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -8,8 +8,8 @@ use std::io::Write;
 use std::process::Stdio;
 
 use auth_server::grants::checkpoint::Checkpoint;
-use auth_server::store::FamilyOwner;
-use auth_server::store::GrantType::{Password, RefreshToken};
+use auth_server::model::FamilyOwner;
+use auth_server::model::GrantType::{Password, RefreshToken};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -1,8 +1,8 @@
 //! `grant_type=refresh_token`: single use, rotation, reuse detection, the grace window,
 //! concurrent refreshes, scope narrowing, revocation by user state.
 
-use auth_server::store::FamilyOwner;
-use auth_server::store::GrantType::{Password, RefreshToken};
+use auth_server::model::FamilyOwner;
+use auth_server::model::GrantType::{Password, RefreshToken};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use auth_server::Application;
 use auth_server::config::ServerConfig;
-use auth_server::keys::{KeyAlgorithm, KeyState, SigningKey};
+use auth_server::keys::SigningKey;
+use auth_server::model::{Client, GrantType, KeyAlgorithm, KeyRecord, KeyState, Scope};
 use auth_server::sealed::SystemSecrets;
-use auth_server::secrets::{SecretHasher, generate_client_secret, generate_pepper};
-use auth_server::store::{self, Client, GrantType, KeyRecord, Scope};
+use auth_server::store;
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair,
@@ -358,7 +359,10 @@ async fn legacy_layout(db: &TestDb) -> LegacyLayout {
     }
     crate::store::execute(&db.url, "UPDATE signing_keys SET private_key = NULL", &[]).await;
 
-    let pepper = generate_pepper().unwrap().expose_secret().to_vec();
+    // The earlier version's pepper (32 random bytes) and a client secret stored, as then, as
+    // HMAC-SHA-256 under it (README, "Admin CLI").
+    let mut pepper = vec![0u8; 32];
+    rng.fill(&mut pepper).unwrap();
     std::fs::write(dir.join("client-secret-pepper"), &pepper).unwrap();
     store
         .create_scope(&Scope {
@@ -368,11 +372,16 @@ async fn legacy_layout(db: &TestDb) -> LegacyLayout {
         })
         .await
         .unwrap();
-    let secret = generate_client_secret().unwrap().expose_secret().to_owned();
+    let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
     let client = Client {
         id: Uuid::new_v4().to_string(),
         name: "from before".to_owned(),
-        secret_hash: SecretHasher::new(&pepper).hash(&secret),
+        secret_hash: hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &pepper),
+            secret.as_bytes(),
+        )
+        .as_ref()
+        .to_vec(),
         grant_types: [GrantType::ClientCredentials].into(),
         scopes: ["a".to_owned()].into(),
         disabled: false,

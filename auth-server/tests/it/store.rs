@@ -3,14 +3,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use auth_server::keys::{KeyAlgorithm, KeyState};
 use std::time::Duration;
 
-use auth_server::store::{
-    self, Client, FamilyOwner, GrantType, KeyRecord, LockRule, LoginAttempt, RefreshFamily,
-    RefreshTokenRecord, Release, ReleasedAttempt, Scope, Store, StoreError, ThrottleKey, User,
+use auth_server::config::ThrottlePolicy;
+use auth_server::model::{
+    Client, FamilyOwner, GrantType, KeyAlgorithm, KeyRecord, KeyState, LockRule, LoginAttempt,
+    RefreshFamily, RefreshTokenRecord, Release, ReleasedAttempt, Scope, ThrottleKey, User,
 };
-use auth_server::throttle::ThrottlePolicy;
+use auth_server::store::{self, Store, StoreError};
 use time::OffsetDateTime;
 
 use crate::helpers::TestDb;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use auth_server::grants::client_auth::CLIENT_CACHE_TTL;
-use auth_server::store::GrantType::{ClientCredentials, Password};
+use auth_server::model::GrantType::{ClientCredentials, Password};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
 use reqwest::StatusCode;
 use serde_json::Value;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_server::keys::{self, KeyAlgorithm, KeyState};
+use auth_server::model::{KeyAlgorithm, KeyState};
 use serde_json::json;
 use token_guard::{GuardConfig, GuardError, StaticRevocationList, TokenGuard};
 
@@ -40,12 +40,9 @@ async fn rotation_is_seen_without_restart(alg: KeyAlgorithm) {
     assert_eq!(app.get("/me", &old_token).await.status(), 200);
     assert_eq!(proxy.hits(), 1, "one fetch at start");
 
-    let next = keys::generate_key(auth.store.as_ref(), &auth.secrets, alg, KeyState::Next)
-        .await
-        .unwrap();
-    let rotation = keys::rotate(auth.store.as_ref(), &auth.secrets, alg)
-        .await
-        .unwrap();
+    let next = auth.admin.generate_key(alg).await.unwrap();
+    assert_eq!(next.state, KeyState::Next, "a key is active already");
+    let rotation = auth.admin.rotate_keys(alg).await.unwrap();
     assert_eq!(rotation.activated, next.kid);
     auth.keys.reload().await.unwrap();
 
@@ -66,9 +63,7 @@ async fn rotation_is_seen_without_restart(alg: KeyAlgorithm) {
 
     // The refetch also brought the key announced for the following rotation, so that one
     // needs no fetch at all (and would get none: the refetch interval has not passed).
-    let second = keys::rotate(auth.store.as_ref(), &auth.secrets, alg)
-        .await
-        .unwrap();
+    let second = auth.admin.rotate_keys(alg).await.unwrap();
     assert_eq!(second.activated, rotation.next);
     auth.keys.reload().await.unwrap();
     let third_token = auth.token(&[READ]).await;
@@ -153,14 +148,8 @@ async fn the_last_good_key_set_is_used_while_the_jwks_is_down() {
 #[tokio::test]
 async fn a_withdrawn_key_stops_its_tokens_even_cached_ones() {
     let auth = AuthServer::spawn().await;
-    keys::generate_key(
-        auth.store.as_ref(),
-        &auth.secrets,
-        KeyAlgorithm::ES256,
-        KeyState::Next,
-    )
-    .await
-    .unwrap();
+    let next = auth.admin.generate_key(KeyAlgorithm::ES256).await.unwrap();
+    assert_eq!(next.state, KeyState::Next, "a key is active already");
     auth.keys.reload().await.unwrap();
     let proxy = JwksProxy::spawn(auth.jwks_url()).await;
     let app = ProtectedApp::spawn(guard_behind(&auth, &proxy).await).await;
@@ -218,14 +207,8 @@ async fn the_key_set_is_refreshed_periodically_within_the_bounds() {
     let guard = TokenGuard::new(config, Arc::new(StaticRevocationList::new()))
         .await
         .unwrap();
-    let next = keys::generate_key(
-        auth.store.as_ref(),
-        &auth.secrets,
-        KeyAlgorithm::EdDSA,
-        KeyState::Next,
-    )
-    .await
-    .unwrap();
+    let next = auth.admin.generate_key(KeyAlgorithm::EdDSA).await.unwrap();
+    assert_eq!(next.state, KeyState::Next, "a key is active already");
     auth.keys.reload().await.unwrap();
     let seen = crate::helpers::eventually(std::time::Duration::from_secs(5), || {
         let found = guard.jwks().kids().contains(&next.kid);

@@ -143,7 +143,7 @@ async fn introspection_and_the_guard_give_every_token_the_same_verdict() {
 
 #[tokio::test]
 async fn a_refresh_token_is_told_apart_from_an_access_token() {
-    use auth_server::store::GrantType::{Password, RefreshToken};
+    use auth_server::model::GrantType::{Password, RefreshToken};
     let auth = AuthServer::spawn().await;
     let client = auth.client_with(&["read"], &[Password, RefreshToken]).await;
     auth.user("reader@example.com", "correct horse battery", &["read"])
