@@ -63,20 +63,20 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     /// `AUTH_SECRETS` or the secrets of `AUTH_SECRETS_FILE`; `None` when neither is given.
-    pub fn system_secrets(&self) -> Result<Option<SystemSecrets>, ConfigError> {
+    pub fn system_secrets(&self) -> Result<Option<SystemSecrets>, ServerConfigError> {
         match (&self.secrets, &self.secrets_file) {
-            (Some(_), Some(_)) => Err(ConfigError::TwoSecretSources),
+            (Some(_), Some(_)) => Err(ServerConfigError::TwoSecretSources),
             (Some(list), None) => SystemSecrets::from_list(list)
                 .map(Some)
-                .map_err(ConfigError::Secrets),
+                .map_err(ServerConfigError::Secrets),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path).map_err(|err| {
-                    ConfigError::SecretsFile(path.display().to_string(), err.to_string())
+                    ServerConfigError::SecretsFile(path.display().to_string(), err.to_string())
                 })?;
                 SystemSecrets::from_lines(&SecretString::from(text))
                     .map(Some)
                     .map_err(|err| {
-                        ConfigError::SecretsFile(path.display().to_string(), err.to_string())
+                        ServerConfigError::SecretsFile(path.display().to_string(), err.to_string())
                     })
             }
             (None, None) => Ok(None),
@@ -166,7 +166,10 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    pub fn from_args(common: &CommonArgs, serve: &ServeArgs) -> Result<ServerConfig, ConfigError> {
+    pub fn from_args(
+        common: &CommonArgs,
+        serve: &ServeArgs,
+    ) -> Result<ServerConfig, ServerConfigError> {
         // RFC 8414 §2: an https URL (http for development) with no query or fragment.
         if let Some(issuer) = &serve.issuer
             && (!(issuer.starts_with("https://") || issuer.starts_with("http://"))
@@ -174,22 +177,22 @@ impl ServerConfig {
                 || issuer.contains(['?', '#', ' '])
                 || !is_plain_path(crate::issuer::issuer_path(issuer)))
         {
-            return Err(ConfigError::Issuer(issuer.clone()));
+            return Err(ServerConfigError::Issuer(issuer.clone()));
         }
         if serve.audience.trim().is_empty() {
-            return Err(ConfigError::Audience);
+            return Err(ServerConfigError::Audience);
         }
         if serve.access_token_ttl.is_zero() || serve.refresh_token_ttl.is_zero() {
-            return Err(ConfigError::Ttl);
+            return Err(ServerConfigError::Ttl);
         }
         if serve.refresh_grace > Duration::from_secs(5) {
-            return Err(ConfigError::Grace);
+            return Err(ServerConfigError::Grace);
         }
         if serve.login_lockout.is_zero()
             || serve.login_max_failures < 1
             || serve.login_max_failures_per_address < 1
         {
-            return Err(ConfigError::Lockout);
+            return Err(ServerConfigError::Lockout);
         }
         Ok(ServerConfig {
             bind: serve.bind,
@@ -262,7 +265,7 @@ fn default_hash_threads() -> usize {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum ServerConfigError {
     #[error(
         "AUTH_ISSUER must be an http(s) URL without a trailing slash, query or fragment, got `{0}`"
     )]
@@ -353,7 +356,10 @@ mod tests {
             "https://example.com/{tenant}",
             "https://example.com/a b",
         ] {
-            assert!(matches!(check(bad), Err(ConfigError::Issuer(_))), "{bad}");
+            assert!(
+                matches!(check(bad), Err(ServerConfigError::Issuer(_))),
+                "{bad}"
+            );
         }
     }
 

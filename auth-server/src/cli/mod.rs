@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::admin::{Admin, AdminError, AdminOptions};
-use crate::config::{CommonArgs, ConfigError, ServeArgs, ServerConfig, parse_duration};
+use crate::config::{CommonArgs, ServeArgs, ServerConfig, ServerConfigError, parse_duration};
 use crate::{Application, StartError};
 
 #[derive(Debug, Parser)]
@@ -60,7 +60,7 @@ pub enum Command {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("{0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] ServerConfigError),
     #[error("{0}")]
     Start(#[from] StartError),
     #[error("{0}")]
