@@ -96,11 +96,18 @@ impl From<StoreError> for GatewayError {
 /// `service_unavailable` ("Errors"): no connection within the pool's timeout (the server is
 /// down, refuses connections or does not answer), the connection lost, or PostgreSQL ending
 /// the session with a `FATAL` (or `PANIC`) error: shutting down, `pg_terminate_backend`, a
-/// database that does not accept connections (`ALLOW_CONNECTIONS false`).
+/// database that does not accept connections (`ALLOW_CONNECTIONS false`). A protocol or TLS
+/// error is the same outage seen from the wire: a connection cut in the middle of a message, or
+/// a proxy or pooler that accepts the connection and closes it because it has no server behind
+/// it; the request itself cannot cause either, so repeating it later is the right answer.
 fn database_unavailable(err: &sqlx::Error) -> bool {
     use sqlx::postgres::{PgDatabaseError, PgSeverity};
     match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => db
             .try_downcast_ref::<PgDatabaseError>()
             .is_some_and(|pg| matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic)),
@@ -190,6 +197,32 @@ impl IntoResponse for GatewayError {
                     "Something went wrong on our side.".into(),
                 )
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which database errors are an outage (503 + `Retry-After`) and which stay internal.
+    #[test]
+    fn database_outages_are_503_and_everything_else_is_internal() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let cases: Vec<(sqlx::Error, bool)> = vec![
+            (sqlx::Error::PoolTimedOut, true),
+            (sqlx::Error::PoolClosed, true),
+            (sqlx::Error::Io(io()), true),
+            (
+                sqlx::Error::Protocol("unexpected response from SSLRequest".into()),
+                true,
+            ),
+            (sqlx::Error::Tls(Box::new(io())), true),
+            (sqlx::Error::RowNotFound, false),
+            (sqlx::Error::ColumnNotFound("id".into()), false),
+        ];
+        for (err, outage) in cases {
+            assert_eq!(database_unavailable(&err), outage, "{err}");
         }
     }
 }

@@ -240,6 +240,21 @@ async fn a_database_that_refuses_connections_gives_503_with_retry_after_5_until_
     setup.assert_service_resumes().await;
 }
 
+/// A proxy or pooler in front of PostgreSQL that has no server behind it: it accepts each
+/// connection and closes it at once (sqlx reads that as a protocol error, not an I/O one), and
+/// the live connections are cut mid-message. The same 503 with `Retry-After: 5`, never a 500.
+#[tokio::test]
+async fn a_database_behind_a_proxy_that_closes_every_connection_gives_503_until_it_forwards() {
+    let Some(setup) = ApiOnPostgres::start().await else {
+        return;
+    };
+    setup.proxy.cut();
+    setup.assert_every_route_is_unavailable().await;
+
+    setup.proxy.restore();
+    setup.assert_service_resumes().await;
+}
+
 /// PostgreSQL ends the API's sessions and takes no new ones (`ALLOW_CONNECTIONS false` and
 /// `pg_terminate_backend`, as for maintenance; a server shutting down answers alike): 503
 /// with `Retry-After: 5`, and service resumes once it takes connections again.
