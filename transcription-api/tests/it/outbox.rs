@@ -236,6 +236,23 @@ fn stale_at_once() -> OutboxConfig {
     }
 }
 
+/// An API on the test's own Redis prefix whose stale-record repair runs at once; `None` (a
+/// skip) outside CI without Redis.
+async fn api_on_redis_with_stale_repair_at_once() -> Option<(TestApi, String)> {
+    let url = test_support::redis::reachable_url().await?;
+    let prefix = format!("api-it-{}", Uuid::new_v4().simple());
+    let queue = RedisQueue::connect(&url, &prefix, signing_key(), QueueConfig::default())
+        .await
+        .unwrap();
+    let api = TestApi::spawn_with(Options {
+        queue: Some(Arc::new(queue)),
+        outbox: stale_at_once(),
+        ..Options::default()
+    })
+    .await;
+    Some((api, prefix))
+}
+
 #[tokio::test]
 async fn a_queued_record_whose_job_the_embedded_queue_lost_is_requeued() {
     let api = TestApi::spawn_with(Options {
@@ -258,19 +275,9 @@ async fn a_queued_record_whose_job_the_embedded_queue_lost_is_requeued() {
 
 #[tokio::test]
 async fn a_queued_record_whose_job_redis_lost_is_requeued() {
-    let Some(url) = test_support::redis::reachable_url().await else {
+    let Some((api, prefix)) = api_on_redis_with_stale_repair_at_once().await else {
         return;
     };
-    let prefix = format!("api-it-{}", Uuid::new_v4().simple());
-    let queue = RedisQueue::connect(&url, &prefix, signing_key(), QueueConfig::default())
-        .await
-        .unwrap();
-    let api = TestApi::spawn_with(Options {
-        queue: Some(Arc::new(queue)),
-        outbox: stale_at_once(),
-        ..Options::default()
-    })
-    .await;
     stale_record_is_requeued(&api, async || delete_prefix(&prefix).await).await;
     drop(api);
     delete_prefix(&prefix).await;
@@ -354,19 +361,9 @@ async fn records_past_queued_are_never_requeued_on_the_embedded_queue() {
 
 #[tokio::test]
 async fn records_past_queued_are_never_requeued_on_redis() {
-    let Some(url) = test_support::redis::reachable_url().await else {
+    let Some((api, prefix)) = api_on_redis_with_stale_repair_at_once().await else {
         return;
     };
-    let prefix = format!("api-it-{}", Uuid::new_v4().simple());
-    let queue = RedisQueue::connect(&url, &prefix, signing_key(), QueueConfig::default())
-        .await
-        .unwrap();
-    let api = TestApi::spawn_with(Options {
-        queue: Some(Arc::new(queue)),
-        outbox: stale_at_once(),
-        ..Options::default()
-    })
-    .await;
     records_past_queued_are_never_requeued(&api, async || delete_prefix(&prefix).await).await;
     drop(api);
     delete_prefix(&prefix).await;

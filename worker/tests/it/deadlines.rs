@@ -260,19 +260,15 @@ fn engine_child_runs(pid: u32) -> bool {
 #[tokio::test]
 async fn a_job_timeout_kills_the_command_engines_child() {
     use contracts::jobs::TranscribeJob;
-    use job_queue::{Job, SqliteQueue};
+    use job_queue::Job;
     use test_support::process::ServiceProcess;
 
     use crate::download::audio_host;
-    use crate::helpers::{SIGNING_KEY, queue_config, signing_key};
+    use crate::helpers::{SIGNING_KEY, queue_config, sqlite_queue_in};
     use crate::platform::TestPlatform;
 
     let dir = TempDir::new("job-timeout-engine");
-    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
-    let queue = SqliteQueue::connect(&url, signing_key(), queue_config())
-        .await
-        .unwrap();
-    queue.migrate().await.unwrap();
+    let (url, queue) = sqlite_queue_in(&dir, queue_config()).await;
     let queue: Arc<dyn ReliableQueue> = Arc::new(queue);
     let platform = TestPlatform::start(queue.clone()).await;
     let audio_url = format!("http://{}/audio", audio_host().await);

@@ -48,11 +48,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::jobs::{NotifyJob, TranscribeJob};
-use job_queue::{Job, QueueStats, ReliableQueue, SqliteQueue};
+use job_queue::{Job, QueueStats, ReliableQueue};
 use uuid::Uuid;
 
 use crate::download::{AUDIO_TRANSCRIPT, audio_host};
-use crate::helpers::{RedisTestQueue, SIGNING_KEY, TempDir, eventually, queue_config, signing_key};
+use crate::helpers::{
+    RedisTestQueue, SIGNING_KEY, TempDir, eventually, queue_config, sqlite_queue_in,
+};
 use crate::platform::TestPlatform;
 use test_support::process::ServiceProcess;
 use test_support::smtp::SmtpSink;
@@ -325,11 +327,7 @@ async fn sigkilled_transcriber_on_redis_every_job_completes_with_one_email() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_transcriber_on_sqlite_every_job_completes_with_one_email() {
     let dir = TempDir::new("fault-sqlite");
-    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
-    let queue = SqliteQueue::connect(&url, signing_key(), queue_config())
-        .await
-        .unwrap();
-    queue.migrate().await.unwrap();
+    let (url, queue) = sqlite_queue_in(&dir, queue_config()).await;
     let queue: Arc<dyn ReliableQueue> = Arc::new(queue);
     let backend = Backend {
         platform: TestPlatform::start(queue.clone()).await,

@@ -48,6 +48,17 @@ impl Drop for TempDir {
     }
 }
 
+/// A migrated SQLite queue in `dir/queue.db`, and its URL (for a worker process's
+/// `QUEUE_DATABASE_URL`).
+pub async fn sqlite_queue_in(dir: &TempDir, config: QueueConfig) -> (String, SqliteQueue) {
+    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
+    let queue = SqliteQueue::connect(&url, signing_key(), config)
+        .await
+        .unwrap();
+    queue.migrate().await.unwrap();
+    (url, queue)
+}
+
 /// A fresh SQLite queue in its own directory.
 pub struct TestQueue {
     pub queue: Arc<dyn ReliableQueue>,
@@ -62,11 +73,7 @@ impl TestQueue {
 
     pub async fn sqlite_with(config: QueueConfig) -> TestQueue {
         let dir = TempDir::new("queue");
-        let url = format!("sqlite:{}", dir.path().join("queue.db").display());
-        let queue = SqliteQueue::connect(&url, signing_key(), config)
-            .await
-            .unwrap();
-        queue.migrate().await.unwrap();
+        let (_, queue) = sqlite_queue_in(&dir, config).await;
         TestQueue {
             queue: Arc::new(queue),
             _dir: dir,

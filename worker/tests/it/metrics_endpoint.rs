@@ -10,12 +10,14 @@ use test_support::net::TcpProxy;
 use test_support::process::{ServiceProcess, Signal};
 
 use contracts::jobs::{NotifyJob, NotifyStatus};
-use job_queue::{Job, NewJob, ReliableQueue, SqliteQueue};
+use job_queue::{Job, NewJob, ReliableQueue};
 use uuid::Uuid;
 
 use crate::deadlines::stalled_server;
 use crate::download::audio_host;
-use crate::helpers::{RedisTestQueue, SIGNING_KEY, TempDir, eventually, queue_config, signing_key};
+use crate::helpers::{
+    RedisTestQueue, SIGNING_KEY, TempDir, eventually, queue_config, sqlite_queue_in,
+};
 use crate::platform::TestPlatform;
 
 /// The address the process logged for its metrics endpoint (JSON logs).
@@ -35,11 +37,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 #[tokio::test]
 async fn notifier_serves_job_counters_latency_histogram_and_queue_depth() {
     let dir = TempDir::new("metrics");
-    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
-    let queue = SqliteQueue::connect(&url, signing_key(), queue_config())
-        .await
-        .unwrap();
-    queue.migrate().await.unwrap();
+    let (url, queue) = sqlite_queue_in(&dir, queue_config()).await;
     let good = NotifyJob {
         transcription_id: Uuid::new_v4(),
         email: "listener@example.com".into(),
@@ -324,11 +322,7 @@ async fn healthz_answers_503_while_the_queue_backend_does_not_answer() {
 #[tokio::test]
 async fn notifier_counts_jobs_cancelled_at_the_job_timeout() {
     let dir = TempDir::new("metrics-timeout");
-    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
-    let queue = SqliteQueue::connect(&url, signing_key(), queue_config())
-        .await
-        .unwrap();
-    queue.migrate().await.unwrap();
+    let (url, queue) = sqlite_queue_in(&dir, queue_config()).await;
     let job = NotifyJob {
         transcription_id: Uuid::new_v4(),
         email: "listener@example.com".into(),
@@ -404,11 +398,7 @@ async fn notifier_counts_jobs_cancelled_at_the_job_timeout() {
 #[tokio::test]
 async fn transcriber_counts_the_notify_jobs_it_enqueues() {
     let dir = TempDir::new("metrics-enqueued");
-    let url = format!("sqlite:{}", dir.path().join("queue.db").display());
-    let queue = SqliteQueue::connect(&url, signing_key(), queue_config())
-        .await
-        .unwrap();
-    queue.migrate().await.unwrap();
+    let (url, queue) = sqlite_queue_in(&dir, queue_config()).await;
     let queue: Arc<dyn ReliableQueue> = Arc::new(queue);
     let platform = TestPlatform::start(queue.clone()).await;
     let audio_url = format!("http://{}/audio", audio_host().await);
