@@ -122,6 +122,10 @@ pub struct ServeArgs {
     /// Failed logins per source address before it is locked out.
     #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 20)]
     pub login_max_failures_per_address: i64,
+    /// Directory of operator templates (`login.html`, `style.css`, …): each file there
+    /// replaces the built-in one of the same name; all are checked at start.
+    #[arg(long, env = "TEMPLATES_DIR")]
+    pub templates_dir: Option<PathBuf>,
     /// Do not apply pending migrations at start.
     #[arg(long)]
     pub no_migrate: bool,
@@ -149,6 +153,9 @@ pub struct ServerConfig {
     /// Redis URL and key prefix for the deny-list mirror.
     pub redis: Option<(String, String)>,
     pub migrate: bool,
+    /// Operator templates replacing the built-in pages file by file ([`crate::pages`]);
+    /// `None`: the built-in pages.
+    pub templates_dir: Option<PathBuf>,
     /// The process's Prometheus recorder, rendered at `GET /metrics` (404 when `None`).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// What the time rules read as now (see [`crate::clock`]): the system clock, or a test's.
@@ -221,6 +228,7 @@ impl ServerConfig {
                 .clone()
                 .map(|url| (url, common.queue_prefix.clone())),
             migrate: !serve.no_migrate,
+            templates_dir: serve.templates_dir.clone(),
             metrics: None,
             clock: Arc::new(SystemClock),
             token_clock: Arc::new(SystemClock),
@@ -249,6 +257,7 @@ impl ServerConfig {
             throttle: ThrottlePolicy::default(),
             redis: None,
             migrate: true,
+            templates_dir: None,
             metrics: None,
             clock: Arc::new(SystemClock),
             token_clock: Arc::new(SystemClock),

@@ -6,8 +6,8 @@
 //! binary. The [`store`], the signing [`keys`], [`sealed`] (the `AUTH_SECRETS` format),
 //! [`grants`] (the token service, its counters and checkpoints) and [`clock`] stay public for
 //! the tests, which check what lies below the HTTP API (the store conformance suite, key
-//! rotation, races) and forge tokens with a published key (test-support's `TestAuthServer`).
-//! Everything else is private.
+//! rotation, races) and forge tokens with a published key (test-support's `TestAuthServer`);
+//! so do the sign-in [`pages`], which tests render. Everything else is private.
 
 pub mod admin;
 pub mod cli;
@@ -19,6 +19,7 @@ mod identifiers;
 mod issuer;
 pub mod keys;
 pub mod model;
+pub mod pages;
 mod passwords;
 mod revocation;
 pub mod sealed;
@@ -41,6 +42,7 @@ use grants::client_auth::ClientAuthenticator;
 use grants::refresh::RefreshTokens;
 use issuer::TokenIssuer;
 use keys::{KeyError, KeyRing};
+use pages::{Pages, PagesError};
 use passwords::{PasswordError, PasswordPool};
 use revocation::{DenyList, DenyListError};
 use sealed::SystemSecrets;
@@ -69,6 +71,8 @@ pub(crate) struct AppState {
     pub(crate) issuer: Arc<str>,
     /// Renders `GET /metrics`; `None` answers 404.
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The sign-in pages and their stylesheet ([`pages`]).
+    pub(crate) pages: Arc<Pages>,
 }
 
 /// Why the server could not start.
@@ -86,6 +90,8 @@ pub enum StartError {
     DenyList(#[from] DenyListError),
     #[error("{0}")]
     Vault(#[from] VaultError),
+    #[error("pages: {0}")]
+    Pages(#[from] PagesError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -106,8 +112,10 @@ impl Application {
     /// Opens the database with `AUTH_SECRETS` by the rules every process follows (as
     /// [`Admin::open_sealed`] does: migrations, the one-time import of an earlier version's
     /// keys directory, the secret checked), loads (or first generates) the signing keys and
-    /// binds the listener.
+    /// binds the listener. The sign-in pages are loaded and checked first
+    /// ([`Pages::load`]), so a broken operator template fails before anything is opened.
     pub async fn build(config: ServerConfig) -> Result<Application, StartError> {
+        let pages = Arc::new(Pages::load(config.templates_dir.as_deref())?);
         let grace = config.access_token_ttl + VERIFIER_LEEWAY;
         let vault = vault::open(
             &config.database_url,
@@ -212,6 +220,7 @@ impl Application {
                 tokens,
                 issuer,
                 metrics: config.metrics,
+                pages,
             },
             admin,
             secrets: vault.secrets,

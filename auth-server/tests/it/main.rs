@@ -15,6 +15,7 @@ mod introspection;
 mod keys;
 mod lockout;
 mod metrics;
+mod pages;
 mod password;
 mod races;
 mod reach;
