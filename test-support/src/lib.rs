@@ -11,6 +11,7 @@
 //! * [`cli`]: assertions on what a binary prints when run once (one error line, `--help`);
 //! * [`net`]: a port nothing listens on and a TCP proxy the test cuts or stalls;
 //! * [`readme`]: the README's flag tables checked against the binaries' `clap` commands;
+//! * [`rp`]: a stock OpenID Connect relying party (Python authlib) run against the auth server;
 //! * [`auth`] (feature `auth-server`): a real auth server in-process for the crates around it;
 //! * [`browser`] (feature `browser`): a headless chromium driven over WebDriver.
 
@@ -28,4 +29,5 @@ pub mod net;
 pub mod process;
 pub mod readme;
 pub mod redis;
+pub mod rp;
 pub mod smtp;
