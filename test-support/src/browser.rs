@@ -136,6 +136,25 @@ impl Browser {
             .unwrap_or_else(|e| panic!("current URL: {e}"))
     }
 
+    /// Polls the tab's URL until `accept` takes it and returns it; panics after [`PATIENCE`]
+    /// naming `what` was awaited and the last URL. For the end of a chain of redirects (a
+    /// sign-in ending at the client's `redirect_uri`): a click returns after the navigation it
+    /// started, but a form's submission may start just after the click returned.
+    pub async fn wait_for_url(&self, what: &str, accept: impl Fn(&Url) -> bool) -> Url {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let url = self.current_url().await;
+            if accept(&url) {
+                return url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {PATIENCE:?}; the tab shows {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// The page's DOM serialised as HTML.
     pub async fn page_source(&self) -> String {
         self.client
