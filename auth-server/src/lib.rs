@@ -23,6 +23,7 @@ mod passwords;
 mod revocation;
 pub mod sealed;
 mod secrets;
+pub mod signin;
 pub mod store;
 pub mod telemetry;
 mod throttle;

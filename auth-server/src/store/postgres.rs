@@ -68,6 +68,11 @@ impl PostgresStore {
                         "../../../migrations/auth-server/postgres/0005_sealed_secrets.sql"
                     ),
                 ),
+                (
+                    7,
+                    "sign-in",
+                    include_str!("../../../migrations/auth-server/postgres/0007_signin.sql"),
+                ),
             ],
             OtherMigrations::Ignore,
         )

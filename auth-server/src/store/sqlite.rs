@@ -65,6 +65,11 @@ impl SqliteStore {
                     "sealed secrets",
                     include_str!("../../../migrations/auth-server/sqlite/0005_sealed_secrets.sql"),
                 ),
+                (
+                    7,
+                    "sign-in",
+                    include_str!("../../../migrations/auth-server/sqlite/0007_signin.sql"),
+                ),
             ],
             OtherMigrations::Ignore,
         )

@@ -386,6 +386,11 @@ async fn legacy_layout(db: &TestDb) -> LegacyLayout {
         scopes: ["a".to_owned()].into(),
         disabled: false,
         created_at: now,
+        public: false,
+        first_party: false,
+        id_token_alg: Default::default(),
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
     };
     store.create_client(&client).await.unwrap();
     LegacyLayout {
