@@ -318,7 +318,8 @@ pub trait SignInStore: Send + Sync {
 /// Signing keys: metadata and sealed private keys.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Inserts a key with its sealed private key.
+    /// Inserts a key with its sealed private key; [`StoreError::AlreadyExists`] for a taken
+    /// kid or a second active key of the same algorithm.
     async fn insert_key(
         &self,
         key: &KeyRecord,
@@ -336,7 +337,9 @@ pub trait KeyStore: Send + Sync {
         expected: Option<&[u8]>,
         sealed: &[u8],
     ) -> Result<bool, StoreError>;
-    /// Makes `next_kid` the active key and retires the current active key, atomically.
+    /// Makes `next_kid` the active key of its algorithm and retires the active key of that
+    /// algorithm (keys of other algorithms keep their state), atomically; `Ok(false)` and no
+    /// change when `next_kid` is not a `next` key.
     async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
     /// Retires `kid`; `Ok(false)` when there is no such key.
     async fn retire_key(&self, kid: &str, at: OffsetDateTime) -> Result<bool, StoreError>;

@@ -69,6 +69,13 @@ impl PostgresStore {
                     ),
                 ),
                 (
+                    6,
+                    "key per algorithm",
+                    include_str!(
+                        "../../../migrations/auth-server/postgres/0006_key_per_algorithm.sql"
+                    ),
+                ),
+                (
                     7,
                     "sign-in",
                     include_str!("../../../migrations/auth-server/postgres/0007_signin.sql"),

@@ -892,7 +892,7 @@ macro_rules! impl_sql_store {
                 .bind(sealed_private_key)
                 .execute(&self.writer)
                 .await
-                .map_err(|e| map_insert_error(e, &format!("key `{}` (or a second active key)", key.kid), None))?;
+                .map_err(|e| map_insert_error(e, &format!("key `{}` (or a second active key of its algorithm)", key.kid), None))?;
                 Ok(())
             }
 
@@ -947,10 +947,15 @@ macro_rules! impl_sql_store {
 
             async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
                 let mut tx = self.writer.begin().await?;
-                sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE state = 'active'")
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+                // Only the chain of the key's own algorithm: one active key per algorithm.
+                sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE state = 'active' \
+                     AND alg = (SELECT alg FROM signing_keys WHERE kid = $2 AND state = 'next')",
+                )
+                .bind(at)
+                .bind(next_kid)
+                .execute(&mut *tx)
+                .await?;
                 let done = sqlx::query(
                     "UPDATE signing_keys SET state = 'active', activated_at = $1 WHERE kid = $2 AND state = 'next'",
                 )

@@ -160,7 +160,8 @@ async fn conformance(store: Arc<dyn Store>) {
     assert!(store.delete_scope("a").await.unwrap());
     assert!(!store.delete_scope("a").await.unwrap());
 
-    // Signing keys: one active at a time; activation retires the previous key atomically.
+    // Signing keys: one active per algorithm at a time; activation retires the previous key of
+    // that algorithm atomically.
     store
         .insert_key(&key("k1", KeyState::Active), b"sealed-1")
         .await
@@ -242,6 +243,71 @@ async fn conformance(store: Arc<dyn Store>) {
             .set_sealed_private_key("missing", None, b"x")
             .await
             .unwrap()
+    );
+
+    // Another algorithm has a chain of its own: its active key stands beside the ES256 one,
+    // and activating either retires only the active key of the same algorithm.
+    let rsa = |kid: &str, state| KeyRecord {
+        alg: KeyAlgorithm::RS256,
+        ..key(kid, state)
+    };
+    store
+        .insert_key(&rsa("r1", KeyState::Active), b"sealed-r1")
+        .await
+        .expect("an active RS256 key beside the active ES256 one");
+    assert!(
+        matches!(
+            store
+                .insert_key(&rsa("r-dup", KeyState::Active), b"sealed")
+                .await,
+            Err(StoreError::AlreadyExists(_))
+        ),
+        "a second active RS256 key is refused"
+    );
+    store
+        .insert_key(&rsa("r2", KeyState::Next), b"sealed-r2")
+        .await
+        .unwrap();
+    store
+        .insert_key(&key("k4", KeyState::Next), b"sealed-4")
+        .await
+        .unwrap();
+    assert!(store.activate_key("r2", at).await.unwrap());
+    let states = |keys: Vec<KeyRecord>| -> Vec<(String, KeyState)> {
+        let mut states: Vec<_> = keys.into_iter().map(|k| (k.kid, k.state)).collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        states
+    };
+    let expected = |k2, k4, r1, r2| {
+        vec![
+            ("k1".to_owned(), KeyState::Retired),
+            ("k2".to_owned(), k2),
+            ("k3".to_owned(), KeyState::Retired),
+            ("k4".to_owned(), k4),
+            ("r1".to_owned(), r1),
+            ("r2".to_owned(), r2),
+        ]
+    };
+    assert_eq!(
+        states(store.list_keys().await.unwrap()),
+        expected(
+            KeyState::Active,
+            KeyState::Next,
+            KeyState::Retired,
+            KeyState::Active
+        ),
+        "the ES256 chain is untouched"
+    );
+    assert!(store.activate_key("k4", at).await.unwrap());
+    assert_eq!(
+        states(store.list_keys().await.unwrap()),
+        expected(
+            KeyState::Retired,
+            KeyState::Active,
+            KeyState::Retired,
+            KeyState::Active
+        ),
+        "the RS256 chain is untouched"
     );
 
     // System secrets: the first insert wins; replaced only if still the expected blob.
