@@ -72,6 +72,9 @@ pub enum AdminError {
     UserNotFound(String),
     #[error("no scope named `{0}`")]
     ScopeNotFound(String),
+    /// `openid`, `profile` and `email` are built in (OpenID Connect) and cannot be deleted.
+    #[error("`{0}` is a built-in OpenID Connect scope and cannot be deleted")]
+    BuiltInScope(String),
     /// The task hashing a password was cancelled or panicked.
     #[error("password hashing was interrupted")]
     HashingInterrupted,

@@ -115,7 +115,20 @@ macro_rules! impl_sql_store {
         impl $crate::store::Store for $store {
             async fn migrate(&self) -> Result<(), StoreError> {
                 Self::migrator().run(&self.writer).await?;
-                renormalize_user_emails(&self.writer).await
+                renormalize_user_emails(&self.writer).await?;
+                // The OpenID Connect identity scopes exist in every database (OIDC Core §5.4).
+                for (name, description) in $crate::signin::IDENTITY_SCOPES {
+                    sqlx::query(
+                        "INSERT INTO scopes (name, description, created_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(name)
+                    .bind(description)
+                    .bind(time::OffsetDateTime::now_utc())
+                    .execute(&self.writer)
+                    .await?;
+                }
+                Ok(())
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
