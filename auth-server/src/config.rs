@@ -11,6 +11,7 @@ use secrecy::SecretString;
 
 use crate::clock::{Clock, SystemClock};
 use crate::grants::checkpoint::Checkpoints;
+use crate::model::KeyAlgorithm;
 use crate::sealed::SealError;
 
 pub use crate::sealed::SystemSecrets;
@@ -99,6 +100,9 @@ pub struct ServeArgs {
     /// Access-token lifetime: seconds, or a number with s/m/h/d.
     #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "900", value_parser = parse_duration)]
     pub access_token_ttl: Duration,
+    /// Algorithm of the key that signs access tokens: ES256 (when unset), RS256 or EdDSA.
+    #[arg(long, env = "ACCESS_TOKEN_ALG", value_parser = parse_key_algorithm)]
+    pub access_token_alg: Option<KeyAlgorithm>,
     /// Refresh-token lifetime (each rotation starts a new one).
     #[arg(long, env = "REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
@@ -141,6 +145,11 @@ pub struct ServerConfig {
     pub issuer: Option<String>,
     pub audience: String,
     pub access_token_ttl: Duration,
+    /// `ACCESS_TOKEN_ALG`: whose active key signs access tokens. `None` (unset) means
+    /// [`DEFAULT_ACCESS_TOKEN_ALG`](crate::keys::DEFAULT_ACCESS_TOKEN_ALG), ES256, except that a
+    /// database whose active access-token key has another algorithm then refuses to start
+    /// ([`KeyError::AccessAlgorithmUnset`](crate::keys::KeyError::AccessAlgorithmUnset)).
+    pub access_token_alg: Option<KeyAlgorithm>,
     pub refresh_token_ttl: Duration,
     pub refresh_grace: Duration,
     pub password_hash_threads: usize,
@@ -203,6 +212,7 @@ impl ServerConfig {
             issuer: serve.issuer.clone(),
             audience: serve.audience.clone(),
             access_token_ttl: serve.access_token_ttl,
+            access_token_alg: serve.access_token_alg,
             refresh_token_ttl: serve.refresh_token_ttl,
             refresh_grace: serve.refresh_grace,
             password_hash_threads: serve
@@ -242,6 +252,7 @@ impl ServerConfig {
             issuer: None,
             audience: "transcription-api".to_owned(),
             access_token_ttl: Duration::from_secs(900),
+            access_token_alg: None,
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
             refresh_grace: Duration::from_secs(2),
             password_hash_threads: default_hash_threads(),
@@ -295,6 +306,11 @@ fn is_plain_path(path: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
         })
+}
+
+/// Parses a JWS `alg` value a signing key can have: `ES256`, `RS256` or `EdDSA`, exactly.
+pub fn parse_key_algorithm(value: &str) -> Result<KeyAlgorithm, String> {
+    KeyAlgorithm::parse(value).ok_or_else(|| "expected ES256, RS256 or EdDSA".to_owned())
 }
 
 /// Parses `900`, `900s`, `15m`, `1h` or `30d`.

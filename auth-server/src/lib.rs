@@ -23,6 +23,7 @@ mod passwords;
 mod revocation;
 pub mod sealed;
 mod secrets;
+pub mod signin;
 pub mod store;
 pub mod telemetry;
 mod throttle;
@@ -123,16 +124,25 @@ impl Application {
         )
         .await?;
         let (store, hasher) = (vault.store.clone(), vault.hasher.clone());
-        if let Some(kid) = keys::ensure_active_key(store.as_ref(), &vault.secrets).await? {
+        let generated =
+            keys::ensure_active_keys(store.as_ref(), &vault.secrets, config.access_token_alg)
+                .await?;
+        for key in generated {
             tracing::warn!(
-                kid,
-                "no signing key found: generated an ES256 key into the database"
+                kid = key.kid,
+                alg = key.alg.as_str(),
+                "no active {} signing key found: generated one into the database",
+                key.alg.as_str()
             );
         }
+        let access_token_alg = config
+            .access_token_alg
+            .unwrap_or(keys::DEFAULT_ACCESS_TOKEN_ALG);
         let keys = Arc::new(
             KeyRing::load(
                 store.clone(),
                 vault.secrets.clone(),
+                access_token_alg,
                 grace,
                 config.clock.clone(),
             )

@@ -144,6 +144,7 @@ impl TokenService {
             }
             GrantType::Password => password::grant(self, &client, request).await,
             GrantType::RefreshToken => refresh::grant(self, &client, request).await,
+            GrantType::AuthorizationCode => Err(UNSUPPORTED),
         }?;
         // A disabled or deleted client's cutoff lies `CLIENT_CACHE_TTL` ahead of the change, so
         // it covers every token signed while the client record is younger than that. A grant
