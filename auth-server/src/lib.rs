@@ -46,6 +46,7 @@ use passwords::{PasswordError, PasswordPool};
 use revocation::{DenyList, DenyListError};
 use sealed::SystemSecrets;
 use secrets::SecretsError;
+use signin::codes::AuthorizationCodes;
 use store::{Store, StoreError};
 use throttle::LoginThrottle;
 use vault::{LegacySources, OpenOptions, VaultError};
@@ -196,6 +197,7 @@ impl Application {
                 config.clock.clone(),
             ),
             deny_list,
+            codes: AuthorizationCodes::new(store.clone(), hasher.clone(), config.clock.clone()),
             refresh: RefreshTokens::new(
                 store.clone(),
                 hasher.clone(),

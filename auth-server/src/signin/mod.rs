@@ -1,6 +1,9 @@
 //! Sign-in for people: the authorization code flow (RFC 6749 §4.1) with PKCE (RFC 7636) and
 //! OpenID Connect Core 1.0, through the server's own login and consent pages.
 
+pub mod codes;
+pub mod id_token;
+pub mod pkce;
 pub mod redirect_uri;
 
 /// The OpenID Connect identity scopes (OIDC Core §3.1.2.1, §5.4) with their descriptions, as
