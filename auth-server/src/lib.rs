@@ -67,6 +67,8 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) tokens: Arc<TokenService>,
+    /// The sign-in pages' service: sessions, consent, codes.
+    pub(crate) signin: Arc<signin::SignIn>,
     /// The `iss` value and base URL of the metadata.
     pub(crate) issuer: Arc<str>,
     /// Renders `GET /metrics`; `None` answers 404.
@@ -208,6 +210,14 @@ impl Application {
             rules,
             checkpoints: config.checkpoints.clone(),
         });
+        let signin = Arc::new(signin::SignIn::new(
+            tokens.clone(),
+            hasher.clone(),
+            issuer.clone(),
+            config.clock.clone(),
+            config.session_idle_ttl,
+            config.session_ttl,
+        ));
         let admin = Admin::of_server(
             store.clone(),
             vault.secrets.clone(),
@@ -222,6 +232,7 @@ impl Application {
                 store,
                 keys,
                 tokens,
+                signin,
                 issuer,
                 metrics: config.metrics,
             },
@@ -288,6 +299,12 @@ impl Application {
                     _ = tick.tick() => {
                         if let Err(err) = keys.reload().await {
                             tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set");
+                        }
+                        // Ended browser sessions, and codes past their replay window.
+                        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                        let codes_before = now - signin::codes::CODE_REPLAY_WINDOW.as_secs() as i64;
+                        if let Err(err) = tokens.store.purge_sign_in(now, codes_before).await {
+                            tracing::warn!(error = %err, "purging ended sessions and old codes failed; retrying");
                         }
                     }
                     _ = republish.tick() => {
