@@ -113,11 +113,21 @@ pub async fn ensure(
         auth_url: auth_url.to_owned(),
         api_url: api_url.to_owned(),
         client_id: app.client.id,
-        client_secret: app.secret.expose_secret().to_owned(),
+        client_secret: app
+            .secret
+            .as_ref()
+            .expect("a confidential client")
+            .expose_secret()
+            .to_owned(),
         user_email: email,
         user_password: password,
         worker_client_id: worker.client.id,
-        worker_client_secret: worker.secret.expose_secret().to_owned(),
+        worker_client_secret: worker
+            .secret
+            .as_ref()
+            .expect("a confidential client")
+            .expose_secret()
+            .to_owned(),
     };
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 
 use crate::clock::{Clock, SystemClock};
 use crate::grants::checkpoint::Checkpoints;
+use crate::model::KeyAlgorithm;
 use crate::sealed::SealError;
 
 pub use crate::sealed::SystemSecrets;
@@ -99,6 +100,9 @@ pub struct ServeArgs {
     /// Access-token lifetime: seconds, or a number with s/m/h/d.
     #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "900", value_parser = parse_duration)]
     pub access_token_ttl: Duration,
+    /// Algorithm of the key that signs access tokens: ES256 (when unset), RS256 or EdDSA.
+    #[arg(long, env = "ACCESS_TOKEN_ALG", value_parser = parse_key_algorithm)]
+    pub access_token_alg: Option<KeyAlgorithm>,
     /// Refresh-token lifetime (each rotation starts a new one).
     #[arg(long, env = "REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
@@ -122,6 +126,12 @@ pub struct ServeArgs {
     /// Failed logins per source address before it is locked out.
     #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 20)]
     pub login_max_failures_per_address: i64,
+    /// A browser session ends after this long without an authorization request.
+    #[arg(long, env = "SESSION_IDLE_TTL", default_value = "30m", value_parser = parse_duration)]
+    pub session_idle_ttl: Duration,
+    /// A browser session ends this long after its login, however busy.
+    #[arg(long, env = "SESSION_TTL", default_value = "10h", value_parser = parse_duration)]
+    pub session_ttl: Duration,
     /// Directory of operator templates (`login.html`, `style.css`, …): each file there
     /// replaces the built-in one of the same name; all are checked at start.
     #[arg(long, env = "TEMPLATES_DIR")]
@@ -145,8 +155,16 @@ pub struct ServerConfig {
     pub issuer: Option<String>,
     pub audience: String,
     pub access_token_ttl: Duration,
+    /// `ACCESS_TOKEN_ALG`: whose active key signs access tokens. `None` (unset) means
+    /// [`DEFAULT_ACCESS_TOKEN_ALG`](crate::keys::DEFAULT_ACCESS_TOKEN_ALG), ES256, except that a
+    /// database whose active access-token key has another algorithm then refuses to start
+    /// ([`KeyError::AccessAlgorithmUnset`](crate::keys::KeyError::AccessAlgorithmUnset)).
+    pub access_token_alg: Option<KeyAlgorithm>,
     pub refresh_token_ttl: Duration,
     pub refresh_grace: Duration,
+    /// Browser sessions: the idle and the absolute lifetime.
+    pub session_idle_ttl: Duration,
+    pub session_ttl: Duration,
     pub password_hash_threads: usize,
     pub password_hash_queue: usize,
     pub throttle: ThrottlePolicy,
@@ -189,7 +207,11 @@ impl ServerConfig {
         if serve.audience.trim().is_empty() {
             return Err(ServerConfigError::Audience);
         }
-        if serve.access_token_ttl.is_zero() || serve.refresh_token_ttl.is_zero() {
+        if serve.access_token_ttl.is_zero()
+            || serve.refresh_token_ttl.is_zero()
+            || serve.session_idle_ttl.is_zero()
+            || serve.session_ttl.is_zero()
+        {
             return Err(ServerConfigError::Ttl);
         }
         if serve.refresh_grace > Duration::from_secs(5) {
@@ -210,8 +232,11 @@ impl ServerConfig {
             issuer: serve.issuer.clone(),
             audience: serve.audience.clone(),
             access_token_ttl: serve.access_token_ttl,
+            access_token_alg: serve.access_token_alg,
             refresh_token_ttl: serve.refresh_token_ttl,
             refresh_grace: serve.refresh_grace,
+            session_idle_ttl: serve.session_idle_ttl,
+            session_ttl: serve.session_ttl,
             password_hash_threads: serve
                 .password_hash_threads
                 .unwrap_or_else(default_hash_threads)
@@ -250,8 +275,11 @@ impl ServerConfig {
             issuer: None,
             audience: "transcription-api".to_owned(),
             access_token_ttl: Duration::from_secs(900),
+            access_token_alg: None,
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
             refresh_grace: Duration::from_secs(2),
+            session_idle_ttl: Duration::from_secs(30 * 60),
+            session_ttl: Duration::from_secs(10 * 3600),
             password_hash_threads: default_hash_threads(),
             password_hash_queue: 64,
             throttle: ThrottlePolicy::default(),
@@ -281,7 +309,9 @@ pub enum ServerConfigError {
     Issuer(String),
     #[error("TOKEN_AUDIENCE must not be empty")]
     Audience,
-    #[error("ACCESS_TOKEN_TTL and REFRESH_TOKEN_TTL must be positive")]
+    #[error(
+        "ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, SESSION_IDLE_TTL and SESSION_TTL must be positive"
+    )]
     Ttl,
     #[error("REFRESH_GRACE must be at most 5 s")]
     Grace,
@@ -304,6 +334,11 @@ fn is_plain_path(path: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
         })
+}
+
+/// Parses a JWS `alg` value a signing key can have: `ES256`, `RS256` or `EdDSA`, exactly.
+pub fn parse_key_algorithm(value: &str) -> Result<KeyAlgorithm, String> {
+    KeyAlgorithm::parse(value).ok_or_else(|| "expected ES256, RS256 or EdDSA".to_owned())
 }
 
 /// Parses `900`, `900s`, `15m`, `1h` or `30d`.

@@ -1,4 +1,4 @@
-//! Mints RFC 9068 JWT access tokens with the active signing key.
+//! Mints RFC 9068 JWT access tokens with the active key of `ACCESS_TOKEN_ALG`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +95,7 @@ impl TokenIssuer {
             client_id,
             scope,
         };
-        let token = self.keys.current().active.sign_jwt(&claims)?;
+        let token = self.keys.current().access().sign_jwt(&claims)?;
         Ok(IssuedToken {
             token,
             jti,

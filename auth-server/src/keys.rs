@@ -1,6 +1,10 @@
 //! Signing keys: generation and import, the next → active → retired life cycle, JWS signing
 //! and the published JWKS.
 //!
+//! Each algorithm has its own chain with at most one active key: access tokens are signed by
+//! the active key of `ACCESS_TOKEN_ALG` (ES256 by default), OpenID Connect id_tokens by the
+//! active RS256 key (OIDC Core §15.1 requires RS256). The JWKS publishes every chain.
+//!
 //! Everything about a key lives in the store, so every instance and the admin CLI agree on
 //! which key is active and each can sign with it: its metadata (kid, algorithm, state,
 //! timestamps) and its PKCS#8 private key, sealed under `AUTH_SECRETS` ([`crate::sealed`]).
@@ -29,6 +33,21 @@ use crate::model::{KeyAlgorithm, KeyRecord, KeyState, StoredKey};
 use crate::sealed::{Purpose, SealError, SystemSecrets};
 use crate::store::{Store, StoreError};
 
+/// The algorithm of access tokens when `ACCESS_TOKEN_ALG` is unset.
+pub const DEFAULT_ACCESS_TOKEN_ALG: KeyAlgorithm = KeyAlgorithm::ES256;
+
+/// The algorithm that always has an active key besides the access-token one: id_tokens must
+/// be signable with RS256 (OIDC Core §15.1).
+pub const ID_TOKEN_KEY_ALG: KeyAlgorithm = KeyAlgorithm::RS256;
+
+/// The JOSE `typ` of an access token (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// The JOSE `typ` of an OpenID Connect id_token (`JWT`, RFC 7519 §5.1): not
+/// [`ACCESS_TOKEN_TYP`], so resource servers refuse an id_token as an access token
+/// (RFC 9068 §4).
+pub const ID_TOKEN_TYP: &str = "JWT";
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(transparent)]
@@ -50,8 +69,17 @@ pub enum KeyError {
     MissingPrivateKey(String),
     #[error("the private key of `{kid}` cannot be decrypted: {source}")]
     Sealed { kid: String, source: SealError },
-    #[error("no active signing key")]
-    NoActiveKey,
+    /// No active key of the access-token algorithm (`ACCESS_TOKEN_ALG`).
+    #[error("no active {} signing key (the algorithm of ACCESS_TOKEN_ALG)", .0.as_str())]
+    NoActiveKey(KeyAlgorithm),
+    /// `ACCESS_TOKEN_ALG` is unset (so ES256) but the database's access tokens have been
+    /// signed by a key of another algorithm: starting would switch them silently.
+    #[error(
+        "ACCESS_TOKEN_ALG is ES256 but the active access-token key is {}: set ACCESS_TOKEN_ALG={}",
+        .active.as_str(),
+        .active.as_str()
+    )]
+    AccessAlgorithmUnset { active: KeyAlgorithm },
     #[error("no key with kid `{0}`")]
     UnknownKid(String),
     #[error("key `{0}` is the active key: rotate to a new key before retiring it")]
@@ -73,8 +101,9 @@ pub struct SigningKey {
     kid: String,
     alg: KeyAlgorithm,
     material: KeyMaterial,
-    /// base64url of the JOSE header, which is the same for every token this key signs.
-    header_b64: String,
+    /// base64url of the JOSE headers `{alg, typ, kid}` for the `typ`s this server signs
+    /// ([`ACCESS_TOKEN_TYP`], [`ID_TOKEN_TYP`]), encoded once rather than per token.
+    headers_b64: [(&'static str, String); 2],
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -98,12 +127,12 @@ impl SigningKey {
                 KeyMaterial::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).ok()?)
             }
         };
-        let header = serde_json::json!({ "alg": alg.as_str(), "typ": "at+jwt", "kid": kid });
         Some(SigningKey {
             kid: kid.to_owned(),
             alg,
             material,
-            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            headers_b64: [ACCESS_TOKEN_TYP, ID_TOKEN_TYP]
+                .map(|typ| (typ, encode_header(alg, typ, kid))),
         })
     }
 
@@ -115,11 +144,27 @@ impl SigningKey {
         self.alg
     }
 
-    /// Signs `claims` as a compact JWS with header `{alg, typ: "at+jwt", kid}`.
+    /// Signs `claims` as an access token: a compact JWS with header
+    /// `{alg, typ: "at+jwt", kid}` (RFC 9068 §2.1).
     pub fn sign_jwt<T: Serialize>(&self, claims: &T) -> Result<String, KeyError> {
+        self.sign_jwt_typed(claims, ACCESS_TOKEN_TYP)
+    }
+
+    /// Signs `claims` as a compact JWS (RFC 7515 §7.1) with header `{alg, typ, kid}`: `typ`
+    /// is [`ACCESS_TOKEN_TYP`] for access tokens, [`ID_TOKEN_TYP`] for id_tokens. Errors only
+    /// with [`KeyError::Crypto`] (claims that do not serialize, a failed signature).
+    pub fn sign_jwt_typed<T: Serialize>(&self, claims: &T, typ: &str) -> Result<String, KeyError> {
         let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Crypto)?;
-        let mut jws = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 400);
-        jws.push_str(&self.header_b64);
+        let encoded;
+        let header_b64 = match self.headers_b64.iter().find(|(known, _)| *known == typ) {
+            Some((_, header)) => header,
+            None => {
+                encoded = encode_header(self.alg, typ, &self.kid);
+                &encoded
+            }
+        };
+        let mut jws = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 400);
+        jws.push_str(header_b64);
         jws.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut jws);
         let signature = self.sign(jws.as_bytes())?;
@@ -189,6 +234,12 @@ impl SigningKey {
             }
         }
     }
+}
+
+/// base64url of the JOSE header `{alg, typ, kid}`.
+fn encode_header(alg: KeyAlgorithm, typ: &str, kid: &str) -> String {
+    let header = serde_json::json!({ "alg": alg.as_str(), "typ": typ, "kid": kid });
+    URL_SAFE_NO_PAD.encode(header.to_string())
 }
 
 /// The algorithm of a PKCS#8 private key: each parser checks the key's algorithm identifier
@@ -345,9 +396,12 @@ pub(crate) async fn import_pem(
     insert_sealed(store, secrets, alg, KeyState::Next, der).await
 }
 
-/// Outcome of a rotation ([`Admin::rotate_keys`](crate::admin::Admin::rotate_keys)).
+/// Outcome of the rotation of one algorithm's chain
+/// ([`Admin::rotate_keys`](crate::admin::Admin::rotate_keys)).
 #[derive(Debug, Serialize)]
 pub struct Rotation {
+    /// The algorithm whose chain rotated; the other chains are untouched.
+    pub alg: KeyAlgorithm,
     /// The key that now signs.
     pub activated: String,
     /// The key that stopped signing, if there was one.
@@ -358,20 +412,22 @@ pub struct Rotation {
     pub unannounced: bool,
 }
 
-/// Promotes the next key to active (generating one if none exists), retires the active key
-/// and generates a new next key so the following rotation is announced in advance.
+/// Rotates the chain of `alg`: promotes its next key to active (generating one if none
+/// exists), retires its active key and generates a new next key so the following rotation is
+/// announced in advance. Keys of other algorithms keep their state.
 pub(crate) async fn rotate(
     store: &dyn Store,
     secrets: &SystemSecrets,
     alg: KeyAlgorithm,
 ) -> Result<Rotation, KeyError> {
     let keys = store.list_keys().await?;
-    let retired = keys
-        .iter()
-        .find(|k| k.state == KeyState::Active)
-        .map(|k| k.kid.clone());
+    let chain = |state: KeyState| {
+        keys.iter()
+            .filter(move |k| k.alg == alg && k.state == state)
+    };
+    let retired = chain(KeyState::Active).next().map(|k| k.kid.clone());
     // Oldest next key first: it has been published longest.
-    let (next, unannounced) = match keys.iter().rev().find(|k| k.state == KeyState::Next) {
+    let (next, unannounced) = match chain(KeyState::Next).next_back() {
         Some(next) => (next.kid.clone(), false),
         None => (
             generate_key(store, secrets, alg, KeyState::Next).await?.kid,
@@ -383,6 +439,7 @@ pub(crate) async fn rotate(
     }
     let upcoming = generate_key(store, secrets, alg, KeyState::Next).await?;
     Ok(Rotation {
+        alg,
         activated: next,
         retired,
         next: upcoming.kid,
@@ -390,7 +447,32 @@ pub(crate) async fn rotate(
     })
 }
 
-/// Retires a key that is not the active one.
+/// Rotates every algorithm's chain that has an active key ([`rotate`]), in the order
+/// ES256, RS256, EdDSA; with no active key at all, starts the ES256 chain
+/// ([`DEFAULT_ACCESS_TOKEN_ALG`]).
+pub(crate) async fn rotate_all(
+    store: &dyn Store,
+    secrets: &SystemSecrets,
+) -> Result<Vec<Rotation>, KeyError> {
+    let keys = store.list_keys().await?;
+    let mut chains: Vec<KeyAlgorithm> = KeyAlgorithm::ALL
+        .into_iter()
+        .filter(|alg| {
+            keys.iter()
+                .any(|k| k.alg == *alg && k.state == KeyState::Active)
+        })
+        .collect();
+    if chains.is_empty() {
+        chains.push(DEFAULT_ACCESS_TOKEN_ALG);
+    }
+    let mut rotations = Vec::with_capacity(chains.len());
+    for alg in chains {
+        rotations.push(rotate(store, secrets, alg).await?);
+    }
+    Ok(rotations)
+}
+
+/// Retires a key that is not active (in any chain).
 pub(crate) async fn retire(store: &dyn Store, kid: &str) -> Result<(), KeyError> {
     let keys = store.list_keys().await?;
     match keys.iter().find(|k| k.kid == kid) {
@@ -403,22 +485,49 @@ pub(crate) async fn retire(store: &dyn Store, kid: &str) -> Result<(), KeyError>
     }
 }
 
-/// Makes sure an active key exists, generating an ES256 one into the store if not; returns its
-/// kid when one was generated.
-pub(crate) async fn ensure_active_key(
+/// Makes sure the access-token algorithm (`access_token_alg`, `ACCESS_TOKEN_ALG`; `None`
+/// when unset, meaning [`DEFAULT_ACCESS_TOKEN_ALG`]) and [`ID_TOKEN_KEY_ALG`] each have an
+/// active key, generating the missing ones into the store (RSA keys are 2048 bits); returns
+/// the keys it generated.
+///
+/// Upgrade rule: with the setting unset, a database that has active keys but none of ES256
+/// (one from before per-algorithm chains, whose only active key is RS256 or EdDSA) fails with
+/// [`KeyError::AccessAlgorithmUnset`] instead of switching access tokens to a new ES256 key.
+pub(crate) async fn ensure_active_keys(
     store: &dyn Store,
     secrets: &SystemSecrets,
-) -> Result<Option<String>, KeyError> {
+    access_token_alg: Option<KeyAlgorithm>,
+) -> Result<Vec<KeyRecord>, KeyError> {
     let keys = store.list_keys().await?;
-    if keys.iter().any(|k| k.state == KeyState::Active) {
-        return Ok(None);
+    let is_active = |alg: KeyAlgorithm| {
+        keys.iter()
+            .any(|k| k.alg == alg && k.state == KeyState::Active)
+    };
+    let access = access_token_alg.unwrap_or(DEFAULT_ACCESS_TOKEN_ALG);
+    if access_token_alg.is_none() && !is_active(access) {
+        // The key that signed access tokens: before per-algorithm chains the only active one;
+        // RS256 is named last since it is also the id_token chain.
+        let signing = [KeyAlgorithm::EdDSA, KeyAlgorithm::RS256]
+            .into_iter()
+            .find(|alg| is_active(*alg));
+        if let Some(active) = signing {
+            return Err(KeyError::AccessAlgorithmUnset { active });
+        }
     }
-    match generate_key(store, secrets, KeyAlgorithm::ES256, KeyState::Active).await {
-        Ok(record) => Ok(Some(record.kid)),
-        // Another instance starting at the same moment created the active key first.
-        Err(KeyError::Store(StoreError::AlreadyExists(_))) => Ok(None),
-        Err(err) => Err(err),
+    let mut generated = Vec::new();
+    let mut wanted = vec![access];
+    if access != ID_TOKEN_KEY_ALG {
+        wanted.push(ID_TOKEN_KEY_ALG);
     }
+    for alg in wanted.into_iter().filter(|alg| !is_active(*alg)) {
+        match generate_key(store, secrets, alg, KeyState::Active).await {
+            Ok(record) => generated.push(record),
+            // Another instance starting at the same moment created that active key first.
+            Err(KeyError::Store(StoreError::AlreadyExists(_))) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(generated)
 }
 
 /// Whether `record` is in the JWKS at `now`: next and active keys, and retired keys for
@@ -430,10 +539,14 @@ pub fn is_published(record: &KeyRecord, retired_grace: Duration, now: OffsetDate
     }
 }
 
-/// The keys in use at one moment: the one that signs and the JWKS document.
+/// The keys in use at one moment: the active key of each algorithm, the one that signs access
+/// tokens, and the JWKS document.
 #[derive(Debug)]
 pub struct KeySet {
-    pub active: Arc<SigningKey>,
+    /// The active key of each algorithm that has one.
+    active: std::collections::HashMap<KeyAlgorithm, Arc<SigningKey>>,
+    /// The active key of the access-token algorithm (also in `active`).
+    access: Arc<SigningKey>,
     /// Every published key (next, active, recently retired) by kid.
     pub published: std::collections::HashMap<String, Arc<SigningKey>>,
     /// Serialized `{"keys": [...]}` (next, active and recently retired public keys), built
@@ -446,14 +559,17 @@ pub struct KeySet {
 impl KeySet {
     /// Reads the keys from the store, decrypting their private keys. Retired keys stay
     /// published for `retired_grace` after retirement (the longest a token they signed lives).
+    /// Access tokens are signed by the active key of `access_token_alg`
+    /// ([`KeyError::NoActiveKey`] if there is none).
     pub async fn load(
         store: &dyn Store,
         secrets: &SystemSecrets,
+        access_token_alg: KeyAlgorithm,
         retired_grace: Duration,
         now: OffsetDateTime,
     ) -> Result<KeySet, KeyError> {
         let stored = store.list_stored_keys().await?;
-        let mut active = None;
+        let mut active = std::collections::HashMap::new();
         let mut published = Vec::new();
         let mut by_kid = std::collections::HashMap::new();
         let mut verifiers = std::collections::HashMap::new();
@@ -469,18 +585,33 @@ impl KeySet {
             verifiers.insert(record.kid.clone(), verifier);
             published.push(jwk);
             if record.state == KeyState::Active {
-                active = Some(key.clone());
+                active.insert(record.alg, key.clone());
             }
             by_kid.insert(record.kid.clone(), key);
         }
-        let active = active.ok_or(KeyError::NoActiveKey)?;
+        let access = active
+            .get(&access_token_alg)
+            .cloned()
+            .ok_or(KeyError::NoActiveKey(access_token_alg))?;
         let jwks = serde_json::json!({ "keys": published }).to_string();
         Ok(KeySet {
             active,
+            access,
             published: by_kid,
             jwks: jwks.into(),
             verifiers,
         })
+    }
+
+    /// The active key of `alg`, if that algorithm has one (for an id_token: the client's
+    /// `id_token_signed_response_alg`, OIDC Registration §2; `serve` makes sure RS256 has one).
+    pub fn active(&self, alg: KeyAlgorithm) -> Option<&Arc<SigningKey>> {
+        self.active.get(&alg)
+    }
+
+    /// The key that signs access tokens: the active key of `ACCESS_TOKEN_ALG`.
+    pub fn access(&self) -> &Arc<SigningKey> {
+        &self.access
     }
 
     /// The public half of a published key, for verifying tokens with
@@ -494,6 +625,8 @@ impl KeySet {
 pub struct KeyRing {
     store: Arc<dyn Store>,
     secrets: SystemSecrets,
+    /// Whose active key signs access tokens ([`KeySet::access`]).
+    access_token_alg: KeyAlgorithm,
     retired_grace: Duration,
     /// Decides which retired keys are still published (see [`is_published`]).
     clock: Arc<dyn Clock>,
@@ -501,16 +634,26 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
+    /// Loads the first [`KeySet`] (see [`KeySet::load`] for the arguments).
     pub async fn load(
         store: Arc<dyn Store>,
         secrets: SystemSecrets,
+        access_token_alg: KeyAlgorithm,
         retired_grace: Duration,
         clock: Arc<dyn Clock>,
     ) -> Result<KeyRing, KeyError> {
-        let set = KeySet::load(store.as_ref(), &secrets, retired_grace, clock.now()).await?;
+        let set = KeySet::load(
+            store.as_ref(),
+            &secrets,
+            access_token_alg,
+            retired_grace,
+            clock.now(),
+        )
+        .await?;
         Ok(KeyRing {
             store,
             secrets,
+            access_token_alg,
             retired_grace,
             clock,
             current: RwLock::new(Arc::new(set)),
@@ -531,6 +674,7 @@ impl KeyRing {
             KeySet::load(
                 self.store.as_ref(),
                 &self.secrets,
+                self.access_token_alg,
                 self.retired_grace,
                 self.clock.now(),
             )
@@ -547,6 +691,64 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header carries the `typ` asked for (precomputed or not), the signature verifies
+    /// against the key's published JWK (jsonwebtoken, as any relying party), and only the
+    /// access-token `typ` passes token-guard's access-token rules (RFC 9068 §4).
+    #[test]
+    fn sign_jwt_typed_writes_the_given_typ() {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let claims = serde_json::json!({
+            "iss": "https://issuer.example", "sub": "s", "aud": "api", "exp": now + 60,
+            "iat": now, "nbf": now, "jti": "j", "client_id": "c", "scope": "a",
+        });
+        let rules = token_guard::AccessTokenRules::new(
+            "https://issuer.example",
+            "api",
+            Duration::from_secs(60),
+            token_guard::DEFAULT_MAX_TOKEN_LEN,
+        );
+        for alg in KeyAlgorithm::ALL {
+            let der = generate_pkcs8(alg).unwrap();
+            let key = SigningKey::from_pkcs8("kid-1", alg, &der).unwrap();
+            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.public_jwk()).unwrap();
+            let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+            let public = token_guard::PublicKey::from_jwk(&key.public_jwk()).unwrap();
+            for typ in [ID_TOKEN_TYP, ACCESS_TOKEN_TYP, "logout+jwt"] {
+                let token = key.sign_jwt_typed(&claims, typ).unwrap();
+                let header = jsonwebtoken::decode_header(&token).unwrap();
+                assert_eq!(header.typ.as_deref(), Some(typ), "{alg:?}");
+                assert_eq!(header.kid.as_deref(), Some("kid-1"));
+                assert_eq!(header.alg, alg_of(alg));
+                let mut validation = jsonwebtoken::Validation::new(header.alg);
+                validation.set_audience(&["api"]);
+                jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation)
+                    .unwrap_or_else(|err| panic!("{alg:?} {typ}: {err}"));
+                let as_access_token = rules.verify(&token, |_| Some(&public));
+                assert_eq!(
+                    as_access_token.is_ok(),
+                    typ == ACCESS_TOKEN_TYP,
+                    "{alg:?} {typ}"
+                );
+            }
+            assert_eq!(
+                key.sign_jwt(&claims).unwrap().split('.').next(),
+                key.sign_jwt_typed(&claims, ACCESS_TOKEN_TYP)
+                    .unwrap()
+                    .split('.')
+                    .next(),
+                "sign_jwt is the access-token typ"
+            );
+        }
+    }
+
+    fn alg_of(alg: KeyAlgorithm) -> jsonwebtoken::Algorithm {
+        match alg {
+            KeyAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+            KeyAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            KeyAlgorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        }
+    }
 
     /// Without the check about one kid in 64 would start with `-`; among 4,096 none does.
     #[test]

@@ -24,6 +24,7 @@ mod passwords;
 mod revocation;
 pub mod sealed;
 mod secrets;
+pub mod signin;
 pub mod store;
 pub mod telemetry;
 mod throttle;
@@ -47,6 +48,7 @@ use passwords::{PasswordError, PasswordPool};
 use revocation::{DenyList, DenyListError};
 use sealed::SystemSecrets;
 use secrets::SecretsError;
+use signin::codes::AuthorizationCodes;
 use store::{Store, StoreError};
 use throttle::LoginThrottle;
 use vault::{LegacySources, OpenOptions, VaultError};
@@ -67,6 +69,8 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) tokens: Arc<TokenService>,
+    /// The sign-in pages' service: sessions, consent, codes.
+    pub(crate) signin: Arc<signin::SignIn>,
     /// The `iss` value and base URL of the metadata.
     pub(crate) issuer: Arc<str>,
     /// Renders `GET /metrics`; `None` answers 404.
@@ -131,16 +135,25 @@ impl Application {
         )
         .await?;
         let (store, hasher) = (vault.store.clone(), vault.hasher.clone());
-        if let Some(kid) = keys::ensure_active_key(store.as_ref(), &vault.secrets).await? {
+        let generated =
+            keys::ensure_active_keys(store.as_ref(), &vault.secrets, config.access_token_alg)
+                .await?;
+        for key in generated {
             tracing::warn!(
-                kid,
-                "no signing key found: generated an ES256 key into the database"
+                kid = key.kid,
+                alg = key.alg.as_str(),
+                "no active {} signing key found: generated one into the database",
+                key.alg.as_str()
             );
         }
+        let access_token_alg = config
+            .access_token_alg
+            .unwrap_or(keys::DEFAULT_ACCESS_TOKEN_ALG);
         let keys = Arc::new(
             KeyRing::load(
                 store.clone(),
                 vault.secrets.clone(),
+                access_token_alg,
                 grace,
                 config.clock.clone(),
             )
@@ -194,6 +207,7 @@ impl Application {
                 config.clock.clone(),
             ),
             deny_list,
+            codes: AuthorizationCodes::new(store.clone(), hasher.clone(), config.clock.clone()),
             refresh: RefreshTokens::new(
                 store.clone(),
                 hasher.clone(),
@@ -204,6 +218,14 @@ impl Application {
             rules,
             checkpoints: config.checkpoints.clone(),
         });
+        let signin = Arc::new(signin::SignIn::new(
+            tokens.clone(),
+            hasher.clone(),
+            issuer.clone(),
+            config.clock.clone(),
+            config.session_idle_ttl,
+            config.session_ttl,
+        ));
         let admin = Admin::of_server(
             store.clone(),
             vault.secrets.clone(),
@@ -218,6 +240,7 @@ impl Application {
                 store,
                 keys,
                 tokens,
+                signin,
                 issuer,
                 metrics: config.metrics,
                 pages,
@@ -285,6 +308,12 @@ impl Application {
                     _ = tick.tick() => {
                         if let Err(err) = keys.reload().await {
                             tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set");
+                        }
+                        // Ended browser sessions, and codes past their replay window.
+                        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                        let codes_before = now - signin::codes::CODE_REPLAY_WINDOW.as_secs() as i64;
+                        if let Err(err) = tokens.store.purge_sign_in(now, codes_before).await {
+                            tracing::warn!(error = %err, "purging ended sessions and old codes failed; retrying");
                         }
                     }
                     _ = republish.tick() => {

@@ -123,7 +123,12 @@ impl TestAuthServer {
             .expect("the client is registered");
         (
             registered.client.id,
-            registered.secret.expose_secret().to_owned(),
+            registered
+                .secret
+                .as_ref()
+                .expect("a confidential client has a secret")
+                .expose_secret()
+                .to_owned(),
         )
     }
 

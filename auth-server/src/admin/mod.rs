@@ -44,6 +44,12 @@ pub enum AdminError {
     /// A client's name is empty or only spaces.
     #[error("the client name must not be empty")]
     EmptyClientName,
+    /// A client registration against the rules of the authorization code flow.
+    #[error("{0}")]
+    ClientRules(&'static str),
+    /// A redirect URI that cannot be registered.
+    #[error(transparent)]
+    RedirectUri(#[from] crate::signin::redirect_uri::RedirectUriError),
     /// A scope name that is not an RFC 6749 §3.3 `scope-token` of at most
     /// [`MAX_SCOPE_LEN`] bytes.
     #[error(
@@ -66,6 +72,9 @@ pub enum AdminError {
     UserNotFound(String),
     #[error("no scope named `{0}`")]
     ScopeNotFound(String),
+    /// `openid`, `profile` and `email` are built in (OpenID Connect) and cannot be deleted.
+    #[error("`{0}` is a built-in OpenID Connect scope and cannot be deleted")]
+    BuiltInScope(String),
     /// The task hashing a password was cancelled or panicked.
     #[error("password hashing was interrupted")]
     HashingInterrupted,

@@ -54,6 +54,9 @@ impl Admin {
     /// Deletes a scope that no client is allowed any more
     /// ([`StoreError::ScopeInUse`](crate::store::StoreError::ScopeInUse) otherwise).
     pub async fn delete_scope(&self, name: &str) -> Result<(), AdminError> {
+        if crate::signin::is_identity_scope(name) {
+            return Err(AdminError::BuiltInScope(name.to_owned()));
+        }
         if !self.store.delete_scope(name).await? {
             return Err(AdminError::ScopeNotFound(name.to_owned()));
         }

@@ -16,6 +16,10 @@ use crate::passwords::{check_policy, hash_password};
 pub struct NewUser {
     email: String,
     permissions: BTreeSet<String>,
+    /// The OIDC `name` claim (OIDC Core §5.1), if any.
+    pub display_name: Option<String>,
+    /// Whether the e-mail is released as verified (`email_verified`).
+    pub email_verified: bool,
 }
 
 impl NewUser {
@@ -35,6 +39,8 @@ impl NewUser {
         Ok(NewUser {
             email,
             permissions: permissions.into_iter().map(Into::into).collect(),
+            display_name: None,
+            email_verified: false,
         })
     }
 
@@ -76,6 +82,8 @@ impl Admin {
             permissions: new.permissions,
             disabled: false,
             created_at: OffsetDateTime::now_utc(),
+            display_name: new.display_name,
+            email_verified: new.email_verified,
         };
         self.store.create_user(&user).await?;
         Ok(user)

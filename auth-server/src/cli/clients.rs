@@ -56,7 +56,9 @@ fn parse_grant(value: &str) -> Result<GrantType, String> {
 #[derive(Serialize)]
 struct Credentials<'a> {
     client_id: &'a str,
-    client_secret: &'a str,
+    /// Absent for a public client, which has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<&'a str>,
 }
 
 pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Result<(), CliError> {
@@ -80,7 +82,7 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
             print_credentials(
                 out,
                 &registered.client.id,
-                registered.secret.expose_secret(),
+                registered.secret.as_ref().map(|s| s.expose_secret()),
             );
         }
         ClientsCommand::List => {
@@ -143,7 +145,7 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
                 .await?
                 .rotate_client_secret(&id)
                 .await?;
-            print_credentials(out, &id, secret.expose_secret());
+            print_credentials(out, &id, Some(secret.expose_secret()));
         }
     }
     Ok(())
@@ -157,9 +159,10 @@ fn print_disabled(out: &Output, id: &str, disabled: bool) {
     );
 }
 
-fn print_credentials(out: &Output, client_id: &str, secret: &str) {
-    out.print(&Credentials { client_id, client_secret: secret }, || {
-        format!("client_id: {client_id}\nclient_secret: {secret}\n(store the secret now: it is not shown again)")
+fn print_credentials(out: &Output, client_id: &str, secret: Option<&str>) {
+    out.print(&Credentials { client_id, client_secret: secret }, || match secret {
+        Some(secret) => format!("client_id: {client_id}\nclient_secret: {secret}\n(store the secret now: it is not shown again)"),
+        None => format!("client_id: {client_id}\n(a public client: it has no secret)"),
     });
 }
 

@@ -15,10 +15,11 @@ pub struct Scope {
     pub created_at: OffsetDateTime,
 }
 
-/// OAuth2 grant types a client may be allowed to use (RFC 6749 §4.3, §4.4, §6).
+/// OAuth2 grant types a client may be allowed to use (RFC 6749 §4.1, §4.3, §4.4, §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
+    AuthorizationCode,
     ClientCredentials,
     Password,
     RefreshToken,
@@ -26,7 +27,8 @@ pub enum GrantType {
 
 impl GrantType {
     /// Every grant type, in the order of their `grant_type` values.
-    pub const ALL: [GrantType; 3] = [
+    pub const ALL: [GrantType; 4] = [
+        GrantType::AuthorizationCode,
         GrantType::ClientCredentials,
         GrantType::Password,
         GrantType::RefreshToken,
@@ -35,6 +37,7 @@ impl GrantType {
     /// The `grant_type` value of the token request.
     pub fn as_str(self) -> &'static str {
         match self {
+            GrantType::AuthorizationCode => "authorization_code",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::Password => "password",
             GrantType::RefreshToken => "refresh_token",
@@ -63,6 +66,54 @@ pub struct Client {
     pub disabled: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// A public client (RFC 6749 §2.1; `token_endpoint_auth_method` `none`) has no secret: it
+    /// identifies itself with `client_id` and proves possession with PKCE. Only the
+    /// `authorization_code` grant (and its `refresh_token`) is allowed to one.
+    pub public: bool,
+    /// A first-party client's users are not asked for consent.
+    pub first_party: bool,
+    /// The algorithm of its id_tokens (OIDC Core §3.1.3.7: RS256 unless registered otherwise).
+    pub id_token_alg: IdTokenAlg,
+    /// Where the authorization endpoint may send the browser back, compared as exact strings
+    /// (RFC 6749 §3.1.2.3; RFC 8252 §7.3: for `http://127.0.0.1` and `http://[::1]` any port).
+    pub redirect_uris: Vec<String>,
+    /// Where the end-session endpoint may send the browser after logout (OIDC RP-Initiated
+    /// Logout 1.0 §3), exact strings.
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+/// JWS algorithms an id_token can be signed with: RS256 (OIDC Core §15.1 requires it) and
+/// ES256. Not EdDSA, whose `at_hash` common relying-party libraries cannot check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+pub enum IdTokenAlg {
+    #[default]
+    RS256,
+    ES256,
+}
+
+impl IdTokenAlg {
+    /// The JWS `alg` value, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdTokenAlg::RS256 => "RS256",
+            IdTokenAlg::ES256 => "ES256",
+        }
+    }
+
+    /// The algorithm whose `alg` value is `value`, exactly.
+    pub fn parse(value: &str) -> Option<IdTokenAlg> {
+        [IdTokenAlg::RS256, IdTokenAlg::ES256]
+            .into_iter()
+            .find(|alg| alg.as_str() == value)
+    }
+
+    /// The signing-key algorithm.
+    pub fn key_algorithm(self) -> super::KeyAlgorithm {
+        match self {
+            IdTokenAlg::RS256 => super::KeyAlgorithm::RS256,
+            IdTokenAlg::ES256 => super::KeyAlgorithm::ES256,
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -74,6 +125,11 @@ impl std::fmt::Debug for Client {
             .field("grant_types", &self.grant_types)
             .field("scopes", &self.scopes)
             .field("disabled", &self.disabled)
+            .field("public", &self.public)
+            .field("first_party", &self.first_party)
+            .field("id_token_alg", &self.id_token_alg)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("post_logout_redirect_uris", &self.post_logout_redirect_uris)
             .finish()
     }
 }

@@ -13,6 +13,13 @@ pub enum KeyAlgorithm {
 }
 
 impl KeyAlgorithm {
+    /// Every algorithm, in the order chains are listed and rotated.
+    pub const ALL: [KeyAlgorithm; 3] = [
+        KeyAlgorithm::ES256,
+        KeyAlgorithm::RS256,
+        KeyAlgorithm::EdDSA,
+    ];
+
     /// The JWS `alg` value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -24,23 +31,20 @@ impl KeyAlgorithm {
 
     /// The algorithm whose `alg` value is `value`, exactly.
     pub fn parse(value: &str) -> Option<KeyAlgorithm> {
-        [
-            KeyAlgorithm::ES256,
-            KeyAlgorithm::RS256,
-            KeyAlgorithm::EdDSA,
-        ]
-        .into_iter()
-        .find(|alg| alg.as_str() == value)
+        KeyAlgorithm::ALL
+            .into_iter()
+            .find(|alg| alg.as_str() == value)
     }
 }
 
-/// Life-cycle state of a signing key: `next → active → retired`.
+/// Life-cycle state of a signing key: `next → active → retired`, within the chain of its
+/// algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyState {
     /// Published in the JWKS, not yet signing.
     Next,
-    /// Signs new tokens; exactly one at a time.
+    /// Signs new tokens; at most one per algorithm at a time.
     Active,
     /// No longer signs; published until the tokens it signed have expired.
     Retired,

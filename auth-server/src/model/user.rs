@@ -22,6 +22,10 @@ pub struct User {
     pub disabled: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Released as the OIDC `name` claim with the `profile` scope (OIDC Core §5.1).
+    pub display_name: Option<String>,
+    /// Released as `email_verified` with the `email` scope: set by an operator who checked it.
+    pub email_verified: bool,
 }
 
 impl std::fmt::Debug for User {
@@ -32,6 +36,8 @@ impl std::fmt::Debug for User {
             .field("password_hash", &"***")
             .field("permissions", &self.permissions)
             .field("disabled", &self.disabled)
+            .field("display_name", &self.display_name)
+            .field("email_verified", &self.email_verified)
             .finish()
     }
 }

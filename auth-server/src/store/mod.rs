@@ -2,7 +2,7 @@
 //! PostgreSQL implementation. SQL lives in the backend modules only; the records are the
 //! [`model`](crate::model)'s. `Store` is the union of one trait per concern ([`ScopeStore`],
 //! [`ClientStore`], [`UserStore`], [`SessionStore`], [`RevocationStore`], [`ThrottleStore`],
-//! [`KeyStore`], [`SystemSecretStore`]); the conformance suite in the crate's tests runs every
+//! [`KeyStore`], [`SystemSecretStore`], [`SignInStore`]); the conformance suite in the crate's tests runs every
 //! method against both backends.
 
 mod postgres;
@@ -21,9 +21,10 @@ pub use sqlite::SqliteStore;
 
 use crate::identifiers::IdentifierError;
 use crate::model::{
-    Client, CutoffKind, Families, FamilyOwner, GrantType, KeyAlgorithm, KeyRecord, KeyState,
-    LoginAttempt, RefreshFamily, RefreshLookup, RefreshTokenRecord, Release, ReleasedAttempt,
-    Scope, StoredKey, SubjectCutoff, ThrottleKey, User, normalize_username,
+    AuthorizationCodeRecord, BrowserSession, Client, CodeRedemption, Consent, CutoffKind, Families,
+    FamilyOwner, GrantType, IdTokenAlg, KeyAlgorithm, KeyRecord, KeyState, LoginAttempt,
+    RefreshFamily, RefreshLookup, RefreshTokenRecord, Release, ReleasedAttempt, Scope, StoredKey,
+    SubjectCutoff, ThrottleKey, User, normalize_username,
 };
 
 /// Errors of the storage layer.
@@ -73,6 +74,7 @@ pub trait Store:
     + ThrottleStore
     + KeyStore
     + SystemSecretStore
+    + SignInStore
     + Send
     + Sync
     + 'static
@@ -132,6 +134,14 @@ pub trait UserStore: Send + Sync {
     async fn set_user_password_hash(&self, id: &str, hash: &str) -> Result<bool, StoreError>;
     /// `Ok(false)` when the user does not exist.
     async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError>;
+    /// Sets the OIDC `name` and `email_verified` of a user; `Ok(false)` when the user does not
+    /// exist.
+    async fn set_user_profile(
+        &self,
+        id: &str,
+        display_name: Option<&str>,
+        email_verified: bool,
+    ) -> Result<bool, StoreError>;
     /// Deletes the user and (cascading) their refresh families; `Ok(false)` when they did not
     /// exist.
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
@@ -236,10 +246,80 @@ pub trait ThrottleStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Sign-in for people: browser sessions, authorization codes and consents. Times are unix
+/// seconds.
+#[async_trait]
+pub trait SignInStore: Send + Sync {
+    /// Inserts a session; its user must exist.
+    async fn insert_browser_session(&self, session: &BrowserSession) -> Result<(), StoreError>;
+    /// The session with `id_hash` if it is alive at `now`: before its `expires_at` and last
+    /// seen after `idle_after` (now minus the idle lifetime).
+    async fn find_browser_session(
+        &self,
+        id_hash: &[u8],
+        now: i64,
+        idle_after: i64,
+    ) -> Result<Option<BrowserSession>, StoreError>;
+    /// Sets `last_seen`.
+    async fn touch_browser_session(&self, id_hash: &[u8], now: i64) -> Result<(), StoreError>;
+    /// `Ok(false)` when there was no such session.
+    async fn delete_browser_session(&self, id_hash: &[u8]) -> Result<bool, StoreError>;
+    /// Ends every browser session of a user; returns how many.
+    async fn delete_user_browser_sessions(&self, user_id: &str) -> Result<u64, StoreError>;
+    /// Inserts a fresh authorization code.
+    async fn insert_authorization_code(
+        &self,
+        code: &AuthorizationCodeRecord,
+    ) -> Result<(), StoreError>;
+    /// Marks the code used if it is unused and unexpired at `now`, atomically (one `UPDATE …
+    /// WHERE used_at IS NULL … RETURNING`): of two concurrent redemptions one gets
+    /// [`CodeRedemption::Fresh`]. A used code is [`CodeRedemption::Replayed`] while its row is
+    /// kept; unknown and expired codes are [`CodeRedemption::Invalid`].
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &[u8],
+        now: i64,
+    ) -> Result<CodeRedemption, StoreError>;
+    /// Records what the code's exchange issued, for revocation on replay.
+    async fn record_code_issue(
+        &self,
+        code_hash: &[u8],
+        family_id: Option<&str>,
+        access_jti: &str,
+        access_expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// The consent of a user to a client, if any.
+    async fn find_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Consent>, StoreError>;
+    /// Adds `scopes` to the user's consent to the client (the union with what was allowed
+    /// before), atomically.
+    async fn add_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &BTreeSet<String>,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Withdraws a user's consent to one client, or to every client; returns how many.
+    async fn delete_consents(
+        &self,
+        user_id: &str,
+        client_id: Option<&str>,
+    ) -> Result<u64, StoreError>;
+    /// Every consent of a user, by client id.
+    async fn list_consents(&self, user_id: &str) -> Result<Vec<Consent>, StoreError>;
+    /// Deletes sessions that ended before `now` and codes that expired before `codes_before`.
+    async fn purge_sign_in(&self, now: i64, codes_before: i64) -> Result<u64, StoreError>;
+}
+
 /// Signing keys: metadata and sealed private keys.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Inserts a key with its sealed private key.
+    /// Inserts a key with its sealed private key; [`StoreError::AlreadyExists`] for a taken
+    /// kid or a second active key of the same algorithm.
     async fn insert_key(
         &self,
         key: &KeyRecord,
@@ -257,7 +337,9 @@ pub trait KeyStore: Send + Sync {
         expected: Option<&[u8]>,
         sealed: &[u8],
     ) -> Result<bool, StoreError>;
-    /// Makes `next_kid` the active key and retires the current active key, atomically.
+    /// Makes `next_kid` the active key of its algorithm and retires the active key of that
+    /// algorithm (keys of other algorithms keep their state), atomically; `Ok(false)` and no
+    /// change when `next_kid` is not a `next` key.
     async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
     /// Retires `kid`; `Ok(false)` when there is no such key.
     async fn retire_key(&self, kid: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
@@ -310,6 +392,11 @@ fn join_grant_types(grants: &BTreeSet<GrantType>) -> String {
         .map(|g| g.as_str())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The space-separated URI list of a client row.
+fn split_uris(joined: String) -> Vec<String> {
+    joined.split_whitespace().map(str::to_owned).collect()
 }
 
 fn parse_key_fields(alg: &str, state: &str) -> Result<(KeyAlgorithm, KeyState), StoreError> {

@@ -68,6 +68,18 @@ impl PostgresStore {
                         "../../../migrations/auth-server/postgres/0005_sealed_secrets.sql"
                     ),
                 ),
+                (
+                    6,
+                    "key per algorithm",
+                    include_str!(
+                        "../../../migrations/auth-server/postgres/0006_key_per_algorithm.sql"
+                    ),
+                ),
+                (
+                    7,
+                    "sign-in",
+                    include_str!("../../../migrations/auth-server/postgres/0007_signin.sql"),
+                ),
             ],
             OtherMigrations::Ignore,
         )

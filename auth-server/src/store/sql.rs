@@ -115,7 +115,20 @@ macro_rules! impl_sql_store {
         impl $crate::store::Store for $store {
             async fn migrate(&self) -> Result<(), StoreError> {
                 Self::migrator().run(&self.writer).await?;
-                renormalize_user_emails(&self.writer).await
+                renormalize_user_emails(&self.writer).await?;
+                // The OpenID Connect identity scopes exist in every database (OIDC Core §5.4).
+                for (name, description) in $crate::signin::IDENTITY_SCOPES {
+                    sqlx::query(
+                        "INSERT INTO scopes (name, description, created_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(name)
+                    .bind(description)
+                    .bind(time::OffsetDateTime::now_utc())
+                    .execute(&self.writer)
+                    .await?;
+                }
+                Ok(())
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
@@ -170,8 +183,9 @@ macro_rules! impl_sql_store {
             async fn create_client(&self, client: &Client) -> Result<(), StoreError> {
                 let mut tx = self.writer.begin().await?;
                 sqlx::query(
-                    "INSERT INTO clients (id, name, secret_hash, grant_types, disabled, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO clients (id, name, secret_hash, grant_types, disabled, created_at, \
+                     public_client, first_party, id_token_alg, redirect_uris, post_logout_redirect_uris) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(&client.id)
                 .bind(&client.name)
@@ -179,6 +193,11 @@ macro_rules! impl_sql_store {
                 .bind(join_grant_types(&client.grant_types))
                 .bind(client.disabled)
                 .bind(client.created_at)
+                .bind(client.public)
+                .bind(client.first_party)
+                .bind(client.id_token_alg.as_str())
+                .bind(client.redirect_uris.join(" "))
+                .bind(client.post_logout_redirect_uris.join(" "))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| map_insert_error(e, &format!("client `{}`", client.id), None))?;
@@ -196,7 +215,8 @@ macro_rules! impl_sql_store {
 
             async fn find_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
                 let rows = sqlx::query(concat!(
-                    "SELECT c.id, c.name, c.secret_hash, c.grant_types, c.disabled, c.created_at, cs.scope ",
+                    "SELECT c.id, c.name, c.secret_hash, c.grant_types, c.disabled, c.created_at, cs.scope, ",
+                    "c.public_client, c.first_party, c.id_token_alg, c.redirect_uris, c.post_logout_redirect_uris ",
                     "FROM clients c LEFT JOIN client_scopes cs ON cs.client_id = c.id WHERE c.id = $1"
                 ))
                 .bind(id)
@@ -207,7 +227,8 @@ macro_rules! impl_sql_store {
 
             async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
                 let rows = sqlx::query(concat!(
-                    "SELECT c.id, c.name, c.secret_hash, c.grant_types, c.disabled, c.created_at, cs.scope ",
+                    "SELECT c.id, c.name, c.secret_hash, c.grant_types, c.disabled, c.created_at, cs.scope, ",
+                    "c.public_client, c.first_party, c.id_token_alg, c.redirect_uris, c.post_logout_redirect_uris ",
                     "FROM clients c LEFT JOIN client_scopes cs ON cs.client_id = c.id ",
                     "ORDER BY c.created_at, c.id"
                 ))
@@ -248,8 +269,8 @@ macro_rules! impl_sql_store {
             async fn create_user(&self, user: &User) -> Result<(), StoreError> {
                 let mut tx = self.writer.begin().await?;
                 sqlx::query(
-                    "INSERT INTO users (id, email, email_normalized, password_hash, disabled, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO users (id, email, email_normalized, password_hash, disabled, created_at, \
+                     display_name, email_verified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&user.id)
                 .bind(&user.email)
@@ -257,6 +278,8 @@ macro_rules! impl_sql_store {
                 .bind(&user.password_hash)
                 .bind(user.disabled)
                 .bind(user.created_at)
+                .bind(&user.display_name)
+                .bind(user.email_verified)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| map_insert_error(e, &format!("user `{}`", user.email), None))?;
@@ -267,7 +290,7 @@ macro_rules! impl_sql_store {
 
             async fn find_user(&self, id: &str) -> Result<Option<User>, StoreError> {
                 let rows = sqlx::query(concat!(
-                    "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, p.scope ",
+                    "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, u.display_name, u.email_verified, p.scope ",
                     "FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id WHERE u.id = $1"
                 ))
                 .bind(id)
@@ -280,7 +303,7 @@ macro_rules! impl_sql_store {
                 // A name RFC 8265 refuses cannot belong to anyone.
                 let Ok(normalized) = normalize_username(email) else { return Ok(None) };
                 let rows = sqlx::query(concat!(
-                    "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, p.scope ",
+                    "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, u.display_name, u.email_verified, p.scope ",
                     "FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id WHERE u.email_normalized = $1"
                 ))
                 .bind(normalized)
@@ -291,7 +314,7 @@ macro_rules! impl_sql_store {
 
             async fn list_users(&self) -> Result<Vec<User>, StoreError> {
                 let rows = sqlx::query(concat!(
-                    "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, p.scope ",
+                    "SELECT u.id, u.email, u.password_hash, u.disabled, u.created_at, u.display_name, u.email_verified, p.scope ",
                     "FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id ORDER BY u.created_at, u.id"
                 ))
                 .fetch_all(&self.pool)
@@ -323,6 +346,16 @@ macro_rules! impl_sql_store {
             async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError> {
                 let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
                     .bind(disabled)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_user_profile(&self, id: &str, display_name: Option<&str>, email_verified: bool) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE users SET display_name = $1, email_verified = $2 WHERE id = $3")
+                    .bind(display_name)
+                    .bind(email_verified)
                     .bind(id)
                     .execute(&self.writer)
                     .await?;
@@ -625,6 +658,238 @@ macro_rules! impl_sql_store {
         }
 
         #[async_trait::async_trait]
+        impl $crate::store::SignInStore for $store {
+            async fn insert_browser_session(&self, session: &BrowserSession) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO browser_sessions (id_hash, user_id, auth_time, last_seen, expires_at, amr) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&session.id_hash)
+                .bind(&session.user_id)
+                .bind(session.auth_time)
+                .bind(session.last_seen)
+                .bind(session.expires_at)
+                .bind(&session.amr)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            async fn find_browser_session(&self, id_hash: &[u8], now: i64, idle_after: i64) -> Result<Option<BrowserSession>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id_hash, user_id, auth_time, last_seen, expires_at, amr FROM browser_sessions \
+                     WHERE id_hash = $1 AND expires_at > $2 AND last_seen > $3",
+                )
+                .bind(id_hash)
+                .bind(now)
+                .bind(idle_after)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| {
+                    Ok(BrowserSession {
+                        id_hash: row.try_get("id_hash")?,
+                        user_id: row.try_get("user_id")?,
+                        auth_time: row.try_get("auth_time")?,
+                        last_seen: row.try_get("last_seen")?,
+                        expires_at: row.try_get("expires_at")?,
+                        amr: row.try_get("amr")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn touch_browser_session(&self, id_hash: &[u8], now: i64) -> Result<(), StoreError> {
+                sqlx::query("UPDATE browser_sessions SET last_seen = $1 WHERE id_hash = $2 AND last_seen < $1")
+                    .bind(now)
+                    .bind(id_hash)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_browser_session(&self, id_hash: &[u8]) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM browser_sessions WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_user_browser_sessions(&self, user_id: &str) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM browser_sessions WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn insert_authorization_code(&self, code: &AuthorizationCodeRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, scope, \
+                     code_challenge, nonce, auth_time, amr, expires_at, used_at, family_id, access_jti, access_expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(&code.code_hash)
+                .bind(&code.client_id)
+                .bind(&code.user_id)
+                .bind(&code.redirect_uri)
+                .bind(&code.scope)
+                .bind(&code.code_challenge)
+                .bind(&code.nonce)
+                .bind(code.auth_time)
+                .bind(&code.amr)
+                .bind(code.expires_at)
+                .bind(code.used_at)
+                .bind(&code.family_id)
+                .bind(&code.access_jti)
+                .bind(code.access_expires_at)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            async fn redeem_authorization_code(&self, code_hash: &[u8], now: i64) -> Result<CodeRedemption, StoreError> {
+                const COLUMNS: &str = "code_hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, \
+                     auth_time, amr, expires_at, used_at, family_id, access_jti, access_expires_at";
+                let fresh = sqlx::query(&format!(
+                    "UPDATE authorization_codes SET used_at = $1 \
+                     WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING {COLUMNS}"
+                ))
+                .bind(now)
+                .bind(code_hash)
+                .fetch_optional(&self.writer)
+                .await?;
+                if let Some(row) = fresh {
+                    return Ok(CodeRedemption::Fresh(code_from_row(&row)?));
+                }
+                let used = sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM authorization_codes WHERE code_hash = $1 AND used_at IS NOT NULL"
+                ))
+                .bind(code_hash)
+                .fetch_optional(&self.writer)
+                .await?;
+                match used {
+                    Some(row) => Ok(CodeRedemption::Replayed(code_from_row(&row)?)),
+                    None => Ok(CodeRedemption::Invalid),
+                }
+            }
+
+            async fn record_code_issue(&self, code_hash: &[u8], family_id: Option<&str>, access_jti: &str, access_expires_at: i64) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE authorization_codes SET family_id = $1, access_jti = $2, access_expires_at = $3 \
+                     WHERE code_hash = $4",
+                )
+                .bind(family_id)
+                .bind(access_jti)
+                .bind(access_expires_at)
+                .bind(code_hash)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
+            }
+
+            async fn find_consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT user_id, client_id, scope, granted_at FROM consents WHERE user_id = $1 AND client_id = $2",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| consent_from_row(&row)).transpose()
+            }
+
+            async fn add_consent(&self, user_id: &str, client_id: &str, scopes: &BTreeSet<String>, at: OffsetDateTime) -> Result<(), StoreError> {
+                let mut tx = self.writer.begin().await?;
+                // Writing first takes the row's write lock, so two additions cannot lose one.
+                sqlx::query(
+                    "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, '', $3) \
+                     ON CONFLICT (user_id, client_id) DO UPDATE SET granted_at = $3",
+                )
+                .bind(user_id)
+                .bind(client_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_insert_error(e, "consent", None))?;
+                let current: String = sqlx::query_scalar("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
+                    .bind(user_id)
+                    .bind(client_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let union: BTreeSet<&str> = current.split_whitespace().chain(scopes.iter().map(String::as_str)).collect();
+                sqlx::query("UPDATE consents SET scope = $1 WHERE user_id = $2 AND client_id = $3")
+                    .bind(union.into_iter().collect::<Vec<_>>().join(" "))
+                    .bind(user_id)
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_consents(&self, user_id: &str, client_id: Option<&str>) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM consents WHERE user_id = $1 AND ($2 IS NULL OR client_id = $2)")
+                    .bind(user_id)
+                    .bind(client_id)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn list_consents(&self, user_id: &str) -> Result<Vec<Consent>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT user_id, client_id, scope, granted_at FROM consents WHERE user_id = $1 ORDER BY client_id",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(consent_from_row).collect()
+            }
+
+            async fn purge_sign_in(&self, now: i64, codes_before: i64) -> Result<u64, StoreError> {
+                let sessions = sqlx::query("DELETE FROM browser_sessions WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&self.writer)
+                    .await?;
+                let codes = sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+                    .bind(codes_before)
+                    .execute(&self.writer)
+                    .await?;
+                Ok(sessions.rows_affected() + codes.rows_affected())
+            }
+        }
+
+        fn code_from_row(row: &<$db as sqlx::Database>::Row) -> Result<AuthorizationCodeRecord, StoreError> {
+            Ok(AuthorizationCodeRecord {
+                code_hash: row.try_get("code_hash")?,
+                client_id: row.try_get("client_id")?,
+                user_id: row.try_get("user_id")?,
+                redirect_uri: row.try_get("redirect_uri")?,
+                scope: row.try_get("scope")?,
+                code_challenge: row.try_get("code_challenge")?,
+                nonce: row.try_get("nonce")?,
+                auth_time: row.try_get("auth_time")?,
+                amr: row.try_get("amr")?,
+                expires_at: row.try_get("expires_at")?,
+                used_at: row.try_get("used_at")?,
+                family_id: row.try_get("family_id")?,
+                access_jti: row.try_get("access_jti")?,
+                access_expires_at: row.try_get("access_expires_at")?,
+            })
+        }
+
+        fn consent_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Consent, StoreError> {
+            let scope: String = row.try_get("scope")?;
+            Ok(Consent {
+                user_id: row.try_get("user_id")?,
+                client_id: row.try_get("client_id")?,
+                scopes: scope.split_whitespace().map(str::to_owned).collect(),
+                granted_at: row.try_get("granted_at")?,
+            })
+        }
+
+        #[async_trait::async_trait]
         impl $crate::store::KeyStore for $store {
             async fn insert_key(&self, key: &KeyRecord, sealed_private_key: &[u8]) -> Result<(), StoreError> {
                 sqlx::query(
@@ -640,7 +905,7 @@ macro_rules! impl_sql_store {
                 .bind(sealed_private_key)
                 .execute(&self.writer)
                 .await
-                .map_err(|e| map_insert_error(e, &format!("key `{}` (or a second active key)", key.kid), None))?;
+                .map_err(|e| map_insert_error(e, &format!("key `{}` (or a second active key of its algorithm)", key.kid), None))?;
                 Ok(())
             }
 
@@ -695,10 +960,15 @@ macro_rules! impl_sql_store {
 
             async fn activate_key(&self, next_kid: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
                 let mut tx = self.writer.begin().await?;
-                sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE state = 'active'")
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+                // Only the chain of the key's own algorithm: one active key per algorithm.
+                sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE state = 'active' \
+                     AND alg = (SELECT alg FROM signing_keys WHERE kid = $2 AND state = 'next')",
+                )
+                .bind(at)
+                .bind(next_kid)
+                .execute(&mut *tx)
+                .await?;
                 let done = sqlx::query(
                     "UPDATE signing_keys SET state = 'active', activated_at = $1 WHERE kid = $2 AND state = 'next'",
                 )
@@ -786,6 +1056,15 @@ macro_rules! impl_sql_store {
                             scopes: Default::default(),
                             disabled: row.try_get("disabled")?,
                             created_at: row.try_get("created_at")?,
+                            public: row.try_get("public_client")?,
+                            first_party: row.try_get("first_party")?,
+                            id_token_alg: {
+                                let alg: String = row.try_get("id_token_alg")?;
+                                IdTokenAlg::parse(&alg)
+                                    .ok_or_else(|| StoreError::Corrupt(format!("id_token_alg {alg}")))?
+                            },
+                            redirect_uris: split_uris(row.try_get("redirect_uris")?),
+                            post_logout_redirect_uris: split_uris(row.try_get("post_logout_redirect_uris")?),
                         });
                     }
                 }
@@ -811,6 +1090,8 @@ macro_rules! impl_sql_store {
                         permissions: Default::default(),
                         disabled: row.try_get("disabled")?,
                         created_at: row.try_get("created_at")?,
+                        display_name: row.try_get("display_name")?,
+                        email_verified: row.try_get("email_verified")?,
                     }),
                 }
                 if let (Some(scope), Some(last)) = (scope, users.last_mut()) {

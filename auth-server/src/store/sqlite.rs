@@ -65,6 +65,18 @@ impl SqliteStore {
                     "sealed secrets",
                     include_str!("../../../migrations/auth-server/sqlite/0005_sealed_secrets.sql"),
                 ),
+                (
+                    6,
+                    "key per algorithm",
+                    include_str!(
+                        "../../../migrations/auth-server/sqlite/0006_key_per_algorithm.sql"
+                    ),
+                ),
+                (
+                    7,
+                    "sign-in",
+                    include_str!("../../../migrations/auth-server/sqlite/0007_signin.sql"),
+                ),
             ],
             OtherMigrations::Ignore,
         )

@@ -173,20 +173,60 @@ fn scopes_and_keys_commands() {
     ));
     assert_failure(&run(&db, &["scopes", "delete", "a"]), 1);
 
+    // One chain per algorithm: the first key of each algorithm becomes active, the next one
+    // of that algorithm is published as next.
     let first = json(&run(&db, &["keys", "generate", "--json"]));
     assert_eq!(first["state"], "active", "the first key becomes active");
-    let second = json(&run(&db, &["keys", "generate", "--alg", "EdDSA", "--json"]));
+    assert_eq!(first["alg"], "ES256");
+    let second = json(&run(&db, &["keys", "generate", "--json"]));
     assert_eq!(second["state"], "next");
-    assert_eq!(second["alg"], "EdDSA");
+    let eddsa = json(&run(&db, &["keys", "generate", "--alg", "EdDSA", "--json"]));
+    assert_eq!(
+        eddsa["state"], "active",
+        "the first EdDSA key becomes active"
+    );
+    assert_eq!(eddsa["alg"], "EdDSA");
     assert!(
         !db.keys_dir().exists(),
         "private keys go to the database, not to files"
     );
-    let rotation = json(&run(&db, &["keys", "rotate", "--json"]));
+    // `--alg` rotates that chain only.
+    let rotations = json(&run(&db, &["keys", "rotate", "--alg", "ES256", "--json"]));
+    let rotations = rotations.as_array().unwrap();
+    assert_eq!(rotations.len(), 1);
+    let rotation = &rotations[0];
+    assert_eq!(rotation["alg"], "ES256");
     assert_eq!(rotation["activated"], second["kid"]);
     assert_eq!(rotation["retired"], first["kid"]);
     let listed = json(&run(&db, &["keys", "list", "--json"]));
-    assert_eq!(listed.as_array().unwrap().len(), 3);
+    let state_of = |kid: &Value| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == *kid)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+    assert_eq!(
+        state_of(&eddsa["kid"]),
+        "active",
+        "the EdDSA chain is untouched"
+    );
+    // Without `--alg` every chain with an active key rotates, ES256 first.
+    let all = json(&run(&db, &["keys", "rotate", "--json"]));
+    let all = all.as_array().unwrap();
+    let algs: Vec<&str> = all.iter().map(|r| r["alg"].as_str().unwrap()).collect();
+    assert_eq!(algs, ["ES256", "EdDSA"]);
+    assert_eq!(all[0]["activated"], rotation["next"]);
+    assert_eq!(all[0]["retired"], second["kid"]);
+    assert_eq!(all[1]["retired"], eddsa["kid"]);
+    assert_eq!(all[1]["unannounced"], true, "no EdDSA key was next");
+    let text = run(&db, &["keys", "rotate", "--alg", "EdDSA"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.starts_with("alg: EdDSA\nactive: "), "{stdout}");
+    let rotation = &all[0];
     assert_failure(
         &run(
             &db,

@@ -47,12 +47,15 @@ fn start_up_failures_name_what_failed_once() {
     let db = TestDb::sqlite();
     let secrets = db.auth_secrets().to_owned();
     let sqlite = db.url.clone();
-    // A key exists, so `serve` has nothing to warn about on the way to its failure.
-    let keys = auth_server(
-        &["keys", "generate"],
-        &[("DATABASE_URL", &sqlite), ("AUTH_SECRETS", &secrets)],
-    );
-    assert!(keys.status.success(), "{keys:?}");
+    // The keys `serve` needs exist (ES256 for access tokens, RS256 for id_tokens), so it has
+    // nothing to warn about on the way to its failure.
+    for alg in ["ES256", "RS256"] {
+        let keys = auth_server(
+            &["keys", "generate", "--alg", alg],
+            &[("DATABASE_URL", &sqlite), ("AUTH_SECRETS", &secrets)],
+        );
+        assert!(keys.status.success(), "{keys:?}");
+    }
 
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();

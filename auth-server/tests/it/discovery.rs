@@ -5,7 +5,9 @@ use serde_json::Value;
 
 use crate::helpers::TestApp;
 
-async fn jwks_publishes_the_active_key_with_cache_headers(app: &TestApp) {
+/// A fresh database has two active keys, ES256 (access tokens) and RS256 (id_tokens, OIDC Core
+/// §15.1), and the JWKS publishes both.
+async fn jwks_publishes_the_active_keys_with_cache_headers(app: &TestApp) {
     let response = app
         .http
         .get(app.url("/.well-known/jwks.json"))
@@ -22,14 +24,26 @@ async fn jwks_publishes_the_active_key_with_cache_headers(app: &TestApp) {
     assert_eq!(cache, "public, max-age=300");
     let jwks: Value = response.json().await.unwrap();
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    let key = &keys[0];
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let by_alg = |alg: &str| keys.iter().find(|k| k["alg"] == alg).unwrap();
+    let key = by_alg("ES256");
     assert_eq!(key["kty"], "EC");
     assert_eq!(key["crv"], "P-256");
-    assert_eq!(key["alg"], "ES256");
     assert_eq!(key["use"], "sig");
     assert!(key.get("d").is_none(), "private part never published");
-    assert_eq!(key["kid"], app.keys.current().active.kid());
+    assert_eq!(key["kid"], app.keys.current().access().kid());
+    let rsa = by_alg("RS256");
+    assert_eq!(rsa["kty"], "RSA");
+    assert_eq!(rsa["use"], "sig");
+    assert!(rsa.get("d").is_none(), "private part never published");
+    // RSA 2048: a 256-byte modulus.
+    let modulus = rsa["n"].as_str().unwrap();
+    assert_eq!(modulus.len(), 342, "{modulus}");
+    let current = app.keys.current();
+    let active_rs256 = current
+        .active(auth_server::model::KeyAlgorithm::RS256)
+        .unwrap();
+    assert_eq!(rsa["kid"], active_rs256.kid());
 }
 
 /// An issuer with a path: its metadata at the RFC 8414 §3 path-inserted location, and every
@@ -232,7 +246,7 @@ async fn health_and_readiness(app: &TestApp) {
 }
 
 crate::on_both_backends!(
-    jwks_publishes_the_active_key_with_cache_headers,
+    jwks_publishes_the_active_keys_with_cache_headers,
     metadata_follows_rfc_8414,
     health_and_readiness,
 );

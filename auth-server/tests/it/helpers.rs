@@ -195,7 +195,12 @@ impl TestApp {
             .unwrap();
         (
             registered.client.id,
-            registered.secret.expose_secret().to_owned(),
+            registered
+                .secret
+                .as_ref()
+                .expect("a confidential client has a secret")
+                .expose_secret()
+                .to_owned(),
         )
     }
 

@@ -151,7 +151,8 @@ async fn two_servers_and_the_cli_share_only_the_database_url_and_the_secret() {
         empty_dir(&db.dir, "second"),
         empty_dir(&db.dir, "cli"),
     );
-    // Both start on the fresh database at once: one pepper and one active key result.
+    // Both start on the fresh database at once: one pepper and one active key per algorithm
+    // (ES256 for access tokens, RS256 for id_tokens) result.
     let mut first = serve(&first_dir, &db.dir.join("first-log"), &db.url, &secrets);
     let mut second = serve(&second_dir, &db.dir.join("second-log"), &db.url, &secrets);
     let first_base = format!(
@@ -185,12 +186,21 @@ async fn two_servers_and_the_cli_share_only_the_database_url_and_the_secret() {
     let http = reqwest::Client::new();
     let (_, first_kid) = token_from(&http, &first_base, client).await;
     let (_, second_kid) = token_from(&http, &second_base, client).await;
-    assert_eq!(first_kid, second_kid, "one active key");
+    assert_eq!(first_kid, second_kid, "one active access-token key");
     let jwks = jwks_of(&http, &first_base).await;
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    let mut algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    algs.sort_unstable();
+    assert_eq!(algs, ["ES256", "RS256"], "one key per algorithm");
     assert_eq!(jwks, jwks_of(&http, &second_base).await, "the same JWKS");
 
-    let rotation = json(&cli(&cli_dir, &db.url, &env, &["keys", "rotate", "--json"]));
+    let rotations = json(&cli(&cli_dir, &db.url, &env, &["keys", "rotate", "--json"]));
+    let rotation = &rotations[0];
+    assert_eq!(rotation["alg"], "ES256");
     let activated = rotation["activated"].as_str().unwrap();
     // Each server re-reads its keys every 10 s.
     for base in [&first_base, &second_base] {
@@ -386,6 +396,11 @@ async fn legacy_layout(db: &TestDb) -> LegacyLayout {
         scopes: ["a".to_owned()].into(),
         disabled: false,
         created_at: now,
+        public: false,
+        first_party: false,
+        id_token_alg: Default::default(),
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
     };
     store.create_client(&client).await.unwrap();
     LegacyLayout {
@@ -423,11 +438,17 @@ async fn the_legacy_keys_directory_is_imported_once(db: TestDb) {
         "the old active key still signs"
     );
     verify(&app, token).await;
-    let kids: Vec<String> = app
-        .keys
-        .current()
+    // The RS256 key generated at start (the layout had none active) aside.
+    let current = app.keys.current();
+    let rs256 = current
+        .active(KeyAlgorithm::RS256)
+        .unwrap()
+        .kid()
+        .to_owned();
+    let kids: Vec<String> = current
         .published
         .keys()
+        .filter(|kid| **kid != rs256)
         .cloned()
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -601,15 +622,20 @@ async fn keys_import_adds_es256_rs256_and_eddsa_keys_as_next() {
         );
     }
 
-    // Published as they are, and the oldest (the ES256 key) signs after a rotation.
+    // Published as they are; a rotation promotes the ES256 and the RS256 key (the chains with
+    // an active key), and the ES256 one signs access tokens.
     app.keys.reload().await.unwrap();
     let keys = app.keys.current();
     for (kid, alg, der) in &imported {
         let ours = SigningKey::from_pkcs8(kid, *alg, der).unwrap();
         assert_eq!(keys.published[kid].public_jwk(), ours.public_jwk());
     }
-    let rotation = json(&cli(&dir, &app.db.url, &env, &["keys", "rotate", "--json"]));
-    assert_eq!(rotation["activated"], imported[0].0.as_str());
+    let rotations = json(&cli(&dir, &app.db.url, &env, &["keys", "rotate", "--json"]));
+    assert_eq!(rotations.as_array().unwrap().len(), 2, "{rotations}");
+    assert_eq!(rotations[0]["alg"], "ES256");
+    assert_eq!(rotations[0]["activated"], imported[0].0.as_str());
+    assert_eq!(rotations[1]["alg"], "RS256");
+    assert_eq!(rotations[1]["activated"], imported[1].0.as_str());
     app.keys.reload().await.unwrap();
     let (id, secret) = app
         .create_client(&["a"], &[GrantType::ClientCredentials])
@@ -627,7 +653,7 @@ async fn the_secret_is_rotated_by_prepending_reencrypting_and_dropping_the_old_o
     let (id, secret) = app
         .create_client(&["a"], &[GrantType::ClientCredentials])
         .await;
-    let signing_kid = app.keys.current().active.kid().to_owned();
+    let signing_kid = app.keys.current().access().kid().to_owned();
     let old = app.db.auth_secrets().to_owned();
     let new = SystemSecrets::generate_secret().unwrap();
     let new = new.expose_secret();
@@ -648,8 +674,8 @@ async fn the_secret_is_rotated_by_prepending_reencrypting_and_dropping_the_old_o
     ));
     assert_eq!(
         (done["reencrypted"].as_u64(), done["unchanged"].as_u64()),
-        (Some(2), Some(1)),
-        "the pepper and the first key; the key generated under the new secret already was"
+        (Some(3), Some(1)),
+        "the pepper and the first keys (ES256, RS256); the key generated under the new secret already was"
     );
     let again = json(&cli(
         &cwd,
@@ -659,7 +685,7 @@ async fn the_secret_is_rotated_by_prepending_reencrypting_and_dropping_the_old_o
     ));
     assert_eq!(
         (again["reencrypted"].as_u64(), again["unchanged"].as_u64()),
-        (Some(0), Some(3))
+        (Some(0), Some(4))
     );
 
     // The old secret alone no longer opens the database.
@@ -683,8 +709,9 @@ async fn the_secret_is_rotated_by_prepending_reencrypting_and_dropping_the_old_o
     let (_, kid) = token_from(&app.http, &base, (&id, &secret)).await;
     assert_eq!(kid, signing_kid);
     let env = [("AUTH_SECRETS_FILE", file.to_str().unwrap())];
-    let rotation = json(&cli(&cwd, &app.db.url, &env, &["keys", "rotate", "--json"]));
-    assert_eq!(rotation["activated"], generated["kid"]);
+    let rotations = json(&cli(&cwd, &app.db.url, &env, &["keys", "rotate", "--json"]));
+    assert_eq!(rotations[0]["alg"], "ES256");
+    assert_eq!(rotations[0]["activated"], generated["kid"]);
     assert_refused(
         &cli(
             &cwd,

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use auth_server::config::ThrottlePolicy;
 use auth_server::model::{
-    Client, FamilyOwner, GrantType, KeyAlgorithm, KeyRecord, KeyState, LockRule, LoginAttempt,
-    RefreshFamily, RefreshTokenRecord, Release, ReleasedAttempt, Scope, ThrottleKey, User,
+    AuthorizationCodeRecord, BrowserSession, Client, CodeRedemption, FamilyOwner, GrantType,
+    IdTokenAlg, KeyAlgorithm, KeyRecord, KeyState, LockRule, LoginAttempt, RefreshFamily,
+    RefreshTokenRecord, Release, ReleasedAttempt, Scope, ThrottleKey, User,
 };
 use auth_server::store::{self, Store, StoreError};
 use time::OffsetDateTime;
@@ -28,10 +29,22 @@ fn client(id: &str, scopes: &[&str]) -> Client {
         id: id.to_owned(),
         name: format!("client {id}"),
         secret_hash: vec![1, 2, 3, 255],
-        grant_types: BTreeSet::from([GrantType::ClientCredentials, GrantType::RefreshToken]),
+        grant_types: BTreeSet::from([
+            GrantType::AuthorizationCode,
+            GrantType::ClientCredentials,
+            GrantType::RefreshToken,
+        ]),
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         disabled: false,
         created_at: OffsetDateTime::now_utc(),
+        public: false,
+        first_party: true,
+        id_token_alg: IdTokenAlg::ES256,
+        redirect_uris: vec![
+            format!("https://{id}.example/cb"),
+            "http://127.0.0.1/cb".to_owned(),
+        ],
+        post_logout_redirect_uris: vec![format!("https://{id}.example/bye")],
     }
 }
 
@@ -90,9 +103,31 @@ async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(c1.secret_hash, vec![1, 2, 3, 255]);
     assert_eq!(
         c1.grant_types,
-        BTreeSet::from([GrantType::ClientCredentials, GrantType::RefreshToken])
+        BTreeSet::from([
+            GrantType::AuthorizationCode,
+            GrantType::ClientCredentials,
+            GrantType::RefreshToken
+        ])
     );
     assert!(!c1.disabled);
+    let expected = client("c1", &[]);
+    assert_eq!(
+        (
+            c1.public,
+            c1.first_party,
+            c1.id_token_alg,
+            &c1.redirect_uris,
+            &c1.post_logout_redirect_uris
+        ),
+        (
+            expected.public,
+            expected.first_party,
+            expected.id_token_alg,
+            &expected.redirect_uris,
+            &expected.post_logout_redirect_uris
+        ),
+        "the sign-in fields survive the round trip"
+    );
     let c2 = store.find_client("c2").await.unwrap().unwrap();
     assert!(c2.scopes.is_empty());
     let listed: Vec<String> = store
@@ -125,7 +160,8 @@ async fn conformance(store: Arc<dyn Store>) {
     assert!(store.delete_scope("a").await.unwrap());
     assert!(!store.delete_scope("a").await.unwrap());
 
-    // Signing keys: one active at a time; activation retires the previous key atomically.
+    // Signing keys: one active per algorithm at a time; activation retires the previous key of
+    // that algorithm atomically.
     store
         .insert_key(&key("k1", KeyState::Active), b"sealed-1")
         .await
@@ -209,6 +245,71 @@ async fn conformance(store: Arc<dyn Store>) {
             .unwrap()
     );
 
+    // Another algorithm has a chain of its own: its active key stands beside the ES256 one,
+    // and activating either retires only the active key of the same algorithm.
+    let rsa = |kid: &str, state| KeyRecord {
+        alg: KeyAlgorithm::RS256,
+        ..key(kid, state)
+    };
+    store
+        .insert_key(&rsa("r1", KeyState::Active), b"sealed-r1")
+        .await
+        .expect("an active RS256 key beside the active ES256 one");
+    assert!(
+        matches!(
+            store
+                .insert_key(&rsa("r-dup", KeyState::Active), b"sealed")
+                .await,
+            Err(StoreError::AlreadyExists(_))
+        ),
+        "a second active RS256 key is refused"
+    );
+    store
+        .insert_key(&rsa("r2", KeyState::Next), b"sealed-r2")
+        .await
+        .unwrap();
+    store
+        .insert_key(&key("k4", KeyState::Next), b"sealed-4")
+        .await
+        .unwrap();
+    assert!(store.activate_key("r2", at).await.unwrap());
+    let states = |keys: Vec<KeyRecord>| -> Vec<(String, KeyState)> {
+        let mut states: Vec<_> = keys.into_iter().map(|k| (k.kid, k.state)).collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        states
+    };
+    let expected = |k2, k4, r1, r2| {
+        vec![
+            ("k1".to_owned(), KeyState::Retired),
+            ("k2".to_owned(), k2),
+            ("k3".to_owned(), KeyState::Retired),
+            ("k4".to_owned(), k4),
+            ("r1".to_owned(), r1),
+            ("r2".to_owned(), r2),
+        ]
+    };
+    assert_eq!(
+        states(store.list_keys().await.unwrap()),
+        expected(
+            KeyState::Active,
+            KeyState::Next,
+            KeyState::Retired,
+            KeyState::Active
+        ),
+        "the ES256 chain is untouched"
+    );
+    assert!(store.activate_key("k4", at).await.unwrap());
+    assert_eq!(
+        states(store.list_keys().await.unwrap()),
+        expected(
+            KeyState::Retired,
+            KeyState::Active,
+            KeyState::Retired,
+            KeyState::Active
+        ),
+        "the RS256 chain is untouched"
+    );
+
     // System secrets: the first insert wins; replaced only if still the expected blob.
     assert_eq!(store.find_system_secret("pepper").await.unwrap(), None);
     assert!(
@@ -253,6 +354,8 @@ fn user(id: &str, email: &str, permissions: &[&str]) -> User {
         permissions: permissions.iter().map(|s| (*s).to_owned()).collect(),
         disabled: false,
         created_at: OffsetDateTime::now_utc(),
+        display_name: Some(format!("Name of {id}")),
+        email_verified: true,
     }
 }
 
@@ -371,6 +474,19 @@ async fn sessions_conformance(store: Arc<dyn Store>) {
     assert!(store.set_user_disabled("u1", true).await.unwrap());
     let u1 = store.find_user("u1").await.unwrap().unwrap();
     assert!(u1.disabled && u1.password_hash == "$argon2id$new");
+    assert_eq!(
+        (u1.display_name.as_deref(), u1.email_verified),
+        (Some("Name of u1"), true)
+    );
+    assert!(store.set_user_profile("u1", None, false).await.unwrap());
+    let u1 = store.find_user("u1").await.unwrap().unwrap();
+    assert_eq!((u1.display_name, u1.email_verified), (None, false));
+    assert!(
+        !store
+            .set_user_profile("missing", None, false)
+            .await
+            .unwrap()
+    );
     store
         .create_user(&user("u4", "bo@example.com", &[]))
         .await
@@ -668,6 +784,276 @@ async fn parallel_reservations_allow_the_threshold(url: &str) {
         "each allowed attempt has its own number"
     );
     assert_eq!(locked, 19);
+}
+
+fn browser_session(id: u8, user_id: &str, now: i64) -> BrowserSession {
+    BrowserSession {
+        id_hash: vec![id; 32],
+        user_id: user_id.to_owned(),
+        auth_time: now,
+        last_seen: now,
+        expires_at: now + 36_000,
+        amr: "pwd".to_owned(),
+    }
+}
+
+fn code(id: u8, client_id: &str, user_id: &str, expires_at: i64) -> AuthorizationCodeRecord {
+    AuthorizationCodeRecord {
+        code_hash: vec![id; 32],
+        client_id: client_id.to_owned(),
+        user_id: user_id.to_owned(),
+        redirect_uri: "https://c1.example/cb".to_owned(),
+        scope: "openid a".to_owned(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned(),
+        nonce: Some("n-0S6_WzA2Mj".to_owned()),
+        auth_time: expires_at - 100,
+        amr: "pwd".to_owned(),
+        expires_at,
+        used_at: None,
+        family_id: None,
+        access_jti: None,
+        access_expires_at: None,
+    }
+}
+
+/// Browser sessions (idle and absolute ends in SQL), single-use codes (one `Fresh` of two
+/// concurrent redemptions, replay told from unknown and expired), consents (union,
+/// withdrawal) and the cascades of deleting a user or client.
+async fn sign_in_conformance(store: Arc<dyn Store>) {
+    store.migrate().await.unwrap();
+    store.create_scope(&scope("a")).await.unwrap();
+    store.create_scope(&scope("b")).await.unwrap();
+    store
+        .create_client(&client("c1", &["a", "b"]))
+        .await
+        .unwrap();
+    store.create_client(&client("c2", &["a"])).await.unwrap();
+    store
+        .create_user(&user("u1", "al@example.com", &["a"]))
+        .await
+        .unwrap();
+    store
+        .create_user(&user("u2", "bo@example.com", &[]))
+        .await
+        .unwrap();
+    let now = 1_800_000_000;
+
+    // Sessions: alive until the absolute end, and only while used within the idle window.
+    let s1 = browser_session(1, "u1", now);
+    store.insert_browser_session(&s1).await.unwrap();
+    let found = store
+        .find_browser_session(&s1.id_hash, now + 10, now - 1800)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&s1));
+    assert_eq!(
+        store
+            .find_browser_session(&s1.id_hash, now + 10, now)
+            .await
+            .unwrap(),
+        None,
+        "idle: last seen at the idle cutoff"
+    );
+    assert_eq!(
+        store
+            .find_browser_session(&s1.id_hash, s1.expires_at, now - 1800)
+            .await
+            .unwrap(),
+        None,
+        "absolute end"
+    );
+    store
+        .touch_browser_session(&s1.id_hash, now + 60)
+        .await
+        .unwrap();
+    store
+        .touch_browser_session(&s1.id_hash, now + 30)
+        .await
+        .unwrap();
+    let touched = store
+        .find_browser_session(&s1.id_hash, now + 61, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(touched.last_seen, now + 60, "last_seen never goes back");
+    assert!(
+        store
+            .find_browser_session(&[9; 32], now, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .insert_browser_session(&browser_session(2, "u1", now))
+        .await
+        .unwrap();
+    store
+        .insert_browser_session(&browser_session(3, "u2", now))
+        .await
+        .unwrap();
+    assert!(store.delete_browser_session(&s1.id_hash).await.unwrap());
+    assert!(!store.delete_browser_session(&s1.id_hash).await.unwrap());
+    assert_eq!(store.delete_user_browser_sessions("u1").await.unwrap(), 1);
+    assert!(
+        store
+            .find_browser_session(&[3; 32], now, 0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Codes: single use, even under concurrent redemption.
+    let c = code(1, "c1", "u1", now + 60);
+    store.insert_authorization_code(&c).await.unwrap();
+    let (a, b) = tokio::join!(
+        store.redeem_authorization_code(&c.code_hash, now),
+        store.redeem_authorization_code(&c.code_hash, now)
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    let fresh: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            CodeRedemption::Fresh(record) => Some(record.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fresh.len(), 1, "exactly one redemption wins: {outcomes:?}");
+    assert_eq!(
+        AuthorizationCodeRecord {
+            used_at: None,
+            ..fresh[0].clone()
+        },
+        c,
+        "every field round-trips"
+    );
+    store
+        .record_code_issue(&c.code_hash, Some("fam-1"), "jti-1", now + 300)
+        .await
+        .unwrap();
+    match store
+        .redeem_authorization_code(&c.code_hash, now + 1)
+        .await
+        .unwrap()
+    {
+        CodeRedemption::Replayed(record) => {
+            assert_eq!(record.family_id.as_deref(), Some("fam-1"));
+            assert_eq!(record.access_jti.as_deref(), Some("jti-1"));
+            assert_eq!(record.access_expires_at, Some(now + 300));
+            assert_eq!(record.used_at, Some(now));
+        }
+        other => panic!("a second presentation is a replay, got {other:?}"),
+    }
+    let expired = code(2, "c1", "u1", now + 60);
+    store.insert_authorization_code(&expired).await.unwrap();
+    assert_eq!(
+        store
+            .redeem_authorization_code(&expired.code_hash, now + 60)
+            .await
+            .unwrap(),
+        CodeRedemption::Invalid,
+        "a code is redeemable only before expires_at"
+    );
+    assert_eq!(
+        store
+            .redeem_authorization_code(&[7; 32], now)
+            .await
+            .unwrap(),
+        CodeRedemption::Invalid
+    );
+    // Purge: sessions past their end and codes expired before the cutoff.
+    store
+        .insert_browser_session(&BrowserSession {
+            expires_at: now,
+            ..browser_session(4, "u2", now - 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.purge_sign_in(now, now + 61).await.unwrap(), 3);
+    assert!(
+        store
+            .find_browser_session(&[3; 32], now, 0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Consents: the union of what was allowed, per client, until withdrawn.
+    let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let set = |names: &[&str]| {
+        names
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    assert!(store.find_consent("u1", "c1").await.unwrap().is_none());
+    store
+        .add_consent("u1", "c1", &set(&["openid", "a"]), at)
+        .await
+        .unwrap();
+    store
+        .add_consent("u1", "c1", &set(&["b"]), at)
+        .await
+        .unwrap();
+    store
+        .add_consent("u1", "c2", &set(&["a"]), at)
+        .await
+        .unwrap();
+    let consent = store.find_consent("u1", "c1").await.unwrap().unwrap();
+    assert_eq!(consent.scopes, set(&["a", "b", "openid"]));
+    assert_eq!(consent.granted_at, at);
+    let listed: Vec<String> = store
+        .list_consents("u1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(listed, ["c1", "c2"]);
+    assert_eq!(store.delete_consents("u1", Some("c2")).await.unwrap(), 1);
+    assert_eq!(store.list_consents("u1").await.unwrap().len(), 1);
+    assert_eq!(store.delete_consents("u1", None).await.unwrap(), 1);
+    assert!(store.list_consents("u1").await.unwrap().is_empty());
+
+    // Deleting a user or a client takes its sessions, codes and consents with it.
+    store
+        .add_consent("u2", "c1", &set(&["a"]), at)
+        .await
+        .unwrap();
+    store
+        .insert_authorization_code(&code(5, "c2", "u2", now + 60))
+        .await
+        .unwrap();
+    assert!(store.delete_client("c1").await.unwrap());
+    assert!(store.list_consents("u2").await.unwrap().is_empty());
+    assert!(store.delete_user("u2").await.unwrap());
+    assert!(
+        store
+            .find_browser_session(&[3; 32], now, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .redeem_authorization_code(&[5; 32], now)
+            .await
+            .unwrap(),
+        CodeRedemption::Invalid
+    );
+}
+
+#[tokio::test]
+async fn sqlite_sign_in_conformance() {
+    let db = TestDb::sqlite();
+    sign_in_conformance(store::connect(&db.url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_sign_in_conformance() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    sign_in_conformance(store::connect(&db.url).await.unwrap()).await;
 }
 
 #[tokio::test]

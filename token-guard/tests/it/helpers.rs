@@ -36,7 +36,8 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
 /// plus tools to forge tokens with its private key.
 pub struct AuthServer {
     server: TestAuthServer,
-    /// PKCS#8 PEM of the ES256 key active at start.
+    /// PKCS#8 PEM of the access-token key active at start (ES256 unless
+    /// [`spawn_with`](Self::spawn_with) sets `ACCESS_TOKEN_ALG`).
     pub active_pem: String,
 }
 
@@ -50,14 +51,21 @@ impl std::ops::Deref for AuthServer {
 
 impl AuthServer {
     pub async fn spawn() -> AuthServer {
-        let server = TestAuthServer::spawn().await;
-        let kid = server.keys.current().active.kid().to_owned();
+        AuthServer::spawn_with(|_| {}).await
+    }
+
+    /// Starts the server after `adjust` has changed its configuration.
+    pub async fn spawn_with(
+        adjust: impl FnOnce(&mut auth_server::config::ServerConfig),
+    ) -> AuthServer {
+        let server = TestAuthServer::spawn_with(adjust).await;
+        let kid = server.keys.current().access().kid().to_owned();
         let active_pem = server.private_key_pem(&kid).await;
         AuthServer { server, active_pem }
     }
 
     pub fn active_kid(&self) -> String {
-        self.keys.current().active.kid().to_owned()
+        self.keys.current().access().kid().to_owned()
     }
 
     /// Claims as the auth server would issue them, with `changes` merged in (a `null` value
