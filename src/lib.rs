@@ -4,10 +4,13 @@
 //! [`Stack::start`] brings everything up on the configured addresses (port 0 in tests) with
 //! SQLite files under the data directory and the embedded queue, or PostgreSQL and Redis when
 //! their URLs are given; on first start it registers the demo client and user ([`demo`]).
+//! transcription-api's listener also serves the sample recording ([`sample`]) and the demo web
+//! app ([`web_app`]), where a person signs in through the auth server's pages.
 
 pub mod demo;
 pub mod reset;
 pub mod sample;
+pub mod web_app;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +41,7 @@ use worker::notifier::{DEFAULT_SMTP_TIMEOUT, MailConfig, ReportConfig};
 use worker::{EngineConfig, Notifier, NotifierConfig, RunConfig, Transcriber, TranscriberConfig};
 
 use demo::DemoCredentials;
+use web_app::{DemoWebApp, WebAppConfig};
 
 /// Path of the sample recording the API serves in this mode.
 pub const SAMPLE_PATH: &str = "/samples/hello.wav";
@@ -112,6 +116,9 @@ impl StackConfig {
 pub struct Stack {
     pub auth_url: String,
     pub api_url: String,
+    /// The demo web app's sign-in URL ([`web_app::START_PATH`] on transcription-api's address):
+    /// opened in a browser, it leads through the auth server's login and consent pages.
+    pub sign_in_url: String,
     pub credentials: DemoCredentials,
     /// The demo credentials were created by this start.
     pub created: bool,
@@ -221,6 +228,7 @@ impl Stack {
             Ok(parts) => Ok(Stack {
                 auth_url: parts.auth_url,
                 api_url: parts.api_url,
+                sign_in_url: parts.sign_in_url,
                 credentials: parts.credentials,
                 created: parts.created,
                 credentials_file: parts.credentials_file,
@@ -323,14 +331,24 @@ impl Stack {
         .context("starting transcription-api")?
         .merge(sample_routes());
         let api_url = format!("http://{}", api.local_addr());
-        stages
-            .servers
-            .spawn(|stopping| async move { Ok(api.run_until(stopping).await?) });
 
-        // The demo client and user (first start), then the workers with the worker's client.
+        // The demo clients and user (first start), the demo web app beside the API, then the
+        // workers with the worker's client.
         let credentials_file = config.data_dir.join("demo-credentials.json");
         let (credentials, created) =
             demo::ensure(&auth_admin, &credentials_file, &auth_url, &api_url).await?;
+        let web_app = DemoWebApp::new(WebAppConfig {
+            issuer: issuer.clone(),
+            base_url: api_url.clone(),
+            client_id: credentials.web_client_id.clone(),
+            client_secret: SecretString::from(credentials.web_client_secret.clone()),
+        })
+        .context("the demo web app's HTTP client")?;
+        let sign_in_url = format!("{api_url}{}", web_app::START_PATH);
+        let api = api.merge(web_app.router());
+        stages
+            .servers
+            .spawn(|stopping| async move { Ok(api.run_until(stopping).await?) });
 
         let worker_credentials = ClientCredentials {
             token_url: format!("{auth_url}/oauth/token"),
@@ -390,6 +408,7 @@ impl Stack {
         Ok(StackParts {
             auth_url,
             api_url,
+            sign_in_url,
             credentials,
             created,
             credentials_file,
@@ -419,6 +438,7 @@ impl Stack {
 struct StackParts {
     auth_url: String,
     api_url: String,
+    sign_in_url: String,
     credentials: DemoCredentials,
     created: bool,
     credentials_file: PathBuf,

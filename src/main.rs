@@ -4,7 +4,7 @@
 //! notifier on SQLite files under `./data/` and the embedded queue (PostgreSQL and Redis when
 //! `DATABASE_URL` / `REDIS_URL` are set), registers a demo client and user on first start,
 //! writes their credentials to `./data/demo-credentials.json` (mode 0600) and prints curl lines
-//! that work as they are. Restarts reuse everything; `--reset` starts fresh; Ctrl-C stops.
+//! that work as they are, and the demo web app's sign-in URL. Restarts reuse everything; `--reset` starts fresh; Ctrl-C stops.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -153,6 +153,10 @@ fn print_welcome(stack: &Stack, smtp: bool) {
         secret = c.client_secret,
         email = c.user_email,
         password = c.user_password,
+    );
+    println!(
+        "Sign in as a person (authorization code + PKCE, OpenID Connect): open {} in a browser and log in as {} / {}.\n",
+        stack.sign_in_url, c.user_email, c.user_password
     );
     println!("1. Get a token (client_credentials):");
     println!(

@@ -2,7 +2,8 @@
 //! client token, a submission, the worker transcribing and reporting, the e-mail, the result.
 //! Once on SQLite with the embedded queue, once on PostgreSQL + Redis (required in CI), and the
 //! password-grant path with owner isolation between users. `walkthrough` runs the curl lines
-//! the binary prints with a real `curl` and scrapes its `/metrics`; `profiles` checks the
+//! the binary prints with a real `curl`, opens its sign-in URL and scrapes its `/metrics`;
+//! `sign_in` drives the demo web app through the auth server's pages; `profiles` checks the
 //! release and profiling build settings.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -13,6 +14,7 @@ mod profiles;
 mod reset;
 mod revocation;
 mod shutdown;
+mod sign_in;
 mod walkthrough;
 
 use std::path::PathBuf;

@@ -237,6 +237,38 @@ async fn the_printed_curl_lines_work_as_they_are() {
     stack.stop_cleanly(Signal::Int).await;
 }
 
+/// The welcome text's sign-in line: its URL (the demo web app on transcription-api's address),
+/// opened in a browser, leads through the login and consent pages to "Signed in as" with the
+/// demo user of the line and of `demo-credentials.json`.
+#[tokio::test]
+async fn the_printed_sign_in_url_signs_the_demo_user_in() {
+    let dirs = Dirs::new();
+    let mut stack = start_stack(&dirs, &[]).await;
+    let auth = welcome_addr(&stack, "auth server");
+    let api = welcome_addr(&stack, "transcription-api");
+    let stdout = stack.stdout();
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("Sign in as a person"))
+        .unwrap_or_else(|| panic!("no sign-in line in\n{stdout}"));
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap();
+    assert_eq!(url, format!("http://{api}/demo/start"), "{line}");
+    let credentials: Value =
+        serde_json::from_slice(&std::fs::read(dirs.0.join("data/demo-credentials.json")).unwrap())
+            .unwrap();
+    let email = credentials["user_email"].as_str().unwrap();
+    let password = credentials["user_password"].as_str().unwrap();
+    assert!(line.contains(&format!("{email} / {password}")), "{line}");
+
+    let browser = sign_in::Browser::new();
+    let page = sign_in::sign_in(&browser, url, &format!("http://{auth}"), email, password).await;
+    sign_in::assert_signed_in(&page, stack::demo::DEMO_USER_NAME, email);
+    stack.stop_cleanly(Signal::Int).await;
+}
+
 /// The sample lines of `series` in Prometheus text `text` that carry every label of `labels`.
 fn has_series(text: &str, series: &str, labels: &[(&str, &str)]) -> bool {
     text.lines()

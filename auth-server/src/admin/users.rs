@@ -123,6 +123,27 @@ impl Admin {
         Ok(user)
     }
 
+    /// Sets the user's OIDC `name` claim (OIDC Core §5.1; `None` removes it) and whether the
+    /// e-mail is released as verified (`email_verified`); returns the user as now stored.
+    pub async fn set_user_profile(
+        &self,
+        id_or_email: &str,
+        display_name: Option<&str>,
+        email_verified: bool,
+    ) -> Result<User, AdminError> {
+        let mut user = self.user(id_or_email).await?;
+        if !self
+            .store
+            .set_user_profile(&user.id, display_name, email_verified)
+            .await?
+        {
+            return Err(AdminError::UserNotFound(id_or_email.to_owned()));
+        }
+        user.display_name = display_name.map(str::to_owned);
+        user.email_verified = email_verified;
+        Ok(user)
+    }
+
     /// Sets a new password (the policy of [`Admin::register_user`]) and ends the user's
     /// sessions and the access tokens issued to them so far.
     pub async fn reset_password(
