@@ -297,11 +297,16 @@ mod tests {
 
     #[test]
     fn missing_credentials_are_invalid_client() {
-        for body in ["", "client_id=a", "client_secret=b"] {
+        for body in ["", "client_secret=b"] {
             assert!(matches!(
                 credentials(&request(body, None)),
                 Err(GrantError::InvalidClient(_))
             ));
         }
+        // `client_id` alone is how a public client authenticates (`none`); whether the client
+        // is public is decided on its record (`authenticate_read`).
+        let public = credentials(&request("client_id=a", None)).unwrap();
+        assert_eq!(public.client_id, "a");
+        assert!(public.secret.is_none());
     }
 }

@@ -226,7 +226,10 @@ pub async fn grant(
         .family
         .scope
         .split(' ')
-        .filter(|s| user.permissions.contains(*s) && client.scopes.contains(*s))
+        .filter(|s| {
+            (crate::signin::is_identity_scope(s) || user.permissions.contains(*s))
+                && client.scopes.contains(*s)
+        })
         .map(str::to_owned)
         .collect();
     let scope = scope::negotiate(scope::requested(request)?, &allowed)?;

@@ -1,10 +1,13 @@
 //! HTTP surface of the auth server: one router per concern, merged here.
 
 mod assets;
+mod authorize;
 mod discovery;
 mod error;
 mod health;
+mod logout;
 mod token;
+mod userinfo;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -20,7 +23,10 @@ pub fn router(state: AppState) -> Router {
         .merge(token::router())
         .merge(discovery::router())
         .merge(health::router())
-        .merge(assets::router());
+        .merge(assets::router())
+        .merge(authorize::router())
+        .merge(userinfo::router())
+        .merge(logout::router());
     let path = crate::issuer::issuer_path(&state.issuer).to_owned();
     let app = if path.is_empty() {
         routes

@@ -6,9 +6,9 @@
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::extract::State;
 use axum::routing::get;
 use plumbing::http::read_body;
 use serde_json::json;
@@ -44,7 +44,9 @@ async fn userinfo_post(State(state): State<AppState>, headers: HeaderMap, body: 
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 async fn userinfo(state: &AppState, token: Option<String>) -> Response {
@@ -110,7 +112,9 @@ fn challenge(status: StatusCode, error: Option<&str>) -> Response {
     };
     let mut response = status.into_response();
     if let Ok(value) = HeaderValue::from_str(&value) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
     }
     response
         .headers_mut()

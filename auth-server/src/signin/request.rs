@@ -170,11 +170,12 @@ impl AuthorizeError {
 }
 
 /// Validates `params` for `client` (looked up by the caller from `client_id`; `None` when
-/// unknown). See the module documentation for the order.
-pub fn validate(
+/// unknown) and returns the trusted client with the request. See the module documentation
+/// for the order.
+pub fn validate<'c>(
     params: &AuthorizeParams,
-    client: Option<&Client>,
-) -> Result<AuthorizationRequest, AuthorizeError> {
+    client: Option<&'c Client>,
+) -> Result<(&'c Client, AuthorizationRequest), AuthorizeError> {
     use AuthorizeError::Page;
     // Before the redirect URI is trusted: pages.
     let client_id = params.get("client_id").map_err(|_| Page(UNKNOWN_CLIENT))?;
@@ -365,19 +366,22 @@ pub fn validate(
             return Err(fail("invalid_request", "a parameter is malformed"));
         }
     }
-    Ok(AuthorizationRequest {
-        client_id: client.id.clone(),
-        redirect_uri: redirect_uri.to_owned(),
-        scope,
-        state,
-        nonce,
-        code_challenge,
-        prompt,
-        max_age,
-        login_hint,
-        id_token_hint,
-        encoded: params.encode(),
-    })
+    Ok((
+        client,
+        AuthorizationRequest {
+            client_id: client.id.clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            scope,
+            state,
+            nonce,
+            code_challenge,
+            prompt,
+            max_age,
+            login_hint,
+            id_token_hint,
+            encoded: params.encode(),
+        },
+    ))
 }
 
 const UNKNOWN_CLIENT: &str = "The application that sent you here is not registered with this server, or is not allowed to sign people in.";

@@ -124,7 +124,12 @@ async fn metadata_follows_rfc_8414(app: &TestApp) {
     );
     assert_eq!(
         meta["grant_types_supported"],
-        serde_json::json!(["client_credentials", "password", "refresh_token"])
+        serde_json::json!([
+            "authorization_code",
+            "client_credentials",
+            "password",
+            "refresh_token"
+        ])
     );
     assert_eq!(
         meta["introspection_endpoint"],
@@ -136,19 +141,59 @@ async fn metadata_follows_rfc_8414(app: &TestApp) {
     );
     assert_eq!(
         meta["scopes_supported"],
-        serde_json::json!(["transcriptions:read", "transcriptions:write"])
+        serde_json::json!([
+            "email",
+            "openid",
+            "profile",
+            "transcriptions:read",
+            "transcriptions:write"
+        ])
     );
     assert_eq!(
         meta["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert_eq!(
+        meta["introspection_endpoint_auth_methods_supported"],
         serde_json::json!(["client_secret_basic", "client_secret_post"])
     );
-    // No authorization endpoint: no response type returns a credential (docs/decisions.md).
+    // Sign-in for people: the code flow with PKCE (S256 only) and OpenID Connect.
+    for (member, path) in [
+        ("authorization_endpoint", "/oauth/authorize"),
+        ("userinfo_endpoint", "/oauth/userinfo"),
+        ("end_session_endpoint", "/oauth/logout"),
+    ] {
+        assert_eq!(meta[member], format!("{}{path}", app.issuer), "{member}");
+    }
     assert_eq!(
         meta["response_types_supported"],
-        serde_json::json!(["none"])
+        serde_json::json!(["code"])
     );
-    assert!(meta.get("authorization_endpoint").is_none());
-    assert!(meta.get("code_challenge_methods_supported").is_none());
+    assert_eq!(
+        meta["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(meta["request_uri_parameter_supported"], false);
+    assert_eq!(
+        meta["id_token_signing_alg_values_supported"],
+        serde_json::json!(["RS256", "ES256"])
+    );
+    assert_eq!(
+        meta["subject_types_supported"],
+        serde_json::json!(["public"])
+    );
+    // The OpenID Connect Discovery location serves the same document.
+    let oidc: Value = app
+        .http
+        .get(app.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(oidc, meta);
 }
 
 /// A Python interpreter that has authlib: `python3` on the PATH, else the system one (where
@@ -171,12 +216,16 @@ fn python_with_authlib() -> Option<&'static str> {
     found
 }
 
-/// Validates a metadata document with authlib's RFC 8414 validator; its error when it fails.
+/// Validates a metadata document with authlib's RFC 8414 and OpenID Connect Discovery
+/// validators; its error when it fails.
 fn authlib_validate(python: &str, document: &str) -> Result<(), String> {
     use std::io::Write;
     let script = "import json, sys\n\
                   from authlib.oauth2.rfc8414 import AuthorizationServerMetadata\n\
-                  AuthorizationServerMetadata(json.load(sys.stdin)).validate()\n";
+                  from authlib.oidc.discovery import OpenIDProviderMetadata\n\
+                  document = json.load(sys.stdin)\n\
+                  AuthorizationServerMetadata(document).validate()\n\
+                  OpenIDProviderMetadata(document).validate()\n";
     let mut child = std::process::Command::new(python)
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
@@ -213,6 +262,14 @@ async fn the_metadata_passes_authlibs_validation() {
         (
             "https://auth.example.test/tenant",
             "/.well-known/oauth-authorization-server/tenant",
+        ),
+        (
+            "https://auth.example.test",
+            "/.well-known/openid-configuration",
+        ),
+        (
+            "https://auth.example.test/tenant",
+            "/tenant/.well-known/openid-configuration",
         ),
     ] {
         let app = TestApp::spawn_with(crate::helpers::TestDb::sqlite(), |config| {

@@ -254,7 +254,7 @@ async fn oversized_body_is_rejected(app: &TestApp) {
 async fn unknown_grant_type_is_unsupported(app: &TestApp) {
     let (id, secret) = app.create_client(&["a"], &[ClientCredentials]).await;
     for grant in [
-        "authorization_code",
+        "implicit",
         "urn:ietf:params:oauth:grant-type:device_code",
         "CLIENT_CREDENTIALS",
     ] {
@@ -268,6 +268,15 @@ async fn unknown_grant_type_is_unsupported(app: &TestApp) {
 async fn client_without_the_grant_is_unauthorized_client(app: &TestApp) {
     let (id, secret) = app.create_client(&["a"], &[Password]).await;
     let response = app.token(&[CC], Some((&id, &secret))).await;
+    assert_oauth_error(response, StatusCode::BAD_REQUEST, "unauthorized_client").await;
+    // A machine client may not redeem authorization codes.
+    let (id, secret) = app.create_client(&["a"], &[ClientCredentials]).await;
+    let response = app
+        .token(
+            &[("grant_type", "authorization_code"), ("code", "c")],
+            Some((&id, &secret)),
+        )
+        .await;
     assert_oauth_error(response, StatusCode::BAD_REQUEST, "unauthorized_client").await;
 }
 
