@@ -162,6 +162,8 @@ enum DemoPageError {
     Poisoned,
     #[error("too many sign-ins are in progress")]
     TooManyPending,
+    #[error("the authorization URL is not a valid Location header")]
+    BadLocation,
     #[error("the callback's query is malformed: {0}")]
     Query(String),
     #[error("this sign-in is unknown, used or expired")]
@@ -190,7 +192,9 @@ enum DemoPageError {
 impl IntoResponse for DemoPageError {
     fn into_response(self) -> Response {
         let status = match &self {
-            DemoPageError::Random | DemoPageError::Poisoned => StatusCode::INTERNAL_SERVER_ERROR,
+            DemoPageError::Random | DemoPageError::Poisoned | DemoPageError::BadLocation => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             DemoPageError::TooManyPending => StatusCode::SERVICE_UNAVAILABLE,
             DemoPageError::Query(_)
             | DemoPageError::UnknownState
@@ -254,8 +258,7 @@ async fn start(State(app): State<DemoWebApp>) -> Result<Response, DemoPageError>
             started: Instant::now(),
         },
     )?;
-    let location =
-        HeaderValue::from_str(&location).map_err(|e| DemoPageError::Query(e.to_string()))?;
+    let location = HeaderValue::from_str(&location).map_err(|_| DemoPageError::BadLocation)?;
     Ok((
         StatusCode::SEE_OTHER,
         [
