@@ -291,6 +291,140 @@ async fn hostile_basic_credentials_are_invalid_client(app: &TestApp) {
     }
 }
 
+/// The sign-in endpoints, one parameter at a time with every hostile value: the authorization
+/// request (GET and POST), the login, consent and logout forms, userinfo and the code exchange.
+/// Each answer is a 2xx/3xx/4xx of the contract — never a 5xx — and no ERROR is logged; the
+/// authorization endpoint never redirects with a value it was sent other than `state`.
+async fn sign_in_endpoints_answer_hostile_input_by_contract(app: &TestApp) {
+    use crate::signin::{Attempt, Browser, REDIRECT, sign_in_client, user};
+    let errors = Arc::new(AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(ErrorCounter(errors.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    user(app).await;
+    let client = sign_in_client(app, |_| {}).await;
+    let attempt = Attempt::new();
+    let challenge = attempt.challenge();
+    let authorize: Vec<(&str, String)> = vec![
+        ("response_type", "code".into()),
+        ("client_id", client.id.clone()),
+        ("redirect_uri", REDIRECT.into()),
+        ("scope", "openid".into()),
+        ("state", "s".into()),
+        ("nonce", "n".into()),
+        ("code_challenge", challenge.clone()),
+        ("code_challenge_method", "S256".into()),
+        ("prompt", "login".into()),
+        ("max_age", "60".into()),
+        ("login_hint", "ada@example.com".into()),
+        ("id_token_hint", "x.y.z".into()),
+    ];
+    let browser = Browser::new();
+    let page = browser
+        .get(&attempt.url(app, &client.id, "openid", &[]))
+        .await;
+    let fields = page.inputs();
+    let cookie = browser
+        .cookies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(name, (value, _))| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let login: Vec<(&str, String)> = vec![
+        ("request", fields["request"].clone()),
+        ("csrf_token", fields["csrf_token"].clone()),
+        ("email", "ada@example.com".into()),
+        ("password", "wrong password!".into()),
+    ];
+    let consent: Vec<(&str, String)> = vec![
+        ("request", fields["request"].clone()),
+        ("csrf_token", "x".into()),
+        ("decision", "allow".into()),
+    ];
+    let logout: Vec<(&str, String)> = vec![
+        ("id_token_hint", "x.y.z".into()),
+        ("client_id", client.id.clone()),
+        (
+            "post_logout_redirect_uri",
+            "https://app.example/signed-out".into(),
+        ),
+        ("state", "s".into()),
+    ];
+    let exchange: Vec<(&str, String)> = vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", "c".repeat(43)),
+        ("redirect_uri", REDIRECT.into()),
+        ("code_verifier", attempt.verifier.clone()),
+        ("client_id", client.id.clone()),
+    ];
+    // Redirects are read, not followed (they lead to the client's host).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut tried = 0;
+    for (method, path, form) in [
+        ("GET", "/oauth/authorize", &authorize),
+        ("POST", "/oauth/authorize", &authorize),
+        ("POST", "/oauth/login", &login),
+        ("POST", "/oauth/consent", &consent),
+        ("GET", "/oauth/logout", &logout),
+        ("POST", "/oauth/logout", &logout),
+        ("POST", "/oauth/token", &exchange),
+    ] {
+        for (param, _) in form.iter() {
+            for value in hostile_values() {
+                let encoded = encode(form, param, &value);
+                let request = if method == "GET" {
+                    http.get(app.url(&format!("{path}?{encoded}")))
+                } else {
+                    http.post(app.url(path))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(encoded)
+                };
+                let response = match request.header("cookie", &cookie).send().await {
+                    Ok(response) => response,
+                    // A URL the client library itself refuses to send (over its URI limit).
+                    Err(err) if value.len() > 16 * 1024 && err.is_builder() => continue,
+                    Err(err) => panic!("{path} {param}={value:.40}: {err:?}"),
+                };
+                let status = response.status();
+                let location = response
+                    .headers()
+                    .get("location")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let text = response.text().await.unwrap();
+                let case = format!("{method} {path} {param}={:.40}", value);
+                assert!(!status.is_server_error(), "{case}: {status} {text}");
+                // (A POST authorization request is answered with its own GET form: that
+                // redirect stays on this server.)
+                if let Some(location) = location
+                    && !location.starts_with("/oauth/authorize?")
+                    && *param != "state"
+                    && value.len() > 3
+                {
+                    assert!(!location.contains(&value), "{case}: echoed in {location}");
+                }
+                tried += 1;
+            }
+        }
+    }
+    for value in hostile_values() {
+        let response = app
+            .http
+            .get(app.url("/oauth/userinfo"))
+            .header("authorization", format!("Bearer {value}"))
+            .send()
+            .await;
+        if let Ok(response) = response {
+            assert!(!response.status().is_server_error(), "userinfo {value:.40}");
+        }
+    }
+    assert!(tried > 500, "{tried}");
+    assert_eq!(errors.load(Ordering::SeqCst), 0, "ERROR events were logged");
+}
+
 crate::on_both_backends!(
     tweak = |config| {
         config.throttle.account_threshold = 10_000;
@@ -299,4 +433,5 @@ crate::on_both_backends!(
     every_parameter_of_every_endpoint_answers_by_contract,
     unknown_and_repeated_parameter_names_are_never_echoed,
     hostile_basic_credentials_are_invalid_client,
+    sign_in_endpoints_answer_hostile_input_by_contract,
 );
