@@ -100,9 +100,8 @@ impl NewClient {
                 "the authorization_code grant needs at least one redirect URI",
             ));
         }
-        if !code_flow
-            && !(self.redirect_uris.is_empty() && self.post_logout_redirect_uris.is_empty())
-        {
+        let has_uris = !self.redirect_uris.is_empty() || !self.post_logout_redirect_uris.is_empty();
+        if !code_flow && has_uris {
             return Err(AdminError::ClientRules(
                 "redirect URIs are for clients with the authorization_code grant",
             ));

@@ -134,9 +134,16 @@ async fn metadata_follows_rfc_8414(app: &TestApp) {
         meta["revocation_endpoint"],
         format!("{}/oauth/revoke", app.issuer)
     );
+    // With the OpenID Connect identity scopes, which every database has.
     assert_eq!(
         meta["scopes_supported"],
-        serde_json::json!(["transcriptions:read", "transcriptions:write"])
+        serde_json::json!([
+            "email",
+            "openid",
+            "profile",
+            "transcriptions:read",
+            "transcriptions:write"
+        ])
     );
     assert_eq!(
         meta["token_endpoint_auth_methods_supported"],
