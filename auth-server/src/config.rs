@@ -126,6 +126,16 @@ pub struct ServeArgs {
     /// Failed logins per source address before it is locked out.
     #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 20)]
     pub login_max_failures_per_address: i64,
+    /// A browser session ends after this long without an authorization request.
+    #[arg(long, env = "SESSION_IDLE_TTL", default_value = "30m", value_parser = parse_duration)]
+    pub session_idle_ttl: Duration,
+    /// A browser session ends this long after its login, however busy.
+    #[arg(long, env = "SESSION_TTL", default_value = "10h", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+    /// Directory of operator templates (`login.html`, `style.css`, …): each file there
+    /// replaces the built-in one of the same name; all are checked at start.
+    #[arg(long, env = "TEMPLATES_DIR")]
+    pub templates_dir: Option<PathBuf>,
     /// Do not apply pending migrations at start.
     #[arg(long)]
     pub no_migrate: bool,
@@ -152,12 +162,18 @@ pub struct ServerConfig {
     pub access_token_alg: Option<KeyAlgorithm>,
     pub refresh_token_ttl: Duration,
     pub refresh_grace: Duration,
+    /// Browser sessions: the idle and the absolute lifetime.
+    pub session_idle_ttl: Duration,
+    pub session_ttl: Duration,
     pub password_hash_threads: usize,
     pub password_hash_queue: usize,
     pub throttle: ThrottlePolicy,
     /// Redis URL and key prefix for the deny-list mirror.
     pub redis: Option<(String, String)>,
     pub migrate: bool,
+    /// Operator templates replacing the built-in pages file by file ([`crate::pages`]);
+    /// `None`: the built-in pages.
+    pub templates_dir: Option<PathBuf>,
     /// The process's Prometheus recorder, rendered at `GET /metrics` (404 when `None`).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// What the time rules read as now (see [`crate::clock`]): the system clock, or a test's.
@@ -191,7 +207,11 @@ impl ServerConfig {
         if serve.audience.trim().is_empty() {
             return Err(ServerConfigError::Audience);
         }
-        if serve.access_token_ttl.is_zero() || serve.refresh_token_ttl.is_zero() {
+        if serve.access_token_ttl.is_zero()
+            || serve.refresh_token_ttl.is_zero()
+            || serve.session_idle_ttl.is_zero()
+            || serve.session_ttl.is_zero()
+        {
             return Err(ServerConfigError::Ttl);
         }
         if serve.refresh_grace > Duration::from_secs(5) {
@@ -215,6 +235,8 @@ impl ServerConfig {
             access_token_alg: serve.access_token_alg,
             refresh_token_ttl: serve.refresh_token_ttl,
             refresh_grace: serve.refresh_grace,
+            session_idle_ttl: serve.session_idle_ttl,
+            session_ttl: serve.session_ttl,
             password_hash_threads: serve
                 .password_hash_threads
                 .unwrap_or_else(default_hash_threads)
@@ -231,6 +253,7 @@ impl ServerConfig {
                 .clone()
                 .map(|url| (url, common.queue_prefix.clone())),
             migrate: !serve.no_migrate,
+            templates_dir: serve.templates_dir.clone(),
             metrics: None,
             clock: Arc::new(SystemClock),
             token_clock: Arc::new(SystemClock),
@@ -255,11 +278,14 @@ impl ServerConfig {
             access_token_alg: None,
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
             refresh_grace: Duration::from_secs(2),
+            session_idle_ttl: Duration::from_secs(30 * 60),
+            session_ttl: Duration::from_secs(10 * 3600),
             password_hash_threads: default_hash_threads(),
             password_hash_queue: 64,
             throttle: ThrottlePolicy::default(),
             redis: None,
             migrate: true,
+            templates_dir: None,
             metrics: None,
             clock: Arc::new(SystemClock),
             token_clock: Arc::new(SystemClock),
@@ -283,7 +309,9 @@ pub enum ServerConfigError {
     Issuer(String),
     #[error("TOKEN_AUDIENCE must not be empty")]
     Audience,
-    #[error("ACCESS_TOKEN_TTL and REFRESH_TOKEN_TTL must be positive")]
+    #[error(
+        "ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, SESSION_IDLE_TTL and SESSION_TTL must be positive"
+    )]
     Ttl,
     #[error("REFRESH_GRACE must be at most 5 s")]
     Grace,

@@ -6,8 +6,8 @@
 //! binary. The [`store`], the signing [`keys`], [`sealed`] (the `AUTH_SECRETS` format),
 //! [`grants`] (the token service, its counters and checkpoints) and [`clock`] stay public for
 //! the tests, which check what lies below the HTTP API (the store conformance suite, key
-//! rotation, races) and forge tokens with a published key (test-support's `TestAuthServer`).
-//! Everything else is private.
+//! rotation, races) and forge tokens with a published key (test-support's `TestAuthServer`);
+//! so do the sign-in [`pages`], which tests render. Everything else is private.
 
 pub mod admin;
 pub mod cli;
@@ -19,6 +19,7 @@ mod identifiers;
 mod issuer;
 pub mod keys;
 pub mod model;
+pub mod pages;
 mod passwords;
 mod revocation;
 pub mod sealed;
@@ -42,10 +43,12 @@ use grants::client_auth::ClientAuthenticator;
 use grants::refresh::RefreshTokens;
 use issuer::TokenIssuer;
 use keys::{KeyError, KeyRing};
+use pages::{Pages, PagesError};
 use passwords::{PasswordError, PasswordPool};
 use revocation::{DenyList, DenyListError};
 use sealed::SystemSecrets;
 use secrets::SecretsError;
+use signin::codes::AuthorizationCodes;
 use store::{Store, StoreError};
 use throttle::LoginThrottle;
 use vault::{LegacySources, OpenOptions, VaultError};
@@ -66,10 +69,14 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) tokens: Arc<TokenService>,
+    /// The sign-in pages' service: sessions, consent, codes.
+    pub(crate) signin: Arc<signin::SignIn>,
     /// The `iss` value and base URL of the metadata.
     pub(crate) issuer: Arc<str>,
     /// Renders `GET /metrics`; `None` answers 404.
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The sign-in pages and their stylesheet ([`pages`]).
+    pub(crate) pages: Arc<Pages>,
 }
 
 /// Why the server could not start.
@@ -87,6 +94,8 @@ pub enum StartError {
     DenyList(#[from] DenyListError),
     #[error("{0}")]
     Vault(#[from] VaultError),
+    #[error("pages: {0}")]
+    Pages(#[from] PagesError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -107,8 +116,10 @@ impl Application {
     /// Opens the database with `AUTH_SECRETS` by the rules every process follows (as
     /// [`Admin::open_sealed`] does: migrations, the one-time import of an earlier version's
     /// keys directory, the secret checked), loads (or first generates) the signing keys and
-    /// binds the listener.
+    /// binds the listener. The sign-in pages are loaded and checked first
+    /// ([`Pages::load`]), so a broken operator template fails before anything is opened.
     pub async fn build(config: ServerConfig) -> Result<Application, StartError> {
+        let pages = Arc::new(Pages::load(config.templates_dir.as_deref())?);
         let grace = config.access_token_ttl + VERIFIER_LEEWAY;
         let vault = vault::open(
             &config.database_url,
@@ -196,6 +207,7 @@ impl Application {
                 config.clock.clone(),
             ),
             deny_list,
+            codes: AuthorizationCodes::new(store.clone(), hasher.clone(), config.clock.clone()),
             refresh: RefreshTokens::new(
                 store.clone(),
                 hasher.clone(),
@@ -206,6 +218,14 @@ impl Application {
             rules,
             checkpoints: config.checkpoints.clone(),
         });
+        let signin = Arc::new(signin::SignIn::new(
+            tokens.clone(),
+            hasher.clone(),
+            issuer.clone(),
+            config.clock.clone(),
+            config.session_idle_ttl,
+            config.session_ttl,
+        ));
         let admin = Admin::of_server(
             store.clone(),
             vault.secrets.clone(),
@@ -220,8 +240,10 @@ impl Application {
                 store,
                 keys,
                 tokens,
+                signin,
                 issuer,
                 metrics: config.metrics,
+                pages,
             },
             admin,
             secrets: vault.secrets,
@@ -286,6 +308,12 @@ impl Application {
                     _ = tick.tick() => {
                         if let Err(err) = keys.reload().await {
                             tracing::warn!(error = %err, "reloading signing keys failed; keeping the current set");
+                        }
+                        // Ended browser sessions, and codes past their replay window.
+                        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                        let codes_before = now - signin::codes::CODE_REPLAY_WINDOW.as_secs() as i64;
+                        if let Err(err) = tokens.store.purge_sign_in(now, codes_before).await {
+                            tracing::warn!(error = %err, "purging ended sessions and old codes failed; retrying");
                         }
                     }
                     _ = republish.tick() => {

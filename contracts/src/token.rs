@@ -31,6 +31,10 @@ pub struct TokenResponse {
     /// absent from the JSON when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// An OpenID Connect id_token (OIDC Core §3.1.3.3): authorization_code grants with the
+    /// `openid` scope; absent from the JSON when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 fn bearer() -> String {
@@ -53,6 +57,7 @@ impl TokenResponse {
             expires_in: Some(expires_in),
             scope: Some(scope),
             refresh_token,
+            id_token: None,
         }
     }
 }
@@ -65,6 +70,7 @@ impl fmt::Debug for TokenResponse {
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
+            .field("id_token", &self.id_token.as_ref().map(|_| "***"))
             .finish()
     }
 }

@@ -11,13 +11,17 @@
 //! * [`cli`]: assertions on what a binary prints when run once (one error line, `--help`);
 //! * [`net`]: a port nothing listens on and a TCP proxy the test cuts or stalls;
 //! * [`readme`]: the README's flag tables checked against the binaries' `clap` commands;
-//! * [`auth`] (feature `auth-server`): a real auth server in-process for the crates around it.
+//! * [`rp`]: a stock OpenID Connect relying party (Python authlib) run against the auth server;
+//! * [`auth`] (feature `auth-server`): a real auth server in-process for the crates around it;
+//! * [`browser`] (feature `browser`): a headless chromium driven over WebDriver.
 
 // Test code: a failed expectation panics with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[cfg(feature = "auth-server")]
 pub mod auth;
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod ci;
 pub mod cli;
 pub mod db;
@@ -25,4 +29,5 @@ pub mod net;
 pub mod process;
 pub mod readme;
 pub mod redis;
+pub mod rp;
 pub mod smtp;

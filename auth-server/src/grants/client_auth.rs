@@ -1,5 +1,7 @@
 //! Client authentication at the token endpoint: `client_secret_basic` and
-//! `client_secret_post` (RFC 6749 §2.3.1), with a short-lived cache of client records.
+//! `client_secret_post` (RFC 6749 §2.3.1), and `none` for public clients (RFC 6749 §2.1,
+//! RFC 7591 §2: `client_id` alone, for clients registered public), with a short-lived cache of
+//! client records.
 //!
 //! The cache keeps the hot path off the database; its entries live [`CLIENT_CACHE_TTL`] by the
 //! server's [`Clock`], so a client disabled, deleted or given a new secret from the CLI is
@@ -35,7 +37,8 @@ const AUTH_FAILED: &str = "client authentication failed";
 /// Credentials presented by a client.
 pub struct ClientCredentials {
     pub client_id: String,
-    pub secret: SecretString,
+    /// `None`: the client sent only its `client_id`, which only a public client may do.
+    pub secret: Option<SecretString>,
 }
 
 /// Extracts the client's credentials, enforcing one authentication method per request.
@@ -57,9 +60,13 @@ pub fn credentials(request: &TokenRequest) -> Result<ClientCredentials, GrantErr
         (Some(basic), _, None) => Ok(basic),
         (None, Some(id), Some(secret)) => Ok(ClientCredentials {
             client_id: id.to_owned(),
-            secret: SecretString::from(secret.to_owned()),
+            secret: Some(SecretString::from(secret.to_owned())),
         }),
-        (None, _, _) => Err(GrantError::InvalidClient("client authentication required")),
+        (None, Some(id), None) => Ok(ClientCredentials {
+            client_id: id.to_owned(),
+            secret: None,
+        }),
+        (None, None, _) => Err(GrantError::InvalidClient("client authentication required")),
     }
 }
 
@@ -85,7 +92,7 @@ fn parse_basic(header: &str) -> Result<ClientCredentials, GrantError> {
     }
     Ok(ClientCredentials {
         client_id,
-        secret: SecretString::from(secret),
+        secret: Some(SecretString::from(secret)),
     })
 }
 
@@ -150,12 +157,24 @@ impl ClientAuthenticator {
         request: &TokenRequest,
     ) -> Result<AuthenticatedClient, GrantError> {
         let credentials = credentials(request)?;
-        let secret = credentials.secret.expose_secret();
+        let secret = credentials.secret.as_ref().map(|s| s.expose_secret());
         let Some((client, read_at)) = self.lookup(&credentials.client_id).await? else {
-            self.hasher.verify(secret, &self.dummy_hash);
+            self.hasher
+                .verify(secret.unwrap_or_default(), &self.dummy_hash);
             return Err(GrantError::InvalidClient(AUTH_FAILED));
         };
-        if !self.hasher.verify(secret, &client.secret_hash) || client.disabled {
+        // A public client has no secret (its stored hash is empty and matches nothing); a
+        // confidential one must present its own.
+        let authenticated = match secret {
+            Some(secret) => self.hasher.verify(secret, &client.secret_hash),
+            None => {
+                if !client.public {
+                    return Err(GrantError::InvalidClient("client authentication required"));
+                }
+                true
+            }
+        };
+        if !authenticated || client.disabled {
             return Err(GrantError::InvalidClient(AUTH_FAILED));
         }
         Ok(AuthenticatedClient { client, read_at })
@@ -221,14 +240,14 @@ mod tests {
     fn basic_credentials_are_form_decoded() {
         let creds = credentials(&request("", Some(&basic("my%20id:s%3Acret+x")))).unwrap();
         assert_eq!(creds.client_id, "my id");
-        assert_eq!(creds.secret.expose_secret(), "s:cret x");
+        assert_eq!(creds.secret.as_ref().unwrap().expose_secret(), "s:cret x");
     }
 
     #[test]
     fn post_credentials() {
         let creds = credentials(&request("client_id=abc&client_secret=xyz", None)).unwrap();
         assert_eq!(creds.client_id, "abc");
-        assert_eq!(creds.secret.expose_secret(), "xyz");
+        assert_eq!(creds.secret.as_ref().unwrap().expose_secret(), "xyz");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the RFC 6749 §5.2 errors; introspect (RFC 7662) and revoke (RFC 7009) tokens. Nothing here
 //! knows about HTTP frameworks.
 
+pub(crate) mod authorization_code;
 pub mod checkpoint;
 pub mod client_auth;
 pub(crate) mod client_credentials;
@@ -20,6 +21,7 @@ use crate::keys::{KeyError, KeyRing};
 use crate::model::GrantType;
 use crate::passwords::PasswordPool;
 use crate::revocation::{DenyList, DenyListError};
+use crate::signin::codes::AuthorizationCodes;
 use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
 use checkpoint::{Checkpoint, Checkpoints};
@@ -96,7 +98,8 @@ impl GrantError {
 }
 
 /// Grant types this server implements at the token endpoint.
-pub const SUPPORTED_GRANT_TYPES: [GrantType; 3] = [
+pub const SUPPORTED_GRANT_TYPES: [GrantType; 4] = [
+    GrantType::AuthorizationCode,
     GrantType::ClientCredentials,
     GrantType::Password,
     GrantType::RefreshToken,
@@ -114,6 +117,8 @@ pub struct TokenService {
     pub passwords: Arc<PasswordPool>,
     pub throttle: LoginThrottle,
     pub refresh: RefreshTokens,
+    /// Authorization codes, issued by the sign-in pages and redeemed here.
+    pub codes: AuthorizationCodes,
     pub deny_list: DenyList,
     /// The access-token rules resource servers apply, for introspection.
     pub rules: token_guard::AccessTokenRules,
@@ -144,7 +149,7 @@ impl TokenService {
             }
             GrantType::Password => password::grant(self, &client, request).await,
             GrantType::RefreshToken => refresh::grant(self, &client, request).await,
-            GrantType::AuthorizationCode => Err(UNSUPPORTED),
+            GrantType::AuthorizationCode => authorization_code::grant(self, &client, request).await,
         }?;
         // A disabled or deleted client's cutoff lies `CLIENT_CACHE_TTL` ahead of the change, so
         // it covers every token signed while the client record is younger than that. A grant

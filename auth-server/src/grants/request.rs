@@ -29,11 +29,14 @@ pub enum Param {
     RefreshToken,
     Token,
     TokenTypeHint,
+    Code,
+    RedirectUri,
+    CodeVerifier,
 }
 
 impl Param {
     /// Every parameter the endpoints know.
-    pub const ALL: [Param; 9] = [
+    pub const ALL: [Param; 12] = [
         Param::GrantType,
         Param::ClientId,
         Param::ClientSecret,
@@ -43,6 +46,9 @@ impl Param {
         Param::RefreshToken,
         Param::Token,
         Param::TokenTypeHint,
+        Param::Code,
+        Param::RedirectUri,
+        Param::CodeVerifier,
     ];
 
     /// The parameter's name on the wire (RFC 6749 §4–6, RFC 7662 §2.1, RFC 7009 §2.1).
@@ -57,13 +63,18 @@ impl Param {
             Param::RefreshToken => "refresh_token",
             Param::Token => "token",
             Param::TokenTypeHint => "token_type_hint",
+            Param::Code => "code",
+            Param::RedirectUri => "redirect_uri",
+            Param::CodeVerifier => "code_verifier",
         }
     }
 
     /// Longest accepted value in bytes. Client ids are UUIDs, e-mail addresses are at most
     /// 254 octets (RFC 5321 §4.5.3.1.3; 320 leaves room before normalisation), passwords are
     /// bounded by `MAX_PASSWORD_LEN` (1024 bytes), access tokens by the resource
-    /// servers' cap (8 KiB), refresh tokens are 43 characters.
+    /// servers' cap (8 KiB), refresh tokens and authorization codes are 43 characters,
+    /// redirect URIs at most 2048 bytes, and a PKCE `code_verifier` at most 128 characters
+    /// (RFC 7636 §4.1).
     pub fn max_len(self) -> usize {
         match self {
             Param::GrantType | Param::TokenTypeHint => 64,
@@ -73,6 +84,9 @@ impl Param {
             Param::Password => crate::passwords::MAX_PASSWORD_LEN,
             Param::RefreshToken => 512,
             Param::Token => 8 * 1024,
+            Param::Code => 64,
+            Param::RedirectUri => crate::signin::redirect_uri::MAX_REDIRECT_URI_LEN,
+            Param::CodeVerifier => 128,
         }
     }
 

@@ -1,5 +1,6 @@
 //! HTTP surface of the auth server: one router per concern, merged here.
 
+mod assets;
 mod discovery;
 mod error;
 mod health;
@@ -18,7 +19,8 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(token::router())
         .merge(discovery::router())
-        .merge(health::router());
+        .merge(health::router())
+        .merge(assets::router());
     let path = crate::issuer::issuer_path(&state.issuer).to_owned();
     let app = if path.is_empty() {
         routes
