@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use auth_server::admin::{Admin, AdminError, NewClient, NewUser};
+use auth_server::admin::{Admin, AdminError, NewClient, NewUser, RegisteredClient};
 use auth_server::config::SystemSecrets;
 use auth_server::model::GrantType;
 use contracts::scopes::{self, TRANSCRIPTIONS_READ, TRANSCRIPTIONS_REPORT, TRANSCRIPTIONS_WRITE};
@@ -109,25 +109,25 @@ pub async fn ensure(
         .register_user(user, SecretString::from(password.clone()))
         .await?;
 
+    // Both are confidential clients; a missing secret is a broken invariant, not a panic.
+    let secret_of = |registered: &RegisteredClient| {
+        registered
+            .secret
+            .as_ref()
+            .map(|secret| secret.expose_secret().to_owned())
+            .ok_or_else(|| DemoError::Setup("a confidential client got no secret".to_owned()))
+    };
+    let client_secret = secret_of(&app)?;
+    let worker_client_secret = secret_of(&worker)?;
     let credentials = DemoCredentials {
         auth_url: auth_url.to_owned(),
         api_url: api_url.to_owned(),
         client_id: app.client.id,
-        client_secret: app
-            .secret
-            .as_ref()
-            .expect("a confidential client")
-            .expose_secret()
-            .to_owned(),
+        client_secret,
         user_email: email,
         user_password: password,
         worker_client_id: worker.client.id,
-        worker_client_secret: worker
-            .secret
-            .as_ref()
-            .expect("a confidential client")
-            .expose_secret()
-            .to_owned(),
+        worker_client_secret,
     };
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
