@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use auth_server::admin::{Admin, AdminError, NewClient, NewUser, RegisteredClient};
+use auth_server::admin::{Admin, AdminError, NewClient, NewUser, ProfileUpdate, RegisteredClient};
 use auth_server::config::SystemSecrets;
 use auth_server::model::GrantType;
 use contracts::scopes::{self, TRANSCRIPTIONS_READ, TRANSCRIPTIONS_REPORT, TRANSCRIPTIONS_WRITE};
@@ -84,7 +84,13 @@ pub async fn ensure(
                 if ensure_web_client(admin, &mut existing, api_url).await? {
                     // Registered by an earlier version: its user gets the profile now.
                     admin
-                        .set_user_profile(&existing.user_email, Some(DEMO_USER_NAME), true)
+                        .set_user_profile(
+                            &existing.user_email,
+                            ProfileUpdate {
+                                display_name: Some(Some(DEMO_USER_NAME.to_owned())),
+                                email_verified: Some(true),
+                            },
+                        )
                         .await?;
                     write(file, &existing)?;
                 }

@@ -11,7 +11,9 @@
 //!   and the access tokens issued from it (RFC 7009 §2.1: revoking a refresh token SHOULD
 //!   invalidate the access tokens of the same grant);
 //! - [`DenyList::revoke_user`], [`DenyList::revoke_client`]: every family of a user or client
-//!   and a "not valid before" cutoff on every access token of that `sub` or `client_id`.
+//!   and a "not valid before" cutoff on every access token of that `sub` or `client_id`;
+//! - [`DenyList::revoke_families`]: the families of a user at one client (a withdrawn consent)
+//!   and the access tokens issued from them, no cutoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -207,6 +209,21 @@ impl DenyList {
         self.deny_family_tokens(Families::One(family_id), at.unix_timestamp())
             .await?;
         Ok(revoked)
+    }
+
+    /// Revokes the refresh families of `owner` and denies the access tokens issued from them
+    /// (RFC 7009 §2.1), without a cutoff: the owner's other tokens stay valid. Withdrawing a
+    /// user's consent to a client ends that user's sessions at that client this way. Returns
+    /// how many families were revoked.
+    pub async fn revoke_families(&self, owner: FamilyOwner<'_>) -> Result<u64, DenyListError> {
+        let at = OffsetDateTime::now_utc();
+        // Families first, so no rotation starts after the tokens are listed.
+        let sessions = self.store.revoke_refresh_families(owner, at).await?;
+        metrics::counter!("oauth_revocations_total", "kind" => "refresh_family")
+            .increment(sessions);
+        self.deny_family_tokens(Families::Of(owner), at.unix_timestamp())
+            .await?;
+        Ok(sessions)
     }
 
     /// Ends every session and access token of a user (disabled, deleted, password reset,

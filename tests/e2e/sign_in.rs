@@ -451,7 +451,11 @@ async fn restarts_reuse_the_web_apps_client_and_an_older_credentials_file_gets_o
     )))
     .await
     .unwrap();
-    admin.set_user_profile(&email, None, false).await.unwrap();
+    let unset = auth_server::admin::ProfileUpdate {
+        display_name: Some(None),
+        email_verified: Some(false),
+    };
+    admin.set_user_profile(&email, unset).await.unwrap();
     drop(admin);
 
     let upgraded = Stack::start(dirs.config()).await.unwrap();

@@ -1,5 +1,5 @@
 //! The admin layer: every operation an operator performs on the authorization server — scopes,
-//! clients, users, token revocation, signing keys, re-encrypting what `AUTH_SECRETS` seals —
+//! clients, users, consents, token revocation, signing keys, re-encrypting what `AUTH_SECRETS` seals —
 //! as one method of [`Admin`] each. A method holds its rules once (input normalisation, grant
 //! implications, validation, secret generation and hashing, the revocations an event implies)
 //! and returns a typed result or an [`AdminError`]; it prints nothing and reads no input. The
@@ -11,6 +11,7 @@
 //! command ([`Admin::open`], [`Admin::open_sealed`]).
 
 mod clients;
+mod consents;
 mod keys;
 mod scopes;
 mod tokens;
@@ -27,8 +28,9 @@ pub use crate::keys::{KeyError, Rotation};
 pub use crate::revocation::Revoked;
 pub use crate::vault::{Reencryption, VaultError};
 pub use clients::{NewClient, RegisteredClient};
+pub use consents::ConsentsRevoked;
 pub use scopes::MAX_SCOPE_LEN;
-pub use users::{NewUser, is_email};
+pub use users::{NewUser, ProfileUpdate, is_email};
 
 use crate::identifiers::IdentifierError;
 use crate::passwords::{PasswordError, PasswordPool};
@@ -59,6 +61,9 @@ pub enum AdminError {
     /// A user name whose RFC 8265 form does not exist (or is too long).
     #[error(transparent)]
     InvalidUsername(#[from] IdentifierError),
+    /// A display name (the OIDC `name` claim) that is empty or holds control characters.
+    #[error("the display name must not be empty or contain control characters")]
+    InvalidDisplayName,
     /// A user name that is not an e-mail address ([`is_email`]).
     #[error("`{0}` is not an e-mail address")]
     NotAnEmail(String),

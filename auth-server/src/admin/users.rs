@@ -1,5 +1,6 @@
 //! End users: registration by the rules (RFC 8265 user names, an e-mail syntax check, the
-//! password policy, argon2id hashing), permissions, and the events that end their sessions.
+//! password policy, argon2id hashing), permissions, their OIDC profile claims, and the events
+//! that end their sessions (refresh families, access tokens and browser sessions).
 
 use std::collections::BTreeSet;
 
@@ -16,7 +17,9 @@ use crate::passwords::{check_policy, hash_password};
 pub struct NewUser {
     email: String,
     permissions: BTreeSet<String>,
-    /// The OIDC `name` claim (OIDC Core §5.1), if any.
+    /// The OIDC `name` claim (OIDC Core §5.1), if any; [`Admin::register_user`] trims it and
+    /// refuses an empty one or one with control characters
+    /// ([`AdminError::InvalidDisplayName`]).
     pub display_name: Option<String>,
     /// Whether the e-mail is released as verified (`email_verified`).
     pub email_verified: bool,
@@ -50,6 +53,26 @@ impl NewUser {
     }
 }
 
+/// A change to a user's OIDC profile claims (OIDC Core §5.1); a `None` field is kept as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    /// `Some(Some(name))` sets the `name` claim (the rules of [`NewUser::display_name`]),
+    /// `Some(None)` removes it.
+    pub display_name: Option<Option<String>>,
+    /// Sets `email_verified`.
+    pub email_verified: Option<bool>,
+}
+
+/// A display name as stored: trimmed, not empty, without control characters (it is shown on
+/// one line on the consent page and in the CLI's text output).
+fn check_display_name(name: &str) -> Result<String, AdminError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(AdminError::InvalidDisplayName);
+    }
+    Ok(name.to_owned())
+}
+
 /// A pragmatic syntax check: one `@`, a non-empty local part, a dotted domain, no spaces. (The
 /// 254-byte limit applies to the RFC 8265 form: [`normalize_username`].)
 pub fn is_email(value: &str) -> bool {
@@ -74,6 +97,11 @@ impl Admin {
         new: NewUser,
         password: SecretString,
     ) -> Result<User, AdminError> {
+        let display_name = new
+            .display_name
+            .as_deref()
+            .map(check_display_name)
+            .transpose()?;
         let password_hash = self.hash_new_password(password, &new.email).await?;
         let user = User {
             id: Uuid::new_v4().to_string(),
@@ -82,7 +110,7 @@ impl Admin {
             permissions: new.permissions,
             disabled: false,
             created_at: OffsetDateTime::now_utc(),
-            display_name: new.display_name,
+            display_name,
             email_verified: new.email_verified,
         };
         self.store.create_user(&user).await?;
@@ -123,29 +151,34 @@ impl Admin {
         Ok(user)
     }
 
-    /// Sets the user's OIDC `name` claim (OIDC Core §5.1; `None` removes it) and whether the
-    /// e-mail is released as verified (`email_verified`); returns the user as now stored.
+    /// Changes the user's OIDC profile claims (`name`, `email_verified`; OIDC Core §5.1) as
+    /// `update` says; returns the user as now stored. An invalid name is
+    /// [`AdminError::InvalidDisplayName`].
     pub async fn set_user_profile(
         &self,
         id_or_email: &str,
-        display_name: Option<&str>,
-        email_verified: bool,
+        update: ProfileUpdate,
     ) -> Result<User, AdminError> {
         let mut user = self.user(id_or_email).await?;
+        if let Some(name) = update.display_name {
+            user.display_name = name.as_deref().map(check_display_name).transpose()?;
+        }
+        if let Some(verified) = update.email_verified {
+            user.email_verified = verified;
+        }
         if !self
             .store
-            .set_user_profile(&user.id, display_name, email_verified)
+            .set_user_profile(&user.id, user.display_name.as_deref(), user.email_verified)
             .await?
         {
             return Err(AdminError::UserNotFound(id_or_email.to_owned()));
         }
-        user.display_name = display_name.map(str::to_owned);
-        user.email_verified = email_verified;
         Ok(user)
     }
 
     /// Sets a new password (the policy of [`Admin::register_user`]) and ends the user's
-    /// sessions and the access tokens issued to them so far.
+    /// sessions: their browser sessions (they sign in again), their refresh families and the
+    /// access tokens issued to them so far.
     pub async fn reset_password(
         &self,
         id_or_email: &str,
@@ -154,15 +187,18 @@ impl Admin {
         let user = self.user(id_or_email).await?;
         let hash = self.hash_new_password(password, &user.email).await?;
         self.store.set_user_password_hash(&user.id, &hash).await?;
+        self.store.delete_user_browser_sessions(&user.id).await?;
         let revoked = self.deny_list().await?.revoke_user(&user.id).await?;
         Ok((user, revoked))
     }
 
-    /// Refuses the user's logins and ends their sessions and access tokens.
+    /// Refuses the user's logins and ends their browser sessions, refresh families and access
+    /// tokens.
     pub async fn disable_user(&self, id_or_email: &str) -> Result<(User, Revoked), AdminError> {
         let mut user = self.user(id_or_email).await?;
         self.store.set_user_disabled(&user.id, true).await?;
         user.disabled = true;
+        self.store.delete_user_browser_sessions(&user.id).await?;
         let revoked = self.deny_list().await?.revoke_user(&user.id).await?;
         Ok((user, revoked))
     }
@@ -175,10 +211,13 @@ impl Admin {
         Ok(user)
     }
 
-    /// Deletes the user, their sessions and (denied first, as the delete cascades to the
-    /// sessions that list them) their access tokens.
+    /// Deletes the user, their browser sessions, refresh families and (denied first, as the
+    /// delete cascades to the sessions that list them) their access tokens.
     pub async fn delete_user(&self, id_or_email: &str) -> Result<(User, Revoked), AdminError> {
         let user = self.user(id_or_email).await?;
+        // Ended explicitly, not left to the cascade: a browser must not stay signed in as a
+        // user whose row a failed delete kept.
+        self.store.delete_user_browser_sessions(&user.id).await?;
         let revoked = self.deny_list().await?.revoke_user(&user.id).await?;
         self.store.delete_user(&user.id).await?;
         Ok((user, revoked))
@@ -241,6 +280,22 @@ mod tests {
                     Err(AdminError::InvalidUsername(_))
                 ),
                 "{email:?}"
+            );
+        }
+    }
+
+    /// Display names are trimmed; empty ones and control characters are refused.
+    #[test]
+    fn display_names() {
+        assert_eq!(
+            check_display_name("  Ada Lovelace ").unwrap(),
+            "Ada Lovelace"
+        );
+        assert_eq!(check_display_name("José <b>").unwrap(), "José <b>");
+        for bad in ["", "   ", "Ada\nLovelace", "Ada\u{7}"] {
+            assert!(
+                matches!(check_display_name(bad), Err(AdminError::InvalidDisplayName)),
+                "{bad:?}"
             );
         }
     }

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::admin::{AdminError, NewClient};
 use crate::config::CommonArgs;
-use crate::model::{Client, GrantType};
+use crate::model::{Client, GrantType, IdTokenAlg};
 
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
@@ -22,9 +22,26 @@ pub enum ClientsCommand {
         #[arg(long, default_value = "")]
         scopes: String,
         /// Grant type the client may use (repeatable); default client_credentials.
-        /// `password` implies `refresh_token`.
+        /// `password` and `authorization_code` imply `refresh_token`.
         #[arg(long = "grant", value_parser = parse_grant)]
         grants: Vec<GrantType>,
+        /// Where the authorization endpoint may send the browser back (repeatable; at least
+        /// one with, none without `--grant authorization_code`).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Where logout may send the browser (repeatable; authorization_code clients only).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A public client (a native or browser app): no secret, PKCE only; authorization_code
+        /// only.
+        #[arg(long)]
+        public: bool,
+        /// Its users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
+        /// The algorithm of its id_tokens.
+        #[arg(long, value_parser = parse_id_token_alg, default_value = "RS256")]
+        id_token_alg: IdTokenAlg,
     },
     /// List clients.
     List,
@@ -49,8 +66,13 @@ pub enum ClientsCommand {
 }
 
 fn parse_grant(value: &str) -> Result<GrantType, String> {
-    GrantType::parse(value)
-        .ok_or_else(|| "expected client_credentials, password or refresh_token".to_owned())
+    GrantType::parse(value).ok_or_else(|| {
+        "expected authorization_code, client_credentials, password or refresh_token".to_owned()
+    })
+}
+
+fn parse_id_token_alg(value: &str) -> Result<IdTokenAlg, String> {
+    IdTokenAlg::parse(value).ok_or_else(|| "expected RS256 or ES256".to_owned())
 }
 
 #[derive(Serialize)]
@@ -67,18 +89,28 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
             name,
             scopes,
             grants,
+            redirect_uris,
+            post_logout_redirect_uris,
+            public,
+            first_party,
+            id_token_alg,
         } => {
             // Hashing the new secret needs the pepper, hence AUTH_SECRETS.
             let admin = open_sealed_admin(common).await?;
-            let registered = admin
-                .register_client(NewClient::new(name, split_list(&scopes), grants))
-                .await
-                .map_err(|err| match err {
-                    AdminError::EmptyClientName => {
-                        CliError::Invalid("--name must not be empty".to_owned())
-                    }
-                    other => other.into(),
-                })?;
+            let new = NewClient {
+                redirect_uris,
+                post_logout_redirect_uris,
+                public,
+                first_party,
+                id_token_alg,
+                ..NewClient::new(name, split_list(&scopes), grants)
+            };
+            let registered = admin.register_client(new).await.map_err(|err| match err {
+                AdminError::EmptyClientName => {
+                    CliError::Invalid("--name must not be empty".to_owned())
+                }
+                other => other.into(),
+            })?;
             print_credentials(
                 out,
                 &registered.client.id,
@@ -101,12 +133,19 @@ pub async fn run(cmd: ClientsCommand, common: &CommonArgs, out: &Output) -> Resu
                 .await?;
             out.print(&client, || {
                 format!(
-                    "client_id: {}\nname: {}\ngrants: {}\nscopes: {}\ndisabled: {}\ncreated_at: {}",
+                    "client_id: {}\nname: {}\ngrants: {}\nscopes: {}\ndisabled: {}\npublic: {}\n\
+                     first_party: {}\nid_token_alg: {}\nredirect_uris: {}\n\
+                     post_logout_redirect_uris: {}\ncreated_at: {}",
                     client.id,
                     client.name,
                     grant_list(&client),
                     client.scopes.iter().cloned().collect::<Vec<_>>().join(" "),
                     client.disabled,
+                    client.public,
+                    client.first_party,
+                    client.id_token_alg.as_str(),
+                    client.redirect_uris.join(" "),
+                    client.post_logout_redirect_uris.join(" "),
                     plumbing::rfc3339(client.created_at)
                 )
             });

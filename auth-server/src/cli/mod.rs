@@ -2,6 +2,7 @@
 //! command prints text, or JSON with `--json`; failures are one line on stderr and exit 1.
 
 mod clients;
+mod consents;
 mod keys;
 mod scopes;
 mod secrets;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Manage end users.
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// Withdraw what users allowed clients.
+    #[command(subcommand)]
+    Consents(consents::ConsentsCommand),
     /// Revoke tokens.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -95,6 +99,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Clients(cmd) => clients::run(cmd, &cli.common, &out).await,
         Command::Scopes(cmd) => scopes::run(cmd, &cli.common, &out).await,
         Command::Users(cmd) => users::run(cmd, &cli.common, &out).await,
+        Command::Consents(cmd) => consents::run(cmd, &cli.common, &out).await,
         Command::Tokens(cmd) => tokens::run(cmd, &cli.common, &out).await,
         Command::Keys(cmd) => keys::run(cmd, &cli.common, &out).await,
         Command::Secrets(cmd) => secrets::run(cmd, &cli.common, &out).await,

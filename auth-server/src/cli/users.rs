@@ -1,13 +1,16 @@
-//! `auth-server users create|list|show|set-permissions|reset-password|disable|enable|delete`.
+//! `auth-server users create|list|show|set-permissions|set-profile|consents|reset-password|
+//! disable|enable|delete`.
 //! Passwords are read from stdin (first line) or, on a terminal, from a prompt; never argv.
 
 use std::io::{BufRead, IsTerminal};
 
-use clap::Subcommand;
+use clap::{ArgGroup, Subcommand};
 use secrecy::SecretString;
+use serde::Serialize;
+use time::OffsetDateTime;
 
 use super::{AccessTokenTtl, CliError, DEFAULT_ACCESS_TOKEN_TTL, Output, open_admin, split_list};
-use crate::admin::NewUser;
+use crate::admin::{NewUser, ProfileUpdate};
 use crate::config::CommonArgs;
 use crate::model::User;
 
@@ -20,6 +23,12 @@ pub enum UsersCommand {
         /// Scopes the user's tokens may carry, space-separated.
         #[arg(long, default_value = "")]
         permissions: String,
+        /// The display name (the OpenID Connect `name` claim).
+        #[arg(long)]
+        name: Option<String>,
+        /// Release the e-mail as verified (`email_verified`): you checked it.
+        #[arg(long)]
+        email_verified: bool,
     },
     /// List users.
     List,
@@ -27,6 +36,22 @@ pub enum UsersCommand {
     Show { user: String },
     /// Replace a user's permissions.
     SetPermissions { user: String, permissions: String },
+    /// Change a user's display name or whether their e-mail is verified.
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)))]
+    SetProfile {
+        user: String,
+        /// The new display name (the OpenID Connect `name` claim).
+        #[arg(long, group = "change", conflicts_with = "no_name")]
+        name: Option<String>,
+        /// Remove the display name.
+        #[arg(long, group = "change")]
+        no_name: bool,
+        /// Whether the e-mail is released as verified.
+        #[arg(long, group = "change", value_name = "true|false")]
+        email_verified: Option<bool>,
+    },
+    /// List what the user allowed which clients (client, scope, granted_at).
+    Consents { user: String },
     /// Set a new password (from stdin or a prompt) and end the user's sessions and access
     /// tokens.
     ResetPassword {
@@ -65,9 +90,16 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
     };
     let admin = open_admin(common, ttl).await?;
     match cmd {
-        UsersCommand::Create { email, permissions } => {
+        UsersCommand::Create {
+            email,
+            permissions,
+            name,
+            email_verified,
+        } => {
             // The e-mail is checked before the password is asked for.
-            let new = NewUser::new(&email, split_list(&permissions))?;
+            let mut new = NewUser::new(&email, split_list(&permissions))?;
+            new.display_name = name;
+            new.email_verified = email_verified;
             let password = read_new_password()?;
             let user = admin.register_user(new, password).await?;
             out.print(&user, || {
@@ -84,13 +116,67 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
             let user = admin.user(&user).await?;
             out.print(&user, || {
                 format!(
-                    "id: {}\nemail: {}\npermissions: {}\ndisabled: {}\ncreated_at: {}",
+                    "id: {}\nemail: {}\nemail_verified: {}\ndisplay_name: {}\npermissions: {}\n\
+                     disabled: {}\ncreated_at: {}",
                     user.id,
                     user.email,
+                    user.email_verified,
+                    user.display_name.as_deref().unwrap_or(""),
                     permission_list(&user),
                     user.disabled,
                     plumbing::rfc3339(user.created_at)
                 )
+            });
+        }
+        UsersCommand::SetProfile {
+            user,
+            name,
+            no_name,
+            email_verified,
+        } => {
+            let update = ProfileUpdate {
+                display_name: if no_name { Some(None) } else { name.map(Some) },
+                email_verified,
+            };
+            let user = admin.set_user_profile(&user, update).await?;
+            out.print(&user, || {
+                format!(
+                    "profile of {}: display_name: {}; email_verified: {}",
+                    user.email,
+                    user.display_name.as_deref().unwrap_or(""),
+                    user.email_verified
+                )
+            });
+        }
+        UsersCommand::Consents { user } => {
+            let consents = admin.user_consents(&user).await?;
+            let clients = admin.list_clients().await?;
+            let listed: Vec<ListedConsent> = consents
+                .iter()
+                .map(|consent| ListedConsent {
+                    client_id: &consent.client_id,
+                    client_name: clients
+                        .iter()
+                        .find(|client| client.id == consent.client_id)
+                        .map_or("", |client| client.name.as_str()),
+                    scope: consent.scopes.iter().cloned().collect::<Vec<_>>().join(" "),
+                    granted_at: consent.granted_at,
+                })
+                .collect();
+            out.print(&listed, || {
+                listed
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{}\t{}\t{}\t{}",
+                            c.client_id,
+                            c.client_name,
+                            c.scope,
+                            plumbing::rfc3339(c.granted_at)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         UsersCommand::SetPermissions { user, permissions } => {
@@ -142,6 +228,17 @@ pub async fn run(cmd: UsersCommand, common: &CommonArgs, out: &Output) -> Result
         }
     }
     Ok(())
+}
+
+/// One line of `users consents`: a consent with its client's name.
+#[derive(Serialize)]
+struct ListedConsent<'a> {
+    client_id: &'a str,
+    client_name: &'a str,
+    /// The scopes allowed, space-separated.
+    scope: String,
+    #[serde(with = "time::serde::rfc3339")]
+    granted_at: OffsetDateTime,
 }
 
 /// Reads a new password: a prompt with confirmation on a terminal, else the first stdin line.

@@ -49,6 +49,8 @@ pub enum FamilyOwner<'a> {
     Client(&'a str),
     /// A user id.
     User(&'a str),
+    /// One user's families at one client (what withdrawing a consent ends).
+    UserAtClient { user: &'a str, client: &'a str },
 }
 
 /// Which refresh families' access tokens to list.

@@ -174,7 +174,8 @@ pub trait SessionStore: Send + Sync {
         family_id: &str,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError>;
-    /// Revokes every live family of a client or user; returns how many.
+    /// Revokes every live family of `owner` (a client, a user, or a user at one client);
+    /// returns how many.
     async fn revoke_refresh_families(
         &self,
         owner: FamilyOwner<'_>,

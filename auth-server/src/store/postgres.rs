@@ -7,7 +7,8 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::sql::{
-    RENORMALIZE_USER_EMAILS, impl_sql_store, release_login_attempts_sql, reserve_login_attempt_sql,
+    RENORMALIZE_USER_EMAILS, family_owner_filter, impl_sql_store, release_login_attempts_sql,
+    reserve_login_attempt_sql,
 };
 use super::*;
 

@@ -4,6 +4,8 @@
 //!
 //! [`Store`]: super::Store
 
+use crate::model::FamilyOwner;
+
 /// The new failure count of a conflicting `login_failures` row: 1 when its window began
 /// before `$2` (window_start_after), else one more.
 macro_rules! next_failures {
@@ -102,6 +104,26 @@ pub(super) fn release_login_attempts_sql(keys: usize) -> String {
         ),
         rows = rows
     )
+}
+
+/// The condition selecting the refresh families of `owner` (columns prefixed with `table`, e.g.
+/// `f.`), its placeholders numbered from `$first`, and the values to bind to them in order.
+pub(super) fn family_owner_filter<'a>(
+    owner: FamilyOwner<'a>,
+    table: &str,
+    first: usize,
+) -> (String, Vec<&'a str>) {
+    match owner {
+        FamilyOwner::Client(id) => (format!("{table}client_id = ${first}"), vec![id]),
+        FamilyOwner::User(id) => (format!("{table}user_id = ${first}"), vec![id]),
+        FamilyOwner::UserAtClient { user, client } => (
+            format!(
+                "{table}user_id = ${first} AND {table}client_id = ${}",
+                first + 1
+            ),
+            vec![user, client],
+        ),
+    }
 }
 
 /// The `pending_data_migrations` row of migration 0003.
@@ -456,30 +478,31 @@ macro_rules! impl_sql_store {
             }
 
             async fn revoke_refresh_families(&self, owner: FamilyOwner<'_>, at: OffsetDateTime) -> Result<u64, StoreError> {
-                let (sql, id) = match owner {
-                    FamilyOwner::Client(id) => {
-                        ("UPDATE refresh_families SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL", id)
-                    }
-                    FamilyOwner::User(id) => {
-                        ("UPDATE refresh_families SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL", id)
-                    }
-                };
-                let done = sqlx::query(sql).bind(at).bind(id).execute(&self.writer).await?;
+                let (filter, ids) = family_owner_filter(owner, "", 2);
+                let sql = format!("UPDATE refresh_families SET revoked_at = $1 WHERE {filter} AND revoked_at IS NULL");
+                let mut query = sqlx::query(&sql).bind(at);
+                for id in ids {
+                    query = query.bind(id);
+                }
+                let done = query.execute(&self.writer).await?;
                 Ok(done.rows_affected())
             }
 
             async fn family_access_tokens(&self, families: Families<'_>, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
-                const LIVE: &str = "t.access_jti IS NOT NULL AND t.access_expires_at >= $2";
-                let (filter, id) = match families {
-                    Families::One(id) => ("t.family_id = $1", id),
-                    Families::Of(FamilyOwner::Client(id)) => ("f.client_id = $1", id),
-                    Families::Of(FamilyOwner::User(id)) => ("f.user_id = $1", id),
+                const LIVE: &str = "t.access_jti IS NOT NULL AND t.access_expires_at >= $1";
+                let (filter, ids) = match families {
+                    Families::One(id) => ("t.family_id = $2".to_owned(), vec![id]),
+                    Families::Of(owner) => family_owner_filter(owner, "f.", 2),
                 };
                 let sql = format!(
                     "SELECT t.access_jti, t.access_expires_at FROM refresh_tokens t \
                      JOIN refresh_families f ON f.id = t.family_id WHERE {filter} AND {LIVE}"
                 );
-                let rows = sqlx::query(&sql).bind(id).bind(now).fetch_all(&self.writer).await?;
+                let mut query = sqlx::query(&sql).bind(now);
+                for id in ids {
+                    query = query.bind(id);
+                }
+                let rows = query.fetch_all(&self.writer).await?;
                 rows.iter()
                     .map(|row| Ok((row.try_get("access_jti")?, row.try_get("access_expires_at")?)))
                     .collect()

@@ -552,3 +552,571 @@ async fn postgres_users_create_refuses_identical_looking_names() {
     };
     users_create_refuses_identical_looking_names(&TestApp::spawn(db).await).await;
 }
+
+/// The keys of a JSON object, sorted.
+fn keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// `clients create` for the authorization code flow: the implied refresh_token, the redirect
+/// URIs, `--first-party`, `--id-token-alg`; a public client gets no secret (and none to
+/// rotate); `clients show` lists it all, in JSON and text.
+async fn sign_in_clients_from_the_cli(app: &TestApp) {
+    let db = &app.db;
+    let confidential = json(&run(
+        db,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "web",
+            "--scopes",
+            "openid profile email",
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            "https://web.example/cb",
+            "--redirect-uri",
+            "http://127.0.0.1/cb",
+            "--post-logout-redirect-uri",
+            "https://web.example/bye",
+            "--first-party",
+            "--id-token-alg",
+            "ES256",
+            "--json",
+        ],
+    ));
+    assert_eq!(keys(&confidential), ["client_id", "client_secret"]);
+    let id = confidential["client_id"].as_str().unwrap();
+    let shown = json(&run(db, &["clients", "show", id, "--json"]));
+    assert_eq!(
+        shown["grant_types"],
+        serde_json::json!(["authorization_code", "refresh_token"]),
+        "authorization_code implies refresh_token"
+    );
+    assert_eq!(
+        shown["redirect_uris"],
+        serde_json::json!(["https://web.example/cb", "http://127.0.0.1/cb"])
+    );
+    assert_eq!(
+        shown["post_logout_redirect_uris"],
+        serde_json::json!(["https://web.example/bye"])
+    );
+    assert_eq!(
+        shown["scopes"],
+        serde_json::json!(["email", "openid", "profile"])
+    );
+    assert_eq!(
+        (
+            &shown["public"],
+            &shown["first_party"],
+            &shown["id_token_alg"]
+        ),
+        (
+            &Value::Bool(false),
+            &Value::Bool(true),
+            &Value::from("ES256")
+        )
+    );
+    assert!(shown.get("client_secret").is_none() && shown.get("secret_hash").is_none());
+    let text = String::from_utf8(run(db, &["clients", "show", id]).stdout).unwrap();
+    for line in [
+        "grants: authorization_code refresh_token",
+        "public: false",
+        "first_party: true",
+        "id_token_alg: ES256",
+        "redirect_uris: https://web.example/cb http://127.0.0.1/cb",
+        "post_logout_redirect_uris: https://web.example/bye",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    }
+
+    let public_args = [
+        "clients",
+        "create",
+        "--name",
+        "app",
+        "--scopes",
+        "openid",
+        "--grant",
+        "authorization_code",
+        "--redirect-uri",
+        "com.example.app:/cb",
+        "--public",
+    ];
+    let public = json(&run(db, &[&public_args[..], &["--json"]].concat()));
+    assert_eq!(
+        keys(&public),
+        ["client_id"],
+        "a public client has no secret"
+    );
+    let public_id = public["client_id"].as_str().unwrap();
+    let shown = json(&run(db, &["clients", "show", public_id, "--json"]));
+    assert_eq!(
+        (
+            &shown["public"],
+            &shown["first_party"],
+            &shown["id_token_alg"]
+        ),
+        (
+            &Value::Bool(true),
+            &Value::Bool(false),
+            &Value::from("RS256")
+        ),
+        "RS256 unless registered otherwise"
+    );
+    let text = run(db, &public_args);
+    let stdout = String::from_utf8(text.stdout).unwrap();
+    assert!(stdout.contains("a public client"), "{stdout}");
+    assert!(!stdout.contains("client_secret"), "{stdout}");
+    let rotate = run(db, &["clients", "rotate-secret", public_id]);
+    assert_failure(&rotate, 1);
+    assert!(String::from_utf8_lossy(&rotate.stderr).contains("public client has no secret"));
+
+    // Every refusal is one line and exit 1, and registers nothing.
+    let code_flow = ["--grant", "authorization_code"];
+    for (extra, says) in [
+        (&code_flow[..], "needs at least one redirect URI"),
+        (
+            &["--redirect-uri", "https://web.example/cb"][..],
+            "redirect URIs are for clients with the authorization_code grant",
+        ),
+        (
+            &[
+                "--grant",
+                "password",
+                "--post-logout-redirect-uri",
+                "https://web.example/bye",
+            ][..],
+            "redirect URIs are for clients with the authorization_code grant",
+        ),
+        (
+            &[&code_flow[..], &["--redirect-uri", "http://web.example/cb"]].concat()[..],
+            "must use https",
+        ),
+        (
+            &[
+                &code_flow[..],
+                &["--redirect-uri", "https://web.example/cb#x"],
+            ]
+            .concat()[..],
+            "fragment",
+        ),
+        (
+            &[&code_flow[..], &["--redirect-uri", "/cb"]].concat()[..],
+            "not an absolute URI",
+        ),
+        (
+            &[
+                &code_flow[..],
+                &["--redirect-uri", "https://web.example/cb"],
+                &["--post-logout-redirect-uri", "web.example/bye"],
+            ]
+            .concat()[..],
+            "not an absolute URI",
+        ),
+        (
+            &[
+                &code_flow[..],
+                &["--redirect-uri", "https://web.example/cb", "--public"],
+                &["--grant", "password"],
+            ]
+            .concat()[..],
+            "a public client may use only the authorization_code grant",
+        ),
+        (
+            &["--public"][..],
+            "a public client may use only the authorization_code grant",
+        ),
+    ] {
+        let args = [
+            &["clients", "create", "--name", "x", "--scopes", "openid"][..],
+            extra,
+        ]
+        .concat();
+        let output = run(db, &args);
+        assert_failure(&output, 1);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
+    assert_failure(
+        &run(
+            db,
+            &[&public_args[..], &["--id-token-alg", "EdDSA"]].concat(),
+        ),
+        2,
+    );
+    let listed = json(&run(db, &["clients", "list", "--json"]));
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        3,
+        "two created with --json, one as text; refusals register nothing"
+    );
+}
+
+/// `users create --name --email-verified`, `users set-profile` and what `users show` prints.
+async fn user_profiles_from_the_cli(app: &TestApp) {
+    let db = &app.db;
+    let created = json(&run_with_stdin(
+        db,
+        &[
+            "users",
+            "create",
+            "--email",
+            "ada@example.com",
+            "--name",
+            "  Ada Lovelace ",
+            "--email-verified",
+            "--json",
+        ],
+        "correct horse battery\n",
+    ));
+    assert_eq!(created["display_name"], "Ada Lovelace", "trimmed");
+    assert_eq!(created["email_verified"], true);
+    let plain = json(&run_with_stdin(
+        db,
+        &["users", "create", "--email", "bo@example.com", "--json"],
+        "correct horse battery\n",
+    ));
+    assert_eq!(
+        (&plain["display_name"], &plain["email_verified"]),
+        (&Value::Null, &Value::Bool(false))
+    );
+    let shown = json(&run(db, &["users", "show", "ada@example.com", "--json"]));
+    assert_eq!(
+        (&shown["display_name"], &shown["email_verified"]),
+        (&Value::from("Ada Lovelace"), &Value::Bool(true))
+    );
+    let text = String::from_utf8(run(db, &["users", "show", "ada@example.com"]).stdout).unwrap();
+    for line in ["display_name: Ada Lovelace", "email_verified: true"] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    }
+
+    let id = created["id"].as_str().unwrap();
+    let changed = json(&run(
+        db,
+        &[
+            "users",
+            "set-profile",
+            id,
+            "--no-name",
+            "--email-verified",
+            "false",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        (&changed["display_name"], &changed["email_verified"]),
+        (&Value::Null, &Value::Bool(false))
+    );
+    let changed = json(&run(
+        db,
+        &[
+            "users",
+            "set-profile",
+            "ada@example.com",
+            "--name",
+            "Countess",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        (&changed["display_name"], &changed["email_verified"]),
+        (&Value::from("Countess"), &Value::Bool(false)),
+        "what is not given is kept"
+    );
+    let stored = app.store.find_user(id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.display_name.as_deref(), stored.email_verified),
+        (Some("Countess"), false)
+    );
+    let changed = json(&run(
+        db,
+        &[
+            "users",
+            "set-profile",
+            id,
+            "--email-verified",
+            "true",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        (&changed["display_name"], &changed["email_verified"]),
+        (&Value::from("Countess"), &Value::Bool(true))
+    );
+
+    for blank in ["", "  ", "Ada\tLovelace"] {
+        let output = run(db, &["users", "set-profile", id, "--name", blank]);
+        assert_failure(&output, 1);
+        assert!(String::from_utf8_lossy(&output.stderr).contains("display name"));
+    }
+    assert_failure(
+        &run_with_stdin(
+            db,
+            &[
+                "users",
+                "create",
+                "--email",
+                "cy@example.com",
+                "--name",
+                " ",
+            ],
+            "correct horse battery\n",
+        ),
+        1,
+    );
+    assert_failure(
+        &run(
+            db,
+            &["users", "set-profile", "nobody@example.com", "--no-name"],
+        ),
+        1,
+    );
+    // Nothing to change, both --name and --no-name, or not a boolean: usage errors.
+    assert_failure(&run(db, &["users", "set-profile", id]), 2);
+    assert_failure(
+        &run(
+            db,
+            &["users", "set-profile", id, "--name", "A", "--no-name"],
+        ),
+        2,
+    );
+    assert_failure(
+        &run(db, &["users", "set-profile", id, "--email-verified", "yes"]),
+        2,
+    );
+}
+
+/// `users consents` lists a user's consents with the client's name; `consents revoke` withdraws
+/// one (or all) and ends the user's sessions at that client (or every client): the refresh
+/// token is refused and the access tokens issued from the family introspect as inactive. The
+/// user's sessions elsewhere stay.
+async fn consents_are_listed_and_revoked_from_the_cli(app: &TestApp) {
+    use auth_server::admin::NewClient;
+    use auth_server::model::GrantType;
+    use secrecy::ExposeSecret;
+
+    let db = &app.db;
+    app.create_scopes(&["a"]).await;
+    let user_id = app
+        .create_user("ada@example.com", "correct horse battery", &["a"])
+        .await;
+    let mut clients = Vec::new();
+    for name in ["web one", "web two"] {
+        let mut new = NewClient::signing_in(name, ["openid", "a"], ["https://web.example/cb"]);
+        new.grants.push(GrantType::Password);
+        let registered = app.admin.register_client(new).await.unwrap();
+        let secret = registered.secret.unwrap().expose_secret().to_owned();
+        clients.push((registered.client.id, secret));
+    }
+    let login = async |(id, secret): &(String, String)| {
+        let form = [
+            ("grant_type", "password"),
+            ("username", "ada@example.com"),
+            ("password", "correct horse battery"),
+            ("scope", "a"),
+        ];
+        let body: Value = app
+            .token(&form, Some((id, secret)))
+            .await
+            .json()
+            .await
+            .unwrap();
+        (
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    };
+    let refresh = async |(id, secret): &(String, String), token: &str| {
+        let form = [("grant_type", "refresh_token"), ("refresh_token", token)];
+        app.token(&form, Some((id, secret))).await
+    };
+    let active = async |(id, secret): &(String, String), token: &str| {
+        crate::introspection::introspect(app, (id, secret), token).await["active"].clone()
+    };
+    let sessions = [login(&clients[0]).await, login(&clients[1]).await];
+    let at = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let allowed: std::collections::BTreeSet<String> = ["openid", "a"].map(str::to_owned).into();
+    for (client, _) in &clients {
+        app.store
+            .add_consent(&user_id, client, &allowed, at)
+            .await
+            .unwrap();
+    }
+
+    let listed = json(&run(
+        db,
+        &["users", "consents", "ada@example.com", "--json"],
+    ));
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    let mut ids: Vec<&str> = clients.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    for (entry, id) in listed.iter().zip(&ids) {
+        assert_eq!(
+            keys(entry),
+            ["client_id", "client_name", "granted_at", "scope"]
+        );
+        assert_eq!(entry["client_id"], *id, "by client id");
+        assert_eq!(entry["scope"], "a openid");
+        test_support::cli::assert_rfc3339_utc(entry["granted_at"].as_str().unwrap());
+    }
+    let text = String::from_utf8(run(db, &["users", "consents", &user_id]).stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{}\tweb one\ta openid\t", clients[0].0))),
+        "{text}"
+    );
+
+    let revoked = json(&run(
+        db,
+        &[
+            "consents",
+            "revoke",
+            "--user",
+            "ada@example.com",
+            "--client",
+            &clients[0].0,
+            "--json",
+        ],
+    ));
+    assert_eq!(revoked["revoked_consents"], 1);
+    assert_eq!(revoked["revoked_sessions"], 1);
+    assert_eq!(revoked["user_id"], user_id.as_str());
+    let left = app.store.list_consents(&user_id).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].client_id, clients[1].0, "the other consent stays");
+    assert_eq!(active(&clients[0], &sessions[0].0).await, false);
+    assert_eq!(refresh(&clients[0], &sessions[0].1).await.status(), 400);
+    assert_eq!(
+        active(&clients[1], &sessions[1].0).await,
+        true,
+        "the user's session at the other client stays"
+    );
+    let body: Value = refresh(&clients[1], &sessions[1].1)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refreshed = body["access_token"].as_str().unwrap().to_owned();
+    let fresh = login(&clients[0]).await;
+    assert_eq!(
+        active(&clients[0], &fresh.0).await,
+        true,
+        "no cutoff: a new login is valid"
+    );
+
+    // Without --client: every consent and every session of the user.
+    let revoked = json(&run(
+        db,
+        &["consents", "revoke", "--user", &user_id, "--json"],
+    ));
+    assert_eq!(revoked["revoked_consents"], 1);
+    assert_eq!(revoked["revoked_sessions"], 2);
+    assert!(app.store.list_consents(&user_id).await.unwrap().is_empty());
+    assert_eq!(active(&clients[1], &refreshed).await, false);
+    assert_eq!(active(&clients[0], &fresh.0).await, false);
+    let listed = json(&run(db, &["users", "consents", &user_id, "--json"]));
+    assert_eq!(listed, serde_json::json!([]));
+
+    assert_failure(
+        &run(
+            db,
+            &["consents", "revoke", "--user", &user_id, "--client", "nope"],
+        ),
+        1,
+    );
+    assert_failure(
+        &run(db, &["consents", "revoke", "--user", "nobody@example.com"]),
+        1,
+    );
+    assert_failure(&run(db, &["users", "consents", "nobody@example.com"]), 1);
+    assert_failure(&run(db, &["consents", "revoke"]), 2);
+}
+
+/// `users reset-password`, `users disable` and `users delete` end the user's browser sessions
+/// (single sign-on); another user's session stays.
+async fn user_events_end_browser_sessions(app: &TestApp) {
+    use auth_server::model::BrowserSession;
+
+    let db = &app.db;
+    let ada = app
+        .create_user("ada@example.com", "correct horse battery", &[])
+        .await;
+    let bo = app
+        .create_user("bo@example.com", "correct horse battery", &[])
+        .await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let session = |id: u8, user_id: &str| BrowserSession {
+        id_hash: vec![id; 32],
+        user_id: user_id.to_owned(),
+        auth_time: now,
+        last_seen: now,
+        expires_at: now + 36_000,
+        amr: "pwd".to_owned(),
+    };
+    let alive = async |id: u8| {
+        app.store
+            .find_browser_session(&[id; 32], now, now - 1800)
+            .await
+            .unwrap()
+            .is_some()
+    };
+    app.store
+        .insert_browser_session(&session(9, &bo))
+        .await
+        .unwrap();
+    for (n, args) in [
+        (1u8, vec!["users", "reset-password", &ada, "--json"]),
+        (2, vec!["users", "disable", &ada, "--json"]),
+        (3, vec!["users", "delete", &ada, "--json"]),
+    ] {
+        app.store
+            .insert_browser_session(&session(n, &ada))
+            .await
+            .unwrap();
+        assert!(alive(n).await);
+        json(&run_with_stdin(db, &args, "a brand new passphrase\n"));
+        assert!(!alive(n).await, "{args:?} ends the browser session");
+    }
+    assert!(alive(9).await, "another user's session stays");
+}
+
+/// The OpenID Connect identity scopes are built in: `scopes delete` refuses them.
+#[test]
+fn built_in_scopes_cannot_be_deleted() {
+    let db = TestDb::sqlite();
+    for name in ["openid", "profile", "email"] {
+        let output = run(&db, &["scopes", "delete", name]);
+        assert_failure(&output, 1);
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("built-in OpenID Connect scope"),
+            "{name}"
+        );
+    }
+    let scopes = json(&run(&db, &["scopes", "list", "--json"]));
+    let names: Vec<&str> = scopes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["email", "openid", "profile"]);
+}
+
+crate::on_both_backends!(
+    sign_in_clients_from_the_cli,
+    user_profiles_from_the_cli,
+    consents_are_listed_and_revoked_from_the_cli,
+    user_events_end_browser_sessions,
+);

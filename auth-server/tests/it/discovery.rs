@@ -139,6 +139,7 @@ async fn metadata_follows_rfc_8414(app: &TestApp) {
         meta["revocation_endpoint"],
         format!("{}/oauth/revoke", app.issuer)
     );
+    // With the OpenID Connect identity scopes, which every database has.
     assert_eq!(
         meta["scopes_supported"],
         serde_json::json!([

@@ -1390,41 +1390,7 @@ async fn userinfo_errors(app: &TestApp) {
     );
 }
 
-/// `Admin::set_user_profile` (what the stack's demo set-up gives its user): the OIDC `name` and
-/// `email_verified` are stored, can be removed again, and an unknown user is `UserNotFound`.
-async fn the_admin_sets_a_users_profile(app: &TestApp) {
-    let id = app
-        .create_user(EMAIL, PASSWORD, &["transcriptions:read"])
-        .await;
-    let set = app
-        .admin
-        .set_user_profile(EMAIL, Some("Grace Hopper"), true)
-        .await
-        .unwrap();
-    assert_eq!(set.id, id);
-    let stored = app.admin.user(&id).await.unwrap();
-    assert_eq!(
-        (stored.display_name.as_deref(), stored.email_verified),
-        (Some("Grace Hopper"), true)
-    );
-    app.admin.set_user_profile(&id, None, false).await.unwrap();
-    let stored = app.admin.user(EMAIL).await.unwrap();
-    assert_eq!((stored.display_name, stored.email_verified), (None, false));
-    let missing = app
-        .admin
-        .set_user_profile("nobody@example.com", Some("N"), true)
-        .await;
-    assert!(
-        matches!(
-            missing,
-            Err(auth_server::admin::AdminError::UserNotFound(_))
-        ),
-        "{missing:?}"
-    );
-}
-
 crate::on_both_backends!(
-    the_admin_sets_a_users_profile,
     confidential_client_signs_a_user_in,
     public_client_signs_a_user_in,
     prompt_none_and_consent,

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use auth_server::config::ThrottlePolicy;
 use auth_server::model::{
-    AuthorizationCodeRecord, BrowserSession, Client, CodeRedemption, FamilyOwner, GrantType,
-    IdTokenAlg, KeyAlgorithm, KeyRecord, KeyState, LockRule, LoginAttempt, RefreshFamily,
-    RefreshTokenRecord, Release, ReleasedAttempt, Scope, ThrottleKey, User,
+    AuthorizationCodeRecord, BrowserSession, Client, CodeRedemption, Families, FamilyOwner,
+    GrantType, IdTokenAlg, KeyAlgorithm, KeyRecord, KeyState, LockRule, LoginAttempt,
+    RefreshFamily, RefreshTokenRecord, Release, ReleasedAttempt, Scope, ThrottleKey, User,
 };
 use auth_server::store::{self, Store, StoreError};
 use time::OffsetDateTime;
@@ -576,6 +576,76 @@ async fn sessions_conformance(store: Arc<dyn Store>) {
             .unwrap(),
         0
     );
+    // One user's families at one client (a withdrawn consent), and the access tokens issued
+    // from the families of each kind of owner, unexpired.
+    store.create_client(&client("c2", &["a"])).await.unwrap();
+    let now = at.unix_timestamp();
+    for (id, hash, user_id, client_id) in [
+        ("f4", 7, "u1", "c1"),
+        ("f5", 8, "u1", "c2"),
+        ("f6", 9, "u4", "c1"),
+    ] {
+        let family = RefreshFamily {
+            id: id.to_owned(),
+            user_id: user_id.to_owned(),
+            client_id: client_id.to_owned(),
+            ..family.clone()
+        };
+        let first = RefreshTokenRecord {
+            access_jti: Some(format!("jti-{id}")),
+            access_expires_at: Some(now + 600),
+            ..token(hash, id, None)
+        };
+        store.create_refresh_family(&family, &first).await.unwrap();
+    }
+    let expired = RefreshTokenRecord {
+        access_jti: Some("jti-f4-expired".to_owned()),
+        access_expires_at: Some(now - 1),
+        ..token(10, "f4", Some(7))
+    };
+    assert!(
+        store
+            .rotate_refresh_token(&[7; 32], at, &expired)
+            .await
+            .unwrap()
+    );
+    let u1_at_c1 = FamilyOwner::UserAtClient {
+        user: "u1",
+        client: "c1",
+    };
+    for (families, jtis) in [
+        (Families::One("f5"), &["jti-f5"][..]),
+        (Families::Of(FamilyOwner::User("u1")), &["jti-f4", "jti-f5"]),
+        (
+            Families::Of(FamilyOwner::Client("c1")),
+            &["jti-f4", "jti-f6"],
+        ),
+        (Families::Of(u1_at_c1), &["jti-f4"]),
+    ] {
+        let mut listed = store.family_access_tokens(families, now).await.unwrap();
+        listed.sort();
+        let expected: Vec<(String, i64)> = jtis
+            .iter()
+            .map(|jti| ((*jti).to_owned(), now + 600))
+            .collect();
+        assert_eq!(listed, expected, "{families:?}");
+    }
+    assert_eq!(
+        store.revoke_refresh_families(u1_at_c1, at).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.revoke_refresh_families(u1_at_c1, at).await.unwrap(),
+        0
+    );
+    for (hash, revoked) in [(7, Some(at)), (8, None), (9, None)] {
+        let lookup = store
+            .find_refresh_token(&[hash; 32])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lookup.family.revoked_at, revoked, "family of token {hash}");
+    }
     assert!(store.delete_user("u1").await.unwrap());
     assert!(
         store.find_refresh_token(&[4; 32]).await.unwrap().is_none(),
